@@ -1,0 +1,72 @@
+# govhub — every developer and user command. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+PROTO_SRC := $(shell find protos -name '*.proto' 2>/dev/null)
+GEN := gen
+GEN_STAMP := $(GEN)/.stamp
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
+N ?= 300
+
+.PHONY: help install protos lint fmt test unit service e2e run seed bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+install: $(INSTALLED) ## create .venv and install govhub with its development tools
+
+$(GEN_STAMP): $(INSTALLED) $(PROTO_SRC)
+	rm -rf $(GEN) && mkdir -p $(GEN)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(GEN) --grpc_python_out=$(GEN) --pyi_out=$(GEN) $(PROTO_SRC)
+	$(PY) -c 'import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "govhub_gen.pth").write_text(str(pathlib.Path("$(GEN)").resolve()) + "\n")'
+	@touch $@
+
+protos: $(GEN_STAMP) ## generate the protobuf/gRPC code (with .pyi stubs) into gen/, on the venv's path
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
+
+lint: $(GEN_STAMP) $(BUF) ## ruff, buf lint, and a check that no generated code is tracked
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	cd protos && ../$(BUF) lint
+	@! git ls-files | grep -E '_pb2(_grpc)?\.pyi?$$' || (echo "generated code is tracked by git" && false)
+
+fmt: $(INSTALLED) ## format the code and fix what ruff can
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: $(GEN_STAMP) ## run every test (unit, service, e2e); PostgreSQL too when GOVHUB_TEST_POSTGRES_URL is set
+	$(PY) -m pytest -q
+
+unit: $(GEN_STAMP) ## pure domain tests only
+	$(PY) -m pytest -q tests/unit
+
+service: $(GEN_STAMP) ## one real server in-process per test
+	$(PY) -m pytest -q tests/service
+
+e2e: $(GEN_STAMP) ## real processes over real ports
+	$(PY) -m pytest -q tests/e2e
+
+run: $(GEN_STAMP) ## start the whole hub on SQLite under var/ (Ctrl-C stops it)
+	@exec $(PY) -m deploy.launcher
+
+seed: $(GEN_STAMP) ## load the synthetic demo population (N= households, default 300)
+	$(PY) -m services.residence.seed --households $(N)
+
+bench: $(GEN_STAMP) ## benchmarks (not part of make test)
+	$(PY) -m tests.perf.bench
+
+clean: ## remove the venv, generated code and local databases
+	rm -rf $(VENV) $(GEN) var .tools .pytest_cache .ruff_cache
