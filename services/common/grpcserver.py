@@ -1,0 +1,262 @@
+"""gRPC server bootstrap shared by the department services.
+
+``build_grpc_server`` returns an unstarted ``grpc.aio`` server with, in this order, the OpenTelemetry
+interceptor, the log-context interceptor and the error-mapping interceptor; the standard health
+service (NOT_SERVING until started, while stopping, and whenever the database does not answer) and
+server reflection. ``serve`` runs it until SIGTERM or SIGINT and drains gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.trace import TracerProvider
+
+from services.common.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
+
+log = structlog.get_logger("govhub.grpc")
+
+ERROR_DOMAIN = "govhub.gov.cn"
+_STATUS_CODES = {c.value[0]: c for c in grpc.StatusCode}
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def domain_error_status(err: DomainError, service: str) -> status_pb2.Status:
+    """The google.rpc.Status for a domain error, with BadRequest or ErrorInfo details."""
+    detail = any_pb2.Any()
+    if isinstance(err, InvalidArgument):
+        code = code_pb2.INVALID_ARGUMENT
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description or v.reason, reason=v.reason
+                    )
+                    for v in err.violations
+                ]
+            )
+        )
+    elif isinstance(err, FailedPrecondition):
+        code = code_pb2.FAILED_PRECONDITION
+        detail.Pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=f"{service}.{ERROR_DOMAIN}"))
+    elif isinstance(err, NotFound):
+        code = code_pb2.NOT_FOUND
+        detail.Pack(error_details_pb2.ErrorInfo(reason="NOT_FOUND", domain=f"{service}.{ERROR_DOMAIN}"))
+    elif isinstance(err, AlreadyExists):
+        code = code_pb2.ALREADY_EXISTS
+        detail.Pack(error_details_pb2.ErrorInfo(reason="ALREADY_EXISTS", domain=f"{service}.{ERROR_DOMAIN}"))
+    else:
+        code = code_pb2.FAILED_PRECONDITION
+        detail.Pack(error_details_pb2.ErrorInfo(reason="REFUSED", domain=f"{service}.{ERROR_DOMAIN}"))
+    return status_pb2.Status(code=code, message=err.message, details=[detail])
+
+
+async def _abort(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
+    await context.abort(
+        _STATUS_CODES[status.code],
+        status.message,
+        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+    )
+
+
+class ContextAndErrorsInterceptor(grpc.aio.ServerInterceptor):
+    """Binds the log context (service, method, request_id, case_no) and maps domain errors to status
+    codes; any other exception becomes INTERNAL with no detail for the client (it is logged here)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method = details.method
+        if method.startswith(("/grpc.health.", "/grpc.reflection.")):
+            return handler
+        metadata = dict(details.invocation_metadata or ())
+        case_no = metadata.get("x-govhub-case")
+        service = self.service
+
+        def bind(request: Any) -> None:
+            structlog.contextvars.clear_contextvars()
+            ctx = {"rpc": method.rsplit("/", 1)[-1]}
+            request_id = getattr(request, "request_id", "") or metadata.get("x-request-id")
+            if request_id:
+                ctx["request_id"] = request_id
+            if case_no:
+                ctx["case_no"] = case_no
+            structlog.contextvars.bind_contextvars(**ctx)
+
+        async def handle_error(exc: Exception, context: grpc.aio.ServicerContext) -> None:
+            if isinstance(exc, DomainError):
+                log.info("rpc refused", error=type(exc).__name__, reason=getattr(exc, "reason", None))
+                await _abort(context, domain_error_status(exc, service))
+            log.exception("rpc failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                bind(request)
+                try:
+                    return await inner(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await handle_error(exc, context)
+                finally:
+                    structlog.contextvars.clear_contextvars()
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                bind(request)
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await handle_error(exc, context)
+                finally:
+                    structlog.contextvars.clear_contextvars()
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+@dataclass
+class GrpcService:
+    """A built, unstarted service process: its server, health servicer and what it owns."""
+
+    name: str
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: tuple[str, ...]
+    is_healthy: Callable[[], Awaitable[bool]]
+    health_interval: float = 5.0
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: bool = False
+
+    async def _set(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *self.service_names):
+            await self.health.set(name, status)
+
+    async def _monitor(self) -> None:
+        while not self._stopping:
+            await self._set(await self.is_healthy())
+            await asyncio.sleep(self.health_interval)
+
+    async def start(self) -> None:
+        await self.server.start()
+        self._tasks.append(asyncio.create_task(self._monitor(), name=f"{self.name}-health"))
+        for job in self.background:
+            self._tasks.append(asyncio.create_task(job(), name=f"{self.name}-background"))
+
+    async def stop(self, grace: float) -> None:
+        self._stopping = True
+        await self.health.enter_graceful_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.server.stop(grace)
+        for close in reversed(self.closers):
+            await close()
+
+
+def build_grpc_server(
+    *,
+    name: str,
+    host: str,
+    port: int,
+    listen_setting: str,
+    register: Iterable[Callable[[grpc.aio.Server], None]],
+    service_names: Iterable[str],
+    is_healthy: Callable[[], Awaitable[bool]],
+    tracer_provider: TracerProvider | None = None,
+    health_interval: float = 5.0,
+) -> GrpcService:
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if tracer_provider is not None:
+        interceptors.append(aio_server_interceptor(tracer_provider=tracer_provider))
+    interceptors.append(ContextAndErrorsInterceptor(name))
+    server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
+    for add in register:
+        add(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = tuple(service_names)
+    reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise PortInUse(f"cannot listen on {host}:{port} (port in use?); set {listen_setting} to move it")
+    return GrpcService(
+        name=name,
+        server=server,
+        port=bound,
+        health=health_servicer,
+        service_names=names,
+        is_healthy=is_healthy,
+        health_interval=health_interval,
+    )
+
+
+async def serve(service: GrpcService, grace: float) -> None:
+    """Run until SIGTERM or SIGINT, then drain: health goes NOT_SERVING, in-flight calls get `grace` s."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    log.info("serving", port=service.port)
+    await stop.wait()
+    log.info("stopping", grace=grace)
+    await service.stop(grace)
+    log.info("stopped")
+
+
+def remaining(context: grpc.aio.ServicerContext, default: float) -> float:
+    """The timeout for a call this handler makes: the caller's remaining deadline, capped at `default`."""
+    left = context.time_remaining()
+    if left is None:
+        return default
+    return max(0.05, min(default, left))

@@ -1,0 +1,90 @@
+"""``request_id`` idempotency for mutating RPCs (DESIGN.md, "Contracts").
+
+The first result for a request_id is stored, in the same transaction as the state change; the same
+request_id again returns that result and changes nothing. The same request_id with a different
+request is refused, naming the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from google.protobuf.message import Message
+from sqlalchemy import LargeBinary, String
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.common.db import UnitOfWork, UTCDateTime
+from services.common.errors import InvalidArgument
+
+R = TypeVar("R", bound=Message)
+
+
+class IdempotencyMixin:
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    method: Mapped[str] = mapped_column(String(80))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    response: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+def check_request_id(value: str, field: str = "request_id") -> str:
+    if not value:
+        raise InvalidArgument.one(field, "REQUIRED", "a client-chosen UUID is required on every change")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument.one(field, "NOT_A_UUID", "request_id must be a UUID") from None
+
+
+def fingerprint(method: str, request: Message) -> str:
+    copy = type(request)()
+    copy.CopyFrom(request)
+    copy.ClearField("request_id")  # type: ignore[arg-type]
+    return hashlib.sha256(method.encode() + b"\0" + copy.SerializeToString(deterministic=True)).hexdigest()
+
+
+async def run_idempotent(
+    uow_factory: Callable[[], UnitOfWork],
+    model: type[IdempotencyMixin],
+    method: str,
+    request: Message,
+    response_type: type[R],
+    handler: Callable[[UnitOfWork], Awaitable[R]],
+    now: Callable[[], dt.datetime],
+) -> R:
+    """Run `handler` in one unit of work at most once per request_id and commit it with its stored
+    response. A concurrent duplicate loses the insert race and returns the winner's response."""
+    request_id = check_request_id(getattr(request, "request_id", ""))
+    fp = fingerprint(method, request)
+    for _ in range(2):
+        async with uow_factory() as uow:
+            stored = await uow.session.get(model, request_id)
+            if stored is not None:
+                if stored.method != method or stored.fingerprint != fp:
+                    raise InvalidArgument.one(
+                        "request_id",
+                        "REUSED_WITH_DIFFERENT_REQUEST",
+                        "this request_id was already used for a different request",
+                    )
+                return response_type.FromString(stored.response)
+            response = await handler(uow)
+            uow.session.add(
+                model(
+                    request_id=request_id,
+                    method=method,
+                    fingerprint=fp,
+                    response=response.SerializeToString(),
+                    created_at=now(),
+                )
+            )
+            try:
+                await uow.commit()
+            except IntegrityError:
+                continue  # lost a race with the same request_id (or another unique rule): look again
+            return response
+    raise InvalidArgument.one("request_id", "CONFLICT", "the request conflicted with a concurrent change")

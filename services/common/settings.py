@@ -1,0 +1,188 @@
+"""Settings: read once from ``GOVHUB_*`` environment variables into frozen, typed objects that are
+passed down to the factories. Nothing else in govhub reads ``os.environ``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORTS = {"identity": 50051, "residence": 50052, "permits": 50053, "gateway": 8080}
+SERVICES = ("identity", "residence", "permits")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _get(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = _get(env, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _get(env, name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={value} must be positive")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _get(env, name, default).lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def _listen(env: Mapping[str, str], name: str, default_port: int) -> tuple[str, int]:
+    raw = _get(env, name, f"127.0.0.1:{default_port}")
+    host, sep, port = raw.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise SettingsError(f"{name}={raw!r} must be HOST:PORT")
+    value = int(port)
+    if value > 65535:
+        raise SettingsError(f"{name}={raw!r}: port out of range")
+    return host.strip("[]"), value
+
+
+@dataclass(frozen=True, slots=True)
+class CommonSettings:
+    """What every process shares: logging, tracing, the clock, where local files go."""
+
+    log_format: str = "auto"  # auto (console on a terminal, JSON otherwise) | console | json
+    log_level: str = "info"
+    trace_exporter: str = "none"  # none | console | otlp (standard OTEL_EXPORTER_OTLP_* variables tune it)
+    today: dt.date | None = None
+    var_dir: Path = Path("var")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CommonSettings:
+        raw_today = _get(env, "GOVHUB_TODAY", "")
+        today = None
+        if raw_today:
+            try:
+                today = dt.date.fromisoformat(raw_today)
+            except ValueError:
+                raise SettingsError(f"GOVHUB_TODAY={raw_today!r} is not an ISO date (YYYY-MM-DD)") from None
+        return cls(
+            log_format=_choice(env, "GOVHUB_LOG_FORMAT", "auto", ("auto", "console", "json")),
+            log_level=_choice(env, "GOVHUB_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            trace_exporter=_choice(env, "GOVHUB_TRACE_EXPORTER", "none", ("none", "console", "otlp")),
+            today=today,
+            var_dir=Path(_get(env, "GOVHUB_VAR_DIR", "var")),
+        )
+
+
+def _database_url(env: Mapping[str, str], prefix: str, name: str, var_dir: Path) -> str:
+    url = _get(env, f"{prefix}_DATABASE_URL", f"sqlite+aiosqlite:///{var_dir / (name + '.db')}")
+    if not (url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://")):
+        raise SettingsError(
+            f"{prefix}_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+        )
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """One department service (identity, residence or permits)."""
+
+    service: str
+    host: str
+    port: int
+    database_url: str
+    common: CommonSettings = field(default_factory=CommonSettings)
+    db_pool_size: int = 20
+    shutdown_grace: float = 10.0
+    health_interval: float = 5.0
+    # Other departments this one calls (identity asks residence for hukou facts).
+    residence_target: str = f"127.0.0.1:{DEFAULT_PORTS['residence']}"
+    call_timeout: float = 5.0
+
+    @property
+    def listen_setting(self) -> str:
+        return f"GOVHUB_{self.service.upper()}_LISTEN"
+
+    @classmethod
+    def from_env(cls, service: str, env: Mapping[str, str]) -> ServiceSettings:
+        if service not in SERVICES:
+            raise SettingsError(f"unknown service {service!r}")
+        common = CommonSettings.from_env(env)
+        prefix = f"GOVHUB_{service.upper()}"
+        host, port = _listen(env, f"{prefix}_LISTEN", DEFAULT_PORTS[service])
+        return cls(
+            service=service,
+            host=host,
+            port=port,
+            database_url=_database_url(env, prefix, service, common.var_dir),
+            common=common,
+            db_pool_size=_int(env, f"{prefix}_DB_POOL_SIZE", 20, minimum=1),
+            shutdown_grace=_float(env, "GOVHUB_SHUTDOWN_GRACE", 10.0),
+            health_interval=_float(env, "GOVHUB_HEALTH_INTERVAL", 5.0),
+            residence_target=_get(
+                env, f"{prefix}_RESIDENCE_TARGET", f"127.0.0.1:{DEFAULT_PORTS['residence']}"
+            ),
+            call_timeout=_float(env, "GOVHUB_CALL_TIMEOUT", 5.0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    host: str
+    port: int
+    database_url: str
+    identity_target: str
+    residence_target: str
+    permits_target: str
+    common: CommonSettings = field(default_factory=CommonSettings)
+    db_pool_size: int = 20
+    call_timeout: float = 5.0
+    submit_wait: float = 8.0
+    retry_base: float = 0.5
+    retry_max: float = 30.0
+    max_attempts: int = 8
+    shutdown_grace: float = 10.0
+
+    listen_setting = "GOVHUB_GATEWAY_LISTEN"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
+        common = CommonSettings.from_env(env)
+        host, port = _listen(env, "GOVHUB_GATEWAY_LISTEN", DEFAULT_PORTS["gateway"])
+        return cls(
+            host=host,
+            port=port,
+            database_url=_database_url(env, "GOVHUB_GATEWAY", "gateway", common.var_dir),
+            identity_target=_get(
+                env, "GOVHUB_GATEWAY_IDENTITY_TARGET", f"127.0.0.1:{DEFAULT_PORTS['identity']}"
+            ),
+            residence_target=_get(
+                env, "GOVHUB_GATEWAY_RESIDENCE_TARGET", f"127.0.0.1:{DEFAULT_PORTS['residence']}"
+            ),
+            permits_target=_get(
+                env, "GOVHUB_GATEWAY_PERMITS_TARGET", f"127.0.0.1:{DEFAULT_PORTS['permits']}"
+            ),
+            common=common,
+            db_pool_size=_int(env, "GOVHUB_GATEWAY_DB_POOL_SIZE", 20, minimum=1),
+            call_timeout=_float(env, "GOVHUB_CALL_TIMEOUT", 5.0),
+            submit_wait=_float(env, "GOVHUB_GATEWAY_SUBMIT_WAIT", 8.0),
+            retry_base=_float(env, "GOVHUB_GATEWAY_RETRY_BASE", 0.5),
+            retry_max=_float(env, "GOVHUB_GATEWAY_RETRY_MAX", 30.0),
+            max_attempts=_int(env, "GOVHUB_GATEWAY_MAX_ATTEMPTS", 8, minimum=1),
+            shutdown_grace=_float(env, "GOVHUB_SHUTDOWN_GRACE", 10.0),
+        )
