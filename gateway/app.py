@@ -1,0 +1,160 @@
+"""The gateway's application factory: ``create_app(settings, departments=...)``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+import structlog
+from aiohttp import web
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+
+from gateway.actions import known_actions
+from gateway.catalogue import load_catalogue
+from gateway.clients import Department, grpc_departments
+from gateway.events import consume
+from gateway.problems import problem_middleware
+from gateway.routes import routes
+from gateway.saga import RunnerSettings, SagaRunner
+from gateway.store import Base
+from gateway.typedefs import (
+    catalogue_key,
+    clock_key,
+    departments_key,
+    engine_key,
+    runner_key,
+    sessions_key,
+    settings_key,
+    tracer_provider_key,
+)
+from services.common.clock import Clock
+from services.common.db import create_schema, make_engine, session_factory
+from services.common.settings import GatewaySettings
+
+log = structlog.get_logger("govhub.gateway")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def tracing_middleware(
+    tracer_provider: TracerProvider,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """A server span per request, continuing the caller's W3C trace context."""
+    tracer = tracer_provider.get_tracer("govhub.gateway")
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        token = otel_context.attach(propagate.extract(request.headers))
+        try:
+            route = request.match_info.route.resource
+            name = f"{request.method} {route.canonical if route else request.path}"
+            with tracer.start_as_current_span(name, kind=SpanKind.SERVER) as span:
+                span.set_attribute("http.request.method", request.method)
+                span.set_attribute("http.route", route.canonical if route else "")
+                response = await handler(request)
+                span.set_attribute("http.response.status_code", response.status)
+                if response.status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                return response
+        finally:
+            otel_context.detach(token)
+
+    return middleware
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Binds a request id (the caller's X-Request-Id, or a new one) to every log line of the request."""
+    request_id = request.headers.get("X-Request-Id", "")[:64] or str(uuid.uuid4())
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id, path=request.path)
+    try:
+        response = await handler(request)
+        response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def create_app(
+    settings: GatewaySettings,
+    *,
+    departments: Mapping[str, Department] | None = None,
+    tracer_provider: TracerProvider | None = None,
+    clock: Clock | None = None,
+    background: bool = True,
+) -> web.Application:
+    """The gateway. `departments` replaces the gRPC clients (tests); `background` runs the saga
+    runner's loop and the event consumers (tests may drive them by hand)."""
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+
+    provider = tracer_provider or SdkTracerProvider()
+    middlewares = [tracing_middleware(provider), context_middleware, problem_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=1024**2)
+    app[settings_key] = settings
+    app[clock_key] = clock or Clock(settings.common.today)
+    app[catalogue_key] = load_catalogue(known_actions())
+    app[tracer_provider_key] = provider
+    app.add_routes(routes)
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        engine = make_engine(
+            settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider
+        )
+        await create_schema(engine, Base.metadata)
+        app[engine_key] = engine
+        app[sessions_key] = session_factory(engine)
+        yield
+        await engine.dispose()
+
+    async def department_clients(app: web.Application) -> AsyncIterator[None]:
+        owned = departments is None
+        clients: Mapping[str, Department] = departments or grpc_departments(
+            {
+                "identity": settings.identity_target,
+                "residence": settings.residence_target,
+                "permits": settings.permits_target,
+            },
+            tracer_provider,
+        )
+        app[departments_key] = clients
+        yield
+        if owned:
+            for client in clients.values():
+                await client.close()
+
+    async def saga_runner(app: web.Application) -> AsyncIterator[None]:
+        runner = SagaRunner(
+            app[sessions_key],
+            app[departments_key],
+            app[clock_key],
+            RunnerSettings(
+                call_timeout=settings.call_timeout,
+                retry_base=settings.retry_base,
+                retry_max=settings.retry_max,
+                max_attempts=settings.max_attempts,
+            ),
+        )
+        app[runner_key] = runner
+        tasks: list[asyncio.Task[None]] = []
+        if background:
+            tasks.append(asyncio.create_task(runner.run_forever(), name="saga-runner"))
+            for client in app[departments_key].values():
+                tasks.append(
+                    asyncio.create_task(
+                        consume(client, runner, app[sessions_key]), name=f"events-{client.name}"
+                    )
+                )
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.cleanup_ctx.extend([database, department_clients, saga_runner])
+    return app

@@ -1,0 +1,160 @@
+"""Opening and reading cases: one application, one case number, one query code, one status."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway import actions as A
+from gateway.catalogue import Matter, get_value
+from gateway.saga import SagaRunner
+from gateway.store import Case, CaseStep
+from services.common.clock import Clock
+
+_CASE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I
+
+
+def new_case_no(clock: Clock) -> str:
+    suffix = "".join(secrets.choice(_CASE_ALPHABET) for _ in range(6))
+    return f"GH{clock.today():%Y%m%d}{suffix}"
+
+
+def new_query_code() -> str:
+    return f"{secrets.randbelow(10**6):06d}"
+
+
+def hash_code(case_no: str, code: str) -> str:
+    return hashlib.sha256(f"{case_no}:{code}".encode()).hexdigest()
+
+
+def code_matches(case: Case, code: str) -> bool:
+    return hmac.compare_digest(case.query_code_hash, hash_code(case.case_no, code))
+
+
+def applicant_key(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+async def open_case(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, matter: Matter, data: dict[str, Any]
+) -> tuple[Case, str]:
+    """Store the case and its steps in one transaction; returns the case and its query code."""
+    now = clock.now()
+    code = new_query_code()
+    case_no = new_case_no(clock)
+    case = Case(
+        id=str(uuid.uuid4()),
+        case_no=case_no,
+        matter=matter.id,
+        state="RECEIVED",
+        query_code_hash=hash_code(case_no, code),
+        applicant_key=applicant_key(str(get_value(data, matter.applicant_field))),
+        data=data,
+        outcome={},
+        submitted_on=clock.today(),
+        created_at=now,
+        updated_at=now,
+    )
+    async with sessions() as session:
+        session.add(case)
+        for position, spec in enumerate(matter.steps):
+            session.add(
+                CaseStep(
+                    id=str(uuid.uuid4()),
+                    case_id=case.id,
+                    step_key=spec.key,
+                    position=position,
+                    department=spec.department,
+                    action=spec.action,
+                    depends_on=list(spec.depends_on),
+                    state=A.PENDING,
+                    request_id=str(uuid.uuid4()),
+                    result={},
+                    updated_at=now,
+                )
+            )
+        await session.commit()
+    return case, code
+
+
+async def drive_for(runner: SagaRunner, case_id: str, wait: float) -> None:
+    """Run the case's ready steps now, answering within `wait` seconds; whatever is still running
+    then goes on in the background (and the background runner picks up anything left)."""
+    task = asyncio.create_task(runner.drive(case_id))
+    done, _ = await asyncio.wait({task}, timeout=wait)
+    if not done:
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+
+async def load_case(
+    sessions: async_sessionmaker[AsyncSession], case_no: str
+) -> tuple[Case, list[CaseStep]] | None:
+    async with sessions() as session:
+        case = await session.scalar(select(Case).where(Case.case_no == case_no))
+        if case is None:
+            return None
+        steps = list(
+
+                await session.scalars(
+                    select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.position)
+                )
+
+        )
+    return case, steps
+
+
+def _step_view(step: CaseStep, matter: Matter | None, today: Any) -> dict[str, Any]:
+    spec = next((s for s in matter.steps if s.key == step.step_key), None) if matter else None
+    view: dict[str, Any] = {
+        "key": step.step_key,
+        "title": spec.title if spec else step.step_key,
+        "title_zh": spec.title_zh if spec else step.step_key,
+        "department": step.department,
+        "state": step.state,
+        "department_state": step.department_state,
+    }
+    if step.statutory_deadline:
+        view["statutory_deadline"] = step.statutory_deadline.isoformat()
+        view["overdue"] = step.state not in A.FINAL and today > step.statutory_deadline
+    if step.reason:
+        view["reason"] = step.reason
+    if step.state == A.NEEDS_ATTENTION:
+        view["message"] = "The department could not be reached; staff have been alerted."
+    return view
+
+
+def case_view(
+    case: Case, steps: list[CaseStep], catalogue: Mapping[str, Matter], clock: Clock, *, personal: bool
+) -> dict[str, Any]:
+    """The one status. With `personal` false (anyone holding the query code), no personal data."""
+    matter = catalogue.get(case.matter)
+    view: dict[str, Any] = {
+        "case_no": case.case_no,
+        "matter": case.matter,
+        "matter_title": matter.title if matter else case.matter,
+        "matter_title_zh": matter.title_zh if matter else case.matter,
+        "state": case.state,
+        "submitted_on": case.submitted_on.isoformat(),
+        "updated_at": case.updated_at.isoformat(),
+        "steps": [_step_view(s, matter, clock.today()) for s in steps],
+    }
+    if case.outcome.get("reason"):
+        view["reason"] = case.outcome["reason"]
+    fees = [s.result.get("fee_fen") for s in steps if isinstance(s.result.get("fee_fen"), int)]
+    if fees:
+        view["fee_fen"] = sum(fees)
+    if personal and matter:
+        view["applicant"] = {
+            spec.path: get_value(case.data, spec.path)
+            for spec in matter.fields
+            if spec.personal and get_value(case.data, spec.path) is not None
+        }
+    return view

@@ -1,0 +1,273 @@
+"""The matter catalogue (事项): each matter is declared as data in ``gateway/matters/*.toml`` — what it
+needs from the applicant, which materials, and its steps (each one department action, with the steps
+it depends on). Loaded and checked once at start: a bad file stops the gateway with its name."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from services.common.errors import ValidationCollector
+from services.common.idnumber import check_id_number
+
+FIELD_KINDS = ("string", "id_number", "date", "choice", "region_code", "bool")
+
+
+class CatalogueError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    path: str  # dotted path in the submission's "data", e.g. "applicant.id_number"
+    kind: str
+    title: str
+    title_zh: str
+    required: bool = True
+    choices: tuple[str, ...] = ()
+    max_length: int = 200
+    personal: bool = False  # personal data: never shown on public progress pages
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialSpec:
+    key: str
+    title: str
+    title_zh: str
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    key: str
+    department: str
+    action: str
+    title: str
+    title_zh: str
+    depends_on: tuple[str, ...] = ()
+    materials: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Matter:
+    id: str
+    title: str
+    title_zh: str
+    description: str
+    fields: tuple[FieldSpec, ...]
+    materials: tuple[MaterialSpec, ...]
+    steps: tuple[StepSpec, ...]
+    fees: tuple[tuple[str, int], ...]  # (item, fen)
+    statutory_days: int
+    applicant_field: str  # the field whose value identifies the applicant
+
+    def public(self) -> dict[str, Any]:
+        """Everything a citizen needs to know up front (GET /api/v1/matters/{id})."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "title_zh": self.title_zh,
+            "description": self.description,
+            "fields": [
+                {
+                    "path": f.path,
+                    "kind": f.kind,
+                    "title": f.title,
+                    "title_zh": f.title_zh,
+                    "required": f.required,
+                    **({"choices": list(f.choices)} if f.choices else {}),
+                }
+                for f in self.fields
+            ],
+            "materials": [
+                {"key": m.key, "title": m.title, "title_zh": m.title_zh, "required": m.required}
+                for m in self.materials
+            ],
+            "steps": [
+                {
+                    "key": s.key,
+                    "department": s.department,
+                    "title": s.title,
+                    "title_zh": s.title_zh,
+                    "depends_on": list(s.depends_on),
+                }
+                for s in self.steps
+            ],
+            "fees": [{"item": item, "amount_fen": fen} for item, fen in self.fees],
+            "statutory_days": self.statutory_days,
+        }
+
+
+def _get(data: dict[str, Any], path: str) -> Any:
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def validate_submission(matter: Matter, data: Any, today: dt.date) -> dict[str, Any]:
+    """Check a submission against every field the matter's steps need; report all problems at once
+    (InvalidArgument with one violation per field, paths prefixed ``data.``). Returns the data with
+    values normalised (ID numbers upper-cased and upgraded)."""
+    errors = ValidationCollector()
+    if not isinstance(data, dict):
+        errors.add("data", "REQUIRED", "data must be an object")
+        errors.raise_if_any()
+    normalised: dict[str, Any] = {}
+    for spec in matter.fields:
+        value = _get(data, spec.path)
+        where = f"data.{spec.path}"
+        if value is None or value == "":
+            if spec.required:
+                errors.add(where, "REQUIRED", f"{spec.title} is required")
+            continue
+        if spec.kind == "bool":
+            if not isinstance(value, bool):
+                errors.add(where, "NOT_A_BOOLEAN", f"{spec.title} must be true or false")
+                continue
+        elif not isinstance(value, str):
+            errors.add(where, "NOT_A_STRING", f"{spec.title} must be a string")
+            continue
+        elif len(value) > spec.max_length:
+            errors.add(where, "TOO_LONG", f"{spec.title} is longer than {spec.max_length} characters")
+            continue
+        if spec.kind == "id_number":
+            check = check_id_number(value)
+            if not check.valid:
+                for problem in check.problems:
+                    errors.add(where, problem, f"{spec.title} is not a valid ID number ({problem.lower()})")
+                continue
+            value = check.normalised
+        elif spec.kind == "date":
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                errors.add(where, "NOT_A_DATE", f"{spec.title} must be an ISO date (YYYY-MM-DD)")
+                continue
+        elif spec.kind == "choice" and value not in spec.choices:
+            errors.add(where, "NOT_ALLOWED", f"{spec.title} must be one of: {', '.join(spec.choices)}")
+            continue
+        elif spec.kind == "region_code" and not (len(value) == 6 and value.isdigit()):
+            errors.add(where, "NOT_A_REGION_CODE", f"{spec.title} must be a six-digit region code")
+            continue
+        elif spec.kind == "string" and not value.strip():
+            errors.add(where, "REQUIRED", f"{spec.title} is required")
+            continue
+        _set(normalised, spec.path, value)
+    errors.raise_if_any()
+    return normalised
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def get_value(data: dict[str, Any], path: str) -> Any:
+    return _get(data, path)
+
+
+def _matter(raw: dict[str, Any], source: str, known_actions: dict[str, str]) -> Matter:
+    try:
+        fields = tuple(
+            FieldSpec(
+                path=f["path"],
+                kind=f["kind"],
+                title=f["title"],
+                title_zh=f["title_zh"],
+                required=f.get("required", True),
+                choices=tuple(f.get("choices", ())),
+                max_length=f.get("max_length", 200),
+                personal=f.get("personal", False),
+            )
+            for f in raw.get("fields", [])
+        )
+        materials = tuple(
+            MaterialSpec(m["key"], m["title"], m["title_zh"], m.get("required", True))
+            for m in raw.get("materials", [])
+        )
+        steps = tuple(
+            StepSpec(
+                key=s["key"],
+                department=s["department"],
+                action=s["action"],
+                title=s["title"],
+                title_zh=s["title_zh"],
+                depends_on=tuple(s.get("depends_on", ())),
+                materials=tuple(s.get("materials", ())),
+            )
+            for s in raw["steps"]
+        )
+        matter = Matter(
+            id=raw["id"],
+            title=raw["title"],
+            title_zh=raw["title_zh"],
+            description=raw.get("description", ""),
+            fields=fields,
+            materials=materials,
+            steps=steps,
+            fees=tuple((fee["item"], int(fee["amount_fen"])) for fee in raw.get("fees", [])),
+            statutory_days=int(raw["statutory_days"]),
+            applicant_field=raw["applicant_field"],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CatalogueError(f"{source}: missing or malformed entry ({exc})") from None
+    _check(matter, source, known_actions)
+    return matter
+
+
+def _check(matter: Matter, source: str, known_actions: dict[str, str]) -> None:
+    paths = {f.path for f in matter.fields}
+    if matter.applicant_field not in paths:
+        raise CatalogueError(f"{source}: applicant_field {matter.applicant_field!r} is not a field")
+    for f in matter.fields:
+        if f.kind not in FIELD_KINDS:
+            raise CatalogueError(f"{source}: field {f.path}: unknown kind {f.kind!r}")
+        if f.kind == "choice" and not f.choices:
+            raise CatalogueError(f"{source}: field {f.path}: a choice needs choices")
+    keys = [s.key for s in matter.steps]
+    if len(set(keys)) != len(keys) or not keys:
+        raise CatalogueError(f"{source}: step keys must be present and unique")
+    material_keys = {m.key for m in matter.materials}
+    seen: set[str] = set()
+    for step in matter.steps:
+        if step.action not in known_actions:
+            raise CatalogueError(f"{source}: step {step.key}: unknown action {step.action!r}")
+        if known_actions[step.action] != step.department:
+            raise CatalogueError(
+                f"{source}: step {step.key}: {step.action} belongs to {known_actions[step.action]}"
+            )
+        for dep in step.depends_on:
+            if dep not in seen:
+                raise CatalogueError(
+                    f"{source}: step {step.key} depends on {dep!r}, which is not an earlier step"
+                )
+        for material in step.materials:
+            if material not in material_keys:
+                raise CatalogueError(f"{source}: step {step.key} needs undeclared material {material!r}")
+        seen.add(step.key)
+
+
+def load_catalogue(known_actions: dict[str, str]) -> dict[str, Matter]:
+    """Every ``gateway/matters/*.toml``, checked against the known actions (action -> department)."""
+    catalogue: dict[str, Matter] = {}
+    for entry in sorted(resources.files("gateway.matters").iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".toml"):
+            continue
+        try:
+            raw = tomllib.loads(entry.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise CatalogueError(f"{entry.name}: {exc}") from None
+        matter = _matter(raw, entry.name, known_actions)
+        if matter.id != entry.name.removesuffix(".toml"):
+            raise CatalogueError(f"{entry.name}: id {matter.id!r} must match the file name")
+        catalogue[matter.id] = matter
+    return catalogue

@@ -1,0 +1,88 @@
+"""The gateway's own database: cases, their steps (the saga's durable state), event cursors and
+Idempotency-Key records. No department's tables are here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from services.common.db import NAMING, BigIntPK, JsonType, UTCDateTime
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_no: Mapped[str] = mapped_column(String(32), unique=True)
+    matter: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    query_code_hash: Mapped[str] = mapped_column(String(64))
+    applicant_key: Mapped[str] = mapped_column(String(64), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    outcome: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    submitted_on: Mapped[dt.date] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+    steps: Mapped[list[CaseStep]] = relationship(
+        back_populates="case", lazy="raise", order_by="CaseStep.position", cascade="all, delete-orphan"
+    )
+
+
+class CaseStep(Base):
+    __tablename__ = "case_steps"
+    __table_args__ = (
+        UniqueConstraint("case_id", "step_key"),
+        Index("ix_case_steps_department_resource", "department", "resource_id"),
+        Index("ix_case_steps_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    step_key: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+    department: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    depends_on: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    state: Mapped[str] = mapped_column(String(24))
+    request_id: Mapped[str] = mapped_column(String(36), unique=True)
+    resource_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    department_state: Mapped[str] = mapped_column(String(40), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reason: Mapped[str] = mapped_column(String(80), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    statutory_deadline: Mapped[dt.date | None] = mapped_column(nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+    case: Mapped[Case] = relationship(back_populates="steps", lazy="raise")
+
+
+class EventCursor(Base):
+    __tablename__ = "event_cursors"
+
+    department: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigIntPK, default=0)
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # RUNNING | DONE
+    status: Mapped[int] = mapped_column(Integer, default=0)
+    response: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)

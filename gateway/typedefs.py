@@ -1,0 +1,24 @@
+"""Every aiohttp AppKey of the gateway, defined once (aiohttp matches keys by identity)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiohttp import web
+from opentelemetry.trace import TracerProvider
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.catalogue import Matter
+from gateway.clients import Department
+from gateway.saga import SagaRunner
+from services.common.clock import Clock
+from services.common.settings import GatewaySettings
+
+settings_key = web.AppKey("settings", GatewaySettings)
+clock_key = web.AppKey("clock", Clock)
+catalogue_key = web.AppKey("catalogue", Mapping[str, Matter])
+engine_key = web.AppKey("engine", AsyncEngine)
+sessions_key = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+departments_key = web.AppKey("departments", Mapping[str, Department])
+runner_key = web.AppKey("runner", SagaRunner)
+tracer_provider_key = web.AppKey("tracer_provider", TracerProvider)
