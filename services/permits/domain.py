@@ -787,6 +787,11 @@ class _Application:
     def request_materials(self, items: Iterable[str], today: dt.date) -> None:
         """The reviewer asks for (more) materials: UNDER_REVIEW → AWAITING_MATERIALS. The listed items are
         taken as not supplied; the decision clock restarts when the file is complete again."""
+        if self.state is not _S.UNDER_REVIEW:
+            raise FailedPrecondition(
+                "ILLEGAL_TRANSITION",
+                f"materials can be asked for only under review, not in {self.state.value}",
+            )
         items = frozenset(items)
         self._move(_S.AWAITING_MATERIALS, today, missing=",".join(sorted(items)))
         self.supplied_materials -= items
@@ -882,10 +887,7 @@ class WorkPermitApplication(_Application):
         if self.state is not _S.APPROVED:
             raise FailedPrecondition("ILLEGAL_TRANSITION", f"cannot go from {self.state.value} to ISSUED")
         _validate_permit_number(number)
-        age = self._age(today)
-        notice = check_materials(Stage.WORK_PERMIT_NOTICE, self.supplied_materials, age, None, policy)
-        after_entry = check_materials(Stage.WORK_PERMIT, self.supplied_materials, age, None, policy)
-        _require_complete(MaterialsCheck(Stage.WORK_PERMIT, notice.missing + after_entry.missing, ()))
+        _require_complete(self.issue_check(today, policy))
         validity = work_permit_validity(today, self.request.contract, policy.validity)
         self._move(_S.ISSUED, today, valid_until=validity.valid_until.isoformat())
         self.permit_number = number
@@ -904,10 +906,17 @@ class WorkPermitApplication(_Application):
         items = frozenset(items)
         _unknown_materials(items, policy)
         self.supplied_materials |= items
+        return self.issue_check(today, policy)
+
+    def issue_check(self, today: dt.date, policy: PermitsPolicy) -> MaterialsCheck:
+        """Everything still missing before the card can be issued: the notice items (including any deferred
+        under 容缺受理) and the after-entry items, each code once."""
         age = self._age(today)
         notice = check_materials(Stage.WORK_PERMIT_NOTICE, self.supplied_materials, age, None, policy)
         after = check_materials(Stage.WORK_PERMIT, self.supplied_materials, age, None, policy)
-        return MaterialsCheck(Stage.WORK_PERMIT, notice.missing + after.missing, ())
+        seen = {item.code for item in notice.missing}
+        missing = notice.missing + tuple(item for item in after.missing if item.code not in seen)
+        return MaterialsCheck(Stage.WORK_PERMIT, missing, ())
 
 
 def work_permit_validity(today: dt.date, contract: Contract, limits: ValidityLimits) -> Validity:
