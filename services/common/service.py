@@ -1,0 +1,65 @@
+"""What every department service process shares: its store's base tables (outbox, idempotency), the
+context a servicer works with, and the ``python -m services.<name>`` entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from opentelemetry.trace import TracerProvider
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.common.clock import Clock
+from services.common.db import UnitOfWork
+from services.common.grpcserver import GrpcService, PortInUse, serve
+from services.common.logging import configure_logging
+from services.common.outbox import EventFeed
+from services.common.settings import ServiceSettings, SettingsError
+from services.common.tracing import configure_tracing
+
+
+@dataclass
+class ServiceContext:
+    """The one engine, session factory, event feed and clock of a service process."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    feed: EventFeed
+    clock: Clock
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions)
+
+
+Builder = Callable[[ServiceSettings, TracerProvider], Awaitable[GrpcService]]
+
+
+def service_main(name: str, build: Builder) -> int:
+    """Process wiring for one department service: settings, logging, tracing, build, serve."""
+    try:
+        settings = ServiceSettings.from_env(name, os.environ)
+    except SettingsError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(name, settings.common.log_format, settings.common.log_level)
+    tracer_provider = configure_tracing(name, settings.common.trace_exporter)
+    log = structlog.get_logger(f"govhub.{name}")
+
+    async def run() -> None:
+        service = await build(settings, tracer_provider)
+        await serve(service, settings.shutdown_grace)
+
+    try:
+        asyncio.run(run())
+    except PortInUse as exc:
+        log.error("cannot start", error=str(exc))
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        tracer_provider.shutdown()
+    return 0
