@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 
 import pytest
+from stdnum.cn import uscc
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.permits import domain as d
@@ -68,8 +69,6 @@ def test_ineligible_employers_cannot_sponsor(policy, employer, make_request, sta
 
 
 def test_request_must_name_the_sponsoring_employer(policy, make_request) -> None:
-    from stdnum.cn import uscc
-
     other_body = "91310115MA1FL0000"
     other = d.register_employer(other_body + uscc.calc_check_digit(other_body), "Other Ltd", "2 Example Road")
     with pytest.raises(InvalidArgument) as exc:
