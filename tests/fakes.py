@@ -1,0 +1,92 @@
+"""In-memory stand-ins for the department clients (the gateway's Department protocol)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from gateway.clients import CallContext, Refused, Unavailable
+from govhub.common.v1 import common_pb2
+from govhub.identity.v1 import identity_pb2
+
+
+class FakeDepartment:
+    """Answers calls from `handlers` (method -> function(request) -> response, or raising), remembers
+    the first answer per request_id like a real department, and streams events pushed with `emit`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls: list[tuple[str, Any, CallContext]] = []
+        self.handlers: dict[str, Callable[[Any], Any]] = {}
+        self.answers: dict[str, Any] = {}
+        self.down = False
+        self.events: list[common_pb2.Event] = []
+        self._new_event = asyncio.Event()
+
+    async def call(self, method: str, request: Any, ctx: CallContext) -> Any:
+        self.calls.append((method, request, ctx))
+        if self.down:
+            raise Unavailable(self.name, f"{self.name} unavailable")
+        if ctx.request_id in self.answers:
+            return self.answers[ctx.request_id]
+        answer = self.handlers[method](request)
+        self.answers[ctx.request_id] = answer
+        return answer
+
+    def emit(self, event_type: str, aggregate_id: str) -> None:
+        self.events.append(
+            common_pb2.Event(sequence=len(self.events) + 1, type=event_type, aggregate_id=aggregate_id)
+        )
+        self._new_event.set()
+
+    async def watch(self, after_sequence: int) -> AsyncIterator[common_pb2.Event]:
+        cursor = after_sequence
+        while True:
+            self._new_event.clear()
+            for event in self.events[cursor:]:
+                cursor = event.sequence
+                yield event
+            await self._new_event.wait()
+
+    async def ready(self, timeout: float) -> bool:
+        return not self.down
+
+    async def close(self) -> None:
+        return None
+
+    def calls_to(self, method: str) -> list[tuple[Any, CallContext]]:
+        return [(r, c) for m, r, c in self.calls if m == method]
+
+
+def accepting_identity(fake: FakeDepartment, *, refuse: str | None = None) -> FakeDepartment:
+    """Identity that records card applications (or refuses them with `refuse` as the reason)."""
+
+    def create(
+        request: identity_pb2.CreateCardApplicationRequest,
+    ) -> identity_pb2.CreateCardApplicationResponse:
+        if refuse:
+            raise Refused("identity", refuse, "refused by the rules", "FAILED_PRECONDITION")
+        return identity_pb2.CreateCardApplicationResponse(
+            card_application=identity_pb2.CardApplication(
+                id=str(uuid.uuid4()),
+                id_number=request.id_number,
+                state=identity_pb2.CARD_APPLICATION_STATE_ACCEPTED,
+                fee_fen=2000,
+                statutory_deadline=common_pb2.Date(year=2016, month=11, day=14),
+            )
+        )
+
+    def cancel(
+        request: identity_pb2.CancelCardApplicationRequest,
+    ) -> identity_pb2.CancelCardApplicationResponse:
+        return identity_pb2.CancelCardApplicationResponse(
+            card_application=identity_pb2.CardApplication(
+                id=request.id, state=identity_pb2.CARD_APPLICATION_STATE_CANCELLED
+            )
+        )
+
+    fake.handlers["CreateCardApplication"] = create
+    fake.handlers["CancelCardApplication"] = cancel
+    return fake

@@ -1,0 +1,276 @@
+"""The gateway's case window with fake departments: validation, submission, status, events,
+Idempotency-Key and retries."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
+
+from gateway import actions as A
+from gateway.app import create_app
+from gateway.store import Case
+from gateway.typedefs import runner_key, sessions_key
+from services.common.clock import Clock
+from services.common.settings import GatewaySettings
+from tests.fakes import FakeDepartment, accepting_identity
+
+TODAY = dt.date(2016, 9, 15)
+VALID = {
+    "matter": "id-card-renewal-cross-province",
+    "data": {
+        "applicant": {"id_number": "11010519491231002X", "name": "测试甲"},
+        "renewal_reason": "EXPIRY",
+        "accepting_region_code": "310104",
+        "residence_permit": {"number": "SH310104201600001", "valid_until": "2017-06-30"},
+    },
+}
+
+
+def settings(db_url: str) -> GatewaySettings:
+    return GatewaySettings(
+        host="127.0.0.1",
+        port=0,
+        database_url=db_url,
+        identity_target="unused",
+        residence_target="unused",
+        permits_target="unused",
+        call_timeout=1.0,
+        submit_wait=2.0,
+        retry_base=0.01,
+        retry_max=0.02,
+        max_attempts=3,
+    )
+
+
+@pytest.fixture
+def departments() -> dict[str, FakeDepartment]:
+    return {
+        "identity": accepting_identity(FakeDepartment("identity")),
+        "residence": FakeDepartment("residence"),
+        "permits": FakeDepartment("permits"),
+    }
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, db_url: str, departments: dict[str, FakeDepartment]) -> TestClient:
+    app = create_app(settings(db_url), departments=departments, clock=Clock(TODAY), background=False)
+    return await aiohttp_client(app)
+
+
+async def case_count(client: TestClient) -> int:
+    async with client.app[sessions_key]() as session:
+        return await session.scalar(select(func.count()).select_from(Case)) or 0
+
+
+async def test_submission_opens_a_case_and_sends_the_step_once(client: TestClient, departments: Any) -> None:
+    resp = await client.post("/api/v1/cases", json=VALID)
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    assert body["case_no"].startswith("GH20160915")
+    assert len(body["query_code"]) == 6
+    assert body["state"] == "IN_REVIEW"
+    assert [s["state"] for s in body["steps"]] == [A.ACCEPTED]
+    assert body["steps"][0]["statutory_deadline"] == "2016-11-14"
+    assert body["fee_fen"] == 2000
+    assert "applicant" not in body  # no personal data for the holder of a query code
+    [(request, ctx)] = departments["identity"].calls_to("CreateCardApplication")
+    assert request.id_number == "11010519491231002X"
+    assert request.accepting_region_code == "310104"
+    assert ctx.case_no == body["case_no"]
+    assert ctx.request_id == request.request_id
+
+    status = await client.get(f"/api/v1/cases/{body['case_no']}", params={"code": body["query_code"]})
+    assert status.status == 200
+    view = await status.json()
+    assert view["state"] == "IN_REVIEW"
+    assert "11010519491231002X" not in await status.text()
+
+
+async def test_wrong_query_code_is_not_found(client: TestClient) -> None:
+    body = await (await client.post("/api/v1/cases", json=VALID)).json()
+    wrong = "000000" if body["query_code"] != "000000" else "111111"
+    resp = await client.get(f"/api/v1/cases/{body['case_no']}", params={"code": wrong})
+    assert resp.status == 404
+    assert resp.content_type == "application/problem+json"
+
+
+async def test_bad_check_digit_is_a_400_naming_the_field_and_nothing_is_sent(
+    client: TestClient, departments: Any
+) -> None:
+    bad = {
+        **VALID,
+        "data": {**VALID["data"], "applicant": {"id_number": "440308199901101513", "name": "测试乙"}},
+    }
+    resp = await client.post("/api/v1/cases", json=bad)
+    assert resp.status == 400
+    assert resp.content_type == "application/problem+json"
+    problem = await resp.json()
+    assert problem["errors"] == [
+        {
+            "field": "data.applicant.id_number",
+            "reason": "BAD_CHECK_DIGIT",
+            "detail": problem["errors"][0]["detail"],
+        }
+    ]
+    assert departments["identity"].calls == []
+    assert await case_count(client) == 0
+
+
+async def test_every_missing_field_is_listed_at_once(client: TestClient) -> None:
+    resp = await client.post("/api/v1/cases", json={"matter": "id-card-renewal-cross-province", "data": {}})
+    assert resp.status == 400
+    fields = {e["field"] for e in (await resp.json())["errors"]}
+    assert fields == {
+        "data.applicant.id_number",
+        "data.applicant.name",
+        "data.renewal_reason",
+        "data.accepting_region_code",
+        "data.residence_permit.number",
+        "data.residence_permit.valid_until",
+    }
+
+
+async def test_unknown_matter_and_malformed_bodies(client: TestClient) -> None:
+    resp = await client.post("/api/v1/cases", json={"matter": "no-such-matter", "data": {}})
+    assert resp.status == 400
+    assert (await resp.json())["errors"][0]["field"] == "matter"
+    resp = await client.post("/api/v1/cases", data=b"{not json", headers={"Content-Type": "application/json"})
+    assert resp.status == 400
+    resp = await client.post("/api/v1/cases", data=b"x", headers={"Content-Type": "text/plain"})
+    assert resp.status == 415
+
+
+async def test_department_refusal_is_a_422_with_its_reason(client: TestClient, departments: Any) -> None:
+    accepting_identity(departments["identity"], refuse="PROVINCE_NOT_YET_ACCEPTED")
+    resp = await client.post("/api/v1/cases", json=VALID)
+    assert resp.status == 422
+    problem = await resp.json()
+    assert problem["reason"] == "PROVINCE_NOT_YET_ACCEPTED"
+    assert problem["type"] == "/problems/refused"
+    async with client.app[sessions_key]() as session:
+        case = await session.scalar(select(Case))
+        assert case is not None and case.state == "REJECTED"
+
+
+async def test_unavailable_department_is_retried_until_it_answers(
+    client: TestClient, departments: Any
+) -> None:
+    departments["identity"].down = True
+    resp = await client.post("/api/v1/cases", json=VALID)
+    assert resp.status == 201
+    body = await resp.json()
+    assert body["state"] == "RECEIVED"
+    assert body["steps"][0]["state"] == A.PENDING
+    departments["identity"].down = False
+    await asyncio.sleep(0.05)  # past the (tiny) backoff
+    await client.app[runner_key].drive()
+    view = await (
+        await client.get(f"/api/v1/cases/{body['case_no']}", params={"code": body["query_code"]})
+    ).json()
+    assert view["state"] == "IN_REVIEW"
+    calls = departments["identity"].calls_to("CreateCardApplication")
+    assert len({ctx.request_id for _, ctx in calls}) == 1  # every attempt carries the same request_id
+
+
+async def test_retries_exhausted_needs_attention(client: TestClient, departments: Any) -> None:
+    departments["identity"].down = True
+    body = await (await client.post("/api/v1/cases", json=VALID)).json()
+    for _ in range(5):
+        await asyncio.sleep(0.05)
+        await client.app[runner_key].drive()
+    view = await (
+        await client.get(f"/api/v1/cases/{body['case_no']}", params={"code": body["query_code"]})
+    ).json()
+    assert view["state"] == "NEEDS_ATTENTION"
+    assert view["steps"][0]["state"] == A.NEEDS_ATTENTION
+    assert len(departments["identity"].calls_to("CreateCardApplication")) == 3
+
+
+async def test_department_events_move_the_case_and_repeats_are_ignored(
+    client: TestClient, departments: Any
+) -> None:
+    body = await (await client.post("/api/v1/cases", json=VALID)).json()
+    [(_, _)] = departments["identity"].calls_to("CreateCardApplication")
+    resource = next(iter(departments["identity"].answers.values())).card_application.id
+    runner = client.app[runner_key]
+    async with client.app[sessions_key]() as session:
+        assert await runner.apply_event(session, "identity", "CardApplicationApproved", resource)
+        await session.commit()
+    async with client.app[sessions_key]() as session:
+        assert not await runner.apply_event(session, "identity", "CardApplicationApproved", resource)
+        assert not await runner.apply_event(session, "identity", "CardApplicationApproved", "someone-else")
+        await session.commit()
+    view = await (
+        await client.get(f"/api/v1/cases/{body['case_no']}", params={"code": body["query_code"]})
+    ).json()
+    assert view["state"] == "APPROVED"
+    async with client.app[sessions_key]() as session:
+        assert await runner.apply_event(session, "identity", "CardReadyForPickup", resource)
+        await session.commit()
+    view = await (
+        await client.get(f"/api/v1/cases/{body['case_no']}", params={"code": body["query_code"]})
+    ).json()
+    assert view["state"] == "READY_FOR_PICKUP"
+
+
+async def test_department_rejection_event_rejects_the_case(client: TestClient, departments: Any) -> None:
+    body = await (await client.post("/api/v1/cases", json=VALID)).json()
+    resource = next(iter(departments["identity"].answers.values())).card_application.id
+    async with client.app[sessions_key]() as session:
+        assert await client.app[runner_key].apply_event(
+            session, "identity", "CardApplicationRejected", resource
+        )
+        await session.commit()
+    view = await (
+        await client.get(f"/api/v1/cases/{body['case_no']}", params={"code": body["query_code"]})
+    ).json()
+    assert view["state"] == "REJECTED"
+    assert view["steps"][0]["state"] == A.REFUSED
+
+
+async def test_idempotency_key_replays_and_refuses_another_body(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "key-1"}
+    first = await client.post("/api/v1/cases", json=VALID, headers=headers)
+    again = await client.post("/api/v1/cases", json=VALID, headers=headers)
+    assert first.status == again.status == 201
+    assert (await first.json())["case_no"] == (await again.json())["case_no"]
+    other = {**VALID, "data": {**VALID["data"], "renewal_reason": "SERIOUS_DAMAGE"}}
+    resp = await client.post("/api/v1/cases", json=other, headers=headers)
+    assert resp.status == 422
+    assert await case_count(client) == 1
+
+
+async def test_twenty_parallel_posts_with_one_key_make_one_case(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "parallel-key"}
+    responses = await asyncio.gather(
+        *(client.post("/api/v1/cases", json=VALID, headers=headers) for _ in range(20))
+    )
+    statuses = sorted(r.status for r in responses)
+    assert set(statuses) <= {201, 409}
+    assert 201 in statuses
+    numbers = {(await r.json())["case_no"] for r in responses if r.status == 201}
+    assert len(numbers) == 1
+    assert await case_count(client) == 1
+
+
+async def test_matters_are_public(client: TestClient) -> None:
+    resp = await client.get("/api/v1/matters")
+    assert resp.status == 200
+    matters = {m["id"]: m for m in (await resp.json())["matters"]}
+    renewal = matters["id-card-renewal-cross-province"]
+    assert {m["key"] for m in renewal["materials"]} == {"old_id_card", "residence_permit", "photo_receipt"}
+    assert (await client.get("/api/v1/matters/nope")).status == 404
+
+
+async def test_health_and_readiness(client: TestClient, departments: Any) -> None:
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
+    departments["permits"].down = True
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    assert (await resp.json())["departments"]["permits"] == "unavailable"
