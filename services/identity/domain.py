@@ -1,0 +1,818 @@
+"""The identity department's rules: resident ID card applications, the card register, loss reports,
+lost-and-found, temporary cards and cross-province acceptance (DOMAIN.md §2).
+
+Pure: no I/O, no clock (every "today" is a parameter), no grpc, protobuf or SQL. Every rule that
+DOMAIN.md marks unverified or policy-driven comes from an `IdentityPolicy` (loaded from ``policy.toml`` by
+``services.identity.policy``) passed in by the caller. Objects are frozen; a change returns a new object.
+
+Refusals raise ``FailedPrecondition(reason, message)`` with one of the reason constants below.
+"""
+
+from __future__ import annotations
+
+import calendar
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+
+from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from services.common.idnumber import age_on
+
+# -- refusal reasons (FailedPrecondition.reason) ----------------------------------------------------
+ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
+OLD_CARD_NOT_SURRENDERED = "OLD_CARD_NOT_SURRENDERED"
+RENEWAL_REASON_REQUIRED = "RENEWAL_REASON_REQUIRED"
+TOO_EARLY_FOR_RENEWAL = "TOO_EARLY_FOR_RENEWAL"
+CARD_DOES_NOT_EXPIRE = "CARD_DOES_NOT_EXPIRE"
+FEE_REDUCTION_NOT_APPLICABLE = "FEE_REDUCTION_NOT_APPLICABLE"
+NOT_CROSS_PROVINCE = "NOT_CROSS_PROVINCE"
+FIRST_ISSUE_NOT_ACCEPTED_CROSS_PROVINCE = "FIRST_ISSUE_NOT_ACCEPTED_CROSS_PROVINCE"
+PROVINCE_NOT_YET_ACCEPTED = "PROVINCE_NOT_YET_ACCEPTED"
+ETHNIC_MINORITY_NOT_YET_ACCEPTED = "ETHNIC_MINORITY_NOT_YET_ACCEPTED"
+RESIDENCE_PERMIT_REQUIRED = "RESIDENCE_PERMIT_REQUIRED"
+RESIDENCE_PERMIT_EXPIRED = "RESIDENCE_PERMIT_EXPIRED"
+IDENTITY_NOT_CONFIRMED = "IDENTITY_NOT_CONFIRMED"
+BAD_CREDIT_RECORD = "BAD_CREDIT_RECORD"
+CARD_ALREADY_REPORTED_LOST = "CARD_ALREADY_REPORTED_LOST"
+CARD_NOT_CURRENT = "CARD_NOT_CURRENT"
+FOUND_CARD_NOT_CLAIMABLE = "FOUND_CARD_NOT_CLAIMABLE"
+NO_APPLICATION_IN_PROGRESS = "NO_APPLICATION_IN_PROGRESS"
+NOT_AT_HUKOU_STATION = "NOT_AT_HUKOU_STATION"
+URGENT_NEED_NOT_STATED = "URGENT_NEED_NOT_STATED"
+
+KIND_NOT_ACCEPTED_CROSS_PROVINCE = "KIND_NOT_ACCEPTED_CROSS_PROVINCE"
+
+REFUSAL_REASONS = frozenset(
+    {
+        ILLEGAL_TRANSITION,
+        OLD_CARD_NOT_SURRENDERED,
+        RENEWAL_REASON_REQUIRED,
+        TOO_EARLY_FOR_RENEWAL,
+        CARD_DOES_NOT_EXPIRE,
+        FEE_REDUCTION_NOT_APPLICABLE,
+        NOT_CROSS_PROVINCE,
+        FIRST_ISSUE_NOT_ACCEPTED_CROSS_PROVINCE,
+        KIND_NOT_ACCEPTED_CROSS_PROVINCE,
+        PROVINCE_NOT_YET_ACCEPTED,
+        ETHNIC_MINORITY_NOT_YET_ACCEPTED,
+        RESIDENCE_PERMIT_REQUIRED,
+        RESIDENCE_PERMIT_EXPIRED,
+        IDENTITY_NOT_CONFIRMED,
+        BAD_CREDIT_RECORD,
+        CARD_ALREADY_REPORTED_LOST,
+        CARD_NOT_CURRENT,
+        FOUND_CARD_NOT_CLAIMABLE,
+        NO_APPLICATION_IN_PROGRESS,
+        NOT_AT_HUKOU_STATION,
+        URGENT_NEED_NOT_STATED,
+    }
+)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Kinds, reasons, reductions
+# ----------------------------------------------------------------------------------------------------------
+
+
+class ApplicationKind(enum.Enum):
+    FIRST_ISSUE = "FIRST_ISSUE"  # 首次申领
+    RENEWAL = "RENEWAL"  # 换领 / 换发
+    REPLACEMENT = "REPLACEMENT"  # 补领 after loss
+
+
+class RenewalReason(enum.Enum):
+    EXPIRY = "EXPIRY"
+    NAME_CHANGE = "NAME_CHANGE"
+    SERIOUS_DAMAGE = "SERIOUS_DAMAGE"
+    CORRECTION = "CORRECTION"  # a registered item was wrong: the PSB corrects it (换发)
+    NEW_GENERATION = "NEW_GENERATION"
+
+
+class FeeReduction(enum.Enum):
+    NONE = "NONE"
+    MINIMUM_LIVING_ALLOWANCE = "MINIMUM_LIVING_ALLOWANCE"  # 低保
+    ENTITLED_GROUP = "ENTITLED_GROUP"  # 优抚
+    HARDSHIP = "HARDSHIP"
+
+
+def fee_case(kind: ApplicationKind, reason: RenewalReason | None = None) -> str:
+    """The key of the fee and materials tables: ``FIRST_ISSUE``, ``RENEWAL.EXPIRY`` …, ``REPLACEMENT``."""
+    if kind is ApplicationKind.RENEWAL:
+        if reason is None:
+            raise FailedPrecondition(RENEWAL_REASON_REQUIRED, "A renewal needs a reason.")
+        return f"RENEWAL.{reason.value}"
+    if reason is not None:
+        raise InvalidArgument.one("renewal_reason", "NOT_A_RENEWAL", "Only a renewal has a renewal reason.")
+    return kind.value
+
+
+ALL_FEE_CASES: tuple[str, ...] = (
+    "FIRST_ISSUE",
+    *(f"RENEWAL.{r.value}" for r in RenewalReason),
+    "REPLACEMENT",
+)
+TEMPORARY_CARD = "TEMPORARY_CARD"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Policy (data loaded by services.identity.policy)
+# ----------------------------------------------------------------------------------------------------------
+
+
+class AgeBasis(enum.Enum):
+    APPLICATION_DATE = "application_date"
+    ISSUE_DATE = "issue_date"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidityBracket:
+    """Ages `min_age` to `max_age` (inclusive; None = no upper end) get a card valid `years` years, or
+    long-term when `years` is None."""
+
+    min_age: int
+    max_age: int | None
+    years: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ValidityPolicy:
+    brackets: tuple[ValidityBracket, ...]
+    age_basis: AgeBasis
+    early_renewal_months: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reduction:
+    payable_percent: int
+    applies_to: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class FeePolicy:
+    fen: Mapping[str, int]  # fee case (and TEMPORARY_CARD) -> fen
+    reductions: Mapping[FeeReduction, Reduction]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlinePolicy:
+    statutory_days: int
+    remote_extension_days: int
+
+
+@dataclass(frozen=True, slots=True)
+class TemporaryCardPolicy:
+    validity_months: int
+    issue_within_days: int
+    fee_fen: int
+    hukou_station_only: bool
+    urgent_need_required: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutStep:
+    """From `effective` on, these hukou provinces are accepted too (`all_provinces`: every one)."""
+
+    effective: date
+    province_codes: frozenset[str]
+    all_provinces: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CrossProvincePolicy:
+    acceptance_province_code: str
+    kinds: frozenset[ApplicationKind]
+    rollout: tuple[RolloutStep, ...]
+    residence_permit_required: bool
+    ethnic_minority_from: date | None
+    postal_delivery_from: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityPolicy:
+    mainland_province_codes: frozenset[str]
+    validity: ValidityPolicy
+    fees: FeePolicy
+    deadlines: DeadlinePolicy
+    temporary_card: TemporaryCardPolicy
+    cross_province: CrossProvincePolicy
+    materials: Mapping[str, tuple[str, ...]]  # fee case or "<case>+CROSS_PROVINCE" / "+UNDER_16"
+    material_names: Mapping[str, str]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Validity (§2.1)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def add_years(day: date, years: int) -> date:
+    """Same month and day `years` later; 29 February becomes 1 March in a non-leap year (as birthdays)."""
+    if day.month == 2 and day.day == 29 and not calendar.isleap(day.year + years):
+        return date(day.year + years, 3, 1)
+    return day.replace(year=day.year + years)
+
+
+def add_months(day: date, months: int) -> date:
+    """Same day `months` later (negative: earlier), clamped to the month's last day."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def validity_years(age: int, policy: IdentityPolicy) -> int | None:
+    """Years of validity for a holder of `age` (None = long-term)."""
+    for bracket in policy.validity.brackets:
+        if age >= bracket.min_age and (bracket.max_age is None or age <= bracket.max_age):
+            return bracket.years
+    raise InvalidArgument.one("birth_date", "NEGATIVE_AGE", "The birth date is after the application date.")
+
+
+def card_validity(
+    birth_date: date, application_date: date, issue_date: date, policy: IdentityPolicy
+) -> tuple[date, date | None]:
+    """(valid from, valid until inclusive or None for long-term). The age is taken on the application or
+    on the issue date, as the policy says; the period runs from the issue date."""
+    on = application_date if policy.validity.age_basis is AgeBasis.APPLICATION_DATE else issue_date
+    years = validity_years(age_on(birth_date, on), policy)
+    return issue_date, (None if years is None else add_years(issue_date, years))
+
+
+def check_expiry_renewal(valid_until: date | None, application_date: date, policy: IdentityPolicy) -> None:
+    """A renewal for expiry is open from `early_renewal_months` before the end of validity on."""
+    if valid_until is None:
+        raise FailedPrecondition(CARD_DOES_NOT_EXPIRE, "A long-term card does not expire.")
+    opens = add_months(valid_until, -policy.validity.early_renewal_months)
+    if application_date < opens:
+        raise FailedPrecondition(TOO_EARLY_FOR_RENEWAL, f"Renewal for expiry opens on {opens.isoformat()}.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fees (§2.4), deadlines (§2.5), materials (§2.3, §2.7)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def fee_fen(case: str, reduction: FeeReduction, policy: IdentityPolicy) -> int:
+    """The fee in fen (1 yuan = 100 fen). Cross-province cases pay the same as local ones."""
+    base = policy.fees.fen[case]
+    if reduction is FeeReduction.NONE:
+        return base
+    rule = policy.fees.reductions[reduction]
+    if case not in rule.applies_to:
+        raise FailedPrecondition(
+            FEE_REDUCTION_NOT_APPLICABLE, f"The {reduction.value} reduction does not apply to {case}."
+        )
+    return base * rule.payable_percent // 100
+
+
+def statutory_deadline(application_date: date, policy: IdentityPolicy, *, remote_area: bool = False) -> date:
+    """The card must be issued within 60 days of the form, at most 30 more in remote areas (Art. 12).
+    Cross-province cases get no extra time."""
+    days = policy.deadlines.statutory_days + (policy.deadlines.remote_extension_days if remote_area else 0)
+    return application_date + timedelta(days=days)
+
+
+def required_materials(
+    case: str, policy: IdentityPolicy, *, cross_province: bool = False, under_16: bool = False
+) -> tuple[str, ...]:
+    """Material codes (see ``policy.material_names``) the applicant presents, in order."""
+    items = list(policy.materials[case + "+CROSS_PROVINCE" if cross_province else case])
+    if under_16:
+        items += [m for m in policy.materials.get(case + "+UNDER_16", ()) if m not in items]
+    return tuple(items)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Cross-province acceptance (§2.7-2.8)
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResidencePermit:
+    """A 《上海市居住证》."""
+
+    number: str
+    valid_until: date
+
+
+@dataclass(frozen=True, slots=True)
+class CrossProvinceDecision:
+    """An accepted cross-province application: where it is accepted, and whether the card may be posted."""
+
+    hukou_province_code: str
+    acceptance_province_code: str
+    postal_delivery: bool
+
+
+def _check_province(code: str, policy: IdentityPolicy) -> None:
+    if code not in policy.mainland_province_codes:
+        raise InvalidArgument.one(
+            "hukou_province_code", "UNKNOWN_PROVINCE", "Not a mainland province code (DOMAIN.md §6)."
+        )
+
+
+def is_cross_province(hukou_province_code: str, policy: IdentityPolicy) -> bool:
+    _check_province(hukou_province_code, policy)
+    return hukou_province_code != policy.cross_province.acceptance_province_code
+
+
+def province_accepted(hukou_province_code: str, on: date, policy: IdentityPolicy) -> bool:
+    """Whether the roll-out table accepts this hukou province on `on`."""
+    for step in policy.cross_province.rollout:
+        if step.effective <= on and (step.all_provinces or hukou_province_code in step.province_codes):
+            return True
+    return False
+
+
+def postal_delivery_available(on: date, policy: IdentityPolicy) -> bool:
+    start = policy.cross_province.postal_delivery_from
+    return start is not None and on >= start
+
+
+def assess_cross_province(
+    kind: ApplicationKind,
+    hukou_province_code: str,
+    application_date: date,
+    residence_permit: ResidencePermit | None,
+    policy: IdentityPolicy,
+    *,
+    identity_confirmed: bool = True,
+    bad_credit_record: bool = False,
+    ethnic_minority: bool = False,
+) -> CrossProvinceDecision:
+    """Decide an application at the acceptance point (Shanghai) from a holder whose hukou is elsewhere.
+
+    `hukou_province_code` comes from the household register (residence service), never from the ID
+    number. Refusals, in the order checked: ``NOT_CROSS_PROVINCE`` (hukou in the acceptance province),
+    ``FIRST_ISSUE_NOT_ACCEPTED_CROSS_PROVINCE``, ``PROVINCE_NOT_YET_ACCEPTED`` (roll-out table),
+    ``ETHNIC_MINORITY_NOT_YET_ACCEPTED``, ``RESIDENCE_PERMIT_REQUIRED``, ``RESIDENCE_PERMIT_EXPIRED``,
+    ``IDENTITY_NOT_CONFIRMED``, ``BAD_CREDIT_RECORD``. An unknown province is ``InvalidArgument``.
+    """
+    rules = policy.cross_province
+    if not is_cross_province(hukou_province_code, policy):
+        raise FailedPrecondition(NOT_CROSS_PROVINCE, "The hukou is in this province: apply locally.")
+    if kind not in rules.kinds:
+        if kind is ApplicationKind.FIRST_ISSUE:
+            raise FailedPrecondition(
+                FIRST_ISSUE_NOT_ACCEPTED_CROSS_PROVINCE,
+                "A first card is issued only by the hukou public security bureau.",
+            )
+        raise FailedPrecondition(
+            KIND_NOT_ACCEPTED_CROSS_PROVINCE, f"{kind.value} is not accepted cross-province."
+        )
+    if not province_accepted(hukou_province_code, application_date, policy):
+        raise FailedPrecondition(
+            PROVINCE_NOT_YET_ACCEPTED,
+            f"Hukou province {hukou_province_code} is not accepted here on {application_date.isoformat()}.",
+        )
+    if ethnic_minority and (
+        rules.ethnic_minority_from is None or application_date < rules.ethnic_minority_from
+    ):
+        raise FailedPrecondition(
+            ETHNIC_MINORITY_NOT_YET_ACCEPTED,
+            "Ethnic-minority applicants are not yet accepted cross-province.",
+        )
+    if rules.residence_permit_required:
+        if residence_permit is None:
+            raise FailedPrecondition(
+                RESIDENCE_PERMIT_REQUIRED, "A valid Shanghai residence permit is required."
+            )
+        if residence_permit.valid_until < application_date:
+            raise FailedPrecondition(RESIDENCE_PERMIT_EXPIRED, "The Shanghai residence permit has expired.")
+    if not identity_confirmed:
+        raise FailedPrecondition(IDENTITY_NOT_CONFIRMED, "The applicant's identity could not be confirmed.")
+    if bad_credit_record:
+        raise FailedPrecondition(BAD_CREDIT_RECORD, "The applicant has a bad-credit record.")
+    return CrossProvinceDecision(
+        hukou_province_code,
+        rules.acceptance_province_code,
+        postal_delivery_available(application_date, policy),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Applications and their state machine (§2.3, §2.5)
+# ----------------------------------------------------------------------------------------------------------
+
+
+class ApplicationState(enum.Enum):
+    SUBMITTED = "SUBMITTED"
+    ACCEPTED = "ACCEPTED"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    CARD_PRODUCED = "CARD_PRODUCED"
+    READY_FOR_PICKUP = "READY_FOR_PICKUP"
+    ISSUED = "ISSUED"
+    CANCELLED = "CANCELLED"
+
+
+class Action(enum.Enum):
+    ACCEPT = "ACCEPT"
+    APPROVE = "APPROVE"
+    REJECT = "REJECT"
+    MARK_PRODUCED = "MARK_PRODUCED"
+    MARK_READY = "MARK_READY"
+    ISSUE = "ISSUE"
+    CANCEL = "CANCEL"
+
+
+S = ApplicationState
+TRANSITIONS: Mapping[tuple[ApplicationState, Action], ApplicationState] = {
+    (S.SUBMITTED, Action.ACCEPT): S.ACCEPTED,
+    (S.SUBMITTED, Action.CANCEL): S.CANCELLED,
+    (S.ACCEPTED, Action.APPROVE): S.APPROVED,
+    (S.ACCEPTED, Action.REJECT): S.REJECTED,
+    (S.ACCEPTED, Action.CANCEL): S.CANCELLED,
+    (S.APPROVED, Action.MARK_PRODUCED): S.CARD_PRODUCED,
+    (S.CARD_PRODUCED, Action.MARK_READY): S.READY_FOR_PICKUP,
+    (S.READY_FOR_PICKUP, Action.ISSUE): S.ISSUED,
+}
+OPEN_STATES = frozenset({S.SUBMITTED, S.ACCEPTED, S.APPROVED, S.CARD_PRODUCED, S.READY_FOR_PICKUP})
+FINAL_STATES = frozenset(ApplicationState) - OPEN_STATES
+del S
+
+
+def next_state(state: ApplicationState, action: Action) -> ApplicationState:
+    """The state after `action`, or ``FailedPrecondition(ILLEGAL_TRANSITION)``."""
+    try:
+        return TRANSITIONS[(state, action)]
+    except KeyError:
+        raise FailedPrecondition(
+            ILLEGAL_TRANSITION,
+            f"Cannot {action.value.lower().replace('_', ' ')} an application that is {state.value}.",
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class CardApplication:
+    id: str
+    id_number: str
+    name: str
+    kind: ApplicationKind
+    renewal_reason: RenewalReason | None
+    hukou_province_code: str
+    hukou_region_code: str
+    accepting_region_code: str
+    cross_province: bool
+    application_date: date
+    fee_reduction: FeeReduction
+    fee_fen: int
+    statutory_deadline: date
+    required_materials: tuple[str, ...]
+    residence_permit: ResidencePermit | None = None
+    state: ApplicationState = ApplicationState.SUBMITTED
+    rejection_reason: str = ""
+    cancellation_reason: str = ""
+    card_number: str = ""
+    history: tuple[tuple[ApplicationState, date], ...] = field(default=())
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def _to(self, action: Action, on: date, **changes: object) -> CardApplication:
+        state = next_state(self.state, action)
+        return replace(self, state=state, history=(*self.history, (state, on)), **changes)  # type: ignore[arg-type]
+
+    def accept(self, on: date) -> CardApplication:
+        return self._to(Action.ACCEPT, on)
+
+    def approve(self, on: date) -> CardApplication:
+        return self._to(Action.APPROVE, on)
+
+    def reject(self, reason: str, on: date) -> CardApplication:
+        if not reason.strip():
+            raise InvalidArgument.one("reason", "REQUIRED", "A rejection states its reason.")
+        return self._to(Action.REJECT, on, rejection_reason=reason)
+
+    def cancel(self, reason: str, on: date) -> CardApplication:
+        return self._to(Action.CANCEL, on, cancellation_reason=reason)
+
+    def mark_produced(self, card_number: str, on: date) -> CardApplication:
+        if not card_number:
+            raise InvalidArgument.one("card_number", "REQUIRED", "A produced card has a number.")
+        return self._to(Action.MARK_PRODUCED, on, card_number=card_number)
+
+    def mark_ready(self, on: date) -> CardApplication:
+        return self._to(Action.MARK_READY, on)
+
+    def issue(self, on: date, *, old_card_surrendered: bool) -> CardApplication:
+        """Hand the card over. For a renewal the old card is surrendered at collection (Art. 11)."""
+        next_state(self.state, Action.ISSUE)
+        if self.kind is ApplicationKind.RENEWAL and not old_card_surrendered:
+            raise FailedPrecondition(
+                OLD_CARD_NOT_SURRENDERED, "The old card is handed in when the new one is collected."
+            )
+        return self._to(Action.ISSUE, on)
+
+
+def ensure_no_open_application(existing: Iterable[CardApplication]) -> None:
+    """One open application per person at a time (ALREADY_EXISTS otherwise)."""
+    for application in existing:
+        if application.is_open:
+            raise AlreadyExists(f"Application {application.id} is still open.")
+
+
+def new_application(
+    *,
+    id: str,
+    id_number: str,
+    name: str,
+    birth_date: date,
+    kind: ApplicationKind,
+    renewal_reason: RenewalReason | None,
+    hukou_province_code: str,
+    hukou_region_code: str,
+    accepting_region_code: str,
+    application_date: date,
+    fee_reduction: FeeReduction,
+    policy: IdentityPolicy,
+    residence_permit: ResidencePermit | None = None,
+    current_card: Card | None = None,
+    remote_area: bool = False,
+    identity_confirmed: bool = True,
+    bad_credit_record: bool = False,
+    existing: Iterable[CardApplication] = (),
+) -> CardApplication:
+    """A submitted application with its fee, deadline and materials, after every rule that can refuse it.
+
+    `id_number` must already be validated (``require_id_number``); the hukou facts come from the
+    household register. A renewal for expiry needs `current_card` and respects the early-renewal window.
+    """
+    ensure_no_open_application(existing)
+    case = fee_case(kind, renewal_reason)
+    cross = is_cross_province(hukou_province_code, policy)
+    if cross:
+        assess_cross_province(
+            kind,
+            hukou_province_code,
+            application_date,
+            residence_permit,
+            policy,
+            identity_confirmed=identity_confirmed,
+            bad_credit_record=bad_credit_record,
+        )
+    if renewal_reason is RenewalReason.EXPIRY and current_card is not None:
+        check_expiry_renewal(current_card.valid_until, application_date, policy)
+    return CardApplication(
+        id=id,
+        id_number=id_number,
+        name=name,
+        kind=kind,
+        renewal_reason=renewal_reason,
+        hukou_province_code=hukou_province_code,
+        hukou_region_code=hukou_region_code,
+        accepting_region_code=accepting_region_code,
+        cross_province=cross,
+        application_date=application_date,
+        fee_reduction=fee_reduction,
+        fee_fen=fee_fen(case, fee_reduction, policy),
+        statutory_deadline=statutory_deadline(
+            application_date, policy, remote_area=remote_area and not cross
+        ),
+        required_materials=required_materials(
+            case, policy, cross_province=cross, under_16=age_on(birth_date, application_date) < 16
+        ),
+        residence_permit=residence_permit,
+        history=((ApplicationState.SUBMITTED, application_date),),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Card register (§2.1, §2.9)
+# ----------------------------------------------------------------------------------------------------------
+
+
+class CardStatus(enum.Enum):
+    VALID = "VALID"
+    REPORTED_LOST = "REPORTED_LOST"
+    EXPIRED = "EXPIRED"
+    SUPERSEDED = "SUPERSEDED"
+    INVALIDATED = "INVALIDATED"
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    card_number: str
+    id_number: str
+    valid_from: date
+    valid_until: date | None  # inclusive; None = long-term
+    status: CardStatus = CardStatus.VALID
+    application_id: str = ""
+
+    @property
+    def long_term(self) -> bool:
+        return self.valid_until is None
+
+
+@dataclass(frozen=True, slots=True)
+class CardVerification:
+    """What `VerifyCard` may say: valid now or not, and why (no personal data)."""
+
+    valid: bool
+    reason: str  # VALID, NOT_YET_VALID, or a CardStatus value
+
+
+def verify(card: Card, today: date) -> CardVerification:
+    if card.status is not CardStatus.VALID:
+        return CardVerification(False, card.status.value)
+    if today < card.valid_from:
+        return CardVerification(False, "NOT_YET_VALID")
+    if card.valid_until is not None and today > card.valid_until:
+        return CardVerification(False, CardStatus.EXPIRED.value)
+    return CardVerification(True, "VALID")
+
+
+def produce_card(
+    application: CardApplication, birth_date: date, issue_date: date, policy: IdentityPolicy
+) -> Card:
+    """The card of an application being issued, with its validity by age (§2.1)."""
+    valid_from, valid_until = card_validity(birth_date, application.application_date, issue_date, policy)
+    return Card(
+        application.card_number,
+        application.id_number,
+        valid_from,
+        valid_until,
+        CardStatus.VALID,
+        application.id,
+    )
+
+
+def issue_card(
+    application: CardApplication,
+    birth_date: date,
+    issue_date: date,
+    policy: IdentityPolicy,
+    *,
+    previous_card: Card | None,
+    old_card_surrendered: bool,
+) -> tuple[CardApplication, Card, Card | None]:
+    """Issue: (application ISSUED, the new VALID card, the previous card updated). A previous card that
+    was reported lost stays REPORTED_LOST (checkers must keep refusing it); any other becomes SUPERSEDED."""
+    issued = application.issue(issue_date, old_card_surrendered=old_card_surrendered)
+    card = produce_card(application, birth_date, issue_date, policy)
+    if previous_card is not None and previous_card.status is not CardStatus.REPORTED_LOST:
+        previous_card = replace(previous_card, status=CardStatus.SUPERSEDED)
+    return issued, card, previous_card
+
+
+def mark_expired(card: Card, today: date) -> Card:
+    """The register's housekeeping: a VALID card past its end becomes EXPIRED."""
+    if card.status is CardStatus.VALID and card.valid_until is not None and today > card.valid_until:
+        return replace(card, status=CardStatus.EXPIRED)
+    return card
+
+
+def invalidate(card: Card) -> Card:
+    """E.g. a card issued by mistake or on fraud: INVALIDATED for good."""
+    return replace(card, status=CardStatus.INVALIDATED)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loss reports and lost-and-found (§2.9)
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LossReport:
+    card_number: str
+    id_number: str
+    station_region_code: str
+    reported_on: date
+    # Inside the hukou area the replacement is applied for on the spot; outside it, only under the
+    # cross-province conditions of §2.7 (`assess_cross_province`) or back in the hukou area.
+    inside_hukou_area: bool
+
+
+def report_lost(
+    card: Card, station_region_code: str, hukou_region_code: str, reported_on: date
+) -> tuple[Card, LossReport]:
+    """A loss report at any station: the card is REPORTED_LOST at once."""
+    if card.status is CardStatus.REPORTED_LOST:
+        raise FailedPrecondition(CARD_ALREADY_REPORTED_LOST, "This card has already been reported lost.")
+    if card.status not in (CardStatus.VALID, CardStatus.EXPIRED):
+        raise FailedPrecondition(CARD_NOT_CURRENT, f"This card is {card.status.value}: nothing to report.")
+    report = LossReport(
+        card.card_number,
+        card.id_number,
+        station_region_code,
+        reported_on,
+        station_region_code == hukou_region_code,
+    )
+    return replace(card, status=CardStatus.REPORTED_LOST), report
+
+
+class FoundCardStatus(enum.Enum):
+    AWAITING_OWNER = "AWAITING_OWNER"
+    DESTROYED = "DESTROYED"
+    RETURNED = "RETURNED"
+
+
+@dataclass(frozen=True, slots=True)
+class FoundCard:
+    id: str
+    card_number: str
+    id_number: str
+    station_region_code: str
+    found_place: str
+    found_on: date
+    registered_on: date
+    status: FoundCardStatus
+    notify_owner: bool
+    claimant_photo_ref: str = ""
+    closed_on: date | None = None
+
+
+def register_found_card(
+    *,
+    id: str,
+    card: Card,
+    owner_current_card: Card | None,
+    station_region_code: str,
+    found_place: str,
+    found_on: date,
+    registered_on: date,
+) -> FoundCard:
+    """A found card is entered in the database. If its owner has already been issued a replacement it is
+    logged and destroyed; otherwise it waits for the owner, who is notified (`notify_owner`)."""
+    if found_on > registered_on:
+        raise InvalidArgument.one("found_on", "IN_THE_FUTURE", "A card is found before it is registered.")
+    replaced = owner_current_card is not None and owner_current_card.card_number != card.card_number
+    return FoundCard(
+        id=id,
+        card_number=card.card_number,
+        id_number=card.id_number,
+        station_region_code=station_region_code,
+        found_place=found_place,
+        found_on=found_on,
+        registered_on=registered_on,
+        status=FoundCardStatus.DESTROYED if replaced else FoundCardStatus.AWAITING_OWNER,
+        notify_owner=not replaced,
+        closed_on=registered_on if replaced else None,
+    )
+
+
+def claim_found_card(
+    found: FoundCard, claimant_id_number: str, *, identity_confirmed: bool, photo_ref: str, on: date
+) -> FoundCard:
+    """Return a found card to its owner after checking identity and keeping a photo of the claimant."""
+    if found.status is not FoundCardStatus.AWAITING_OWNER:
+        raise FailedPrecondition(FOUND_CARD_NOT_CLAIMABLE, f"This found card is {found.status.value}.")
+    if claimant_id_number != found.id_number or not identity_confirmed:
+        raise FailedPrecondition(IDENTITY_NOT_CONFIRMED, "The claimant's identity could not be confirmed.")
+    if not photo_ref:
+        raise InvalidArgument.one("photo_ref", "REQUIRED", "A photo of the claimant is kept on return.")
+    return replace(found, status=FoundCardStatus.RETURNED, claimant_photo_ref=photo_ref, closed_on=on)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Temporary card (§2.6)
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TemporaryCard:
+    id_number: str
+    application_id: str
+    applied_on: date
+    issue_by: date
+    fee_fen: int
+    issued_on: date | None = None
+    valid_until: date | None = None  # inclusive
+
+    def issue(self, on: date, policy: IdentityPolicy) -> TemporaryCard:
+        """Valid `validity_months` from issue, to the same day of the month (as cards, §2.1)."""
+        until = add_months(on, policy.temporary_card.validity_months)
+        return replace(self, issued_on=on, valid_until=until)
+
+
+def apply_for_temporary_card(
+    *,
+    id_number: str,
+    applications: Iterable[CardApplication],
+    station_region_code: str,
+    hukou_region_code: str,
+    urgent_need: bool,
+    applied_on: date,
+    policy: IdentityPolicy,
+) -> TemporaryCard:
+    """Only while an application to issue, renew or replace is in progress, when the card is urgently
+    needed, at the hukou police station; 10 yuan; to be issued within 3 days."""
+    rules = policy.temporary_card
+    in_progress = [a for a in applications if a.is_open and a.id_number == id_number]
+    if not in_progress:
+        raise FailedPrecondition(
+            NO_APPLICATION_IN_PROGRESS, "A temporary card needs an application in progress."
+        )
+    if rules.urgent_need_required and not urgent_need:
+        raise FailedPrecondition(URGENT_NEED_NOT_STATED, "A temporary card is for an urgent need.")
+    if rules.hukou_station_only and station_region_code != hukou_region_code:
+        raise FailedPrecondition(
+            NOT_AT_HUKOU_STATION, "A temporary card is issued at the hukou police station."
+        )
+    return TemporaryCard(
+        id_number=id_number,
+        application_id=in_progress[0].id,
+        applied_on=applied_on,
+        issue_by=applied_on + timedelta(days=rules.issue_within_days),
+        fee_fen=rules.fee_fen,
+    )
