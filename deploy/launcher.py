@@ -123,7 +123,10 @@ def main() -> int:
     marker = var_dir / ".seeded"
     if not marker.exists():
         print("launcher: loading the demo population (first start)", flush=True)
-        seeded = subprocess.run([sys.executable, "-m", "services.residence.seed"], env=env, check=False)
+        command = [sys.executable, "-m", "services.residence.seed"]
+        if env.get("GOVHUB_SEED_HOUSEHOLDS"):
+            command += ["--households", env["GOVHUB_SEED_HOUSEHOLDS"]]
+        seeded = subprocess.run(command, env=env, check=False)
         if seeded.returncode != 0:
             print("launcher: loading the demo population failed", file=sys.stderr)
             return 1

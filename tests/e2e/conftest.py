@@ -1,0 +1,99 @@
+"""The whole hub as real processes over real ports, started the way ``make run`` starts it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Hub:
+    base_url: str
+    targets: dict[str, str]
+    process: subprocess.Popen[str]
+    log_path: Path
+    var_dir: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def hub_env(var_dir: Path, ports: dict[str, int], today: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVHUB_")}
+    env.update(
+        GOVHUB_VAR_DIR=str(var_dir),
+        GOVHUB_TODAY=today,
+        GOVHUB_LOG_FORMAT="json",
+        GOVHUB_SEED_HOUSEHOLDS="40",
+        GOVHUB_IDENTITY_LISTEN=f"127.0.0.1:{ports['identity']}",
+        GOVHUB_RESIDENCE_LISTEN=f"127.0.0.1:{ports['residence']}",
+        GOVHUB_PERMITS_LISTEN=f"127.0.0.1:{ports['permits']}",
+        GOVHUB_GATEWAY_LISTEN=f"127.0.0.1:{ports['gateway']}",
+    )
+    return env
+
+
+def start_hub(var_dir: Path, today: str = "2016-09-15") -> Hub:
+    ports = {name: free_port() for name in ("identity", "residence", "permits", "gateway")}
+    log_path = var_dir / "hub.log"
+    var_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploy.launcher"],
+        cwd=ROOT,
+        env=hub_env(var_dir, ports, today),
+        stdout=subprocess.PIPE,
+        stderr=log_file,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        log_file.write(line)
+        log_file.flush()
+        if line.startswith("READY "):
+            targets = {n: f"127.0.0.1:{p}" for n, p in ports.items() if n != "gateway"}
+            return Hub(line.split()[1], targets, process, log_path, var_dir)
+    stop_hub(process)
+    raise AssertionError(f"the hub did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
+
+
+def stop_hub(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise AssertionError("the launcher did not stop within 40 s") from None
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    running = start_hub(tmp_path_factory.mktemp("hub"))
+    yield running
+    code = stop_hub(running.process)
+    assert code == 0, running.log()[-4000:]
