@@ -30,7 +30,9 @@ class DomainError(Exception):
 class InvalidArgument(DomainError):
     """Malformed or invalid input: INVALID_ARGUMENT with google.rpc.BadRequest field violations."""
 
-    def __init__(self, violations: list[FieldViolation] | tuple[FieldViolation, ...], message: str = "") -> None:
+    def __init__(
+        self, violations: list[FieldViolation] | tuple[FieldViolation, ...], message: str = ""
+    ) -> None:
         self.violations = tuple(violations)
         super().__init__(message or "; ".join(f"{v.field}: {v.reason}" for v in self.violations))
 
@@ -54,6 +56,10 @@ class FailedPrecondition(DomainError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class Unavailable(DomainError):
+    """A department this one depends on did not answer in time: UNAVAILABLE (the caller may retry)."""
 
 
 class ValidationCollector:

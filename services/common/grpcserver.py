@@ -23,7 +23,14 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.trace import TracerProvider
 
-from services.common.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 
 log = structlog.get_logger("govhub.grpc")
 
@@ -56,6 +63,11 @@ def domain_error_status(err: DomainError, service: str) -> status_pb2.Status:
     elif isinstance(err, NotFound):
         code = code_pb2.NOT_FOUND
         detail.Pack(error_details_pb2.ErrorInfo(reason="NOT_FOUND", domain=f"{service}.{ERROR_DOMAIN}"))
+    elif isinstance(err, Unavailable):
+        code = code_pb2.UNAVAILABLE
+        detail.Pack(
+            error_details_pb2.ErrorInfo(reason="DEPENDENCY_UNAVAILABLE", domain=f"{service}.{ERROR_DOMAIN}")
+        )
     elif isinstance(err, AlreadyExists):
         code = code_pb2.ALREADY_EXISTS
         detail.Pack(error_details_pb2.ErrorInfo(reason="ALREADY_EXISTS", domain=f"{service}.{ERROR_DOMAIN}"))
