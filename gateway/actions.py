@@ -49,7 +49,8 @@ class Action:
     name: str
     department: str
     method: str
-    build: Callable[[dict[str, Any], str], Any]  # (case data, request_id) -> request
+    # (case data, references to the step's materials, request_id) -> request
+    build: Callable[[dict[str, Any], list[common_pb2.MaterialReference], str], Any]
     outcome: Callable[[Any], Outcome]
     compensate_method: str | None = None
     compensate_build: Callable[[str, str, str], Any] | None = None  # (resource_id, request_id, reason)
@@ -89,7 +90,9 @@ def _card_outcome(response: Any) -> Outcome:
     )
 
 
-def _card_renewal_request(data: dict[str, Any], request_id: str) -> Any:
+def _card_renewal_request(
+    data: dict[str, Any], materials: list[common_pb2.MaterialReference], request_id: str
+) -> Any:
     return identity_pb2.CreateCardApplicationRequest(
         request_id=request_id,
         id_number=get_value(data, "applicant.id_number"),

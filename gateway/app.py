@@ -17,6 +17,7 @@ from gateway.actions import known_actions
 from gateway.catalogue import load_catalogue
 from gateway.clients import Department, grpc_departments
 from gateway.events import consume
+from gateway.materials import MaterialFiles
 from gateway.problems import problem_middleware
 from gateway.routes import routes
 from gateway.saga import RunnerSettings, SagaRunner
@@ -26,6 +27,7 @@ from gateway.typedefs import (
     clock_key,
     departments_key,
     engine_key,
+    material_files_key,
     runner_key,
     sessions_key,
     settings_key,
@@ -94,11 +96,12 @@ def create_app(
 
     provider = tracer_provider or SdkTracerProvider()
     middlewares = [tracing_middleware(provider), context_middleware, problem_middleware]
-    app = web.Application(middlewares=middlewares, client_max_size=1024**2)
+    app = web.Application(middlewares=middlewares, client_max_size=settings.material_max_bytes + 256 * 1024)
     app[settings_key] = settings
     app[clock_key] = clock or Clock(settings.common.today)
     app[catalogue_key] = load_catalogue(known_actions())
     app[tracer_provider_key] = provider
+    app[material_files_key] = MaterialFiles(settings.materials_dir, settings.material_max_bytes)
     app.add_routes(routes)
 
     async def database(app: web.Application) -> AsyncIterator[None]:

@@ -44,7 +44,11 @@ def applicant_key(value: str) -> str:
 
 
 async def open_case(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock, matter: Matter, data: dict[str, Any]
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    matter: Matter,
+    data: dict[str, Any],
+    materials: dict[str, dict[str, Any]],
 ) -> tuple[Case, str]:
     """Store the case and its steps in one transaction; returns the case and its query code."""
     now = clock.now()
@@ -58,6 +62,7 @@ async def open_case(
         query_code_hash=hash_code(case_no, code),
         applicant_key=applicant_key(str(get_value(data, matter.applicant_field))),
         data=data,
+        materials=materials,
         outcome={},
         submitted_on=clock.today(),
         created_at=now,
@@ -75,6 +80,7 @@ async def open_case(
                     department=spec.department,
                     action=spec.action,
                     depends_on=list(spec.depends_on),
+                    materials=list(spec.materials),
                     state=A.PENDING,
                     request_id=str(uuid.uuid4()),
                     result={},
@@ -102,11 +108,9 @@ async def load_case(
         if case is None:
             return None
         steps = list(
-
-                await session.scalars(
-                    select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.position)
-                )
-
+            await session.scalars(
+                select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.position)
+            )
         )
     return case, steps
 

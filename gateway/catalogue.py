@@ -38,6 +38,7 @@ class MaterialSpec:
     title: str
     title_zh: str
     required: bool = True
+    upload: bool = True  # False: shown to the applicant and checked at the counter, not uploaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +84,13 @@ class Matter:
                 for f in self.fields
             ],
             "materials": [
-                {"key": m.key, "title": m.title, "title_zh": m.title_zh, "required": m.required}
+                {
+                    "key": m.key,
+                    "title": m.title,
+                    "title_zh": m.title_zh,
+                    "required": m.required,
+                    "how": "upload" if m.upload else "in person",
+                }
                 for m in self.materials
             ],
             "steps": [
@@ -163,6 +170,31 @@ def validate_submission(matter: Matter, data: Any, today: dt.date) -> dict[str, 
     return normalised
 
 
+def validate_materials(matter: Matter, materials: Any) -> dict[str, str]:
+    """Check the submission's ``materials`` ({kind: sha256}) against the matter's list: every required
+    kind present, no unknown kind, each value a SHA-256. Whether each was uploaded is the caller's check."""
+    errors = ValidationCollector()
+    if materials is None:
+        materials = {}
+    if not isinstance(materials, dict):
+        errors.add("materials", "NOT_AN_OBJECT", "materials must map each material to its sha256")
+        errors.raise_if_any()
+    known = {m.key: m for m in matter.materials if m.upload}
+    for kind in materials:
+        if kind not in known:
+            errors.add(f"materials.{kind}", "UNKNOWN_MATERIAL", f"{matter.id} does not take {kind!r}")
+    for spec in known.values():
+        value = materials.get(spec.key)
+        if value is None or value == "":
+            if spec.required:
+                errors.add(f"materials.{spec.key}", "REQUIRED", f"{spec.title} is required")
+            continue
+        if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+            errors.add(f"materials.{spec.key}", "NOT_A_SHA256", "give the sha256 that the upload answered")
+    errors.raise_if_any()
+    return {k: v for k, v in materials.items() if v}
+
+
 def _set(data: dict[str, Any], path: str, value: Any) -> None:
     parts = path.split(".")
     node = data
@@ -191,7 +223,7 @@ def _matter(raw: dict[str, Any], source: str, known_actions: dict[str, str]) -> 
             for f in raw.get("fields", [])
         )
         materials = tuple(
-            MaterialSpec(m["key"], m["title"], m["title_zh"], m.get("required", True))
+            MaterialSpec(m["key"], m["title"], m["title_zh"], m.get("required", True), m.get("upload", True))
             for m in raw.get("materials", [])
         )
         steps = tuple(

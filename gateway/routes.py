@@ -8,18 +8,21 @@ import hashlib
 import json
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from gateway import saga
 from gateway.cases import case_view, code_matches, drive_for, load_case, open_case
-from gateway.catalogue import validate_submission
+from gateway.catalogue import validate_materials, validate_submission
+from gateway.materials import SIGNATURES, MaterialTooLarge, MaterialTypeNotAllowed
 from gateway.problems import Problem
-from gateway.store import IdempotencyKey
+from gateway.store import IdempotencyKey, Material
 from gateway.typedefs import (
     catalogue_key,
     clock_key,
     departments_key,
+    material_files_key,
     runner_key,
     sessions_key,
     settings_key,
@@ -29,6 +32,7 @@ from services.common.errors import FieldViolation, InvalidArgument
 routes = web.RouteTableDef()
 
 MAX_KEY_LENGTH = 128
+MAX_JSON_BYTES = 256 * 1024
 KEY_TTL = dt.timedelta(hours=24)
 
 
@@ -72,6 +76,8 @@ async def get_matter(request: web.Request) -> web.Response:
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise Problem(415, "unsupported-media-type", "Send the application as application/json")
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise Problem(413, "payload-too-large", f"A JSON body may be at most {MAX_JSON_BYTES} bytes")
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -105,10 +111,20 @@ async def create_case(request: web.Request) -> web.Response:
             errors=[FieldViolation("matter", "UNKNOWN_MATTER", f"one of: {', '.join(sorted(catalogue))}")],
         )
     matter = catalogue[matter_id]
+    violations: list[FieldViolation] = []
+    data: dict[str, Any] = {}
+    chosen: dict[str, str] = {}
     try:
         data = validate_submission(matter, body.get("data"), app[clock_key].today())
     except InvalidArgument as exc:
-        raise _invalid(exc) from None
+        violations.extend(exc.violations)
+    try:
+        chosen = validate_materials(matter, body.get("materials"))
+    except InvalidArgument as exc:
+        violations.extend(exc.violations)
+    materials = await _uploaded(request, chosen, violations)
+    if violations:
+        raise _invalid(InvalidArgument(violations))
 
     key = request.headers.get("Idempotency-Key", "").strip()
     if key:
@@ -118,7 +134,7 @@ async def create_case(request: web.Request) -> web.Response:
         if replay is not None:
             return replay
     try:
-        status, payload = await _submit(request, matter, data)
+        status, payload = await _submit(request, matter, data, materials)
     except BaseException:
         if key:
             await _release_key(request, key)
@@ -138,10 +154,38 @@ def _answer(status: int, payload: dict[str, Any]) -> web.Response:
     )
 
 
-async def _submit(request: web.Request, matter: Any, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+async def _uploaded(
+    request: web.Request, chosen: dict[str, str], violations: list[FieldViolation]
+) -> dict[str, dict[str, Any]]:
+    """The references of the chosen materials; a sha256 nobody uploaded is a violation."""
+    if not chosen:
+        return {}
+    async with request.app[sessions_key]() as session:
+        rows = {
+            m.sha256: m
+            for m in await session.scalars(select(Material).where(Material.sha256.in_(set(chosen.values()))))
+        }
+    references = {}
+    for kind, sha in chosen.items():
+        row = rows.get(sha)
+        if row is None:
+            violations.append(FieldViolation(f"materials.{kind}", "NOT_UPLOADED", "upload it first"))
+            continue
+        references[kind] = {
+            "kind": kind,
+            "sha256": sha,
+            "media_type": row.media_type,
+            "size_bytes": row.size_bytes,
+        }
+    return references
+
+
+async def _submit(
+    request: web.Request, matter: Any, data: dict[str, Any], materials: dict[str, dict[str, Any]]
+) -> tuple[int, dict[str, Any]]:
     app = request.app
     sessions, clock, runner = app[sessions_key], app[clock_key], app[runner_key]
-    case, code = await open_case(sessions, clock, matter, data)
+    case, code = await open_case(sessions, clock, matter, data, materials)
     await drive_for(runner, case.id, app[settings_key].submit_wait)
     loaded = await load_case(sessions, case.case_no)
     assert loaded is not None
@@ -237,3 +281,54 @@ async def get_case(request: web.Request) -> web.Response:
     return web.json_response(
         case_view(case, steps, request.app[catalogue_key], request.app[clock_key], personal=False)
     )
+
+
+@routes.post("/api/v1/materials")
+async def upload_material(request: web.Request) -> web.Response:
+    """Upload one document (multipart/form-data, field ``file``). The same content is stored once."""
+    if not request.content_type.startswith("multipart/"):
+        raise Problem(415, "unsupported-media-type", "Upload the document as multipart/form-data")
+    files = request.app[material_files_key]
+    reader = await request.multipart()
+    part = await reader.next()
+    while part is not None and (not isinstance(part, BodyPartReader) or part.name != "file"):
+        part = await reader.next()
+    if part is None:
+        raise Problem(
+            400,
+            "invalid-upload",
+            "No file",
+            errors=[FieldViolation("file", "REQUIRED", "send the document as 'file'")],
+        )
+    try:
+        stored = await files.save(part)
+    except MaterialTooLarge:
+        raise Problem(
+            413, "payload-too-large", f"A document may be at most {files.max_bytes} bytes"
+        ) from None
+    except MaterialTypeNotAllowed:
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Only these document types are accepted: " + ", ".join(SIGNATURES),
+            errors=[FieldViolation("file", "TYPE_NOT_ALLOWED", "PDF, JPEG or PNG")],
+        ) from None
+    created = True
+    async with request.app[sessions_key]() as session:
+        if await session.get(Material, stored.sha256) is None:
+            session.add(
+                Material(
+                    sha256=stored.sha256,
+                    media_type=stored.media_type,
+                    size_bytes=stored.size_bytes,
+                    created_at=request.app[clock_key].now(),
+                )
+            )
+            try:
+                await session.commit()
+            except IntegrityError:
+                created = False
+        else:
+            created = False
+    body = {"sha256": stored.sha256, "media_type": stored.media_type, "size_bytes": stored.size_bytes}
+    return web.json_response(body, status=201 if created else 200)

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway import actions as A
 from gateway.clients import CallContext, Department, Invalid, Refused, Unavailable
 from gateway.store import Case, CaseStep
+from govhub.common.v1 import common_pb2
 from services.common.clock import Clock
 
 log = structlog.get_logger("govhub.saga")
@@ -199,11 +200,9 @@ class SagaRunner:
         step = await session.get_one(CaseStep, step_id)
         case = await session.get_one(Case, step.case_id)
         steps = list(
-
-                await session.scalars(
-                    select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.position)
-                )
-
+            await session.scalars(
+                select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.position)
+            )
         )
         return case, step, steps
 
@@ -212,10 +211,17 @@ class SagaRunner:
         async with self._sessions() as session:
             case = await session.get_one(Case, step.case_id)
             data, case_no = case.data, case.case_no
+            materials = [
+                common_pb2.MaterialReference(**case.materials[kind])
+                for kind in step.materials
+                if kind in case.materials
+            ]
         ctx = CallContext(request_id=step.request_id, case_no=case_no, timeout=self._settings.call_timeout)
         department = self._departments[step.department]
         try:
-            response = await department.call(action.method, action.build(data, step.request_id), ctx)
+            response = await department.call(
+                action.method, action.build(data, materials, step.request_id), ctx
+            )
             outcome = action.outcome(response)
         except Unavailable as exc:
             await self._retry_later(step.id, exc.message)

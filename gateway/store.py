@@ -26,6 +26,8 @@ class Case(Base):
     query_code_hash: Mapped[str] = mapped_column(String(64))
     applicant_key: Mapped[str] = mapped_column(String(64), index=True)
     data: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    # material kind -> {"sha256", "media_type", "size_bytes"}
+    materials: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     outcome: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     submitted_on: Mapped[dt.date] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -52,6 +54,7 @@ class CaseStep(Base):
     department: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(64))
     depends_on: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    materials: Mapped[list[str]] = mapped_column(JsonType, default=list)  # the kinds this step receives
     state: Mapped[str] = mapped_column(String(24))
     request_id: Mapped[str] = mapped_column(String(36), unique=True)
     resource_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -86,3 +89,14 @@ class IdempotencyKey(Base):
     status: Mapped[int] = mapped_column(Integer, default=0)
     response: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class Material(Base):
+    """A stored document (its content is a file named by its SHA-256)."""
+
+    __tablename__ = "materials"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    media_type: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigIntPK)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

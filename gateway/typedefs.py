@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.catalogue import Matter
 from gateway.clients import Department
+from gateway.materials import MaterialFiles
 from gateway.saga import SagaRunner
 from services.common.clock import Clock
 from services.common.settings import GatewaySettings
@@ -22,3 +23,4 @@ sessions_key = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 departments_key = web.AppKey("departments", Mapping[str, Department])
 runner_key = web.AppKey("runner", SagaRunner)
 tracer_provider_key = web.AppKey("tracer_provider", TracerProvider)
+material_files_key = web.AppKey("material_files", MaterialFiles)

@@ -157,6 +157,8 @@ class GatewaySettings:
     retry_max: float = 30.0
     max_attempts: int = 8
     shutdown_grace: float = 10.0
+    materials_dir: Path = Path("var/materials")
+    material_max_bytes: int = 10 * 1024 * 1024
 
     listen_setting = "GOVHUB_GATEWAY_LISTEN"
 
@@ -185,4 +187,6 @@ class GatewaySettings:
             retry_max=_float(env, "GOVHUB_GATEWAY_RETRY_MAX", 30.0),
             max_attempts=_int(env, "GOVHUB_GATEWAY_MAX_ATTEMPTS", 8, minimum=1),
             shutdown_grace=_float(env, "GOVHUB_SHUTDOWN_GRACE", 10.0),
+            materials_dir=Path(_get(env, "GOVHUB_GATEWAY_MATERIALS_DIR", str(common.var_dir / "materials"))),
+            material_max_bytes=_int(env, "GOVHUB_GATEWAY_MATERIAL_MAX_BYTES", 10 * 1024 * 1024, minimum=1024),
         )
