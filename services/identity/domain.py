@@ -42,6 +42,11 @@ NOT_AT_HUKOU_STATION = "NOT_AT_HUKOU_STATION"
 URGENT_NEED_NOT_STATED = "URGENT_NEED_NOT_STATED"
 
 KIND_NOT_ACCEPTED_CROSS_PROVINCE = "KIND_NOT_ACCEPTED_CROSS_PROVINCE"
+CROSS_PROVINCE_NOT_OFFERED_HERE = "CROSS_PROVINCE_NOT_OFFERED_HERE"
+LOSS_NOT_REPORTED = "LOSS_NOT_REPORTED"
+HUKOU_RECORD_NOT_FOUND = "HUKOU_RECORD_NOT_FOUND"
+HUKOU_NAME_MISMATCH = "HUKOU_NAME_MISMATCH"
+HUKOU_NOT_ACTIVE = "HUKOU_NOT_ACTIVE"
 
 REFUSAL_REASONS = frozenset(
     {
@@ -66,6 +71,11 @@ REFUSAL_REASONS = frozenset(
         NO_APPLICATION_IN_PROGRESS,
         NOT_AT_HUKOU_STATION,
         URGENT_NEED_NOT_STATED,
+        CROSS_PROVINCE_NOT_OFFERED_HERE,
+        LOSS_NOT_REPORTED,
+        HUKOU_RECORD_NOT_FOUND,
+        HUKOU_NAME_MISMATCH,
+        HUKOU_NOT_ACTIVE,
     }
 )
 
@@ -279,6 +289,41 @@ def required_materials(
     if under_16:
         items += [m for m in policy.materials.get(case + "+UNDER_16", ()) if m not in items]
     return tuple(items)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Hukou facts (§2.3: no hukou record, no card), as the household register answers them
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HukouRecord:
+    """What the household register (residence service, VerifyHukou) says about an ID number and a name.
+    `status` is the register's person status: REGISTERED, MOVING_OUT or DEREGISTERED ("" if not found)."""
+
+    found: bool
+    name_matches: bool
+    status: str = ""
+    province_code: str = ""
+    region_code: str = ""
+
+    @property
+    def confirms_identity(self) -> bool:
+        return self.found and self.name_matches
+
+
+def require_hukou(record: HukouRecord, *, active: bool = True) -> HukouRecord:
+    """The record, if it confirms the person: ``HUKOU_RECORD_NOT_FOUND``, ``HUKOU_NAME_MISMATCH``, and
+    (when `active`) ``HUKOU_NOT_ACTIVE`` for a person not currently registered as a permanent resident."""
+    if not record.found:
+        raise FailedPrecondition(
+            HUKOU_RECORD_NOT_FOUND, "The household register has no entry for this person."
+        )
+    if not record.name_matches:
+        raise FailedPrecondition(HUKOU_NAME_MISMATCH, "The name differs from the household register's.")
+    if active and record.status != "REGISTERED":
+        raise FailedPrecondition(HUKOU_NOT_ACTIVE, "The person is not registered as a permanent resident.")
+    return record
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -532,15 +577,33 @@ def new_application(
     identity_confirmed: bool = True,
     bad_credit_record: bool = False,
     existing: Iterable[CardApplication] = (),
+    accepting_province_code: str | None = None,
 ) -> CardApplication:
     """A submitted application with its fee, deadline and materials, after every rule that can refuse it.
 
     `id_number` must already be validated (``require_id_number``); the hukou facts come from the
     household register. A renewal for expiry needs `current_card` and respects the early-renewal window.
+    The application is cross-province when the hukou province differs from `accepting_province_code`
+    (default: the policy's acceptance province); cross-province applications are accepted only in the
+    policy's acceptance province (``CROSS_PROVINCE_NOT_OFFERED_HERE``). A replacement while the register
+    still holds the person's card as VALID or EXPIRED needs a loss report first (``LOSS_NOT_REPORTED``).
     """
     ensure_no_open_application(existing)
     case = fee_case(kind, renewal_reason)
-    cross = is_cross_province(hukou_province_code, policy)
+    _check_province(hukou_province_code, policy)
+    accepting = accepting_province_code or policy.cross_province.acceptance_province_code
+    cross = hukou_province_code != accepting
+    if cross and accepting != policy.cross_province.acceptance_province_code:
+        raise FailedPrecondition(
+            CROSS_PROVINCE_NOT_OFFERED_HERE,
+            f"Applications from other provinces' hukou holders are not accepted in province {accepting}.",
+        )
+    if (
+        kind is ApplicationKind.REPLACEMENT
+        and current_card is not None
+        and current_card.status in (CardStatus.VALID, CardStatus.EXPIRED)
+    ):
+        raise FailedPrecondition(LOSS_NOT_REPORTED, "A replacement follows a loss report of the card.")
     if cross:
         assess_cross_province(
             kind,

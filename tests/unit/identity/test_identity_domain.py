@@ -621,3 +621,52 @@ def test_temporary_card_issued_within_row() -> None:
 
 def test_temporary_card_fee_row_applies() -> None:
     assert _temp().fee_fen == 1000
+
+
+# -- the accepting province, loss before replacement, hukou facts -------------------------------------
+
+
+def test_local_application_outside_the_acceptance_province() -> None:
+    app = _apply(hukou_province_code="11", hukou_region_code="110105", accepting_province_code="11")
+    assert not app.cross_province
+    assert "CROSS_PROVINCE_FORM" not in app.required_materials
+
+
+def test_cross_province_only_in_the_acceptance_province() -> None:
+    with _Refusal(d.CROSS_PROVINCE_NOT_OFFERED_HERE):
+        _apply(hukou_province_code="12", hukou_region_code="120101", accepting_province_code="11")
+    assert _apply(accepting_province_code="31").cross_province
+
+
+@pytest.mark.parametrize("status", [CardStatus.VALID, CardStatus.EXPIRED])
+def test_replacement_needs_a_loss_report(status: CardStatus) -> None:
+    card = Card("C1", ID_NUMBER, date(2010, 1, 1), date(2020, 1, 1), status)
+    with _Refusal(d.LOSS_NOT_REPORTED):
+        _apply(kind=ApplicationKind.REPLACEMENT, renewal_reason=None, current_card=card)
+
+
+def test_replacement_after_a_loss_report() -> None:
+    card = Card("C1", ID_NUMBER, date(2010, 1, 1), date(2020, 1, 1), CardStatus.REPORTED_LOST)
+    app = _apply(kind=ApplicationKind.REPLACEMENT, renewal_reason=None, current_card=card)
+    assert app.fee_fen == 4000
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (d.HukouRecord(found=False, name_matches=False), d.HUKOU_RECORD_NOT_FOUND),
+        (d.HukouRecord(found=True, name_matches=False), d.HUKOU_NAME_MISMATCH),
+        (d.HukouRecord(True, True, "MOVING_OUT", "42", "420102"), d.HUKOU_NOT_ACTIVE),
+        (d.HukouRecord(True, True, "DEREGISTERED", "42", "420102"), d.HUKOU_NOT_ACTIVE),
+    ],
+)
+def test_hukou_refusals(record: d.HukouRecord, reason: str) -> None:
+    with _Refusal(reason):
+        d.require_hukou(record)
+
+
+def test_hukou_confirms_identity_without_being_active() -> None:
+    record = d.HukouRecord(True, True, "MOVING_OUT", "42", "420102")
+    assert d.require_hukou(record, active=False) is record
+    assert record.confirms_identity
+    assert not d.HukouRecord(True, False).confirms_identity
