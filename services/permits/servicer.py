@@ -1,19 +1,951 @@
-"""govhub.permits.v1.PermitsService over grpc.aio: proto in, domain, proto out."""
+"""govhub.permits.v1.PermitsService over grpc.aio: proto in, domain, proto out.
+
+Every mutating RPC runs through ``run_idempotent``: one unit of work holds the state change, its outbox
+events and the stored answer. "Today" is the service clock's (``GOVHUB_TODAY`` pins it).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
+from stdnum.cn import uscc as stdnum_uscc
 
+from govhub.common.v1 import common_pb2
 from govhub.permits.v1 import permits_pb2, permits_pb2_grpc
-from services.common.protoconv import event_to_proto
+from services.common.db import UnitOfWork, new_id
+from services.common.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ValidationCollector,
+)
+from services.common.foreigner import nationality_problem, normalise_passport_number, passport_number_problem
+from services.common.idempotency import run_idempotent
+from services.common.protoconv import date_from_proto, date_to_proto, event_to_proto, timestamp
 from services.common.service import ServiceContext
+from services.permits import domain as d
+from services.permits.policy import default_policy
+from services.permits.store import (
+    EmployerRepository,
+    EmployerRow,
+    IdempotencyRecord,
+    PermitNumberRepository,
+    ResidencePermitRecord,
+    ResidencePermitRepository,
+    WorkPermitRecord,
+    WorkPermitRepository,
+    record_events,
+)
+
+R = TypeVar("R", bound=Message)
+S = d.PermitState
+
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 500
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Domain field names that the request spells differently.
+_FIELD_PATHS = {"annual_salary": "annual_salary_fen"}
+_PLACEHOLDER_BIRTH_DATE = dt.date(1990, 1, 1)  # stands in for a missing date so that other fields are checked
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Conversions
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _enum_in(
+    wrapper: Any, value: int, domain_enum: Any, prefix: str, field: str, errors: ValidationCollector
+) -> Any:
+    """A proto enum value as the domain enum; REQUIRED when unset, UNKNOWN_VALUE when not in the contract."""
+    if value == 0:
+        errors.add(field, "REQUIRED")
+        return None
+    try:
+        name = wrapper.Name(value)
+    except ValueError:
+        errors.add(field, "UNKNOWN_VALUE")
+        return None
+    return domain_enum(name.removeprefix(prefix))
+
+
+def _enum_out(wrapper: Any, prefix: str, value: Any) -> int:
+    return 0 if value is None else int(wrapper.Value(prefix + value.value))
+
+
+def _date_in(
+    msg: common_pb2.Date, field: str, errors: ValidationCollector, *, required: bool = True
+) -> dt.date | None:
+    try:
+        return date_from_proto(msg, field, required=required)
+    except InvalidArgument as exc:
+        errors.violations.extend(exc.violations)
+        return None
+
+
+def _materials_in(
+    refs: Sequence[common_pb2.MaterialReference],
+    field: str,
+    errors: ValidationCollector,
+    policy: d.PermitsPolicy,
+) -> list[dict[str, Any]]:
+    known = policy.all_material_codes()
+    out = []
+    for i, ref in enumerate(refs):
+        path = f"{field}[{i}]"
+        if not ref.kind:
+            errors.add(f"{path}.kind", "REQUIRED")
+        elif ref.kind not in known:
+            errors.add(f"{path}.kind", "UNKNOWN_MATERIAL", "not a material kind of this department")
+        if not _SHA256.match(ref.sha256):
+            errors.add(f"{path}.sha256", "BAD_FORMAT", "64 lower-case hex digits")
+        if ref.size_bytes < 0:
+            errors.add(f"{path}.size_bytes", "NEGATIVE")
+        out.append(
+            {
+                "kind": ref.kind,
+                "sha256": ref.sha256,
+                "media_type": ref.media_type,
+                "size_bytes": ref.size_bytes,
+            }
+        )
+    return out
+
+
+def _kinds_in(kinds: Sequence[str], errors: ValidationCollector, policy: d.PermitsPolicy) -> frozenset[str]:
+    if not kinds:
+        errors.add("kinds", "REQUIRED", "name at least one material kind")
+    known = policy.all_material_codes()
+    for i, kind in enumerate(kinds):
+        if kind not in known:
+            errors.add(f"kinds[{i}]", "UNKNOWN_MATERIAL")
+    return frozenset(kinds)
+
+
+def _reference_out(ref: dict[str, Any]) -> common_pb2.MaterialReference:
+    return common_pb2.MaterialReference(
+        kind=ref["kind"], sha256=ref["sha256"], media_type=ref["media_type"], size_bytes=ref["size_bytes"]
+    )
+
+
+def _applicant_out(a: d.Applicant) -> permits_pb2.Applicant:
+    return permits_pb2.Applicant(
+        passport_number=a.passport_number,
+        nationality=a.nationality,
+        surname=a.surname,
+        given_names=a.given_names,
+        birth_date=date_to_proto(a.birth_date),
+        sex=_enum_out(common_pb2.Sex, "SEX_", a.sex),
+    )
+
+
+def _missing_out(check: d.MaterialsCheck) -> list[permits_pb2.MissingMaterial]:
+    deferred = {item.code for item in check.deferred}
+    return [
+        permits_pb2.MissingMaterial(kind=item.code, label=item.label, deferred=item.code in deferred)
+        for item in check.missing
+    ]
+
+
+def _employer_out(row: EmployerRow) -> permits_pb2.Employer:
+    return permits_pb2.Employer(
+        id=row.id,
+        unified_social_credit_code=row.uscc,
+        name=row.name,
+        address=row.address,
+        status=_enum_out(permits_pb2.EmployerStatus, "EMPLOYER_STATUS_", d.EmployerStatus(row.status)),
+        create_time=timestamp(row.created_at),
+        update_time=timestamp(row.updated_at),
+    )
+
+
+def _person_filter(passport_number: str, nationality: str, errors: ValidationCollector) -> tuple[str, str]:
+    passport = normalise_passport_number(passport_number) if passport_number else ""
+    if passport and (problem := passport_number_problem(passport)):
+        errors.add("passport_number", problem)
+    if nationality and (problem := nationality_problem(nationality)):
+        errors.add("nationality", problem)
+    return passport, nationality
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pagination: opaque tokens carrying the last row's (create time, id) and a digest of the filters
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _page_size(value: int, errors: ValidationCollector) -> int:
+    if value < 0:
+        errors.add("page_size", "OUT_OF_RANGE", "must not be negative")
+    if value <= 0:
+        return PAGE_SIZE_DEFAULT
+    return min(value, PAGE_SIZE_MAX)
+
+
+def _filters_digest(filters: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _encode_token(key: tuple[dt.datetime, str] | None, filters: dict[str, str]) -> str:
+    if key is None:
+        return ""
+    doc = {"c": key[0].isoformat(), "i": key[1], "f": _filters_digest(filters)}
+    return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+
+
+def _decode_token(
+    token: str, filters: dict[str, str], errors: ValidationCollector
+) -> tuple[dt.datetime, str] | None:
+    if not token:
+        return None
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        created = dt.datetime.fromisoformat(doc["c"])
+        row_id = doc["i"]
+        digest = doc["f"]
+        if created.tzinfo is None or not isinstance(row_id, str):
+            raise ValueError("bad token")
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        errors.add("page_token", "BAD_PAGE_TOKEN", "not a page token of this list")
+        return None
+    if digest != _filters_digest(filters):
+        errors.add("page_token", "BAD_PAGE_TOKEN", "the filters changed since this page token was given")
+        return None
+    return created, row_id
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The servicer
+# ----------------------------------------------------------------------------------------------------------
 
 
 class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, policy: d.PermitsPolicy | None = None) -> None:
         self.ctx = ctx
+        self.policy = policy or default_policy()
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    async def _idempotent(
+        self,
+        method: str,
+        request: Message,
+        response_type: type[R],
+        handler: Callable[[UnitOfWork], Awaitable[R]],
+    ) -> R:
+        return await run_idempotent(
+            self.ctx.uow, IdempotencyRecord, method, request, response_type, handler, self.ctx.clock.now
+        )
+
+    async def _publish(
+        self,
+        uow: UnitOfWork,
+        app: d.WorkPermitApplication | d.ResidencePermitApplication,
+        request_id: str,
+        now: dt.datetime,
+        extra: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        facts = dict(extra or {})
+        if isinstance(app, d.WorkPermitApplication):
+            if app.decision_due is not None:
+                facts.setdefault("WorkPermitUnderReview", {})["decision_due"] = app.decision_due.isoformat()
+        elif app.decision_due is not None and app.decision_target is not None:
+            facts.setdefault("ResidencePermitUnderReview", {}).update(
+                decision_due=app.decision_due.isoformat(), decision_target=app.decision_target.isoformat()
+            )
+        await record_events(self.ctx.feed, uow, app.events, now=now, request_id=request_id, extra=facts)
+
+    # -- resources out ---------------------------------------------------------------------------------------
+
+    def _work_permit_out(self, record: WorkPermitRecord, today: dt.date) -> permits_pb2.WorkPermitApplication:
+        app, row = record.app, record.row
+        req = app.request
+        if app.state in (S.SUBMITTED, S.AWAITING_MATERIALS, S.UNDER_REVIEW):
+            age = d.age_on(app.applicant.birth_date, today)
+            missing = _missing_out(
+                d.check_materials(
+                    d.Stage.WORK_PERMIT_NOTICE, app.supplied_materials, age, app.category, self.policy
+                )
+            )
+        elif app.state is S.APPROVED:
+            missing = _missing_out(app.issue_check(today, self.policy))
+        else:
+            missing = []
+        return permits_pb2.WorkPermitApplication(
+            id=app.id,
+            applicant=_applicant_out(app.applicant),
+            employer_id=row.employer_id,
+            employer_uscc=req.employer_uscc,
+            position=req.position,
+            work_region=req.work_region,
+            contract=permits_pb2.Contract(
+                start_date=date_to_proto(req.contract.start_date),
+                end_date=date_to_proto(req.contract.end_date),
+            ),
+            annual_salary_fen=row.annual_salary_fen,
+            education=_enum_out(permits_pb2.Education, "EDUCATION_", req.education),
+            experience_years=req.experience_years,
+            chinese=permits_pb2.Chinese(
+                hsk_level=req.hsk_level, degree_taught_in_chinese=req.degree_taught_in_chinese
+            ),
+            months_per_year_in_china=req.months_per_year_in_china,
+            special_region=req.special_region,
+            top_university_or_fortune500=req.top_university_or_fortune500,
+            patent=req.patent,
+            provincial_bonus=req.provincial_bonus,
+            special_criteria=[
+                _enum_out(permits_pb2.SpecialCriterion, "SPECIAL_CRITERION_", c)
+                for c in sorted(req.special_criteria)
+            ],
+            international_skills_certificate=req.international_skills_certificate,
+            age_limit_relaxed=req.age_limit_relaxed,
+            short_stay=not req.stay_over_90_days,
+            state=_enum_out(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
+            category=_enum_out(permits_pb2.Category, "CATEGORY_", app.category),
+            category_grounds=list(app.category_grounds),
+            points=permits_pb2.Points(
+                table_version=app.points.table_version, total=app.points.total, items=dict(app.points.items)
+            ),
+            materials=[_reference_out(r) for r in row.materials],
+            missing_materials=missing,
+            submit_date=date_to_proto(app.submitted_on),
+            materials_complete_date=date_to_proto(app.materials_complete_on),
+            decision_due_date=date_to_proto(app.decision_due),
+            review_extended=app.extended,
+            rejection_reasons=list(app.rejection_reasons),
+            cancellation_reason=row.cancellation_reason,
+            permit_number=app.permit_number or "",
+            valid_from=date_to_proto(app.validity.valid_from if app.validity else None),
+            valid_until=date_to_proto(app.validity.valid_until if app.validity else None),
+            create_time=timestamp(row.created_at),
+            update_time=timestamp(row.updated_at),
+        )
+
+    def _residence_permit_out(
+        self, record: ResidencePermitRecord, today: dt.date
+    ) -> permits_pb2.ResidencePermitApplication:
+        app, row = record.app, record.row
+        if app.state in (S.SUBMITTED, S.AWAITING_MATERIALS, S.UNDER_REVIEW, S.APPROVED):
+            age = d.age_on(app.applicant.birth_date, today)
+            missing = _missing_out(
+                d.check_materials(
+                    d.Stage.RESIDENCE_PERMIT, app.supplied_materials, age, app.category, self.policy
+                )
+            )
+        else:
+            missing = []
+        return permits_pb2.ResidencePermitApplication(
+            id=app.id,
+            work_permit_id=app.work_permit_id,
+            applicant=_applicant_out(app.applicant),
+            state=_enum_out(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
+            category=_enum_out(permits_pb2.Category, "CATEGORY_", app.category),
+            entry_date=date_to_proto(app.entry_date),
+            requested_valid_until=date_to_proto(app.requested_valid_until),
+            materials=[_reference_out(r) for r in row.materials],
+            missing_materials=missing,
+            submit_date=date_to_proto(app.submitted_on),
+            materials_complete_date=date_to_proto(app.materials_complete_on),
+            decision_due_date=date_to_proto(app.decision_due),
+            decision_target_date=date_to_proto(app.decision_target),
+            fee_fen=(app.fee_yuan or 0) * 100,
+            rejection_reasons=list(app.rejection_reasons),
+            cancellation_reason=row.cancellation_reason,
+            permit_number=app.permit_number or "",
+            valid_from=date_to_proto(app.validity.valid_from if app.validity else None),
+            valid_until=date_to_proto(app.validity.valid_until if app.validity else None),
+            create_time=timestamp(row.created_at),
+            update_time=timestamp(row.updated_at),
+        )
+
+    # -- employers -------------------------------------------------------------------------------------------
+
+    async def RegisterEmployer(
+        self, request: permits_pb2.RegisterEmployerRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.RegisterEmployerResponse:
+        async def handler(uow: UnitOfWork) -> permits_pb2.RegisterEmployerResponse:
+            employer = d.register_employer(request.unified_social_credit_code, request.name, request.address)
+            now = self.ctx.clock.now()
+            row = await EmployerRepository(uow.session).add(employer, now)
+            await self.ctx.feed.record(
+                uow,
+                "EmployerRegistered",
+                row.id,
+                {"status": row.status},
+                occurred_at=now,
+                request_id=request.request_id,
+            )
+            return permits_pb2.RegisterEmployerResponse(employer=_employer_out(row))
+
+        return await self._idempotent(
+            "RegisterEmployer", request, permits_pb2.RegisterEmployerResponse, handler
+        )
+
+    async def GetEmployer(
+        self, request: permits_pb2.GetEmployerRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.GetEmployerResponse:
+        if not request.id and not request.unified_social_credit_code:
+            raise InvalidArgument.one("id", "REQUIRED", "give the id or the unified social credit code")
+        async with self.ctx.uow() as uow:
+            repo = EmployerRepository(uow.session)
+            if request.id:
+                row = await repo.get(request.id)
+            else:
+                found = await repo.get_by_uscc(stdnum_uscc.compact(request.unified_social_credit_code))
+                if found is None:
+                    raise NotFound("no such employer")
+                row = found
+        return permits_pb2.GetEmployerResponse(employer=_employer_out(row))
+
+    async def SetEmployerStatus(
+        self, request: permits_pb2.SetEmployerStatusRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.SetEmployerStatusResponse:
+        errors = ValidationCollector()
+        status = _enum_in(
+            permits_pb2.EmployerStatus, request.status, d.EmployerStatus, "EMPLOYER_STATUS_", "status", errors
+        )
+        errors.raise_if_any()
+
+        async def handler(uow: UnitOfWork) -> permits_pb2.SetEmployerStatusResponse:
+            now = self.ctx.clock.now()
+            repo = EmployerRepository(uow.session)
+            row = await repo.get(request.id, for_update=True)
+            if await repo.set_status(row, status, request.reason.strip(), now):
+                await self.ctx.feed.record(
+                    uow,
+                    "EmployerStatusChanged",
+                    row.id,
+                    {"status": row.status},
+                    occurred_at=now,
+                    request_id=request.request_id,
+                )
+            return permits_pb2.SetEmployerStatusResponse(employer=_employer_out(row))
+
+        return await self._idempotent(
+            "SetEmployerStatus", request, permits_pb2.SetEmployerStatusResponse, handler
+        )
+
+    # -- work permits ----------------------------------------------------------------------------------------
+
+    def _work_permit_request(
+        self, r: permits_pb2.CreateWorkPermitApplicationRequest, today: dt.date
+    ) -> tuple[d.WorkPermitRequest, list[dict[str, Any]]]:
+        """The domain request and the material references, with every bad field reported at once."""
+        errors = ValidationCollector()
+        a = r.applicant
+        birth = _date_in(a.birth_date, "applicant.birth_date", errors)
+        sex = _enum_in(common_pb2.Sex, a.sex, d.Sex, "SEX_", "applicant.sex", errors)
+        start = _date_in(r.contract.start_date, "contract.start_date", errors)
+        end = _date_in(r.contract.end_date, "contract.end_date", errors)
+        education = _enum_in(
+            permits_pb2.Education, r.education, d.Education, "EDUCATION_", "education", errors
+        )
+        criteria = set()
+        for i, value in enumerate(r.special_criteria):
+            criterion = _enum_in(
+                permits_pb2.SpecialCriterion,
+                value,
+                d.SpecialCriterion,
+                "SPECIAL_CRITERION_",
+                f"special_criteria[{i}]",
+                errors,
+            )
+            if criterion is not None:
+                criteria.add(criterion)
+        materials = _materials_in(r.materials, "materials", errors, self.policy)
+        start = start or end or today
+        request = d.WorkPermitRequest(
+            applicant=d.Applicant(
+                a.passport_number,
+                a.nationality,
+                a.surname,
+                a.given_names,
+                birth or _PLACEHOLDER_BIRTH_DATE,
+                sex or d.Sex.FEMALE,
+            ),
+            employer_uscc=r.employer_uscc,
+            position=r.position,
+            work_region=r.work_region,
+            contract=d.Contract(start, end or start),
+            annual_salary=r.annual_salary_fen // 100,
+            education=education or d.Education.OTHER,
+            experience_years=r.experience_years,
+            hsk_level=r.chinese.hsk_level,
+            degree_taught_in_chinese=r.chinese.degree_taught_in_chinese,
+            months_per_year_in_china=r.months_per_year_in_china,
+            special_region=r.special_region,
+            top_university_or_fortune500=r.top_university_or_fortune500,
+            patent=r.patent,
+            provincial_bonus=r.provincial_bonus,
+            special_criteria=frozenset(criteria),
+            international_skills_certificate=r.international_skills_certificate,
+            age_limit_relaxed=r.age_limit_relaxed,
+            stay_over_90_days=not r.short_stay,
+        )
+        try:
+            request = d.validate_work_permit_request(request, today)
+        except InvalidArgument as exc:
+            errors.violations.extend(
+                FieldViolation(_FIELD_PATHS.get(v.field, v.field), v.reason, v.description)
+                for v in exc.violations
+            )
+        errors.raise_if_any()
+        return request, materials
+
+    async def CreateWorkPermitApplication(
+        self, request: permits_pb2.CreateWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.CreateWorkPermitApplicationResponse:
+        async def handler(uow: UnitOfWork) -> permits_pb2.CreateWorkPermitApplicationResponse:
+            today, now = self.ctx.clock.today(), self.ctx.clock.now()
+            wp_request, materials = self._work_permit_request(request, today)
+            employer = await EmployerRepository(uow.session).get_by_uscc(wp_request.employer_uscc)
+            if employer is None:
+                raise FailedPrecondition("EMPLOYER_NOT_REGISTERED", "the employer is not registered")
+            app = d.submit_work_permit(new_id(), wp_request, employer.to_domain(), today, self.policy)
+            if materials:
+                app.supply_materials([m["kind"] for m in materials], today, self.policy)
+            record = await WorkPermitRepository(uow.session).add(
+                app, employer.id, request.annual_salary_fen, materials, now
+            )
+            await self._publish(
+                uow, app, request.request_id, now, {"WorkPermitSubmitted": {"employer_id": employer.id}}
+            )
+            return permits_pb2.CreateWorkPermitApplicationResponse(
+                work_permit_application=self._work_permit_out(record, today)
+            )
+
+        return await self._idempotent(
+            "CreateWorkPermitApplication", request, permits_pb2.CreateWorkPermitApplicationResponse, handler
+        )
+
+    async def GetWorkPermitApplication(
+        self, request: permits_pb2.GetWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.GetWorkPermitApplicationResponse:
+        async with self.ctx.uow() as uow:
+            record = await WorkPermitRepository(uow.session).get(request.id)
+        return permits_pb2.GetWorkPermitApplicationResponse(
+            work_permit_application=self._work_permit_out(record, self.ctx.clock.today())
+        )
+
+    async def ListWorkPermitApplications(
+        self, request: permits_pb2.ListWorkPermitApplicationsRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.ListWorkPermitApplicationsResponse:
+        errors = ValidationCollector()
+        limit = _page_size(request.page_size, errors)
+        passport, nationality = _person_filter(request.passport_number, request.nationality, errors)
+        uscc = stdnum_uscc.compact(request.employer_uscc) if request.employer_uscc else ""
+        state = None
+        if request.state:
+            state = _enum_in(
+                permits_pb2.PermitState, request.state, d.PermitState, "PERMIT_STATE_", "state", errors
+            )
+        filters = {"p": passport, "n": nationality, "e": uscc, "s": state.value if state else ""}
+        after = _decode_token(request.page_token, filters, errors)
+        errors.raise_if_any()
+        async with self.ctx.uow() as uow:
+            page = await WorkPermitRepository(uow.session).page(
+                limit=limit,
+                after=after,
+                nationality=nationality,
+                passport_number=passport,
+                employer_uscc=uscc,
+                state=state,
+            )
+        today = self.ctx.clock.today()
+        return permits_pb2.ListWorkPermitApplicationsResponse(
+            work_permit_applications=[self._work_permit_out(r, today) for r in page.items],
+            next_page_token=_encode_token(page.last_key, filters) if page.has_more else "",
+        )
+
+    async def _change_work_permit(
+        self,
+        method: str,
+        request: Any,
+        response_type: type[R],
+        change: Callable[
+            [WorkPermitRecord, UnitOfWork, dt.date, dt.datetime], Awaitable[dict[str, Any] | None]
+        ],
+    ) -> R:
+        """Load the application (locked), apply `change`, save it, publish its events, answer with it."""
+
+        async def handler(uow: UnitOfWork) -> R:
+            today, now = self.ctx.clock.today(), self.ctx.clock.now()
+            repo = WorkPermitRepository(uow.session)
+            record = await repo.get(request.id, for_update=True)
+            saved = await change(record, uow, today, now) or {}
+            await repo.save(record, now, **saved)
+            await self._publish(uow, record.app, request.request_id, now)
+            return response_type(work_permit_application=self._work_permit_out(record, today))
+
+        return await self._idempotent(method, request, response_type, handler)
+
+    async def SupplyWorkPermitMaterials(
+        self, request: permits_pb2.SupplyWorkPermitMaterialsRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.SupplyWorkPermitMaterialsResponse:
+        errors = ValidationCollector()
+        materials = _materials_in(request.materials, "materials", errors, self.policy)
+        if not materials:
+            errors.add("materials", "REQUIRED")
+        errors.raise_if_any()
+        kinds = [m["kind"] for m in materials]
+
+        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> dict:
+            if record.app.state is S.APPROVED:
+                record.app.supply_after_entry_materials(kinds, today, self.policy)
+            else:
+                record.app.supply_materials(kinds, today, self.policy)
+            return {"added_materials": materials}
+
+        return await self._change_work_permit(
+            "SupplyWorkPermitMaterials", request, permits_pb2.SupplyWorkPermitMaterialsResponse, change
+        )
+
+    async def RequestWorkPermitMaterials(
+        self, request: permits_pb2.RequestWorkPermitMaterialsRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.RequestWorkPermitMaterialsResponse:
+        errors = ValidationCollector()
+        kinds = _kinds_in(request.kinds, errors, self.policy)
+        errors.raise_if_any()
+
+        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> dict:
+            record.app.request_materials(kinds, today)
+            return {"removed_kinds": kinds}
+
+        return await self._change_work_permit(
+            "RequestWorkPermitMaterials", request, permits_pb2.RequestWorkPermitMaterialsResponse, change
+        )
+
+    async def ExtendWorkPermitReview(
+        self, request: permits_pb2.ExtendWorkPermitReviewRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.ExtendWorkPermitReviewResponse:
+        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> None:
+            record.app.extend_review(today, self.policy)
+
+        return await self._change_work_permit(
+            "ExtendWorkPermitReview", request, permits_pb2.ExtendWorkPermitReviewResponse, change
+        )
+
+    async def ApproveWorkPermitApplication(
+        self, request: permits_pb2.ApproveWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.ApproveWorkPermitApplicationResponse:
+        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> None:
+            record.app.approve(today)
+
+        return await self._change_work_permit(
+            "ApproveWorkPermitApplication", request, permits_pb2.ApproveWorkPermitApplicationResponse, change
+        )
+
+    async def RejectWorkPermitApplication(
+        self, request: permits_pb2.RejectWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.RejectWorkPermitApplicationResponse:
+        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> None:
+            record.app.reject(request.reasons, today)
+
+        return await self._change_work_permit(
+            "RejectWorkPermitApplication", request, permits_pb2.RejectWorkPermitApplicationResponse, change
+        )
+
+    async def IssueWorkPermit(
+        self, request: permits_pb2.IssueWorkPermitRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.IssueWorkPermitResponse:
+        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> None:
+            app = record.app
+            if app.state is not S.APPROVED:
+                raise FailedPrecondition("ILLEGAL_TRANSITION", f"cannot go from {app.state.value} to ISSUED")
+            number = await PermitNumberRepository(uow.session).lifelong_work_permit_number(
+                app.applicant.nationality, app.applicant.passport_number, app.request.work_region, now
+            )
+            app.issue(number, today, self.policy)
+
+        return await self._change_work_permit(
+            "IssueWorkPermit", request, permits_pb2.IssueWorkPermitResponse, change
+        )
+
+    async def CancelWorkPermitApplication(
+        self, request: permits_pb2.CancelWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.CancelWorkPermitApplicationResponse:
+        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> dict:
+            record.app.cancel(today)
+            return {"cancellation_reason": request.reason.strip()}
+
+        return await self._change_work_permit(
+            "CancelWorkPermitApplication", request, permits_pb2.CancelWorkPermitApplicationResponse, change
+        )
+
+    # -- residence permits -----------------------------------------------------------------------------------
+
+    async def CreateResidencePermitApplication(
+        self, request: permits_pb2.CreateResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.CreateResidencePermitApplicationResponse:
+        errors = ValidationCollector()
+        passport = normalise_passport_number(request.passport_number)
+        if problem := passport_number_problem(request.passport_number):
+            errors.add("passport_number", problem)
+        if problem := nationality_problem(request.nationality):
+            errors.add("nationality", problem)
+        entry_date = _date_in(request.entry_date, "entry_date", errors)
+        requested = _date_in(request.requested_valid_until, "requested_valid_until", errors, required=False)
+        materials = _materials_in(request.materials, "materials", errors, self.policy)
+        errors.raise_if_any()
+        assert entry_date is not None
+        # Only nationality and passport number identify the person; the rest comes from the work permit.
+        person = d.Applicant(passport, request.nationality, "", "", _PLACEHOLDER_BIRTH_DATE, d.Sex.FEMALE)
+
+        async def handler(uow: UnitOfWork) -> permits_pb2.CreateResidencePermitApplicationResponse:
+            today, now = self.ctx.clock.today(), self.ctx.clock.now()
+            work_permit = await WorkPermitRepository(uow.session).for_residence(
+                request.nationality, passport, request.work_permit_id
+            )
+            app = d.submit_residence_permit(
+                new_id(),
+                person,
+                work_permit.app if work_permit else None,
+                entry_date,
+                requested,
+                today,
+                self.policy,
+            )
+            if materials:
+                app.supply_materials([m["kind"] for m in materials], today, self.policy)
+            record = await ResidencePermitRepository(uow.session).add(app, materials, now)
+            await self._publish(
+                uow,
+                app,
+                request.request_id,
+                now,
+                {"ResidencePermitSubmitted": {"work_permit_id": app.work_permit_id}},
+            )
+            return permits_pb2.CreateResidencePermitApplicationResponse(
+                residence_permit_application=self._residence_permit_out(record, today)
+            )
+
+        return await self._idempotent(
+            "CreateResidencePermitApplication",
+            request,
+            permits_pb2.CreateResidencePermitApplicationResponse,
+            handler,
+        )
+
+    async def GetResidencePermitApplication(
+        self, request: permits_pb2.GetResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.GetResidencePermitApplicationResponse:
+        async with self.ctx.uow() as uow:
+            record = await ResidencePermitRepository(uow.session).get(request.id)
+        return permits_pb2.GetResidencePermitApplicationResponse(
+            residence_permit_application=self._residence_permit_out(record, self.ctx.clock.today())
+        )
+
+    async def ListResidencePermitApplications(
+        self, request: permits_pb2.ListResidencePermitApplicationsRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.ListResidencePermitApplicationsResponse:
+        errors = ValidationCollector()
+        limit = _page_size(request.page_size, errors)
+        passport, nationality = _person_filter(request.passport_number, request.nationality, errors)
+        state = None
+        if request.state:
+            state = _enum_in(
+                permits_pb2.PermitState, request.state, d.PermitState, "PERMIT_STATE_", "state", errors
+            )
+        filters = {"p": passport, "n": nationality, "s": state.value if state else ""}
+        after = _decode_token(request.page_token, filters, errors)
+        errors.raise_if_any()
+        async with self.ctx.uow() as uow:
+            page = await ResidencePermitRepository(uow.session).page(
+                limit=limit, after=after, nationality=nationality, passport_number=passport, state=state
+            )
+        today = self.ctx.clock.today()
+        return permits_pb2.ListResidencePermitApplicationsResponse(
+            residence_permit_applications=[self._residence_permit_out(r, today) for r in page.items],
+            next_page_token=_encode_token(page.last_key, filters) if page.has_more else "",
+        )
+
+    async def _change_residence_permit(
+        self,
+        method: str,
+        request: Any,
+        response_type: type[R],
+        change: Callable[
+            [ResidencePermitRecord, UnitOfWork, dt.date, dt.datetime], Awaitable[dict[str, Any] | None]
+        ],
+    ) -> R:
+        async def handler(uow: UnitOfWork) -> R:
+            today, now = self.ctx.clock.today(), self.ctx.clock.now()
+            repo = ResidencePermitRepository(uow.session)
+            record = await repo.get(request.id, for_update=True)
+            saved = await change(record, uow, today, now) or {}
+            await repo.save(record, now, **saved)
+            await self._publish(uow, record.app, request.request_id, now)
+            return response_type(residence_permit_application=self._residence_permit_out(record, today))
+
+        return await self._idempotent(method, request, response_type, handler)
+
+    async def _work_permit_of(self, uow: UnitOfWork, record: ResidencePermitRecord) -> WorkPermitRecord:
+        return await WorkPermitRepository(uow.session).get(record.app.work_permit_id)
+
+    async def SupplyResidencePermitMaterials(
+        self, request: permits_pb2.SupplyResidencePermitMaterialsRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.SupplyResidencePermitMaterialsResponse:
+        errors = ValidationCollector()
+        materials = _materials_in(request.materials, "materials", errors, self.policy)
+        if not materials:
+            errors.add("materials", "REQUIRED")
+        errors.raise_if_any()
+
+        async def change(
+            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
+        ) -> dict:
+            record.app.supply_materials([m["kind"] for m in materials], today, self.policy)
+            return {"added_materials": materials}
+
+        return await self._change_residence_permit(
+            "SupplyResidencePermitMaterials",
+            request,
+            permits_pb2.SupplyResidencePermitMaterialsResponse,
+            change,
+        )
+
+    async def RequestResidencePermitMaterials(
+        self, request: permits_pb2.RequestResidencePermitMaterialsRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.RequestResidencePermitMaterialsResponse:
+        errors = ValidationCollector()
+        kinds = _kinds_in(request.kinds, errors, self.policy)
+        errors.raise_if_any()
+
+        async def change(
+            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
+        ) -> dict:
+            record.app.request_materials(kinds, today)
+            return {"removed_kinds": kinds}
+
+        return await self._change_residence_permit(
+            "RequestResidencePermitMaterials",
+            request,
+            permits_pb2.RequestResidencePermitMaterialsResponse,
+            change,
+        )
+
+    async def ApproveResidencePermitApplication(
+        self, request: permits_pb2.ApproveResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.ApproveResidencePermitApplicationResponse:
+        async def change(
+            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
+        ) -> None:
+            if record.app.state is not S.UNDER_REVIEW:
+                raise FailedPrecondition(
+                    "ILLEGAL_TRANSITION", f"cannot go from {record.app.state.value} to APPROVED"
+                )
+            work_permit = await self._work_permit_of(uow, record)
+            record.app.approve(work_permit.app, today, self.policy)
+
+        return await self._change_residence_permit(
+            "ApproveResidencePermitApplication",
+            request,
+            permits_pb2.ApproveResidencePermitApplicationResponse,
+            change,
+        )
+
+    async def RejectResidencePermitApplication(
+        self, request: permits_pb2.RejectResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.RejectResidencePermitApplicationResponse:
+        async def change(
+            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
+        ) -> None:
+            record.app.reject(request.reasons, today)
+
+        return await self._change_residence_permit(
+            "RejectResidencePermitApplication",
+            request,
+            permits_pb2.RejectResidencePermitApplicationResponse,
+            change,
+        )
+
+    async def IssueResidencePermit(
+        self, request: permits_pb2.IssueResidencePermitRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.IssueResidencePermitResponse:
+        async def change(
+            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
+        ) -> None:
+            app = record.app
+            if app.state is not S.APPROVED:
+                raise FailedPrecondition("ILLEGAL_TRANSITION", f"cannot go from {app.state.value} to ISSUED")
+            work_permit = await self._work_permit_of(uow, record)
+            number = await PermitNumberRepository(uow.session).residence_permit_number(
+                work_permit.app.request.work_region, now
+            )
+            app.issue(number, today)
+
+        return await self._change_residence_permit(
+            "IssueResidencePermit", request, permits_pb2.IssueResidencePermitResponse, change
+        )
+
+    async def CancelResidencePermitApplication(
+        self, request: permits_pb2.CancelResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.CancelResidencePermitApplicationResponse:
+        async def change(
+            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
+        ) -> dict:
+            record.app.cancel(today)
+            return {"cancellation_reason": request.reason.strip()}
+
+        return await self._change_residence_permit(
+            "CancelResidencePermitApplication",
+            request,
+            permits_pb2.CancelResidencePermitApplicationResponse,
+            change,
+        )
+
+    async def ExtendResidencePermit(
+        self, request: permits_pb2.ExtendResidencePermitRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.ExtendResidencePermitResponse:
+        errors = ValidationCollector()
+        requested = _date_in(request.requested_valid_until, "requested_valid_until", errors, required=False)
+        errors.raise_if_any()
+
+        async def change(
+            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
+        ) -> None:
+            work_permit = await self._work_permit_of(uow, record)
+            record.app.extend(requested, work_permit.app, today, self.policy)
+
+        return await self._change_residence_permit(
+            "ExtendResidencePermit", request, permits_pb2.ExtendResidencePermitResponse, change
+        )
+
+    # -- verification and events -----------------------------------------------------------------------------
+
+    async def VerifyPermit(
+        self, request: permits_pb2.VerifyPermitRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.VerifyPermitResponse:
+        number = request.permit_number.strip().upper()
+        if problem := d.permit_number_problem(number):
+            raise InvalidArgument.one("permit_number", problem)
+        async with self.ctx.uow() as uow:
+            kind = await PermitNumberRepository(uow.session).kind_of(number)
+            record: WorkPermitRecord | ResidencePermitRecord | None = None
+            if kind is d.PermitKind.WORK_PERMIT:
+                record = await WorkPermitRepository(uow.session).for_verification(number)
+            elif kind is d.PermitKind.RESIDENCE_PERMIT:
+                record = await ResidencePermitRepository(uow.session).get_by_number(number)
+        if record is None:
+            raise NotFound("no such permit")
+        v = d.verify_permit(record.app, self.ctx.clock.today())
+        return permits_pb2.VerifyPermitResponse(
+            permit_number=number,
+            kind=_enum_out(permits_pb2.PermitKind, "PERMIT_KIND_", v.kind),
+            valid_now=v.valid_now,
+            state=_enum_out(permits_pb2.PermitState, "PERMIT_STATE_", v.state),
+            category=_enum_out(permits_pb2.Category, "CATEGORY_", v.category),
+            valid_from=date_to_proto(v.validity.valid_from if v.validity else None),
+            valid_until=date_to_proto(v.validity.valid_until if v.validity else None),
+        )
 
     async def WatchEvents(
         self, request: permits_pb2.WatchEventsRequest, context: grpc.aio.ServicerContext
