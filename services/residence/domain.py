@@ -834,7 +834,9 @@ def establish_household(
 ) -> Household:
     """A new household (立户) with its members, checked: exactly one adult head, valid codes, one spouse.
     Used by the population generator and by move-in to a new household."""
-    members = tuple(members)
+    members = tuple(
+        m if m.household_number == number else replace(m, household_number=number) for m in members
+    )
     v = ValidationCollector()
     _check_text(v, "household.number", number)
     _check_text(v, "household.address", address)
