@@ -109,6 +109,7 @@ SELF_CODE = "01"
 # -- reason codes (FailedPrecondition.reason; stable, documented in the proto) ----------------------------
 
 HEAD_REPLACEMENT_REQUIRED = "HEAD_REPLACEMENT_REQUIRED"
+HEAD_NOT_LEAVING = "HEAD_NOT_LEAVING"
 HEAD_NOT_ADULT = "HEAD_NOT_ADULT"
 HEAD_LACKS_CIVIL_CAPACITY = "HEAD_LACKS_CIVIL_CAPACITY"
 HOUSEHOLD_HEAD_COUNT = "HOUSEHOLD_HEAD_COUNT"
@@ -790,7 +791,7 @@ def _replace_head(
     if not is_head:
         if new_head_id_number:
             raise FailedPrecondition(
-                HEAD_REPLACEMENT_REQUIRED, "A new head is named only when the head leaves the household."
+                HEAD_NOT_LEAVING, "A new head is named only when the head leaves the household."
             )
         return _with_members(household, _apply_updates(remaining, relationship_updates), policy, today), ()
     if not new_head_id_number:

@@ -274,6 +274,15 @@ def test_the_head_leaves_only_with_a_named_adult_successor(policy, family):
     assert (family.members[3].id_number, "52", "54") in head_changed.relationship_changes
 
 
+def test_a_new_head_is_named_only_when_the_head_leaves(policy, family):
+    cmd = d.MoveOut(
+        family.members[2].id_number, "360121", "某村", new_head_id_number=family.members[1].id_number
+    )
+    with pytest.raises(FailedPrecondition) as err:
+        d.move_out(family, cmd, policy=policy, today=TODAY, certificate_number="QY1")
+    assert err.value.reason == d.HEAD_NOT_LEAVING
+
+
 def test_a_minor_cannot_become_head(policy, make_household):
     father = person("甲", Sex.MALE, date(1970, 1, 1), "02")
     daughter = person("乙", Sex.FEMALE, date(2005, 1, 1), "31")
