@@ -28,11 +28,22 @@ NEEDS_ATTENTION = "NEEDS_ATTENTION"
 COMPENSATING = "COMPENSATING"
 COMPENSATED = "COMPENSATED"
 CANCELLED = "CANCELLED"
+SKIPPED = "SKIPPED"  # an optional step the applicant did not ask for
 
-SATISFIED = frozenset({APPROVED, READY, DONE})  # a dependent step may start
-HELD_BY_DEPARTMENT = frozenset({ACCEPTED, APPROVED, READY})  # undone by compensation
-FINAL = frozenset({DONE, REFUSED, COMPENSATED, CANCELLED})
+SATISFIED = frozenset({APPROVED, READY, DONE, SKIPPED})  # a dependent step may start
+HELD_BY_DEPARTMENT = frozenset({ACCEPTED, APPROVED, READY, DONE})  # undone by compensation, where it can be
+FINAL = frozenset({DONE, REFUSED, COMPENSATED, CANCELLED, SKIPPED})
 RANK = {PENDING: 0, RUNNING: 1, ACCEPTED: 2, APPROVED: 3, READY: 4, DONE: 5}
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """What a step's request is built from."""
+
+    data: dict[str, Any]  # the validated submission
+    materials: list[common_pb2.MaterialReference]  # references to this step's materials only
+    results: dict[str, dict[str, Any]]  # earlier steps' results, by step key
+    request_id: str
 
 
 @dataclass(frozen=True)
@@ -49,8 +60,7 @@ class Action:
     name: str
     department: str
     method: str
-    # (case data, references to the step's materials, request_id) -> request
-    build: Callable[[dict[str, Any], list[common_pb2.MaterialReference], str], Any]
+    build: Callable[[StepInput], Any]
     outcome: Callable[[Any], Outcome]
     compensate_method: str | None = None
     compensate_build: Callable[[str, str, str], Any] | None = None  # (resource_id, request_id, reason)

@@ -81,7 +81,7 @@ async def open_case(
                     action=spec.action,
                     depends_on=list(spec.depends_on),
                     materials=list(spec.materials),
-                    state=A.PENDING,
+                    state=A.SKIPPED if spec.when and get_value(data, spec.when) is not True else A.PENDING,
                     request_id=str(uuid.uuid4()),
                     result={},
                     updated_at=now,

@@ -50,6 +50,7 @@ class StepSpec:
     title_zh: str
     depends_on: tuple[str, ...] = ()
     materials: tuple[str, ...] = ()
+    when: str | None = None  # a bool field: the step runs only when the applicant set it true
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,7 @@ class Matter:
                     "title": s.title,
                     "title_zh": s.title_zh,
                     "depends_on": list(s.depends_on),
+                    **({"only_when": s.when} if s.when else {}),
                 }
                 for s in self.steps
             ],
@@ -235,6 +237,7 @@ def _matter(raw: dict[str, Any], source: str, known_actions: dict[str, str]) -> 
                 title_zh=s["title_zh"],
                 depends_on=tuple(s.get("depends_on", ())),
                 materials=tuple(s.get("materials", ())),
+                when=s.get("when"),
             )
             for s in raw["steps"]
         )
@@ -282,6 +285,8 @@ def _check(matter: Matter, source: str, known_actions: dict[str, str]) -> None:
                 raise CatalogueError(
                     f"{source}: step {step.key} depends on {dep!r}, which is not an earlier step"
                 )
+        if step.when is not None and not any(f.path == step.when and f.kind == "bool" for f in matter.fields):
+            raise CatalogueError(f"{source}: step {step.key}: 'when' must name a bool field")
         for material in step.materials:
             if material not in material_keys:
                 raise CatalogueError(f"{source}: step {step.key} needs undeclared material {material!r}")

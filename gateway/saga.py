@@ -47,7 +47,7 @@ CASE_FINAL = frozenset({COMPLETED, REJECTED, WITHDRAWN})
 
 def aggregate_state(case_outcome: Mapping[str, object], steps: list[CaseStep]) -> str:
     """The case's one status, derived from its steps."""
-    states = [s.state for s in steps]
+    states = [s.state for s in steps if s.state != A.SKIPPED]
     if case_outcome.get("withdrawn"):
         return WITHDRAWN
     if any(s == A.REFUSED for s in states) or case_outcome.get("rejected"):
@@ -210,18 +210,24 @@ class SagaRunner:
         action = A.ACTIONS[step.action]
         async with self._sessions() as session:
             case = await session.get_one(Case, step.case_id)
-            data, case_no = case.data, case.case_no
-            materials = [
-                common_pb2.MaterialReference(**case.materials[kind])
-                for kind in step.materials
-                if kind in case.materials
-            ]
+            case_no = case.case_no
+            earlier = await session.scalars(
+                select(CaseStep).where(CaseStep.case_id == case.id, CaseStep.position < step.position)
+            )
+            step_input = A.StepInput(
+                data=case.data,
+                materials=[
+                    common_pb2.MaterialReference(**case.materials[kind])
+                    for kind in step.materials
+                    if kind in case.materials
+                ],
+                results={s.step_key: s.result for s in earlier},
+                request_id=step.request_id,
+            )
         ctx = CallContext(request_id=step.request_id, case_no=case_no, timeout=self._settings.call_timeout)
         department = self._departments[step.department]
         try:
-            response = await department.call(
-                action.method, action.build(data, materials, step.request_id), ctx
-            )
+            response = await department.call(action.method, action.build(step_input), ctx)
             outcome = action.outcome(response)
         except Unavailable as exc:
             await self._retry_later(step.id, exc.message)
