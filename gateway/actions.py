@@ -100,11 +100,10 @@ def _card_outcome(response: Any) -> Outcome:
     )
 
 
-def _card_renewal_request(
-    data: dict[str, Any], materials: list[common_pb2.MaterialReference], request_id: str
-) -> Any:
+def _card_renewal_request(step: StepInput) -> Any:
+    data = step.data
     return identity_pb2.CreateCardApplicationRequest(
-        request_id=request_id,
+        request_id=step.request_id,
         id_number=get_value(data, "applicant.id_number"),
         name=get_value(data, "applicant.name"),
         kind=identity_pb2.CARD_APPLICATION_KIND_RENEWAL,
