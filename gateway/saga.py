@@ -192,7 +192,9 @@ class SagaRunner:
                 else:
                     await self._execute(step)
         except Exception:
-            log.exception("step crashed; it will be retried when its lease expires", step=step.step_key)
+            log.exception("step crashed; counted as a failed attempt", step=step.step_key)
+            with contextlib.suppress(Exception):  # if even that fails, the lease expires and it is retried
+                await self._retry_later(step.id, "internal error")
         finally:
             self._inflight.discard(step.id)
 
