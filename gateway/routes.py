@@ -332,3 +332,29 @@ async def upload_material(request: web.Request) -> web.Response:
             created = False
     body = {"sha256": stored.sha256, "media_type": stored.media_type, "size_bytes": stored.size_bytes}
     return web.json_response(body, status=201 if created else 200)
+
+
+@routes.get("/api/v1/progress/{case_no}")
+async def progress(request: web.Request) -> web.Response:
+    """Public progress for whoever holds the case number and its query code: no personal data."""
+    return await get_case(request)
+
+
+@routes.post("/api/v1/cases/{case_no}/withdraw")
+async def withdraw_case(request: web.Request) -> web.Response:
+    """The applicant withdraws: steps not yet sent are cancelled, the departments' records are
+    cancelled in reverse order (compensation)."""
+    body = await _json_body(request)
+    loaded = await load_case(request.app[sessions_key], request.match_info["case_no"])
+    code = body.get("code")
+    if loaded is None or not isinstance(code, str) or not code_matches(loaded[0], code):
+        raise Problem(404, "not-found", "No case with this number and query code")
+    case, _ = loaded
+    if case.state in saga.CASE_FINAL:
+        raise Problem(409, "case-closed", f"The case is already {case.state.lower()}", state=case.state)
+    runner = request.app[runner_key]
+    await runner.withdraw(case.id)
+    await drive_for(runner, case.id, request.app[settings_key].submit_wait)
+    case, steps = await load_case(request.app[sessions_key], case.case_no) or loaded
+    view = case_view(case, steps, request.app[catalogue_key], request.app[clock_key], personal=False)
+    return web.json_response(view, status=202 if case.state != saga.WITHDRAWN else 200)

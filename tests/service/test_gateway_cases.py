@@ -274,3 +274,26 @@ async def test_health_and_readiness(client: TestClient, departments: Any) -> Non
     resp = await client.get("/readyz")
     assert resp.status == 503
     assert (await resp.json())["departments"]["permits"] == "unavailable"
+
+
+async def test_withdrawal_cancels_the_department_record(client: TestClient, departments: Any) -> None:
+    body = await (await client.post("/api/v1/cases", json=VALID)).json()
+    resource = next(iter(departments["identity"].answers.values())).card_application.id
+    resp = await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", json={"code": body["query_code"]})
+    assert resp.status == 200
+    view = await resp.json()
+    assert view["state"] == "WITHDRAWN"
+    assert view["steps"][0]["state"] == A.COMPENSATED
+    [(cancel, ctx)] = departments["identity"].calls_to("CancelCardApplication")
+    assert cancel.id == resource
+    assert ctx.request_id != departments["identity"].calls_to("CreateCardApplication")[0][1].request_id
+    again = await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", json={"code": body["query_code"]})
+    assert again.status == 409
+    progress = await client.get(f"/api/v1/progress/{body['case_no']}", params={"code": body["query_code"]})
+    assert (await progress.json())["state"] == "WITHDRAWN"
+
+
+async def test_withdrawal_needs_the_query_code(client: TestClient) -> None:
+    body = await (await client.post("/api/v1/cases", json=VALID)).json()
+    resp = await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", json={"code": "12345"})
+    assert resp.status == 404
