@@ -1,0 +1,93 @@
+"""Where identity gets hukou facts: the household register of the residence service, over gRPC.
+
+`HukouDirectory` is the one question identity asks (VerifyHukou: does this ID number and name match a
+register entry, and where is that hukou). `GrpcHukouDirectory` asks the residence service;
+`FakeHukouDirectory` answers from memory for tests. Identity never keeps hukou facts in its own tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import grpc
+from opentelemetry.trace import TracerProvider
+
+from govhub.residence.v1 import residence_pb2, residence_pb2_grpc
+from services.common.errors import Unavailable
+from services.identity.domain import HukouRecord
+
+# Status codes that mean "the register did not answer": the caller may retry later.
+_NOT_ANSWERED = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+
+
+class HukouDirectory(Protocol):
+    async def verify(self, id_number: str, name: str, *, timeout: float) -> HukouRecord:
+        """The register's answer for this person; `Unavailable` when it does not answer in `timeout` s."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class GrpcHukouDirectory:
+    """The residence service's VerifyHukou. Create it inside the running event loop (grpc.aio channels
+    belong to the loop they were made in) and close it on shutdown."""
+
+    def __init__(self, target: str, *, tracer_provider: TracerProvider | None = None) -> None:
+        interceptors = []
+        if tracer_provider is not None:
+            from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+            interceptors = aio_client_interceptors(tracer_provider=tracer_provider)
+        self._channel = grpc.aio.insecure_channel(target, interceptors=interceptors)
+        self._stub = residence_pb2_grpc.ResidenceServiceStub(self._channel)
+
+    async def verify(self, id_number: str, name: str, *, timeout: float) -> HukouRecord:
+        try:
+            reply = await self._stub.VerifyHukou(
+                residence_pb2.VerifyHukouRequest(id_number=id_number, name=name), timeout=timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _NOT_ANSWERED:
+                raise Unavailable("The household register did not answer; try again later.") from None
+            raise
+        status = residence_pb2.PersonStatus.Name(reply.status).removeprefix("PERSON_STATUS_")
+        return HukouRecord(
+            found=reply.found,
+            name_matches=reply.name_matches,
+            status="" if status == "UNSPECIFIED" else status,
+            province_code=reply.hukou_province_code,
+            region_code=reply.hukou_region_code,
+        )
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+@dataclass
+class FakeHukouDirectory:
+    """An in-memory register: `add` people, set `down` to make it not answer, read `calls`."""
+
+    people: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # id -> (name, region, status)
+    down: bool = False
+    calls: list[tuple[str, float]] = field(default_factory=list)
+
+    def add(self, id_number: str, name: str, region_code: str, status: str = "REGISTERED") -> None:
+        self.people[id_number] = (name, region_code, status)
+
+    async def verify(self, id_number: str, name: str, *, timeout: float) -> HukouRecord:
+        self.calls.append((id_number, timeout))
+        if self.down:
+            raise Unavailable("The household register did not answer; try again later.")
+        entry = self.people.get(id_number)
+        if entry is None:
+            return HukouRecord(found=False, name_matches=False)
+        registered_name, region, status = entry
+        if registered_name != name:
+            return HukouRecord(found=True, name_matches=False, status=status)
+        return HukouRecord(True, True, status, region[:2], region)
+
+    async def close(self) -> None:
+        return None

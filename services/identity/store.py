@@ -1,0 +1,455 @@
+"""The identity department's tables and its repository.
+
+Rows are mapped to and from the frozen domain objects of ``services.identity.domain`` here and nowhere
+else. One open application per person is enforced by the domain and, race-free, by the database:
+``card_applications.open_id_number`` holds the ID number while the application is open and NULL once it
+is closed, under a plain unique constraint (NULLs never collide on SQLite or PostgreSQL), so of two
+concurrent applications of one person exactly one commits.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import BigInteger, Boolean, Date, MetaData, String, Text, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql import Select
+
+from services.common.db import NAMING, JsonType, UTCDateTime
+from services.common.errors import InvalidArgument
+from services.common.idempotency import IdempotencyMixin
+from services.common.outbox import OutboxMixin
+from services.identity.domain import (
+    ApplicationKind,
+    ApplicationState,
+    Card,
+    CardApplication,
+    CardStatus,
+    FeeReduction,
+    FoundCard,
+    FoundCardStatus,
+    LossReport,
+    RenewalReason,
+    ResidencePermit,
+    TemporaryCard,
+)
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class OutboxEvent(OutboxMixin, Base):
+    __tablename__ = "outbox"
+
+
+class IdempotencyRecord(IdempotencyMixin, Base):
+    __tablename__ = "idempotency"
+
+
+class Timestamps:
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class CardApplicationRow(Timestamps, Base):
+    __tablename__ = "card_applications"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id_number: Mapped[str] = mapped_column(String(18), index=True)
+    # The ID number while the application is open, NULL once closed: one open application per person.
+    open_id_number: Mapped[str | None] = mapped_column(String(18), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    renewal_reason: Mapped[str | None] = mapped_column(String(20))
+    hukou_province_code: Mapped[str] = mapped_column(String(2))
+    hukou_region_code: Mapped[str] = mapped_column(String(6))
+    accepting_region_code: Mapped[str] = mapped_column(String(6))
+    cross_province: Mapped[bool] = mapped_column(Boolean)
+    application_date: Mapped[dt.date] = mapped_column(Date)
+    fee_reduction: Mapped[str] = mapped_column(String(30))
+    fee_fen: Mapped[int] = mapped_column(BigInteger)
+    statutory_deadline: Mapped[dt.date] = mapped_column(Date)
+    required_materials: Mapped[list[str]] = mapped_column(JsonType)
+    residence_permit_number: Mapped[str | None] = mapped_column(String(40))
+    residence_permit_valid_until: Mapped[dt.date | None] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(20))
+    rejection_reason: Mapped[str] = mapped_column(Text, default="")
+    cancellation_reason: Mapped[str] = mapped_column(Text, default="")
+    card_number: Mapped[str] = mapped_column(String(32), default="")
+    history: Mapped[list[list[str]]] = mapped_column(JsonType)
+
+
+class CardRow(Timestamps, Base):
+    __tablename__ = "cards"
+
+    card_number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id_number: Mapped[str] = mapped_column(String(18), index=True)
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_until: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20))
+    application_id: Mapped[str] = mapped_column(String(36))
+
+
+class LossReportRow(Base):
+    __tablename__ = "loss_reports"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    card_number: Mapped[str] = mapped_column(String(32), index=True)
+    id_number: Mapped[str] = mapped_column(String(18), index=True)
+    station_region_code: Mapped[str] = mapped_column(String(6))
+    reported_on: Mapped[dt.date] = mapped_column(Date)
+    inside_hukou_area: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class FoundCardRow(Timestamps, Base):
+    __tablename__ = "found_cards"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    card_number: Mapped[str] = mapped_column(String(32), index=True)
+    id_number: Mapped[str] = mapped_column(String(18), index=True)
+    station_region_code: Mapped[str] = mapped_column(String(6))
+    found_place: Mapped[str] = mapped_column(Text)
+    found_on: Mapped[dt.date] = mapped_column(Date)
+    registered_on: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20))
+    notify_owner: Mapped[bool] = mapped_column(Boolean)
+    claimant_photo_ref: Mapped[str] = mapped_column(String(128), default="")
+    closed_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class TemporaryCardRow(Timestamps, Base):
+    __tablename__ = "temporary_cards"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id_number: Mapped[str] = mapped_column(String(18), index=True)
+    # One temporary card per application in progress.
+    application_id: Mapped[str] = mapped_column(String(36), unique=True)
+    station_region_code: Mapped[str] = mapped_column(String(6))
+    applied_on: Mapped[dt.date] = mapped_column(Date)
+    issue_by: Mapped[dt.date] = mapped_column(Date)
+    fee_fen: Mapped[int] = mapped_column(BigInteger)
+    issued_on: Mapped[dt.date | None] = mapped_column(Date)
+    valid_until: Mapped[dt.date | None] = mapped_column(Date)
+
+
+# -- pages -------------------------------------------------------------------------------------------------
+
+Row = TypeVar("Row", CardApplicationRow, CardRow, FoundCardRow)
+
+
+def page_size(requested: int) -> int:
+    """Default 50, at most 500; a negative size is an INVALID_ARGUMENT on page_size."""
+    if requested < 0:
+        raise InvalidArgument.one("page_size", "NEGATIVE", "page_size must not be negative")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _encode_token(created_at: dt.datetime, key: str) -> str:
+    raw = json.dumps([created_at.isoformat(), key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> tuple[dt.datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        when, key = json.loads(raw)
+        created_at = dt.datetime.fromisoformat(when)
+        if created_at.tzinfo is None or not isinstance(key, str):
+            raise ValueError
+    except (ValueError, TypeError):
+        raise InvalidArgument.one(
+            "page_token", "BAD_PAGE_TOKEN", "page_token is not one this service gave out"
+        ) from None
+    return created_at, key
+
+
+async def _page(
+    session: AsyncSession, stmt: Select[tuple[Row]], model: type[Row], key: Any, size: int, token: str
+) -> tuple[list[Row], str]:
+    """Newest first by (created_at, key), keyset-paginated with an opaque token."""
+    if token:
+        created_at, last = _decode_token(token)
+        stmt = stmt.where(
+            or_(model.created_at < created_at, and_(model.created_at == created_at, key < last))
+        )
+    rows = list(
+        (await session.scalars(stmt.order_by(model.created_at.desc(), key.desc()).limit(size + 1))).all()
+    )
+    if len(rows) <= size:
+        return rows, ""
+    rows = rows[:size]
+    last_row = rows[-1]
+    return rows, _encode_token(last_row.created_at, getattr(last_row, key.key))
+
+
+# -- mapping -----------------------------------------------------------------------------------------------
+
+
+def _application(row: CardApplicationRow) -> CardApplication:
+    permit = None
+    if row.residence_permit_number is not None and row.residence_permit_valid_until is not None:
+        permit = ResidencePermit(row.residence_permit_number, row.residence_permit_valid_until)
+    return CardApplication(
+        id=row.id,
+        id_number=row.id_number,
+        name=row.name,
+        kind=ApplicationKind(row.kind),
+        renewal_reason=RenewalReason(row.renewal_reason) if row.renewal_reason else None,
+        hukou_province_code=row.hukou_province_code,
+        hukou_region_code=row.hukou_region_code,
+        accepting_region_code=row.accepting_region_code,
+        cross_province=row.cross_province,
+        application_date=row.application_date,
+        fee_reduction=FeeReduction(row.fee_reduction),
+        fee_fen=row.fee_fen,
+        statutory_deadline=row.statutory_deadline,
+        required_materials=tuple(row.required_materials),
+        residence_permit=permit,
+        state=ApplicationState(row.state),
+        rejection_reason=row.rejection_reason,
+        cancellation_reason=row.cancellation_reason,
+        card_number=row.card_number,
+        history=tuple((ApplicationState(s), dt.date.fromisoformat(on)) for s, on in row.history),
+    )
+
+
+def _fill_application(row: CardApplicationRow, app: CardApplication) -> None:
+    row.id_number = app.id_number
+    row.open_id_number = app.id_number if app.is_open else None
+    row.name = app.name
+    row.kind = app.kind.value
+    row.renewal_reason = app.renewal_reason.value if app.renewal_reason else None
+    row.hukou_province_code = app.hukou_province_code
+    row.hukou_region_code = app.hukou_region_code
+    row.accepting_region_code = app.accepting_region_code
+    row.cross_province = app.cross_province
+    row.application_date = app.application_date
+    row.fee_reduction = app.fee_reduction.value
+    row.fee_fen = app.fee_fen
+    row.statutory_deadline = app.statutory_deadline
+    row.required_materials = list(app.required_materials)
+    row.residence_permit_number = app.residence_permit.number if app.residence_permit else None
+    row.residence_permit_valid_until = app.residence_permit.valid_until if app.residence_permit else None
+    row.state = app.state.value
+    row.rejection_reason = app.rejection_reason
+    row.cancellation_reason = app.cancellation_reason
+    row.card_number = app.card_number
+    row.history = [[s.value, on.isoformat()] for s, on in app.history]
+
+
+def _card(row: CardRow) -> Card:
+    return Card(
+        row.card_number,
+        row.id_number,
+        row.valid_from,
+        row.valid_until,
+        CardStatus(row.status),
+        row.application_id,
+    )
+
+
+def _found(row: FoundCardRow) -> FoundCard:
+    return FoundCard(
+        id=row.id,
+        card_number=row.card_number,
+        id_number=row.id_number,
+        station_region_code=row.station_region_code,
+        found_place=row.found_place,
+        found_on=row.found_on,
+        registered_on=row.registered_on,
+        status=FoundCardStatus(row.status),
+        notify_owner=row.notify_owner,
+        claimant_photo_ref=row.claimant_photo_ref,
+        closed_on=row.closed_on,
+    )
+
+
+def _temporary(row: TemporaryCardRow) -> TemporaryCard:
+    return TemporaryCard(
+        id_number=row.id_number,
+        application_id=row.application_id,
+        applied_on=row.applied_on,
+        issue_by=row.issue_by,
+        fee_fen=row.fee_fen,
+        issued_on=row.issued_on,
+        valid_until=row.valid_until,
+    )
+
+
+# -- the repository ----------------------------------------------------------------------------------------
+
+
+class IdentityRepository:
+    """The department's records, in one unit of work's session. Methods speak the domain's language;
+    `now` stamps created/updated times."""
+
+    def __init__(self, session: AsyncSession, now: dt.datetime) -> None:
+        self.session = session
+        self.now = now
+
+    # applications
+
+    async def get_application(self, application_id: str) -> CardApplication | None:
+        row = await self.session.get(CardApplicationRow, application_id)
+        return _application(row) if row else None
+
+    async def get_open_application_for(self, id_number: str) -> CardApplication | None:
+        stmt = select(CardApplicationRow).where(CardApplicationRow.open_id_number == id_number)
+        row = (await self.session.scalars(stmt)).first()
+        return _application(row) if row else None
+
+    async def application_times(self, application_id: str) -> tuple[dt.datetime, dt.datetime] | None:
+        row = await self.session.get(CardApplicationRow, application_id)
+        return (row.created_at, row.updated_at) if row else None
+
+    async def save_application(self, app: CardApplication) -> tuple[dt.datetime, dt.datetime]:
+        """Insert or update; answers (created_at, updated_at)."""
+        row = await self.session.get(CardApplicationRow, app.id)
+        if row is None:
+            row = CardApplicationRow(id=app.id, created_at=self.now)
+            self.session.add(row)
+        _fill_application(row, app)
+        row.updated_at = self.now
+        return row.created_at, row.updated_at
+
+    async def list_applications(
+        self, id_number: str | None, size: int, token: str
+    ) -> tuple[list[tuple[CardApplication, dt.datetime, dt.datetime]], str]:
+        stmt = select(CardApplicationRow)
+        if id_number:
+            stmt = stmt.where(CardApplicationRow.id_number == id_number)
+        rows, next_token = await _page(
+            self.session, stmt, CardApplicationRow, CardApplicationRow.id, size, token
+        )
+        return [(_application(r), r.created_at, r.updated_at) for r in rows], next_token
+
+    # cards
+
+    async def get_card(self, card_number: str) -> Card | None:
+        row = await self.session.get(CardRow, card_number)
+        return _card(row) if row else None
+
+    async def current_card(self, id_number: str) -> Card | None:
+        """The person's last issued card, whatever its status."""
+        stmt = (
+            select(CardRow)
+            .where(CardRow.id_number == id_number)
+            .order_by(CardRow.created_at.desc(), CardRow.card_number.desc())
+            .limit(1)
+        )
+        row = (await self.session.scalars(stmt)).first()
+        return _card(row) if row else None
+
+    async def save_card(self, card: Card) -> None:
+        row = await self.session.get(CardRow, card.card_number)
+        if row is None:
+            row = CardRow(card_number=card.card_number, created_at=self.now)
+            self.session.add(row)
+        row.id_number = card.id_number
+        row.valid_from = card.valid_from
+        row.valid_until = card.valid_until
+        row.status = card.status.value
+        row.application_id = card.application_id
+        row.updated_at = self.now
+
+    async def list_cards(self, id_number: str, size: int, token: str) -> tuple[list[Card], str]:
+        stmt = select(CardRow).where(CardRow.id_number == id_number)
+        rows, next_token = await _page(self.session, stmt, CardRow, CardRow.card_number, size, token)
+        return [_card(r) for r in rows], next_token
+
+    # loss reports
+
+    async def add_loss_report(self, report_id: str, report: LossReport) -> None:
+        self.session.add(
+            LossReportRow(
+                id=report_id,
+                card_number=report.card_number,
+                id_number=report.id_number,
+                station_region_code=report.station_region_code,
+                reported_on=report.reported_on,
+                inside_hukou_area=report.inside_hukou_area,
+                created_at=self.now,
+            )
+        )
+
+    # found cards
+
+    async def get_found_card(self, found_id: str) -> FoundCard | None:
+        row = await self.session.get(FoundCardRow, found_id)
+        return _found(row) if row else None
+
+    async def save_found_card(self, found: FoundCard) -> None:
+        row = await self.session.get(FoundCardRow, found.id)
+        if row is None:
+            row = FoundCardRow(id=found.id, created_at=self.now)
+            self.session.add(row)
+        row.card_number = found.card_number
+        row.id_number = found.id_number
+        row.station_region_code = found.station_region_code
+        row.found_place = found.found_place
+        row.found_on = found.found_on
+        row.registered_on = found.registered_on
+        row.status = found.status.value
+        row.notify_owner = found.notify_owner
+        row.claimant_photo_ref = found.claimant_photo_ref
+        row.closed_on = found.closed_on
+        row.updated_at = self.now
+
+    async def found_cards_of(self, id_number: str, size: int, token: str) -> tuple[list[FoundCard], str]:
+        stmt = select(FoundCardRow).where(FoundCardRow.id_number == id_number)
+        rows, next_token = await _page(self.session, stmt, FoundCardRow, FoundCardRow.id, size, token)
+        return [_found(r) for r in rows], next_token
+
+    # temporary cards
+
+    async def get_temporary_card(self, temporary_id: str) -> tuple[TemporaryCard, str] | None:
+        """The card and its issuing station's region code."""
+        row = await self.session.get(TemporaryCardRow, temporary_id)
+        return (_temporary(row), row.station_region_code) if row else None
+
+    async def temporary_card_for_application(self, application_id: str) -> str | None:
+        stmt = select(TemporaryCardRow.id).where(TemporaryCardRow.application_id == application_id)
+        return (await self.session.scalars(stmt)).first()
+
+    async def add_temporary_card(
+        self, temporary_id: str, card: TemporaryCard, station_region_code: str
+    ) -> None:
+        self.session.add(
+            TemporaryCardRow(
+                id=temporary_id,
+                id_number=card.id_number,
+                application_id=card.application_id,
+                station_region_code=station_region_code,
+                applied_on=card.applied_on,
+                issue_by=card.issue_by,
+                fee_fen=card.fee_fen,
+                issued_on=card.issued_on,
+                valid_until=card.valid_until,
+                created_at=self.now,
+                updated_at=self.now,
+            )
+        )
+
+
+__all__: Sequence[str] = [
+    "Base",
+    "CardApplicationRow",
+    "CardRow",
+    "FoundCardRow",
+    "IdempotencyRecord",
+    "IdentityRepository",
+    "LossReportRow",
+    "OutboxEvent",
+    "TemporaryCardRow",
+    "page_size",
+]
