@@ -34,7 +34,7 @@ from gateway.typedefs import (
     tracer_provider_key,
 )
 from services.common.clock import Clock
-from services.common.db import create_schema, make_engine, session_factory
+from services.common.db import create_schema, dispose_engine, make_engine, session_factory
 from services.common.settings import GatewaySettings
 
 log = structlog.get_logger("govhub.gateway")
@@ -112,7 +112,7 @@ def create_app(
         app[engine_key] = engine
         app[sessions_key] = session_factory(engine)
         yield
-        await engine.dispose()
+        await dispose_engine(engine)
 
     async def department_clients(app: web.Application) -> AsyncIterator[None]:
         owned = departments is None

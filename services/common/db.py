@@ -6,7 +6,9 @@ lock) is the embedded default; a ``postgresql+asyncpg://`` URL switches the same
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -96,6 +98,20 @@ async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
         await conn.run_sync(metadata.create_all)
 
 
+async def dispose_engine(engine: AsyncEngine, drain_limit: float = 5.0) -> None:
+    """Dispose of the engine once every pooled connection is back (at most `drain_limit` s).
+
+    An RPC cancelled in the middle of a query (a WatchEvents client going away) leaves its connection
+    closing in a shielded task; with aiosqlite 0.22 that close never finishes if the engine is disposed
+    and the loop torn down first, and the process hangs on exit (wapiti-scanner/wapiti#802)."""
+    checkedout = getattr(engine.pool, "checkedout", None)
+    if checkedout is not None:
+        deadline = time.monotonic() + drain_limit
+        while checkedout() > 0 and time.monotonic() < deadline:  # noqa: ASYNC110 - the pool has no event for it
+            await asyncio.sleep(0.01)
+    await engine.dispose()
+
+
 async def ping(engine: AsyncEngine) -> bool:
     try:
         async with engine.connect() as conn:
@@ -148,6 +164,7 @@ __all__ = [
     "UTCDateTime",
     "UnitOfWork",
     "create_schema",
+    "dispose_engine",
     "is_sqlite",
     "make_engine",
     "new_id",

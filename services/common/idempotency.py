@@ -72,7 +72,10 @@ async def run_idempotent(
                         "this request_id was already used for a different request",
                     )
                 return response_type.FromString(stored.response)
-            response = await handler(uow)
+            try:
+                response = await handler(uow)
+            except IntegrityError:
+                continue  # a unique rule raced with a concurrent change (flushed early): look again
             uow.session.add(
                 model(
                     request_id=request_id,

@@ -58,7 +58,8 @@ class EventFeed:
     ) -> None:
         session = uow.session
         if session.bind.dialect.name == "postgresql":
-            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+            with session.no_autoflush:  # pending inserts flush at commit, where run_idempotent retries races
+                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
         session.add(
             self.model(
                 event_type=event_type,

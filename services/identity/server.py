@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from opentelemetry.trace import TracerProvider
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from govhub.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common.clock import Clock
-from services.common.db import create_schema, make_engine, ping, session_factory
+from services.common.db import create_schema, dispose_engine, make_engine, ping, session_factory
 from services.common.grpcserver import GrpcService, build_grpc_server
 from services.common.outbox import EventFeed
 from services.common.service import ServiceContext
@@ -21,19 +17,6 @@ from services.identity.servicer import IdentityServicer
 from services.identity.store import Base, OutboxEvent
 
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
-
-
-async def drain_connections(engine: AsyncEngine, limit: float = 5.0) -> None:
-    """Wait (at most `limit` s) until every pooled connection is back. An RPC cancelled in the middle of
-    a query (a WatchEvents client going away) leaves its connection closing in a shielded task; with
-    aiosqlite 0.22 that close never finishes if the loop is torn down first, and the process hangs on
-    exit (wapiti-scanner/wapiti#802). Runs after the server stopped and before the engine is disposed."""
-    checkedout = getattr(engine.pool, "checkedout", None)
-    if checkedout is None:
-        return
-    deadline = time.monotonic() + limit
-    while checkedout() > 0 and time.monotonic() < deadline:  # noqa: ASYNC110 - no pool event covers a terminated connection
-        await asyncio.sleep(0.01)
 
 
 async def build_server(
@@ -79,7 +62,6 @@ async def build_server(
         await directory.close()
         await engine.dispose()
         raise
-    service.closers.append(engine.dispose)
-    service.closers.append(lambda: drain_connections(engine))
+    service.closers.append(lambda: dispose_engine(engine))
     service.closers.append(directory.close)
     return service

@@ -6,7 +6,7 @@ from opentelemetry.trace import TracerProvider
 
 from govhub.permits.v1 import permits_pb2, permits_pb2_grpc
 from services.common.clock import Clock
-from services.common.db import create_schema, make_engine, ping, session_factory
+from services.common.db import create_schema, dispose_engine, make_engine, ping, session_factory
 from services.common.grpcserver import GrpcService, build_grpc_server
 from services.common.outbox import EventFeed
 from services.common.service import ServiceContext
@@ -40,5 +40,5 @@ async def build_server(
         tracer_provider=tracer_provider,
         health_interval=settings.health_interval,
     )
-    service.closers.append(engine.dispose)
+    service.closers.append(lambda: dispose_engine(engine))
     return service
