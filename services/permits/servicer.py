@@ -403,7 +403,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
                 if found is None:
                     raise NotFound("no such employer")
                 row = found
-        return permits_pb2.GetEmployerResponse(employer=_employer_out(row))
+            return permits_pb2.GetEmployerResponse(employer=_employer_out(row))
 
     async def SetEmployerStatus(
         self, request: permits_pb2.SetEmployerStatusRequest, context: grpc.aio.ServicerContext
@@ -529,11 +529,11 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     async def GetWorkPermitApplication(
         self, request: permits_pb2.GetWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
     ) -> permits_pb2.GetWorkPermitApplicationResponse:
-        async with self.ctx.uow() as uow:
+        async with self.ctx.uow() as uow:  # read only; the answer is built before the session closes
             record = await WorkPermitRepository(uow.session).get(request.id)
-        return permits_pb2.GetWorkPermitApplicationResponse(
-            work_permit_application=self._work_permit_out(record, self.ctx.clock.today())
-        )
+            return permits_pb2.GetWorkPermitApplicationResponse(
+                work_permit_application=self._work_permit_out(record, self.ctx.clock.today())
+            )
 
     async def ListWorkPermitApplications(
         self, request: permits_pb2.ListWorkPermitApplicationsRequest, context: grpc.aio.ServicerContext
@@ -559,11 +559,11 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
                 employer_uscc=uscc,
                 state=state,
             )
-        today = self.ctx.clock.today()
-        return permits_pb2.ListWorkPermitApplicationsResponse(
-            work_permit_applications=[self._work_permit_out(r, today) for r in page.items],
-            next_page_token=_encode_token(page.last_key, filters) if page.has_more else "",
-        )
+            today = self.ctx.clock.today()
+            return permits_pb2.ListWorkPermitApplicationsResponse(
+                work_permit_applications=[self._work_permit_out(r, today) for r in page.items],
+                next_page_token=_encode_token(page.last_key, filters) if page.has_more else "",
+            )
 
     async def _change_work_permit(
         self,
@@ -739,9 +739,9 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     ) -> permits_pb2.GetResidencePermitApplicationResponse:
         async with self.ctx.uow() as uow:
             record = await ResidencePermitRepository(uow.session).get(request.id)
-        return permits_pb2.GetResidencePermitApplicationResponse(
-            residence_permit_application=self._residence_permit_out(record, self.ctx.clock.today())
-        )
+            return permits_pb2.GetResidencePermitApplicationResponse(
+                residence_permit_application=self._residence_permit_out(record, self.ctx.clock.today())
+            )
 
     async def ListResidencePermitApplications(
         self, request: permits_pb2.ListResidencePermitApplicationsRequest, context: grpc.aio.ServicerContext
@@ -761,11 +761,11 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             page = await ResidencePermitRepository(uow.session).page(
                 limit=limit, after=after, nationality=nationality, passport_number=passport, state=state
             )
-        today = self.ctx.clock.today()
-        return permits_pb2.ListResidencePermitApplicationsResponse(
-            residence_permit_applications=[self._residence_permit_out(r, today) for r in page.items],
-            next_page_token=_encode_token(page.last_key, filters) if page.has_more else "",
-        )
+            today = self.ctx.clock.today()
+            return permits_pb2.ListResidencePermitApplicationsResponse(
+                residence_permit_applications=[self._residence_permit_out(r, today) for r in page.items],
+                next_page_token=_encode_token(page.last_key, filters) if page.has_more else "",
+            )
 
     async def _change_residence_permit(
         self,
