@@ -3,6 +3,7 @@ violations, duplicates, pagination, verification and lifelong permit numbers."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import grpc
@@ -419,3 +420,37 @@ async def test_residence_permit_extension_and_cancellation(permits: Permits) -> 
     assert cancelled.state == pb.PERMIT_STATE_CANCELLED
     types = [e.type for e in await permits.events() if e.aggregate_id == residence.id]
     assert types[-2:] == ["ResidencePermitExtended", "ResidencePermitCancelled"]
+
+
+# -- concurrency (on PostgreSQL the requests really overlap; SQLite serialises them) ------------------------
+
+
+async def test_concurrent_issues_get_distinct_numbers_and_duplicates_lose(permits: Permits) -> None:
+    await permits.employer()
+    approved = [await permits.work_permit("APPROVED", passport=f"C{n:07d}") for n in range(4)]
+    for app in approved:
+        await permits.stub.SupplyWorkPermitMaterials(
+            pb.SupplyWorkPermitMaterialsRequest(
+                request_id=rid(), id=app.id, materials=refs("z_or_r_visa_with_entry_stamp")
+            )
+        )
+    issued = await asyncio.gather(
+        *(
+            permits.stub.IssueWorkPermit(pb.IssueWorkPermitRequest(request_id=rid(), id=a.id))
+            for a in approved
+        )
+    )
+    numbers = {r.work_permit_application.permit_number for r in issued}
+    assert len(numbers) == 4
+
+    outcomes = await asyncio.gather(
+        *(
+            permits.stub.CreateWorkPermitApplication(work_permit_request(passport="D1234567"))
+            for _ in range(4)
+        ),
+        return_exceptions=True,
+    )
+    created = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(created) == 1
+    assert [e.code() for e in refused] == [grpc.StatusCode.ALREADY_EXISTS] * 3
