@@ -31,6 +31,9 @@ CANCELLED = "CANCELLED"
 SKIPPED = "SKIPPED"  # an optional step the applicant did not ask for
 
 SATISFIED = frozenset({APPROVED, READY, DONE, SKIPPED})  # a dependent step may start
+STARTED = frozenset(
+    {ACCEPTED, APPROVED, READY, DONE, SKIPPED}
+)  # ... if it only needs the department to hold it
 HELD_BY_DEPARTMENT = frozenset({ACCEPTED, APPROVED, READY, DONE})  # undone by compensation, where it can be
 FINAL = frozenset({DONE, REFUSED, COMPENSATED, CANCELLED, SKIPPED})
 RANK = {PENDING: 0, RUNNING: 1, ACCEPTED: 2, APPROVED: 3, READY: 4, DONE: 5}
@@ -100,24 +103,73 @@ def _card_outcome(response: Any) -> Outcome:
     )
 
 
-def _card_renewal_request(step: StepInput) -> Any:
-    data = step.data
-    return identity_pb2.CreateCardApplicationRequest(
+def _residence_permit(data: dict[str, Any]) -> identity_pb2.ResidencePermit | None:
+    number = get_value(data, "residence_permit.number")
+    if not number:
+        return None
+    return identity_pb2.ResidencePermit(
+        number=number, valid_until=_proto_date(get_value(data, "residence_permit.valid_until"))
+    )
+
+
+def _card_application(kind: int, region_field: str) -> Callable[[StepInput], Any]:
+    def build(step: StepInput) -> Any:
+        data = step.data
+        reason = get_value(data, "renewal_reason")
+        return identity_pb2.CreateCardApplicationRequest(
+            request_id=step.request_id,
+            id_number=get_value(data, "applicant.id_number"),
+            name=get_value(data, "applicant.name"),
+            kind=kind,
+            renewal_reason=identity_pb2.RenewalReason.Value(f"RENEWAL_REASON_{reason}") if reason else 0,
+            accepting_region_code=get_value(data, region_field),
+            residence_permit=_residence_permit(data),
+            fee_reduction=identity_pb2.FeeReduction.Value(
+                f"FEE_REDUCTION_{get_value(data, 'fee_reduction') or 'NONE'}"
+            ),
+        )
+
+    return build
+
+
+def _loss_report_request(step: StepInput) -> Any:
+    return identity_pb2.ReportCardLostRequest(
         request_id=step.request_id,
-        id_number=get_value(data, "applicant.id_number"),
-        name=get_value(data, "applicant.name"),
-        kind=identity_pb2.CARD_APPLICATION_KIND_RENEWAL,
-        renewal_reason=identity_pb2.RenewalReason.Value(
-            f"RENEWAL_REASON_{get_value(data, 'renewal_reason')}"
-        ),
-        accepting_region_code=get_value(data, "accepting_region_code"),
-        residence_permit=identity_pb2.ResidencePermit(
-            number=get_value(data, "residence_permit.number"),
-            valid_until=_proto_date(get_value(data, "residence_permit.valid_until")),
-        ),
-        fee_reduction=identity_pb2.FeeReduction.Value(
-            f"FEE_REDUCTION_{get_value(data, 'fee_reduction') or 'NONE'}"
-        ),
+        id_number=get_value(step.data, "applicant.id_number"),
+        name=get_value(step.data, "applicant.name"),
+        station_region_code=get_value(step.data, "station_region_code"),
+    )
+
+
+def _loss_report_outcome(response: Any) -> Outcome:
+    report = response.loss_report
+    return Outcome(
+        resource_id=report.id,
+        state=DONE,
+        department_state="REPORTED_LOST",
+        result={"inside_hukou_area": report.inside_hukou_area},
+    )
+
+
+def _temporary_card_request(step: StepInput) -> Any:
+    return identity_pb2.IssueTemporaryCardRequest(
+        request_id=step.request_id,
+        id_number=get_value(step.data, "applicant.id_number"),
+        name=get_value(step.data, "applicant.name"),
+        station_region_code=get_value(step.data, "station_region_code"),
+        urgent_need=True,
+    )
+
+
+def _temporary_card_outcome(response: Any) -> Outcome:
+    card = response.temporary_card
+    issued = bool(card.issued_on.year)
+    return Outcome(
+        resource_id=card.id,
+        state=DONE if issued else ACCEPTED,
+        department_state="ISSUED" if issued else "APPLIED",
+        statutory_deadline=_date(card.issue_by),
+        result={"fee_fen": card.fee_fen},
     )
 
 
@@ -141,11 +193,36 @@ ACTIONS: dict[str, Action] = {
             name="identity.card_renewal",
             department="identity",
             method="CreateCardApplication",
-            build=_card_renewal_request,
+            build=_card_application(identity_pb2.CARD_APPLICATION_KIND_RENEWAL, "accepting_region_code"),
             outcome=_card_outcome,
             compensate_method="CancelCardApplication",
             compensate_build=_cancel_card,
             events=CARD_EVENTS,
+        ),
+        Action(
+            name="identity.card_replacement",
+            department="identity",
+            method="CreateCardApplication",
+            build=_card_application(identity_pb2.CARD_APPLICATION_KIND_REPLACEMENT, "station_region_code"),
+            outcome=_card_outcome,
+            compensate_method="CancelCardApplication",
+            compensate_build=_cancel_card,
+            events=CARD_EVENTS,
+        ),
+        Action(
+            name="identity.loss_report",
+            department="identity",
+            method="ReportCardLost",
+            build=_loss_report_request,
+            outcome=_loss_report_outcome,
+        ),
+        Action(
+            name="identity.temporary_card",
+            department="identity",
+            method="IssueTemporaryCard",
+            build=_temporary_card_request,
+            outcome=_temporary_card_outcome,
+            events={"TemporaryCardIssued": (DONE, "ISSUED")},
         ),
     ]
 }

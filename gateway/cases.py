@@ -80,6 +80,7 @@ async def open_case(
                     department=spec.department,
                     action=spec.action,
                     depends_on=list(spec.depends_on),
+                    starts_when=spec.starts_when,
                     materials=list(spec.materials),
                     state=A.SKIPPED if spec.when and get_value(data, spec.when) is not True else A.PENDING,
                     request_id=str(uuid.uuid4()),

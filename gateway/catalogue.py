@@ -51,6 +51,9 @@ class StepSpec:
     depends_on: tuple[str, ...] = ()
     materials: tuple[str, ...] = ()
     when: str | None = None  # a bool field: the step runs only when the applicant set it true
+    # "approved": start once the dependencies are approved (or beyond); "accepted": once the departments
+    # hold them (e.g. a temporary card while the card application is in progress).
+    starts_when: str = "approved"
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +241,7 @@ def _matter(raw: dict[str, Any], source: str, known_actions: dict[str, str]) -> 
                 depends_on=tuple(s.get("depends_on", ())),
                 materials=tuple(s.get("materials", ())),
                 when=s.get("when"),
+                starts_when=s.get("starts_when", "approved"),
             )
             for s in raw["steps"]
         )
@@ -285,6 +289,8 @@ def _check(matter: Matter, source: str, known_actions: dict[str, str]) -> None:
                 raise CatalogueError(
                     f"{source}: step {step.key} depends on {dep!r}, which is not an earlier step"
                 )
+        if step.starts_when not in ("approved", "accepted"):
+            raise CatalogueError(f"{source}: step {step.key}: starts_when must be 'approved' or 'accepted'")
         if step.when is not None and not any(f.path == step.when and f.kind == "bool" for f in matter.fields):
             raise CatalogueError(f"{source}: step {step.key}: 'when' must name a bool field")
         for material in step.materials:

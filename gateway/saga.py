@@ -130,8 +130,9 @@ class SagaRunner:
             if step.id in self._inflight:
                 continue
             family = by_case[step.case_id]
+            needed = A.STARTED if step.starts_when == "accepted" else A.SATISFIED
             if step.state == A.PENDING and not all(
-                family[d].state in A.SATISFIED for d in step.depends_on if d in family
+                family[d].state in needed for d in step.depends_on if d in family
             ):
                 continue
             if step.state == A.COMPENSATING and any(

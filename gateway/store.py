@@ -54,6 +54,7 @@ class CaseStep(Base):
     department: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(64))
     depends_on: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    starts_when: Mapped[str] = mapped_column(String(16), default="approved")
     materials: Mapped[list[str]] = mapped_column(JsonType, default=list)  # the kinds this step receives
     state: Mapped[str] = mapped_column(String(24))
     request_id: Mapped[str] = mapped_column(String(36), unique=True)

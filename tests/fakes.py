@@ -87,6 +87,23 @@ def accepting_identity(fake: FakeDepartment, *, refuse: str | None = None) -> Fa
             )
         )
 
+    def report_lost(request: identity_pb2.ReportCardLostRequest) -> identity_pb2.ReportCardLostResponse:
+        return identity_pb2.ReportCardLostResponse(
+            loss_report=identity_pb2.LossReport(id=str(uuid.uuid4()), inside_hukou_area=True)
+        )
+
+    def temporary(request: identity_pb2.IssueTemporaryCardRequest) -> identity_pb2.IssueTemporaryCardResponse:
+        return identity_pb2.IssueTemporaryCardResponse(
+            temporary_card=identity_pb2.TemporaryCard(
+                id=str(uuid.uuid4()),
+                fee_fen=1000,
+                issued_on=common_pb2.Date(year=2016, month=9, day=15),
+                issue_by=common_pb2.Date(year=2016, month=9, day=18),
+            )
+        )
+
     fake.handlers["CreateCardApplication"] = create
     fake.handlers["CancelCardApplication"] = cancel
+    fake.handlers["ReportCardLost"] = report_lost
+    fake.handlers["IssueTemporaryCard"] = temporary
     return fake

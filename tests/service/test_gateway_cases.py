@@ -4,22 +4,16 @@ Idempotency-Key and retries."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from gateway import actions as A
-from gateway.app import create_app
 from gateway.store import Case
 from gateway.typedefs import runner_key, sessions_key
-from services.common.clock import Clock
-from services.common.settings import GatewaySettings
-from tests.fakes import FakeDepartment, accepting_identity
+from tests.fakes import accepting_identity
 
-TODAY = dt.date(2016, 9, 15)
 VALID = {
     "matter": "id-card-renewal-cross-province",
     "data": {
@@ -29,37 +23,6 @@ VALID = {
         "residence_permit": {"number": "SH310104201600001", "valid_until": "2017-06-30"},
     },
 }
-
-
-def settings(db_url: str) -> GatewaySettings:
-    return GatewaySettings(
-        host="127.0.0.1",
-        port=0,
-        database_url=db_url,
-        identity_target="unused",
-        residence_target="unused",
-        permits_target="unused",
-        call_timeout=1.0,
-        submit_wait=2.0,
-        retry_base=0.01,
-        retry_max=0.02,
-        max_attempts=3,
-    )
-
-
-@pytest.fixture
-def departments() -> dict[str, FakeDepartment]:
-    return {
-        "identity": accepting_identity(FakeDepartment("identity")),
-        "residence": FakeDepartment("residence"),
-        "permits": FakeDepartment("permits"),
-    }
-
-
-@pytest.fixture
-async def client(aiohttp_client: Any, db_url: str, departments: dict[str, FakeDepartment]) -> TestClient:
-    app = create_app(settings(db_url), departments=departments, clock=Clock(TODAY), background=False)
-    return await aiohttp_client(app)
 
 
 async def case_count(client: TestClient) -> int:

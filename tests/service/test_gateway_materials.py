@@ -15,7 +15,7 @@ from gateway.app import create_app
 from gateway.typedefs import material_files_key
 from services.common.clock import Clock
 from tests.fakes import FakeDepartment
-from tests.service.test_gateway_cases import TODAY, settings
+from tests.service.gateway_support import TODAY, settings
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
