@@ -165,6 +165,7 @@ def _employer_out(row: EmployerRow) -> permits_pb2.Employer:
         status=_enum_out(permits_pb2.EmployerStatus, "EMPLOYER_STATUS_", d.EmployerStatus(row.status)),
         create_time=timestamp(row.created_at),
         update_time=timestamp(row.updated_at),
+        status_reason=row.status_reason,
     )
 
 

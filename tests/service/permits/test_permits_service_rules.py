@@ -246,6 +246,7 @@ async def test_employer_refusals(permits: Permits) -> None:
         )
     )
     assert changed.employer.status == pb.EMPLOYER_STATUS_SERIOUS_BAD_RECORD
+    assert changed.employer.status_reason == "synthetic"
     exc = await _fails(permits.stub.CreateWorkPermitApplication(work_permit_request()))
     assert reason(exc) == "EMPLOYER_NOT_ELIGIBLE"
     found = await permits.stub.GetEmployer(

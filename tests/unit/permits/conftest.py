@@ -58,7 +58,7 @@ def applicant(**overrides: Any) -> d.Applicant:
 
 
 def request(**overrides: Any) -> d.WorkPermitRequest:
-    """A plain request that scores 15 (age) + 10 (bachelor) + 8 (salary 100k) + 6 (4 years) = 39 points:
+    """A plain request that scores 15 (age) + 10 (bachelor) + 8 (salary 100k) + 7 (4 years) = 40 points:
     category B by degree and experience."""
     base = d.WorkPermitRequest(
         applicant=applicant(),
