@@ -40,7 +40,14 @@ def test_personal_fields_and_embedded_id_numbers_are_masked(captured: io.StringI
     )
     structlog.contextvars.clear_contextvars()
     text = captured.getvalue()
-    for raw in ("11010519491231002X", "张三丰", "E12345678", "440308199901101512", "610104620927690", "34052419800101001X"):
+    for raw in (
+        "11010519491231002X",
+        "张三丰",
+        "E12345678",
+        "440308199901101512",
+        "610104620927690",
+        "34052419800101001X",
+    ):
         assert raw not in text
     [line] = lines(captured)
     assert line["service"] == "testsvc"
