@@ -1133,6 +1133,8 @@ def submit_residence_permit(
         work_permit_id=work_permit.id,
         entry_date=entry_date,
         requested_valid_until=requested_valid_until,
+        # The department holds the work permit itself: it never asks the applicant for a copy of it.
+        supplied_materials=frozenset({"work_permit"}),
     )
     app.events.append(PermitEvent("ResidencePermitSubmitted", application_id, today))
     return app

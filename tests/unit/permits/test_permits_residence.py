@@ -326,3 +326,8 @@ def test_verification_holds_no_personal_data(make_work_permit) -> None:
         "validity",
     }
     assert "Testperson" not in repr(d.verify_permit(make_work_permit(S.ISSUED), D(2017, 6, 2)))
+
+
+def test_the_department_never_asks_for_a_copy_of_its_own_work_permit(policy, work_permit) -> None:
+    app = d.submit_residence_permit("rp-1", work_permit.applicant, work_permit, ENTRY, None, DAY, policy)
+    assert "work_permit" in app.supplied_materials
