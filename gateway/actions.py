@@ -15,6 +15,7 @@ from typing import Any
 from gateway.catalogue import get_value
 from govhub.common.v1 import common_pb2
 from govhub.identity.v1 import identity_pb2
+from govhub.permits.v1 import permits_pb2
 
 # Step states, in the order a step moves forward.
 PENDING = "PENDING"
@@ -186,6 +187,107 @@ CARD_EVENTS = {
     "CardApplicationCancelled": (CANCELLED, "CANCELLED"),
 }
 
+
+def _permit_state(state: int) -> tuple[str, str]:
+    name = permits_pb2.PermitState.Name(state).removeprefix("PERMIT_STATE_")
+    step_state = {"APPROVED": APPROVED, "ISSUED": READY}.get(name, ACCEPTED)
+    return step_state, name
+
+
+def _applicant(data: dict[str, Any]) -> permits_pb2.Applicant:
+    return permits_pb2.Applicant(
+        passport_number=get_value(data, "applicant.passport_number"),
+        nationality=get_value(data, "applicant.nationality"),
+        surname=get_value(data, "applicant.surname"),
+        given_names=get_value(data, "applicant.given_names"),
+        birth_date=_proto_date(get_value(data, "applicant.birth_date")),
+        sex=common_pb2.Sex.Value(f"SEX_{get_value(data, 'applicant.sex')}"),
+    )
+
+
+def _work_permit_request(step: StepInput) -> Any:
+    data = step.data
+    return permits_pb2.CreateWorkPermitApplicationRequest(
+        request_id=step.request_id,
+        applicant=_applicant(data),
+        employer_uscc=get_value(data, "employer_uscc"),
+        position=get_value(data, "position"),
+        work_region=get_value(data, "work_region"),
+        contract=permits_pb2.Contract(
+            start_date=_proto_date(get_value(data, "contract.start_date")),
+            end_date=_proto_date(get_value(data, "contract.end_date")),
+        ),
+        annual_salary_fen=int(get_value(data, "annual_salary_yuan")) * 100,
+        education=permits_pb2.Education.Value(f"EDUCATION_{get_value(data, 'education')}"),
+        experience_years=int(get_value(data, "experience_years") or 0),
+        chinese=permits_pb2.Chinese(hsk_level=int(get_value(data, "chinese_hsk_level") or 0)),
+        months_per_year_in_china=int(get_value(data, "months_per_year_in_china") or 0),
+        materials=step.materials,
+    )
+
+
+def _work_permit_outcome(response: Any) -> Outcome:
+    app = response.work_permit_application
+    state, name = _permit_state(app.state)
+    return Outcome(
+        resource_id=app.id,
+        state=state,
+        department_state=name,
+        statutory_deadline=_date(app.decision_due_date),
+        result={"id": app.id, "category": permits_pb2.Category.Name(app.category).removeprefix("CATEGORY_")},
+    )
+
+
+def _residence_permit_request(step: StepInput) -> Any:
+    data = step.data
+    requested = get_value(data, "requested_valid_until")
+    return permits_pb2.CreateResidencePermitApplicationRequest(
+        request_id=step.request_id,
+        passport_number=get_value(data, "applicant.passport_number"),
+        nationality=get_value(data, "applicant.nationality"),
+        work_permit_id=step.results["work_permit"]["id"],
+        entry_date=_proto_date(get_value(data, "entry_date")),
+        requested_valid_until=_proto_date(requested) if requested else None,
+        materials=step.materials,
+    )
+
+
+def _residence_permit_outcome(response: Any) -> Outcome:
+    app = response.residence_permit_application
+    state, name = _permit_state(app.state)
+    return Outcome(
+        resource_id=app.id,
+        state=state,
+        department_state=name,
+        statutory_deadline=_date(app.decision_due_date),
+        result={"id": app.id, **({"fee_fen": app.fee_fen} if app.fee_fen else {})},
+    )
+
+
+def _cancel_work_permit(resource_id: str, request_id: str, reason: str) -> Any:
+    return permits_pb2.CancelWorkPermitApplicationRequest(
+        request_id=request_id, id=resource_id, reason=reason
+    )
+
+
+def _cancel_residence_permit(resource_id: str, request_id: str, reason: str) -> Any:
+    return permits_pb2.CancelResidencePermitApplicationRequest(
+        request_id=request_id, id=resource_id, reason=reason
+    )
+
+
+def _permit_events(prefix: str) -> dict[str, tuple[str, str]]:
+    return {
+        f"{prefix}AwaitingMaterials": (ACCEPTED, "AWAITING_MATERIALS"),
+        f"{prefix}UnderReview": (ACCEPTED, "UNDER_REVIEW"),
+        f"{prefix}ReviewExtended": (ACCEPTED, "UNDER_REVIEW"),
+        f"{prefix}Approved": (APPROVED, "APPROVED"),
+        f"{prefix}Rejected": (REFUSED, "REJECTED"),
+        f"{prefix}Issued": (READY, "ISSUED"),
+        f"{prefix}Cancelled": (CANCELLED, "CANCELLED"),
+    }
+
+
 ACTIONS: dict[str, Action] = {
     a.name: a
     for a in [
@@ -223,6 +325,26 @@ ACTIONS: dict[str, Action] = {
             build=_temporary_card_request,
             outcome=_temporary_card_outcome,
             events={"TemporaryCardIssued": (DONE, "ISSUED")},
+        ),
+        Action(
+            name="permits.work_permit",
+            department="permits",
+            method="CreateWorkPermitApplication",
+            build=_work_permit_request,
+            outcome=_work_permit_outcome,
+            compensate_method="CancelWorkPermitApplication",
+            compensate_build=_cancel_work_permit,
+            events=_permit_events("WorkPermit"),
+        ),
+        Action(
+            name="permits.residence_permit",
+            department="permits",
+            method="CreateResidencePermitApplication",
+            build=_residence_permit_request,
+            outcome=_residence_permit_outcome,
+            compensate_method="CancelResidencePermitApplication",
+            compensate_build=_cancel_residence_permit,
+            events=_permit_events("ResidencePermit"),
         ),
     ]
 }

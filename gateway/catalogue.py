@@ -10,10 +10,22 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from services.common.errors import ValidationCollector
+from services.common.errors import FieldViolation, ValidationCollector
+from services.common.foreigner import nationality_problem, normalise_passport_number, passport_number_problem
 from services.common.idnumber import check_id_number
 
-FIELD_KINDS = ("string", "id_number", "date", "choice", "region_code", "bool")
+FIELD_KINDS = (
+    "string",
+    "id_number",
+    "date",
+    "datetime",
+    "choice",
+    "region_code",
+    "bool",
+    "int",
+    "passport_number",
+    "country",
+)
 
 
 class CatalogueError(ValueError):
@@ -30,6 +42,8 @@ class FieldSpec:
     choices: tuple[str, ...] = ()
     max_length: int = 200
     personal: bool = False  # personal data: never shown on public progress pages
+    minimum: int | None = None  # for "int"
+    maximum: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +156,16 @@ def validate_submission(matter: Matter, data: Any, today: dt.date) -> dict[str, 
             if not isinstance(value, bool):
                 errors.add(where, "NOT_A_BOOLEAN", f"{spec.title} must be true or false")
                 continue
+        elif spec.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                errors.add(where, "NOT_AN_INTEGER", f"{spec.title} must be a whole number")
+                continue
+            if spec.minimum is not None and value < spec.minimum:
+                errors.add(where, "TOO_SMALL", f"{spec.title} must be at least {spec.minimum}")
+                continue
+            if spec.maximum is not None and value > spec.maximum:
+                errors.add(where, "TOO_LARGE", f"{spec.title} must be at most {spec.maximum}")
+                continue
         elif not isinstance(value, str):
             errors.add(where, "NOT_A_STRING", f"{spec.title} must be a string")
             continue
@@ -155,12 +179,30 @@ def validate_submission(matter: Matter, data: Any, today: dt.date) -> dict[str, 
                     errors.add(where, problem, f"{spec.title} is not a valid ID number ({problem.lower()})")
                 continue
             value = check.normalised
+        elif spec.kind == "passport_number" and not passport_number_problem(value):
+            value = normalise_passport_number(value)
         elif spec.kind == "date":
             try:
                 dt.date.fromisoformat(value)
             except ValueError:
                 errors.add(where, "NOT_A_DATE", f"{spec.title} must be an ISO date (YYYY-MM-DD)")
                 continue
+        elif spec.kind == "datetime":
+            try:
+                moment = dt.datetime.fromisoformat(value)
+            except ValueError:
+                moment = None
+            if moment is None or moment.tzinfo is None:
+                errors.add(
+                    where, "NOT_A_DATETIME", f"{spec.title} must be an ISO date-time with its UTC offset"
+                )
+                continue
+        elif spec.kind == "passport_number" and (problem := passport_number_problem(value)):
+            errors.add(where, problem, f"{spec.title} is not a passport number")
+            continue
+        elif spec.kind == "country" and (problem := nationality_problem(value)):
+            errors.add(where, problem, f"{spec.title} must be an ISO 3166 alpha-3 code of another country")
+            continue
         elif spec.kind == "choice" and value not in spec.choices:
             errors.add(where, "NOT_ALLOWED", f"{spec.title} must be one of: {', '.join(spec.choices)}")
             continue
@@ -175,16 +217,18 @@ def validate_submission(matter: Matter, data: Any, today: dt.date) -> dict[str, 
     return normalised
 
 
-def validate_materials(matter: Matter, materials: Any) -> dict[str, str]:
+def validate_materials(matter: Matter, materials: Any) -> tuple[dict[str, str], list[FieldViolation]]:
     """Check the submission's ``materials`` ({kind: sha256}) against the matter's list: every required
-    kind present, no unknown kind, each value a SHA-256. Whether each was uploaded is the caller's check."""
+    kind present, no unknown kind, each value a SHA-256. Returns the well-formed choices and every
+    problem; whether each was uploaded is the caller's check."""
     errors = ValidationCollector()
     if materials is None:
         materials = {}
     if not isinstance(materials, dict):
         errors.add("materials", "NOT_AN_OBJECT", "materials must map each material to its sha256")
-        errors.raise_if_any()
+        return {}, errors.violations
     known = {m.key: m for m in matter.materials if m.upload}
+    chosen: dict[str, str] = {}
     for kind in materials:
         if kind not in known:
             errors.add(f"materials.{kind}", "UNKNOWN_MATERIAL", f"{matter.id} does not take {kind!r}")
@@ -196,8 +240,9 @@ def validate_materials(matter: Matter, materials: Any) -> dict[str, str]:
             continue
         if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
             errors.add(f"materials.{spec.key}", "NOT_A_SHA256", "give the sha256 that the upload answered")
-    errors.raise_if_any()
-    return {k: v for k, v in materials.items() if v}
+            continue
+        chosen[spec.key] = value
+    return chosen, errors.violations
 
 
 def _set(data: dict[str, Any], path: str, value: Any) -> None:
@@ -224,6 +269,8 @@ def _matter(raw: dict[str, Any], source: str, known_actions: dict[str, str]) -> 
                 choices=tuple(f.get("choices", ())),
                 max_length=f.get("max_length", 200),
                 personal=f.get("personal", False),
+                minimum=f.get("min"),
+                maximum=f.get("max"),
             )
             for f in raw.get("fields", [])
         )
@@ -293,7 +340,7 @@ def _check(matter: Matter, source: str, known_actions: dict[str, str]) -> None:
             raise CatalogueError(f"{source}: step {step.key}: starts_when must be 'approved' or 'accepted'")
         if step.when is not None and not any(f.path == step.when and f.kind == "bool" for f in matter.fields):
             raise CatalogueError(f"{source}: step {step.key}: 'when' must name a bool field")
-        for material in step.materials:
+        for material in (m.partition("=")[0] for m in step.materials):
             if material not in material_keys:
                 raise CatalogueError(f"{source}: step {step.key} needs undeclared material {material!r}")
         seen.add(step.key)

@@ -113,15 +113,12 @@ async def create_case(request: web.Request) -> web.Response:
     matter = catalogue[matter_id]
     violations: list[FieldViolation] = []
     data: dict[str, Any] = {}
-    chosen: dict[str, str] = {}
     try:
         data = validate_submission(matter, body.get("data"), app[clock_key].today())
     except InvalidArgument as exc:
         violations.extend(exc.violations)
-    try:
-        chosen = validate_materials(matter, body.get("materials"))
-    except InvalidArgument as exc:
-        violations.extend(exc.violations)
+    chosen, problems = validate_materials(matter, body.get("materials"))
+    violations.extend(problems)
     materials = await _uploaded(request, chosen, violations)
     if violations:
         raise _invalid(InvalidArgument(violations))

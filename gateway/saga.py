@@ -20,6 +20,7 @@ import random
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from sqlalchemy import or_, select, update
@@ -36,6 +37,7 @@ log = structlog.get_logger("govhub.saga")
 # Case states (the one status).
 RECEIVED = "RECEIVED"
 IN_REVIEW = "IN_REVIEW"
+AWAITING_APPLICANT = "AWAITING_APPLICANT"  # a department asks for missing material
 APPROVED = "APPROVED"
 READY_FOR_PICKUP = "READY_FOR_PICKUP"
 COMPLETED = "COMPLETED"
@@ -54,6 +56,8 @@ def aggregate_state(case_outcome: Mapping[str, object], steps: list[CaseStep]) -
         return REJECTED
     if any(s == A.NEEDS_ATTENTION for s in states):
         return NEEDS_ATTENTION
+    if any(s.state not in A.FINAL and s.department_state == "AWAITING_MATERIALS" for s in steps):
+        return AWAITING_APPLICANT
     if all(s == A.DONE for s in states):
         return COMPLETED
     if all(s in (A.READY, A.DONE) for s in states):
@@ -63,6 +67,19 @@ def aggregate_state(case_outcome: Mapping[str, object], steps: list[CaseStep]) -
     if any(s in A.HELD_BY_DEPARTMENT for s in states):
         return IN_REVIEW
     return RECEIVED
+
+
+def step_materials(
+    uploaded: Mapping[str, dict[str, Any]], wanted: list[str]
+) -> list[common_pb2.MaterialReference]:
+    """References to the materials a step receives. An entry ``key=kind`` hands the material uploaded as
+    `key` to the department under its own checklist name `kind` (one passport serves two checklists)."""
+    references = []
+    for entry in wanted:
+        key, _, kind = entry.partition("=")
+        if key in uploaded:
+            references.append(common_pb2.MaterialReference(**{**uploaded[key], "kind": kind or key}))
+    return references
 
 
 def compensation_request_id(step: CaseStep) -> str:
@@ -219,11 +236,7 @@ class SagaRunner:
             )
             step_input = A.StepInput(
                 data=case.data,
-                materials=[
-                    common_pb2.MaterialReference(**case.materials[kind])
-                    for kind in step.materials
-                    if kind in case.materials
-                ],
+                materials=step_materials(case.materials, step.materials),
                 results={s.step_key: s.result for s in earlier},
                 request_id=step.request_id,
             )
@@ -389,8 +402,15 @@ class SagaRunner:
             step.version += 1
             self._begin_compensation(case, steps, {"rejected": True, "reason": "CANCELLED_BY_DEPARTMENT"})
             return True
-        if A.RANK.get(new_state, -1) <= A.RANK.get(step.state, -1):
-            return False  # already there (a repeated or late event)
+        if A.RANK.get(new_state, -1) < A.RANK.get(step.state, -1):
+            return False  # a late event: the step is already further on
+        if A.RANK.get(new_state, -1) == A.RANK.get(step.state, -1):
+            if step.department_state == department_state:
+                return False  # a repeated event
+            step.department_state = department_state  # e.g. under review -> awaiting materials
+            step.version += 1
+            self._settle(case, steps)
+            return True
         step.state = new_state
         step.department_state = department_state
         step.version += 1

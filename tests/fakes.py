@@ -107,3 +107,45 @@ def accepting_identity(fake: FakeDepartment, *, refuse: str | None = None) -> Fa
     fake.handlers["ReportCardLost"] = report_lost
     fake.handlers["IssueTemporaryCard"] = temporary
     return fake
+
+
+def accepting_permits(fake: FakeDepartment, *, refuse_residence: str | None = None) -> FakeDepartment:
+    """Permits that take both applications under review (or refuses the residence permit)."""
+    from govhub.permits.v1 import permits_pb2
+
+    def create_wp(request: permits_pb2.CreateWorkPermitApplicationRequest) -> Any:
+        return permits_pb2.CreateWorkPermitApplicationResponse(
+            work_permit_application=permits_pb2.WorkPermitApplication(
+                id=str(uuid.uuid4()),
+                state=permits_pb2.PERMIT_STATE_UNDER_REVIEW,
+                category=permits_pb2.CATEGORY_B,
+                decision_due_date=common_pb2.Date(year=2016, month=10, day=20),
+                materials=request.materials,
+            )
+        )
+
+    def create_rp(request: permits_pb2.CreateResidencePermitApplicationRequest) -> Any:
+        if refuse_residence:
+            raise Refused("permits", refuse_residence, "refused", "FAILED_PRECONDITION")
+        return permits_pb2.CreateResidencePermitApplicationResponse(
+            residence_permit_application=permits_pb2.ResidencePermitApplication(
+                id=str(uuid.uuid4()),
+                work_permit_id=request.work_permit_id,
+                state=permits_pb2.PERMIT_STATE_UNDER_REVIEW,
+                decision_due_date=common_pb2.Date(year=2016, month=10, day=30),
+            )
+        )
+
+    def cancel_wp(request: Any) -> Any:
+        return permits_pb2.CancelWorkPermitApplicationResponse()
+
+    def cancel_rp(request: Any) -> Any:
+        return permits_pb2.CancelResidencePermitApplicationResponse()
+
+    fake.handlers.update(
+        CreateWorkPermitApplication=create_wp,
+        CreateResidencePermitApplication=create_rp,
+        CancelWorkPermitApplication=cancel_wp,
+        CancelResidencePermitApplication=cancel_rp,
+    )
+    return fake

@@ -1,0 +1,181 @@
+"""foreigner-employment through the saga with a fake permits department: materials once, the residence
+permit after the work permit's approval, both handed over together, compensation on refusal."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway import actions as A
+from gateway.typedefs import runner_key, sessions_key
+from tests.fakes import accepting_permits
+
+MATERIALS = [
+    "passport",
+    "photo",
+    "health_certificate",
+    "contract",
+    "wp_application_form",
+    "work_experience_proof",
+    "degree_certificate",
+    "no_criminal_record",
+    "entry_stamp",
+    "rp_application_form",
+    "employer_letter",
+    "employer_licence_copy",
+]
+DATA = {
+    "applicant": {
+        "passport_number": "e 1234 5678",
+        "nationality": "GBR",
+        "surname": "Testperson",
+        "given_names": "Alex",
+        "birth_date": "1985-04-02",
+        "sex": "MALE",
+    },
+    "employer_uscc": "91310000MA1FL0000X",
+    "position": "Engineer",
+    "work_region": "310115",
+    "contract": {"start_date": "2016-10-01", "end_date": "2018-09-30"},
+    "annual_salary_yuan": 400000,
+    "education": "MASTER",
+    "experience_years": 6,
+    "entry_date": "2016-09-10",
+}
+
+
+async def upload_all(client: TestClient) -> dict[str, str]:
+    shas = {}
+    for kind in MATERIALS:
+        content = b"%PDF-1.4\n% " + kind.encode() + b"\n%%EOF\n"
+        form = aiohttp.FormData()
+        form.add_field("file", content, filename=f"{kind}.pdf", content_type="application/pdf")
+        resp = await client.post("/api/v1/materials", data=form)
+        assert resp.status == 201
+        shas[kind] = hashlib.sha256(content).hexdigest()
+    return shas
+
+
+async def event(client: TestClient, department: str, event_type: str, resource: str) -> None:
+    runner = client.app[runner_key]
+    async with client.app[sessions_key]() as session:
+        assert await runner.apply_event(session, department, event_type, resource)
+        await session.commit()
+    await runner.drive()
+
+
+async def view(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
+    resp = await client.get(f"/api/v1/progress/{body['case_no']}", params={"code": body["query_code"]})
+    return await resp.json()
+
+
+@pytest.fixture
+def permits(departments: Any) -> Any:
+    return accepting_permits(departments["permits"])
+
+
+async def test_one_application_two_permits_handed_over_together(client: TestClient, permits: Any) -> None:
+    shas = await upload_all(client)
+    resp = await client.post(
+        "/api/v1/cases", json={"matter": "foreigner-employment", "data": DATA, "materials": shas}
+    )
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    steps = {s["key"]: s for s in body["steps"]}
+    assert steps["work_permit"]["state"] == A.ACCEPTED
+    assert steps["work_permit"]["department_state"] == "UNDER_REVIEW"
+    assert steps["residence_permit"]["state"] == A.PENDING  # waits for the work permit's approval
+
+    [(wp_request, _)] = permits.calls_to("CreateWorkPermitApplication")
+    assert wp_request.applicant.passport_number == "E12345678"
+    assert wp_request.annual_salary_fen == 40_000_000
+    sent = {m.kind: m.sha256 for m in wp_request.materials}
+    assert sent["z_or_r_visa_with_entry_stamp"] == shas["entry_stamp"]
+    assert "employer_letter" not in sent  # only what this department's checklist needs
+    assert len(sent) == 9
+
+    wp_id = permits.answers[next(iter(permits.answers))].work_permit_application.id
+    await event(client, "permits", "WorkPermitAwaitingMaterials", wp_id)
+    assert (await view(client, body))["state"] == "AWAITING_APPLICANT"
+    await event(client, "permits", "WorkPermitUnderReview", wp_id)
+    await event(client, "permits", "WorkPermitApproved", wp_id)
+    [(rp_request, _)] = permits.calls_to("CreateResidencePermitApplication")
+    assert rp_request.work_permit_id == wp_id
+    rp_sent = {m.kind: m.sha256 for m in rp_request.materials}
+    assert rp_sent["passport_and_visa"] == shas["passport"]  # one passport, two checklists
+    rp_id = next(
+        a.residence_permit_application.id
+        for a in permits.answers.values()
+        if a.DESCRIPTOR.name == "CreateResidencePermitApplicationResponse"
+    )
+
+    await event(client, "permits", "WorkPermitIssued", wp_id)
+    current = await view(client, body)
+    assert current["state"] == "IN_REVIEW"  # one certificate ready is not enough
+    await event(client, "permits", "ResidencePermitApproved", rp_id)
+    await event(client, "permits", "ResidencePermitIssued", rp_id)
+    current = await view(client, body)
+    assert current["state"] == "READY_FOR_PICKUP"
+    assert {s["state"] for s in current["steps"]} == {A.READY}
+
+
+async def test_a_refused_residence_permit_cancels_the_work_permit(
+    client: TestClient, departments: Any
+) -> None:
+    permits = accepting_permits(departments["permits"], refuse_residence="APPLICATION_TOO_LATE")
+    shas = await upload_all(client)
+    body = await (
+        await client.post(
+            "/api/v1/cases", json={"matter": "foreigner-employment", "data": DATA, "materials": shas}
+        )
+    ).json()
+    wp_id = next(iter(permits.answers.values())).work_permit_application.id
+    await event(client, "permits", "WorkPermitApproved", wp_id)
+    current = await view(client, body)
+    assert current["state"] == "REJECTED"
+    assert current["reason"] == "APPLICATION_TOO_LATE"
+    steps = {s["key"]: s["state"] for s in current["steps"]}
+    assert steps == {"work_permit": A.COMPENSATED, "residence_permit": A.REFUSED}
+    [(cancel, _)] = permits.calls_to("CancelWorkPermitApplication")
+    assert cancel.id == wp_id
+
+
+async def test_missing_and_unknown_materials_are_listed_at_once(client: TestClient, permits: Any) -> None:
+    shas = await upload_all(client)
+    shas.pop("photo")
+    shas["passport"] = "0" * 64  # never uploaded
+    shas["selfie"] = "1" * 64
+    resp = await client.post(
+        "/api/v1/cases", json={"matter": "foreigner-employment", "data": DATA, "materials": shas}
+    )
+    assert resp.status == 400
+    errors = {(e["field"], e["reason"]) for e in (await resp.json())["errors"]}
+    assert errors == {
+        ("materials.photo", "REQUIRED"),
+        ("materials.selfie", "UNKNOWN_MATERIAL"),
+        ("materials.passport", "NOT_UPLOADED"),
+    }
+    assert permits.calls == []
+
+
+async def test_bad_foreigner_fields_are_named(client: TestClient, permits: Any) -> None:
+    shas = await upload_all(client)
+    bad = {
+        **DATA,
+        "applicant": {**DATA["applicant"], "passport_number": "??", "nationality": "XXX"},
+        "annual_salary_yuan": -5,
+    }
+    resp = await client.post(
+        "/api/v1/cases", json={"matter": "foreigner-employment", "data": bad, "materials": shas}
+    )
+    assert resp.status == 400
+    fields = {e["field"]: e["reason"] for e in (await resp.json())["errors"]}
+    assert fields == {
+        "data.applicant.passport_number": "BAD_FORMAT",
+        "data.applicant.nationality": "UNKNOWN_COUNTRY_CODE",
+        "data.annual_salary_yuan": "TOO_SMALL",
+    }
