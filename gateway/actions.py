@@ -16,6 +16,7 @@ from gateway.catalogue import get_value
 from govhub.common.v1 import common_pb2
 from govhub.identity.v1 import identity_pb2
 from govhub.permits.v1 import permits_pb2
+from govhub.residence.v1 import residence_pb2
 
 # Step states, in the order a step moves forward.
 PENDING = "PENDING"
@@ -67,7 +68,8 @@ class Action:
     build: Callable[[StepInput], Any]
     outcome: Callable[[Any], Outcome]
     compensate_method: str | None = None
-    compensate_build: Callable[[str, str, str], Any] | None = None  # (resource_id, request_id, reason)
+    # (resource_id, request_id, reason, the step's result) -> the undo request
+    compensate_build: Callable[[str, str, str, dict[str, Any]], Any] | None = None
     # department event type -> (new step state, department sub-status)
     events: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -174,7 +176,7 @@ def _temporary_card_outcome(response: Any) -> Outcome:
     )
 
 
-def _cancel_card(resource_id: str, request_id: str, reason: str) -> Any:
+def _cancel_card(resource_id: str, request_id: str, reason: str, _result: dict[str, Any]) -> Any:
     return identity_pb2.CancelCardApplicationRequest(request_id=request_id, id=resource_id, reason=reason)
 
 
@@ -264,13 +266,13 @@ def _residence_permit_outcome(response: Any) -> Outcome:
     )
 
 
-def _cancel_work_permit(resource_id: str, request_id: str, reason: str) -> Any:
+def _cancel_work_permit(resource_id: str, request_id: str, reason: str, _result: dict[str, Any]) -> Any:
     return permits_pb2.CancelWorkPermitApplicationRequest(
         request_id=request_id, id=resource_id, reason=reason
     )
 
 
-def _cancel_residence_permit(resource_id: str, request_id: str, reason: str) -> Any:
+def _cancel_residence_permit(resource_id: str, request_id: str, reason: str, _result: dict[str, Any]) -> Any:
     return permits_pb2.CancelResidencePermitApplicationRequest(
         request_id=request_id, id=resource_id, reason=reason
     )
@@ -286,6 +288,195 @@ def _permit_events(prefix: str) -> dict[str, tuple[str, str]]:
         f"{prefix}Issued": (READY, "ISSUED"),
         f"{prefix}Cancelled": (CANCELLED, "CANCELLED"),
     }
+
+
+def _timestamp(value: str) -> Any:
+    from google.protobuf import timestamp_pb2
+
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(dt.datetime.fromisoformat(value))
+    return ts
+
+
+def _accommodation_request(step: StepInput) -> Any:
+    data = step.data
+    return residence_pb2.RegisterAccommodationRequest(
+        request_id=step.request_id,
+        passport_number=get_value(data, "applicant.passport_number"),
+        nationality=get_value(data, "applicant.nationality"),
+        name=f"{get_value(data, 'applicant.surname')} {get_value(data, 'applicant.given_names')}",
+        address=get_value(data, "accommodation.address"),
+        police_station_code=get_value(data, "accommodation.police_station_code"),
+        host=residence_pb2.AccommodationHost(
+            kind=residence_pb2.HostKind.Value(f"HOST_KIND_{get_value(data, 'accommodation.host_kind')}"),
+            name=get_value(data, "accommodation.host_name"),
+            identifier=get_value(data, "accommodation.host_identifier"),
+        ),
+        arrive_time=_timestamp(get_value(data, "accommodation.arrived_at")),
+        from_date=_proto_date(get_value(data, "accommodation.from_date")),
+        to_date=_proto_date(get_value(data, "accommodation.to_date")),
+    )
+
+
+def _accommodation_outcome(response: Any) -> Outcome:
+    reg = response.accommodation_registration
+    return Outcome(
+        resource_id=reg.id,
+        state=DONE,
+        department_state="REGISTERED",
+        result={"registration_number": reg.registration_number, "late": reg.late},
+    )
+
+
+def _cancel_accommodation(resource_id: str, request_id: str, reason: str, _result: dict[str, Any]) -> Any:
+    return residence_pb2.CancelAccommodationRegistrationRequest(
+        request_id=request_id, id=resource_id, reason=reason
+    )
+
+
+def _move_out_request(step: StepInput) -> Any:
+    data = step.data
+    return residence_pb2.MoveOutRequest(
+        request_id=step.request_id,
+        id_number=get_value(data, "applicant.id_number"),
+        destination_region_code=get_value(data, "destination.region_code"),
+        destination_address=get_value(data, "destination.address"),
+        new_head_id_number=get_value(data, "new_head_id_number") or "",
+    )
+
+
+def _move_out_outcome(response: Any) -> Outcome:
+    return Outcome(
+        resource_id=response.person.id,
+        state=DONE,
+        department_state="MOVED_OUT",
+        result={
+            "id_number": response.person.id_number,
+            "certificate_number": response.certificate.number,
+            "same_city_transfer": response.same_city_transfer,
+        },
+    )
+
+
+def _cancel_move_out(resource_id: str, request_id: str, reason: str, result: dict[str, Any]) -> Any:
+    return residence_pb2.CancelMoveOutRequest(
+        request_id=request_id, id_number=result["id_number"], reason=reason
+    )
+
+
+def _move_in_request(step: StepInput) -> Any:
+    data = step.data
+    moved = step.results.get("move_out", {})
+    return residence_pb2.MoveInRequest(
+        request_id=step.request_id,
+        id_number=get_value(data, "applicant.id_number"),
+        arrived_on=_proto_date(get_value(data, "arrived_on")),
+        certificate_number=moved.get("certificate_number") or get_value(data, "certificate_number") or "",
+        household_number=get_value(data, "destination.household_number"),
+        relationship_code=get_value(data, "relationship_code"),
+    )
+
+
+def _move_in_outcome(response: Any) -> Outcome:
+    person = response.person
+    return Outcome(
+        resource_id=person.id,
+        state=DONE,
+        department_state="MOVED_IN",
+        result={
+            "id_number": person.id_number,
+            "region_code": person.hukou_region_code,
+            "address": person.hukou_address,
+            "household_number": person.household_number,
+            "late": response.late,
+        },
+    )
+
+
+def _card_address_request(step: StepInput) -> Any:
+    moved = step.results["move_in"]
+    return identity_pb2.UpdateCardAddressRequest(
+        request_id=step.request_id,
+        id_number=moved["id_number"],
+        region_code=moved["region_code"],
+        address=moved["address"],
+    )
+
+
+def _card_address_outcome(response: Any) -> Outcome:
+    return Outcome(resource_id=response.card.card_number, state=DONE, department_state="ADDRESS_RECORDED")
+
+
+def _birth_request(step: StepInput) -> Any:
+    data = step.data
+    return residence_pb2.RegisterBirthRequest(
+        request_id=step.request_id,
+        household_number=get_value(data, "household_number"),
+        person=residence_pb2.Newborn(
+            name=get_value(data, "newborn.name"),
+            sex=common_pb2.Sex.Value(f"SEX_{get_value(data, 'newborn.sex')}"),
+            birth_date=_proto_date(get_value(data, "newborn.birth_date")),
+            birth_place=get_value(data, "newborn.birth_place"),
+            ethnicity=get_value(data, "newborn.ethnicity"),
+            native_place=get_value(data, "newborn.native_place") or "",
+        ),
+        relationship_code=get_value(data, "relationship_code"),
+    )
+
+
+def _birth_outcome(response: Any) -> Outcome:
+    return Outcome(
+        resource_id=response.person.id,
+        state=DONE,
+        department_state="REGISTERED",
+        result={
+            "id_number": response.id_number,
+            "name": response.person.name,
+            "region_code": response.person.hukou_region_code,
+            "late": response.late,
+        },
+    )
+
+
+def _first_card_request(step: StepInput) -> Any:
+    born = step.results["birth"]
+    return identity_pb2.CreateCardApplicationRequest(
+        request_id=step.request_id,
+        id_number=born["id_number"],
+        name=born["name"],
+        kind=identity_pb2.CARD_APPLICATION_KIND_FIRST_ISSUE,
+        accepting_region_code=born["region_code"],
+    )
+
+
+def _change_name_request(step: StepInput) -> Any:
+    data = step.data
+    return residence_pb2.ChangeNameRequest(
+        request_id=step.request_id,
+        id_number=get_value(data, "applicant.id_number"),
+        new_name=get_value(data, "new_name"),
+        applicant_id_number=get_value(data, "applicant.id_number"),
+    )
+
+
+def _change_name_outcome(response: Any) -> Outcome:
+    return Outcome(
+        resource_id=response.person.id,
+        state=DONE,
+        department_state="NAME_CHANGED",
+        result={"region_code": response.person.hukou_region_code},
+    )
+
+
+def _renewal_after_name_change(step: StepInput) -> Any:
+    return identity_pb2.CreateCardApplicationRequest(
+        request_id=step.request_id,
+        id_number=get_value(step.data, "applicant.id_number"),
+        name=get_value(step.data, "new_name"),
+        kind=identity_pb2.CARD_APPLICATION_KIND_RENEWAL,
+        renewal_reason=identity_pb2.RENEWAL_REASON_NAME_CHANGE,
+        accepting_region_code=step.results["name_change"]["region_code"],
+    )
 
 
 ACTIONS: dict[str, Action] = {
@@ -325,6 +516,72 @@ ACTIONS: dict[str, Action] = {
             build=_temporary_card_request,
             outcome=_temporary_card_outcome,
             events={"TemporaryCardIssued": (DONE, "ISSUED")},
+        ),
+        Action(
+            name="identity.first_card_for_newborn",
+            department="identity",
+            method="CreateCardApplication",
+            build=_first_card_request,
+            outcome=_card_outcome,
+            compensate_method="CancelCardApplication",
+            compensate_build=_cancel_card,
+            events=CARD_EVENTS,
+        ),
+        Action(
+            name="identity.renewal_after_name_change",
+            department="identity",
+            method="CreateCardApplication",
+            build=_renewal_after_name_change,
+            outcome=_card_outcome,
+            compensate_method="CancelCardApplication",
+            compensate_build=_cancel_card,
+            events=CARD_EVENTS,
+        ),
+        Action(
+            name="residence.accommodation",
+            department="residence",
+            method="RegisterAccommodation",
+            build=_accommodation_request,
+            outcome=_accommodation_outcome,
+            compensate_method="CancelAccommodationRegistration",
+            compensate_build=_cancel_accommodation,
+        ),
+        Action(
+            name="residence.move_out",
+            department="residence",
+            method="MoveOut",
+            build=_move_out_request,
+            outcome=_move_out_outcome,
+            compensate_method="CancelMoveOut",
+            compensate_build=_cancel_move_out,
+        ),
+        Action(
+            name="residence.move_in",
+            department="residence",
+            method="MoveIn",
+            build=_move_in_request,
+            outcome=_move_in_outcome,
+        ),
+        Action(
+            name="identity.card_address",
+            department="identity",
+            method="UpdateCardAddress",
+            build=_card_address_request,
+            outcome=_card_address_outcome,
+        ),
+        Action(
+            name="residence.birth",
+            department="residence",
+            method="RegisterBirth",
+            build=_birth_request,
+            outcome=_birth_outcome,
+        ),
+        Action(
+            name="residence.change_name",
+            department="residence",
+            method="ChangeName",
+            build=_change_name_request,
+            outcome=_change_name_outcome,
         ),
         Action(
             name="permits.work_permit",

@@ -337,7 +337,9 @@ class SagaRunner:
         ctx = CallContext(request_id=request_id, case_no=case_no, timeout=self._settings.call_timeout)
         try:
             await self._departments[step.department].call(
-                action.compensate_method, action.compensate_build(step.resource_id, request_id, reason), ctx
+                action.compensate_method,
+                action.compensate_build(step.resource_id, request_id, reason, step.result),
+                ctx,
             )
         except Unavailable as exc:
             await self._retry_later(step.id, exc.message)
@@ -371,14 +373,13 @@ class SagaRunner:
     ) -> bool:
         """Move the step that holds `resource_id` at `department` by the event; duplicates and events
         for resources no case holds are ignored. The caller commits (with its cursor)."""
-        step = await session.scalar(
+        holders = await session.scalars(
             select(CaseStep).where(CaseStep.department == department, CaseStep.resource_id == resource_id)
         )
+        step = next((s for s in holders if event_type in A.ACTIONS[s.action].events), None)
         if step is None:
             return False
         action = A.ACTIONS[step.action]
-        if event_type not in action.events:
-            return False
         new_state, department_state = action.events[event_type]
         case, step, steps = await self._load(session, step.id)
         if step.state in (A.COMPENSATING, A.COMPENSATED, A.CANCELLED, A.REFUSED):

@@ -149,3 +149,21 @@ def accepting_permits(fake: FakeDepartment, *, refuse_residence: str | None = No
         CancelResidencePermitApplication=cancel_rp,
     )
     return fake
+
+
+def accepting_residence(fake: FakeDepartment) -> FakeDepartment:
+    """Residence that registers accommodation (and undoes it)."""
+    from govhub.residence.v1 import residence_pb2
+
+    def register(request: Any) -> Any:
+        return residence_pb2.RegisterAccommodationResponse(
+            accommodation_registration=residence_pb2.AccommodationRegistration(
+                id=str(uuid.uuid4()), registration_number="ACC-1", passport_number=request.passport_number
+            )
+        )
+
+    def cancel(request: Any) -> Any:
+        return residence_pb2.CancelAccommodationRegistrationResponse()
+
+    fake.handlers.update(RegisterAccommodation=register, CancelAccommodationRegistration=cancel)
+    return fake

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway import actions as A
 from gateway.typedefs import runner_key, sessions_key
-from tests.fakes import accepting_permits
+from tests.fakes import accepting_permits, accepting_residence
 
 MATERIALS = [
     "passport",
@@ -45,6 +45,16 @@ DATA = {
     "education": "MASTER",
     "experience_years": 6,
     "entry_date": "2016-09-10",
+    "accommodation": {
+        "address": "上海市浦东新区测试路1号",
+        "police_station_code": "310115001",
+        "host_kind": "HOTEL",
+        "host_name": "测试酒店",
+        "host_identifier": "HOTEL-0001",
+        "arrived_at": "2016-09-10T21:00:00+08:00",
+        "from_date": "2016-09-10",
+        "to_date": "2016-12-31",
+    },
 }
 
 
@@ -75,6 +85,7 @@ async def view(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def permits(departments: Any) -> Any:
+    accepting_residence(departments["residence"])
     return accepting_permits(departments["permits"])
 
 
@@ -89,6 +100,7 @@ async def test_one_application_two_permits_handed_over_together(client: TestClie
     assert steps["work_permit"]["state"] == A.ACCEPTED
     assert steps["work_permit"]["department_state"] == "UNDER_REVIEW"
     assert steps["residence_permit"]["state"] == A.PENDING  # waits for the work permit's approval
+    assert steps["accommodation"]["state"] == A.DONE  # in parallel, done at once
 
     [(wp_request, _)] = permits.calls_to("CreateWorkPermitApplication")
     assert wp_request.applicant.passport_number == "E12345678"
@@ -120,13 +132,18 @@ async def test_one_application_two_permits_handed_over_together(client: TestClie
     await event(client, "permits", "ResidencePermitIssued", rp_id)
     current = await view(client, body)
     assert current["state"] == "READY_FOR_PICKUP"
-    assert {s["state"] for s in current["steps"]} == {A.READY}
+    assert {s["key"]: s["state"] for s in current["steps"]} == {
+        "work_permit": A.READY,
+        "residence_permit": A.READY,
+        "accommodation": A.DONE,
+    }
 
 
 async def test_a_refused_residence_permit_cancels_the_work_permit(
     client: TestClient, departments: Any
 ) -> None:
     permits = accepting_permits(departments["permits"], refuse_residence="APPLICATION_TOO_LATE")
+    residence = accepting_residence(departments["residence"])
     shas = await upload_all(client)
     body = await (
         await client.post(
@@ -139,9 +156,17 @@ async def test_a_refused_residence_permit_cancels_the_work_permit(
     assert current["state"] == "REJECTED"
     assert current["reason"] == "APPLICATION_TOO_LATE"
     steps = {s["key"]: s["state"] for s in current["steps"]}
-    assert steps == {"work_permit": A.COMPENSATED, "residence_permit": A.REFUSED}
+    assert steps == {
+        "work_permit": A.COMPENSATED,
+        "residence_permit": A.REFUSED,
+        "accommodation": A.COMPENSATED,
+    }
     [(cancel, _)] = permits.calls_to("CancelWorkPermitApplication")
     assert cancel.id == wp_id
+    [(undo, _)] = residence.calls_to("CancelAccommodationRegistration")
+    [(registered, _)] = residence.calls_to("RegisterAccommodation")
+    assert registered.passport_number == "E12345678"
+    assert undo.id == residence.answers[next(iter(residence.answers))].accommodation_registration.id
 
 
 async def test_missing_and_unknown_materials_are_listed_at_once(client: TestClient, permits: Any) -> None:
