@@ -75,10 +75,15 @@ class CaseStep(Base):
 
 
 class EventCursor(Base):
+    """How far the gateways have applied one department's events, and which gateway may consume them
+    now (a lease, so that with several gateways each event is applied once)."""
+
     __tablename__ = "event_cursors"
 
     department: Mapped[str] = mapped_column(String(16), primary_key=True)
     sequence: Mapped[int] = mapped_column(BigIntPK, default=0)
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class IdempotencyKey(Base):
