@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
-from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ValidationCollector
 from services.common.idnumber import age_on
 
 # -- refusal reasons (FailedPrecondition.reason) ----------------------------------------------------
@@ -47,6 +47,7 @@ LOSS_NOT_REPORTED = "LOSS_NOT_REPORTED"
 HUKOU_RECORD_NOT_FOUND = "HUKOU_RECORD_NOT_FOUND"
 HUKOU_NAME_MISMATCH = "HUKOU_NAME_MISMATCH"
 HUKOU_NOT_ACTIVE = "HUKOU_NOT_ACTIVE"
+NO_CURRENT_CARD = "NO_CURRENT_CARD"
 
 REFUSAL_REASONS = frozenset(
     {
@@ -76,8 +77,15 @@ REFUSAL_REASONS = frozenset(
         HUKOU_RECORD_NOT_FOUND,
         HUKOU_NAME_MISMATCH,
         HUKOU_NOT_ACTIVE,
+        NO_CURRENT_CARD,
     }
 )
+
+# -- field violation reasons (InvalidArgument) -------------------------------------------------------------
+REQUIRED = "REQUIRED"
+TOO_LONG = "TOO_LONG"
+BAD_REGION_CODE = "BAD_REGION_CODE"
+ADDRESS_MAX_LENGTH = 200
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -661,6 +669,10 @@ class Card:
     valid_until: date | None  # inclusive; None = long-term
     status: CardStatus = CardStatus.VALID
     application_id: str = ""
+    # The hukou address in the chip's machine-readable data (Art. 11), "" / None until one is recorded.
+    address_region_code: str = ""
+    address: str = ""
+    address_recorded_on: date | None = None
 
     @property
     def long_term(self) -> bool:
@@ -728,6 +740,35 @@ def mark_expired(card: Card, today: date) -> Card:
 def invalidate(card: Card) -> Card:
     """E.g. a card issued by mistake or on fraud: INVALIDATED for good."""
     return replace(card, status=CardStatus.INVALIDATED)
+
+
+def check_card_address(region_code: str, address: str) -> tuple[str, str]:
+    """The (region code, address) of a hukou address to record, stripped; InvalidArgument listing every
+    problem: ``region_code`` REQUIRED / BAD_REGION_CODE (not six digits), ``address`` REQUIRED / TOO_LONG
+    (over ``ADDRESS_MAX_LENGTH`` characters)."""
+    v = ValidationCollector()
+    region, text = region_code.strip(), address.strip()
+    if not region:
+        v.add("region_code", REQUIRED, "region_code is required")
+    elif len(region) != 6 or not (region.isascii() and region.isdigit()):
+        v.add("region_code", BAD_REGION_CODE, "a six-digit administrative division code")
+    if not text:
+        v.add("address", REQUIRED, "address is required")
+    elif len(text) > ADDRESS_MAX_LENGTH:
+        v.add("address", TOO_LONG, f"at most {ADDRESS_MAX_LENGTH} characters")
+    v.raise_if_any()
+    return region, text
+
+
+def record_address(card: Card | None, region_code: str, address: str, on: date) -> Card:
+    """A hukou move does not need a new card: the PSB records the new address in the card's
+    machine-readable data (Law Art. 11, 2011 text; DOMAIN.md §2.3). Only a card VALID on `on` is updated
+    (``NO_CURRENT_CARD`` for none, or one reported lost, superseded, invalidated or past its end); the
+    card's number, validity and status are unchanged."""
+    region, text = check_card_address(region_code, address)
+    if card is None or mark_expired(card, on).status is not CardStatus.VALID:
+        raise FailedPrecondition(NO_CURRENT_CARD, "The person holds no valid card to record the address on.")
+    return replace(card, address_region_code=region, address=text, address_recorded_on=on)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from services.common.settings import ServiceSettings
 from services.identity.policy import default_policy
 from services.identity.residence import GrpcHukouDirectory, HukouDirectory
 from services.identity.servicer import IdentityServicer
-from services.identity.store import Base, OutboxEvent
+from services.identity.store import Base, OutboxEvent, upgrade_schema
 
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 
@@ -35,6 +35,7 @@ async def build_server(
     )
     try:
         await create_schema(engine, Base.metadata)
+        await upgrade_schema(engine)
     except BaseException:
         await engine.dispose()
         raise

@@ -99,6 +99,9 @@ def card_proto(card: d.Card) -> pb.Card:
         long_term=card.long_term,
         status=_CARD_STATUS_TO_PROTO[card.status],
         application_id=card.application_id,
+        address_region_code=card.address_region_code,
+        address=card.address,
+        address_recorded_on=date_to_proto(card.address_recorded_on),
     )
 
 
@@ -519,6 +522,37 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             valid=answer.valid,
             result=pb.CardVerificationResult.Value(f"CARD_VERIFICATION_RESULT_{answer.reason}"),
         )
+
+    async def UpdateCardAddress(
+        self, request: pb.UpdateCardAddressRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateCardAddressResponse:
+        check_request_id(request.request_id)
+        today = self.ctx.clock.today()
+        v = ValidationCollector()
+        id_number = _collect_id_number(v, request.id_number, "id_number", today)
+        try:
+            d.check_card_address(request.region_code, request.address)
+        except InvalidArgument as exc:
+            v.violations.extend(exc.violations)
+        v.raise_if_any()
+        assert id_number is not None
+
+        async def handler(uow: UnitOfWork) -> pb.UpdateCardAddressResponse:
+            repo = self._repo(uow)
+            card = d.record_address(
+                await repo.current_card(id_number.value), request.region_code, request.address, today
+            )
+            await repo.save_card(card)
+            payload = {
+                "id_number": card.id_number,
+                "card_number": card.card_number,
+                "region_code": card.address_region_code,
+                "recorded_on": today.isoformat(),
+            }
+            await self._event(uow, "CardAddressUpdated", card.card_number, payload, request)
+            return pb.UpdateCardAddressResponse(card=card_proto(card))
+
+        return await self._mutate("UpdateCardAddress", request, pb.UpdateCardAddressResponse, handler)
 
     # -- loss and lost-and-found --------------------------------------------------------------------------
 

@@ -670,3 +670,69 @@ def test_hukou_confirms_identity_without_being_active() -> None:
     assert d.require_hukou(record, active=False) is record
     assert record.confirms_identity
     assert not d.HukouRecord(True, False).confirms_identity
+
+
+# -- the card's address record (§2.3: a hukou move does not need a new card) -----------------------------
+
+ADDRESS = "上海市徐汇区漕溪北路1号"
+
+
+def test_record_address_updates_the_card_in_place() -> None:
+    card = Card("C1", ID_NUMBER, date(2010, 1, 1), date(2030, 1, 1), application_id="A1")
+    assert (card.address_region_code, card.address, card.address_recorded_on) == ("", "", None)
+    moved = d.record_address(card, " 310104 ", f"  {ADDRESS} ", date(2016, 9, 15))
+    assert (moved.address_region_code, moved.address, moved.address_recorded_on) == (
+        "310104",
+        ADDRESS,
+        date(2016, 9, 15),
+    )
+    assert replace(moved, address_region_code="", address="", address_recorded_on=None) == card
+    again = d.record_address(moved, "120101", "天津市和平区1号", date(2017, 1, 2))
+    assert again.address_region_code == "120101" and again.address_recorded_on == date(2017, 1, 2)
+
+
+def test_record_address_on_the_last_day_of_validity() -> None:
+    card = Card("C1", ID_NUMBER, date(2006, 12, 1), date(2016, 12, 1))
+    assert d.record_address(card, "310104", ADDRESS, date(2016, 12, 1)).address == ADDRESS
+
+
+@pytest.mark.parametrize(
+    "card",
+    [
+        None,
+        Card("C1", ID_NUMBER, date(2010, 1, 1), date(2030, 1, 1), CardStatus.REPORTED_LOST),
+        Card("C1", ID_NUMBER, date(2010, 1, 1), date(2030, 1, 1), CardStatus.SUPERSEDED),
+        Card("C1", ID_NUMBER, date(2010, 1, 1), date(2030, 1, 1), CardStatus.INVALIDATED),
+        Card("C1", ID_NUMBER, date(2010, 1, 1), date(2030, 1, 1), CardStatus.EXPIRED),
+        Card("C1", ID_NUMBER, date(2006, 12, 1), date(2016, 12, 1)),  # VALID in the register, past its end
+    ],
+)
+def test_record_address_needs_a_valid_card(card: Card | None) -> None:
+    with _Refusal("NO_CURRENT_CARD"):
+        d.record_address(card, "310104", ADDRESS, date(2016, 12, 2))
+
+
+@pytest.mark.parametrize(
+    ("region_code", "address", "expected"),
+    [
+        ("", ADDRESS, {"region_code": "REQUIRED"}),
+        ("31010", ADDRESS, {"region_code": "BAD_REGION_CODE"}),
+        ("3101041", ADDRESS, {"region_code": "BAD_REGION_CODE"}),
+        ("31010X", ADDRESS, {"region_code": "BAD_REGION_CODE"}),
+        ("３１０１０４", ADDRESS, {"region_code": "BAD_REGION_CODE"}),  # full-width digits
+        ("310104", "   ", {"address": "REQUIRED"}),
+        ("310104", "路" * 201, {"address": "TOO_LONG"}),
+        ("abc", "", {"region_code": "BAD_REGION_CODE", "address": "REQUIRED"}),
+    ],
+)
+def test_record_address_checks_its_input_first(
+    region_code: str, address: str, expected: dict[str, str]
+) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        d.record_address(None, region_code, address, date(2016, 9, 15))  # before NO_CURRENT_CARD
+    assert {v.field: v.reason for v in info.value.violations} == expected
+
+
+def test_record_address_accepts_200_characters() -> None:
+    card = Card("C1", ID_NUMBER, date(2010, 1, 1), date(2030, 1, 1))
+    assert len(d.record_address(card, "310104", "路" * 200, date(2016, 9, 15)).address) == 200
