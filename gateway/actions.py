@@ -72,6 +72,8 @@ class Action:
     compensate_build: Callable[[str, str, str, dict[str, Any]], Any] | None = None
     # department event type -> (new step state, department sub-status)
     events: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # refusal reasons that mean "nothing to do here": the step is DONE, the case goes on
+    nothing_to_do: frozenset[str] = frozenset()
 
 
 def _date(msg: common_pb2.Date) -> dt.date | None:
@@ -568,6 +570,7 @@ ACTIONS: dict[str, Action] = {
             method="UpdateCardAddress",
             build=_card_address_request,
             outcome=_card_address_outcome,
+            nothing_to_do=frozenset({"NO_CURRENT_CARD"}),  # e.g. a child who holds no card yet
         ),
         Action(
             name="residence.birth",

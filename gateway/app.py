@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from gateway.actions import known_actions
 from gateway.catalogue import load_catalogue
 from gateway.clients import Department, grpc_departments
-from gateway.events import consume
+from gateway.events import EventConsumer
 from gateway.materials import MaterialFiles
 from gateway.problems import problem_middleware
 from gateway.routes import routes
@@ -147,11 +147,8 @@ def create_app(
         if background:
             tasks.append(asyncio.create_task(runner.run_forever(), name="saga-runner"))
             for client in app[departments_key].values():
-                tasks.append(
-                    asyncio.create_task(
-                        consume(client, runner, app[sessions_key]), name=f"events-{client.name}"
-                    )
-                )
+                consumer = EventConsumer(client, runner, app[sessions_key], app[clock_key])
+                tasks.append(asyncio.create_task(consumer.run(), name=f"events-{client.name}"))
         yield
         for task in tasks:
             task.cancel()

@@ -1,56 +1,162 @@
 """Department decisions arrive as events: one ``WatchEvents`` consumer per department, with its cursor
-persisted in the gateway's database in the same transaction as the step change it causes. After a
-department restarts or the stream breaks, the consumer reconnects from its cursor; events it has
-already applied are ignored by the saga runner's forward-only step transitions."""
+persisted in the gateway's database in the same transaction as the step change it causes.
+
+With several gateways on one database, a department's stream is consumed by one gateway at a time: the
+cursor row carries a lease (owner, expiry) that the consumer takes, renews while it follows the stream,
+and checks in the very transaction that applies each event. A gateway that dies loses the lease when it
+expires and another takes over from the cursor, so each event is applied once. After a department
+restarts or the stream breaks, the consumer reconnects from its cursor; the saga runner's forward-only
+step transitions make a repeated event harmless as well.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 
 import structlog
+from sqlalchemy import or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.clients import Department, DepartmentError
 from gateway.saga import SagaRunner
 from gateway.store import EventCursor
+from services.common.clock import Clock
 
 log = structlog.get_logger("govhub.events")
 
 
-async def load_cursor(sessions: async_sessionmaker[AsyncSession], department: str) -> int:
-    async with sessions() as session:
-        row = await session.get(EventCursor, department)
-        return row.sequence if row else 0
+class LeaseLost(Exception):
+    pass
 
 
-async def consume(
-    department: Department,
-    runner: SagaRunner,
-    sessions: async_sessionmaker[AsyncSession],
-    *,
-    reconnect_max: float = 10.0,
-) -> None:
-    """Follow one department's events for ever (until cancelled)."""
-    delay = 0.2
-    while True:
-        cursor = await load_cursor(sessions, department.name)
-        try:
-            async for event in department.watch(cursor):
-                delay = 0.2
-                async with sessions() as session:
-                    moved = await runner.apply_event(session, department.name, event.type, event.aggregate_id)
-                    row = await session.get(EventCursor, department.name)
-                    if row is None:
-                        session.add(EventCursor(department=department.name, sequence=event.sequence))
-                    else:
-                        row.sequence = max(row.sequence, event.sequence)
+class EventConsumer:
+    def __init__(
+        self,
+        department: Department,
+        runner: SagaRunner,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        *,
+        lease_seconds: float = 15.0,
+        reconnect_max: float = 10.0,
+    ) -> None:
+        self.department = department
+        self.runner = runner
+        self.sessions = sessions
+        self.clock = clock
+        self.owner = runner.owner
+        self.lease = dt.timedelta(seconds=lease_seconds)
+        self.reconnect_max = reconnect_max
+
+    async def acquire(self) -> int | None:
+        """Take (or renew) the lease; the cursor when this gateway holds it, None when another does."""
+        now = self.clock.now()
+        name = self.department.name
+        async with self.sessions() as session:
+            if await session.get(EventCursor, name) is None:
+                session.add(EventCursor(department=name, sequence=0))
+                try:
                     await session.commit()
-                if moved:
-                    log.info("department event applied", department=department.name, event=event.type)
-                    runner.wake()
-        except DepartmentError as exc:
-            log.info("event stream interrupted; reconnecting", department=department.name, error=exc.message)
-        except Exception:
-            log.exception("event consumer failed; reconnecting", department=department.name)
-        await asyncio.sleep(delay)
-        delay = min(reconnect_max, delay * 2)
+                except IntegrityError:
+                    await session.rollback()
+            result = await session.execute(
+                update(EventCursor)
+                .where(
+                    EventCursor.department == name,
+                    or_(
+                        EventCursor.owner.is_(None),
+                        EventCursor.owner == self.owner,
+                        EventCursor.lease_until < now,
+                    ),
+                )
+                .values(owner=self.owner, lease_until=now + self.lease)
+                .returning(EventCursor.sequence)
+            )
+            sequence = result.scalar_one_or_none()
+            await session.commit()
+        return sequence
+
+    async def release(self) -> None:
+        async with self.sessions() as session:
+            await session.execute(
+                update(EventCursor)
+                .where(EventCursor.department == self.department.name, EventCursor.owner == self.owner)
+                .values(owner=None, lease_until=None)
+            )
+            await session.commit()
+
+    async def apply(self, event_type: str, aggregate_id: str, sequence: int) -> bool:
+        """Apply one event and move the cursor in one transaction, only while holding the lease."""
+        now = self.clock.now()
+        async with self.sessions() as session:
+            held = await session.execute(
+                update(EventCursor)
+                .where(
+                    EventCursor.department == self.department.name,
+                    EventCursor.owner == self.owner,
+                    EventCursor.sequence < sequence,
+                )
+                .values(sequence=sequence, lease_until=now + self.lease)
+            )
+            if held.rowcount != 1:
+                await session.rollback()
+                raise LeaseLost
+            moved = await self.runner.apply_event(session, self.department.name, event_type, aggregate_id)
+            await session.commit()
+        return moved
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            if await self.acquire() is None:
+                raise LeaseLost
+
+    async def _follow(self, cursor: int) -> None:
+        async for event in self.department.watch(cursor):
+            if event.sequence <= cursor:
+                continue
+            if await self.apply(event.type, event.aggregate_id, event.sequence):
+                log.info("department event applied", department=self.department.name, event=event.type)
+                self.runner.wake()
+            cursor = event.sequence
+
+    async def run(self) -> None:
+        """Follow the department's events for ever (until cancelled)."""
+        delay = 0.2
+        try:
+            while True:
+                cursor = await self.acquire()
+                if cursor is None:  # another gateway consumes this department
+                    await asyncio.sleep(self.lease.total_seconds() / 3)
+                    continue
+                follow = asyncio.create_task(self._follow(cursor))
+                renew = asyncio.create_task(self._renew())
+                try:
+                    done, _ = await asyncio.wait({follow, renew}, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+                    delay = 0.2
+                except LeaseLost:
+                    log.info("event lease lost to another gateway", department=self.department.name)
+                except DepartmentError as exc:
+                    log.info(
+                        "event stream interrupted; reconnecting",
+                        department=self.department.name,
+                        error=exc.message,
+                    )
+                except Exception:
+                    log.exception("event consumer failed; reconnecting", department=self.department.name)
+                finally:
+                    for task in (follow, renew):
+                        task.cancel()
+                    for task in (follow, renew):
+                        with contextlib.suppress(BaseException):
+                            await task
+                await asyncio.sleep(delay)
+                delay = min(self.reconnect_max, delay * 2)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.release())

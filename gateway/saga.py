@@ -248,14 +248,18 @@ class SagaRunner:
         except Unavailable as exc:
             await self._retry_later(step.id, exc.message)
             return
-        except (Refused, Invalid) as exc:
-            reason = exc.reason if isinstance(exc, Refused) else "INVALID_ARGUMENT"
-            await self._refuse(step.id, reason, exc.message, getattr(exc, "violations", []))
+        except Refused as exc:
+            if exc.reason not in action.nothing_to_do:
+                await self._refuse(step.id, exc.reason, exc.message, [])
+                return
+            outcome = A.Outcome(resource_id="", state=A.DONE, department_state=exc.reason)
+        except Invalid as exc:
+            await self._refuse(step.id, "INVALID_ARGUMENT", exc.message, exc.violations)
             return
         log.info("step accepted", step=step.step_key, department=step.department, state=outcome.state)
         async with self._sessions() as session:
             case, fresh, steps = await self._load(session, step.id)
-            fresh.resource_id = outcome.resource_id
+            fresh.resource_id = outcome.resource_id or None
             fresh.department_state = outcome.department_state
             fresh.statutory_deadline = outcome.statutory_deadline
             fresh.result = outcome.result

@@ -1,0 +1,102 @@
+"""The event consumers: with two gateways on one database each department event is applied once, and a
+gateway that dies hands the stream over when its lease expires."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from sqlalchemy import select
+
+from gateway.actions import known_actions
+from gateway.cases import open_case
+from gateway.catalogue import load_catalogue
+from gateway.events import EventConsumer
+from gateway.saga import RunnerSettings, SagaRunner
+from gateway.store import Base, Case, CaseStep
+from services.common.clock import Clock
+from services.common.db import create_schema, dispose_engine, make_engine, session_factory
+from tests.fakes import FakeDepartment, accepting_identity
+from tests.service.test_gateway_cases import VALID
+
+
+class CountingRunner(SagaRunner):
+    applied: list[tuple[str, str]]
+
+    async def apply_event(self, session: Any, department: str, event_type: str, resource_id: str) -> bool:
+        self.applied.append((self.owner, event_type))
+        return await super().apply_event(session, department, event_type, resource_id)
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await predicate():  # noqa: ASYNC110 - polls the database, which has no event
+            await asyncio.sleep(0.05)
+
+
+async def test_two_gateways_apply_each_event_once_and_take_over_from_a_dead_one(db_url: str) -> None:
+    engine = make_engine(db_url)
+    await create_schema(engine, Base.metadata)
+    sessions = session_factory(engine)
+    clock = Clock()
+    identity = accepting_identity(FakeDepartment("identity"))
+    departments = {"identity": identity}
+    runners = []
+    for owner in ("gw-a", "gw-b"):
+        runner = CountingRunner(sessions, departments, clock, RunnerSettings(), owner=owner)  # type: ignore[arg-type]
+        runner.applied = []
+        runners.append(runner)
+    matter = load_catalogue(known_actions())["id-card-renewal-cross-province"]
+    case, _ = await open_case(sessions, clock, matter, VALID["data"], {})
+    await runners[0].drive(case.id)
+    async with sessions() as session:
+        step = await session.scalar(select(CaseStep).where(CaseStep.case_id == case.id))
+        assert step is not None and step.resource_id
+        resource = step.resource_id
+
+    async def state() -> str:
+        async with sessions() as session:
+            return (await session.get_one(Case, case.id)).state
+
+    consumers = [EventConsumer(identity, r, sessions, clock, lease_seconds=0.6) for r in runners]  # type: ignore[arg-type]
+    tasks = [asyncio.create_task(c.run()) for c in consumers]
+    try:
+        identity.emit("CardApplicationApproved", resource)
+        await wait_for(lambda: _is(state, "APPROVED"))
+        identity.emit("CardApplicationApproved", resource)  # a repeat, e.g. after a reconnect
+        identity.emit("CardProduced", resource)
+        await asyncio.sleep(0.3)
+        applied = runners[0].applied + runners[1].applied
+        assert [e for _, e in applied] == [
+            "CardApplicationApproved",
+            "CardApplicationApproved",
+            "CardProduced",
+        ]
+        owners = {o for o, _ in applied}
+        assert len(owners) == 1  # one gateway holds the stream
+        holder = 0 if "gw-a" in owners else 1
+
+        # The holder dies without a word (no release): the other takes over once the lease expires.
+        tasks[holder].cancel()
+        consumers[holder].release = _no_release  # type: ignore[method-assign]
+        with contextlib.suppress(asyncio.CancelledError):
+            await tasks[holder]
+        identity.emit("CardReadyForPickup", resource)
+        await wait_for(lambda: _is(state, "READY_FOR_PICKUP"))
+        other = runners[1 - holder]
+        assert [e for _, e in other.applied] == ["CardReadyForPickup"]
+        assert [e for _, e in runners[holder].applied].count("CardReadyForPickup") == 0
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await dispose_engine(engine)
+
+
+async def _no_release() -> None:
+    return None
+
+
+async def _is(state: Any, expected: str) -> bool:
+    return await state() == expected
