@@ -37,7 +37,10 @@ protos: $(GEN_STAMP) ## generate the protobuf/gRPC code (with .pyi stubs) into g
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
 
-lint: $(GEN_STAMP) $(BUF) ## ruff, buf lint, and a check that no generated code is tracked
+deploy-lint: $(INSTALLED) ## validate deploy/: kustomize overlays and compose against their schemas, the Dockerfile
+	$(PY) -m deploy.validate
+
+lint: $(GEN_STAMP) $(BUF) deploy-lint ## ruff, buf lint, deploy-lint, and a check that no generated code is tracked
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	cd protos && ../$(BUF) lint
