@@ -43,7 +43,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,8 @@ PROCESSES = {
 DEPARTMENTS = ("identity", "residence", "permits")
 # Secrets an overlay deliberately does not ship: they are created out of band (deploy/README.md).
 EXTERNAL_SECRETS = {
-    "production": {f"govhub-{p}-database" for p in (*DEPARTMENTS, "gateway")} | {"govhub-audit-key"},
+    "production": {f"govhub-{p}-database" for p in (*DEPARTMENTS, "gateway")}
+    | {"govhub-audit-key", "govhub-gateway-jwt"},
 }
 DOCKERIGNORE_REQUIRED = (".venv", "gen", "var", ".git", ".tools")
 
@@ -466,14 +467,25 @@ def known_settings() -> frozenset[str]:
     return frozenset(known)
 
 
-def check_settings(where: str, process: str, env: Mapping[str, str]) -> ServiceSettings | GatewaySettings:
+def check_settings(
+    where: str, process: str, env: Mapping[str, str], file_mounts: Iterable[str] = ()
+) -> ServiceSettings | GatewaySettings:
+    """Parse `env` with govhub's own settings code. Files that live in `file_mounts` (Secret and
+    ConfigMap volumes, present only in the running pod) are stood in for by scratch files."""
     unknown = sorted(k for k in env if k.startswith("GOVHUB_") and k not in known_settings())
     if unknown:
         raise DeployError(f"{where}: unknown setting(s) {', '.join(unknown)} (a typo? see deploy/README.md)")
-    try:
-        settings = read_settings(process, env)
-    except SettingsError as exc:
-        raise DeployError(f"{where}: govhub refuses its settings: {exc}") from None
+    with tempfile.TemporaryDirectory() as scratch:
+        probe = dict(env)
+        for key, value in env.items():
+            if key.startswith("GOVHUB_") and any(value.startswith(m.rstrip("/") + "/") for m in file_mounts):
+                stand_in = Path(scratch, key)
+                stand_in.write_text("0" * 64, encoding="ascii")
+                probe[key] = str(stand_in)
+        try:
+            settings = read_settings(process, probe)
+        except SettingsError as exc:
+            raise DeployError(f"{where}: govhub refuses its settings: {exc}") from None
     if settings.host not in ("0.0.0.0", "::"):
         raise DeployError(
             f"{where}: {settings.listen_setting} must listen on 0.0.0.0:<port> in a container, "
@@ -613,7 +625,14 @@ def check_cluster(overlay: str, resources: list[Resource]) -> None:
             process = _process_of(container)
             if process is None:
                 continue
-            settings = check_settings(f"{res.where()}: container {container['name']}", process, env)
+            file_mounts = [
+                m["mountPath"]
+                for m in container.get("volumeMounts", [])
+                if {"secret", "configMap"} & set(volumes.get(m["name"], {}))
+            ]
+            settings = check_settings(
+                f"{res.where()}: container {container['name']}", process, env, file_mounts
+            )
             check_govhub_container(res, pod, container, process, settings, env)
             processes[process] = (res, pod_labels, settings)
 
@@ -788,11 +807,16 @@ def check_govhub_container(
             f"container {name}: GOVHUB_VAR_DIR ({settings.common.var_dir}) must be a volume: the root file "
             "system is read-only"
         )
-    security = getattr(settings, "security", None)
-    if security is not None and process != "gateway":
-        key = security.audit_key_path(settings.common)
+    if process != "gateway" and "GOVHUB_AUDIT_KEY_FILE" in known_settings():
+        key = Path(env.get("GOVHUB_AUDIT_KEY_FILE") or settings.common.var_dir / "audit.key")
         if str(key.parent) not in mounts:
             raise res.fail(f"container {name}: the audit key {key} must come from a mounted volume")
+    jwt_settings = {"GOVHUB_GATEWAY_JWT_SECRET_FILE", "GOVHUB_GATEWAY_JWT_PUBLIC_KEYS"}
+    if process == "gateway" and jwt_settings <= known_settings() and not jwt_settings & set(env):
+        raise res.fail(
+            f"container {name}: every gateway replica must verify tokens with the same key: set "
+            "GOVHUB_GATEWAY_JWT_SECRET_FILE or GOVHUB_GATEWAY_JWT_PUBLIC_KEYS"
+        )
     if process == "gateway" and str(settings.materials_dir) not in mounts:
         raise res.fail(
             f"container {name}: GOVHUB_GATEWAY_MATERIALS_DIR ({settings.materials_dir}) must be a volume"
@@ -865,7 +889,7 @@ def check_compose(path: Path = COMPOSE) -> None:
         targets_mounted = {
             str(m).split(":")[1] if isinstance(m, str) else m.get("target") for m in svc.get("volumes", [])
         }
-        if process != "gateway" and str(settings.common.var_dir) not in targets_mounted:
+        if str(settings.common.var_dir) not in targets_mounted:
             raise DeployError(
                 f"{where}: GOVHUB_VAR_DIR ({settings.common.var_dir}) must be a volume (read_only)"
             )

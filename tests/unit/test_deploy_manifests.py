@@ -213,6 +213,26 @@ BROKEN_OVERLAYS: dict[str, tuple[Callable[[Path], None], str]] = {
         ),
         "kustomize field(s) commonLabels are not supported",
     ),
+    "no shared bearer-token key": (
+        lambda d: edit(
+            d / "k8s/overlays/development/patches/jwt-settings.yaml",
+            "path: /data/GOVHUB_GATEWAY_JWT_SECRET_FILE\n  value: /etc/govhub/jwt/secret",
+            'path: /data/GOVHUB_GATEWAY_JWT_LEEWAY\n  value: "30"',
+        ),
+        "Deployment/gateway: container gateway: every gateway replica must verify tokens with the same key",
+    ),
+    "a key file outside its volume": (
+        lambda d: edit(
+            d / "k8s/overlays/development/patches/jwt-settings.yaml",
+            "/etc/govhub/jwt/secret",
+            "/etc/jwt/secret",
+        ),
+        "govhub refuses its settings: GOVHUB_GATEWAY_JWT_SECRET_FILE=/etc/jwt/secret: no such file",
+    ),
+    "an audit key on the read-only root": (
+        lambda d: edit(d / "k8s/base/settings.yaml", "/etc/govhub/audit/audit.key", "/etc/audit.key"),
+        "the audit key /etc/audit.key must come from a mounted volume",
+    ),
     "an init script out of step": (
         lambda d: edit(d / "postgres/init-databases.sh", "set -eu", "set -e"),
         "ConfigMap/postgresql-init: data init-databases.sh differs",
