@@ -14,24 +14,34 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from gateway.actions import known_actions
+from gateway.auth import TokenVerifier, auth_middleware, load_keys
 from gateway.catalogue import load_catalogue
 from gateway.clients import Department, grpc_departments
 from gateway.events import EventConsumer
+from gateway.feedback import Stats
 from gateway.materials import MaterialFiles
+from gateway.metrics import Metrics
+from gateway.notify import Notifier, Sender
 from gateway.problems import problem_middleware
+from gateway.ratelimit import RateLimiter
 from gateway.routes import routes
 from gateway.saga import RunnerSettings, SagaRunner
-from gateway.store import Base
+from gateway.store import Base, add_missing_columns
 from gateway.typedefs import (
     catalogue_key,
     clock_key,
     departments_key,
     engine_key,
     material_files_key,
+    metrics_key,
+    notifier_key,
+    progress_limiter_key,
     runner_key,
     sessions_key,
     settings_key,
+    stats_key,
     tracer_provider_key,
+    verifier_key,
 )
 from services.common.clock import Clock
 from services.common.db import create_schema, dispose_engine, make_engine, session_factory
@@ -89,19 +99,36 @@ def create_app(
     tracer_provider: TracerProvider | None = None,
     clock: Clock | None = None,
     background: bool = True,
+    sender: Sender | None = None,
 ) -> web.Application:
     """The gateway. `departments` replaces the gRPC clients (tests); `background` runs the saga
-    runner's loop and the event consumers (tests may drive them by hand)."""
+    runner's loop, the event consumers and the notifier (tests may drive them by hand); `sender`
+    replaces the default notification sender (the log)."""
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 
     provider = tracer_provider or SdkTracerProvider()
-    middlewares = [tracing_middleware(provider), context_middleware, problem_middleware]
+    metrics = Metrics()
+    middlewares = [
+        tracing_middleware(provider),
+        context_middleware,
+        metrics.middleware(),
+        problem_middleware,
+        auth_middleware(lambda request: request.app[verifier_key]),
+    ]
     app = web.Application(middlewares=middlewares, client_max_size=settings.material_max_bytes + 256 * 1024)
     app[settings_key] = settings
     app[clock_key] = clock or Clock(settings.common.today)
     app[catalogue_key] = load_catalogue(known_actions())
     app[tracer_provider_key] = provider
     app[material_files_key] = MaterialFiles(settings.materials_dir, settings.material_max_bytes)
+    app[verifier_key] = TokenVerifier(
+        load_keys(settings),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=settings.jwt_leeway,
+    )
+    app[metrics_key] = metrics
+    app[progress_limiter_key] = RateLimiter(settings.progress_rate, settings.progress_burst)
     app.add_routes(routes)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
@@ -109,8 +136,13 @@ def create_app(
             settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider
         )
         await create_schema(engine, Base.metadata)
+        async with engine.begin() as conn:
+            added = await conn.run_sync(add_missing_columns)
+        if added:
+            log.info("database columns added", columns=added)
         app[engine_key] = engine
         app[sessions_key] = session_factory(engine)
+        app[stats_key] = Stats(app[sessions_key])
         yield
         await dispose_engine(engine)
 
@@ -143,9 +175,14 @@ def create_app(
             ),
         )
         app[runner_key] = runner
+        notifier = Notifier(
+            app[sessions_key], app[catalogue_key], app[clock_key], sender, settings.notify_interval
+        )
+        app[notifier_key] = notifier
         tasks: list[asyncio.Task[None]] = []
         if background:
             tasks.append(asyncio.create_task(runner.run_forever(), name="saga-runner"))
+            tasks.append(asyncio.create_task(notifier.run_forever(), name="notifier"))
             for client in app[departments_key].values():
                 consumer = EventConsumer(client, runner, app[sessions_key], app[clock_key])
                 tasks.append(asyncio.create_task(consumer.run(), name=f"events-{client.name}"))

@@ -43,14 +43,31 @@ def applicant_key(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+# Where a case submitted online will be served (pickup, materials): the first of these fields it has.
+HALL_FIELDS = ("accepting_region_code", "station_region_code", "destination.region_code", "work_region")
+
+
+def hall_of(data: dict[str, Any]) -> str | None:
+    for path in HALL_FIELDS:
+        value = get_value(data, path)
+        if isinstance(value, str) and len(value) == 6 and value.isdigit():
+            return value
+    return None
+
+
 async def open_case(
     sessions: async_sessionmaker[AsyncSession],
     clock: Clock,
     matter: Matter,
     data: dict[str, Any],
     materials: dict[str, dict[str, Any]],
+    *,
+    hall: str | None = None,
+    opened_by: str | None = None,
+    contact: dict[str, Any] | None = None,
 ) -> tuple[Case, str]:
-    """Store the case and its steps in one transaction; returns the case and its query code."""
+    """Store the case and its steps in one transaction; returns the case and its query code. `hall` is
+    the service hall that opened it (or, online, the hall its data names); `opened_by` the staff member."""
     now = clock.now()
     code = new_query_code()
     case_no = new_case_no(clock)
@@ -67,6 +84,10 @@ async def open_case(
         submitted_on=clock.today(),
         created_at=now,
         updated_at=now,
+        hall=hall if hall is not None else hall_of(data),
+        opened_by=opened_by,
+        checked_materials={},
+        contact=contact or {},
     )
     async with sessions() as session:
         session.add(case)
@@ -162,4 +183,38 @@ def case_view(
             for spec in matter.fields
             if spec.personal and get_value(case.data, spec.path) is not None
         }
+        view["materials"] = materials_received(case, matter)
+        if case.hall:
+            view["hall"] = case.hall
+        deadline = expected_date(steps)
+        if deadline:
+            view["expected_date"] = deadline
     return view
+
+
+def materials_received(case: Case, matter: Matter) -> list[dict[str, Any]]:
+    """Uploaded documents and the in-person materials the counter checked, in the matter's order."""
+    checked = case.checked_materials or {}
+    received = []
+    for spec in matter.materials:
+        if spec.key in case.materials:
+            ref = case.materials[spec.key]
+            received.append(
+                {"key": spec.key, "title_zh": spec.title_zh, "how": "upload", "sha256": ref["sha256"]}
+            )
+        elif spec.key in checked:
+            received.append(
+                {
+                    "key": spec.key,
+                    "title_zh": spec.title_zh,
+                    "how": "in person",
+                    "checked_on": checked[spec.key]["on"],
+                }
+            )
+    return received
+
+
+def expected_date(steps: list[CaseStep]) -> str | None:
+    """The latest statutory deadline of the case's steps (ISO date)."""
+    deadlines = [s.statutory_deadline for s in steps if s.statutory_deadline and s.state != A.SKIPPED]
+    return max(deadlines).isoformat() if deadlines else None

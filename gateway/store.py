@@ -1,13 +1,15 @@
-"""The gateway's own database: cases, their steps (the saga's durable state), event cursors and
-Idempotency-Key records. No department's tables are here."""
+"""The gateway's own database: cases, their steps (the saga's durable state), event cursors,
+Idempotency-Key records, feedback and the notifications sent. No department's tables are here."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, inspect
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.schema import CreateColumn
 
 from services.common.db import NAMING, BigIntPK, JsonType, UTCDateTime
 
@@ -33,6 +35,13 @@ class Case(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer, default=0)
+    # Added for who-may-see-what, the counter and notifications (nullable: older databases gain them empty).
+    hall: Mapped[str | None] = mapped_column(String(6), nullable=True, index=True)  # region code
+    opened_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # staff subject at the counter
+    checked_materials: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    contact: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)  # phone/email/language
+    notified_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     steps: Mapped[list[CaseStep]] = relationship(
         back_populates="case", lazy="raise", order_by="CaseStep.position", cascade="all, delete-orphan"
@@ -106,3 +115,52 @@ class Material(Base):
     media_type: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigIntPK)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Feedback(Base):
+    """好差评: one rating of a completed case by its applicant, and staff replies."""
+
+    __tablename__ = "feedback"
+
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    matter: Mapped[str] = mapped_column(String(64), index=True)
+    hall: Mapped[str | None] = mapped_column(String(6), nullable=True)
+    rating: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False, index=True)  # rating <= 2: follow up
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # [{"by": subject, "role": role, "text": ..., "at": iso}]
+    replies: Mapped[list[dict[str, Any]]] = mapped_column(JsonType, default=list)
+
+
+class Notification(Base):
+    """A message sent to an applicant at a milestone of their case (the default sender's record)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    milestone: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))  # sms | email | record
+    recipient: Mapped[str] = mapped_column(String(200))  # masked
+    language: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+def add_missing_columns(conn: Connection) -> list[str]:
+    """Adds columns the models have and an existing table lacks (only nullable ones: the additive
+    changes of the embedded default). Returns ``table.column`` of each one added."""
+    added = []
+    inspector = inspect(conn)
+    for table in Base.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present or not column.nullable:
+                continue
+            ddl = CreateColumn(column).compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+            added.append(f"{table.name}.{column.name}")
+    return added

@@ -1,8 +1,9 @@
-"""Every aiohttp AppKey of the gateway, defined once (aiohttp matches keys by identity)."""
+"""Every aiohttp AppKey (and RequestKey) of the gateway, defined once (aiohttp matches keys by identity)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Optional
 
 from aiohttp import web
 from opentelemetry.trace import TracerProvider
@@ -15,6 +16,13 @@ from gateway.saga import SagaRunner
 from services.common.clock import Clock
 from services.common.settings import GatewaySettings
 
+if TYPE_CHECKING:
+    from gateway.auth import Principal, TokenVerifier
+    from gateway.feedback import Stats
+    from gateway.metrics import Metrics
+    from gateway.notify import Notifier
+    from gateway.ratelimit import RateLimiter
+
 settings_key = web.AppKey("settings", GatewaySettings)
 clock_key = web.AppKey("clock", Clock)
 catalogue_key = web.AppKey("catalogue", Mapping[str, Matter])
@@ -24,3 +32,9 @@ departments_key = web.AppKey("departments", Mapping[str, Department])
 runner_key = web.AppKey("runner", SagaRunner)
 tracer_provider_key = web.AppKey("tracer_provider", TracerProvider)
 material_files_key = web.AppKey("material_files", MaterialFiles)
+verifier_key: web.AppKey[TokenVerifier] = web.AppKey("verifier")
+metrics_key: web.AppKey[Metrics] = web.AppKey("metrics")
+progress_limiter_key: web.AppKey[RateLimiter] = web.AppKey("progress_limiter")
+notifier_key: web.AppKey[Notifier] = web.AppKey("notifier")
+stats_key: web.AppKey[Stats] = web.AppKey("stats")
+principal_key: web.RequestKey[Optional[Principal]] = web.RequestKey("principal")  # noqa: UP045

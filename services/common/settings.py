@@ -61,6 +61,16 @@ def _listen(env: Mapping[str, str], name: str, default_port: int) -> tuple[str, 
     return host.strip("[]"), value
 
 
+def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
+    """A file that must exist when the variable is set."""
+    raw = _get(env, name, "")
+    if not raw:
+        return None
+    if not Path(raw).is_file():
+        raise SettingsError(f"{name}={raw}: no such file")
+    return Path(raw)
+
+
 @dataclass(frozen=True, slots=True)
 class CommonSettings:
     """What every process shares: logging, tracing, the clock, where local files go."""
@@ -159,6 +169,18 @@ class GatewaySettings:
     shutdown_grace: float = 10.0
     materials_dir: Path = Path("var/materials")
     material_max_bytes: int = 10 * 1024 * 1024
+    # Bearer tokens (gateway/auth.py): HS256 with a shared secret (development) or RS256/ES256 with the
+    # public keys of a PEM file (production). With neither set, a development secret is generated once
+    # into <var_dir>/dev-jwt-secret.
+    jwt_issuer: str = "govhub"
+    jwt_audience: str = "govhub-gateway"
+    jwt_secret_file: Path | None = None
+    jwt_public_keys_file: Path | None = None
+    jwt_leeway: float = 30.0
+    page_size_max: int = 100  # every list answers at most this many items a page
+    progress_rate: float = 1.0  # public progress lookups per second per client address (token bucket)
+    progress_burst: int = 20
+    notify_interval: float = 2.0  # how often the notifier looks for case milestones
 
     listen_setting = "GOVHUB_GATEWAY_LISTEN"
 
@@ -189,4 +211,13 @@ class GatewaySettings:
             shutdown_grace=_float(env, "GOVHUB_SHUTDOWN_GRACE", 10.0),
             materials_dir=Path(_get(env, "GOVHUB_GATEWAY_MATERIALS_DIR", str(common.var_dir / "materials"))),
             material_max_bytes=_int(env, "GOVHUB_GATEWAY_MATERIAL_MAX_BYTES", 10 * 1024 * 1024, minimum=1024),
+            jwt_issuer=_get(env, "GOVHUB_GATEWAY_JWT_ISSUER", "govhub"),
+            jwt_audience=_get(env, "GOVHUB_GATEWAY_JWT_AUDIENCE", "govhub-gateway"),
+            jwt_secret_file=_optional_path(env, "GOVHUB_GATEWAY_JWT_SECRET_FILE"),
+            jwt_public_keys_file=_optional_path(env, "GOVHUB_GATEWAY_JWT_PUBLIC_KEYS"),
+            jwt_leeway=_float(env, "GOVHUB_GATEWAY_JWT_LEEWAY", 30.0),
+            page_size_max=_int(env, "GOVHUB_GATEWAY_PAGE_SIZE_MAX", 100, minimum=1),
+            progress_rate=_float(env, "GOVHUB_GATEWAY_PROGRESS_RATE", 1.0),
+            progress_burst=_int(env, "GOVHUB_GATEWAY_PROGRESS_BURST", 20, minimum=1),
+            notify_interval=_float(env, "GOVHUB_GATEWAY_NOTIFY_INTERVAL", 2.0),
         )

@@ -13,6 +13,7 @@ from gateway import actions as A
 from gateway.store import Case
 from gateway.typedefs import runner_key, sessions_key
 from tests.fakes import accepting_identity
+from tests.service.gateway_support import citizen
 
 VALID = {
     "matter": "id-card-renewal-cross-province",
@@ -23,6 +24,7 @@ VALID = {
         "residence_permit": {"number": "SH310104201600001", "valid_until": "2017-06-30"},
     },
 }
+APPLICANT = citizen("11010519491231002X")  # the applicant's bearer token: online, one applies for oneself
 
 
 async def case_count(client: TestClient) -> int:
@@ -31,7 +33,7 @@ async def case_count(client: TestClient) -> int:
 
 
 async def test_submission_opens_a_case_and_sends_the_step_once(client: TestClient, departments: Any) -> None:
-    resp = await client.post("/api/v1/cases", json=VALID)
+    resp = await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)
     assert resp.status == 201, await resp.text()
     body = await resp.json()
     assert body["case_no"].startswith("GH20160915")
@@ -55,7 +57,7 @@ async def test_submission_opens_a_case_and_sends_the_step_once(client: TestClien
 
 
 async def test_wrong_query_code_is_not_found(client: TestClient) -> None:
-    body = await (await client.post("/api/v1/cases", json=VALID)).json()
+    body = await (await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)).json()
     wrong = "000000" if body["query_code"] != "000000" else "111111"
     resp = await client.get(f"/api/v1/cases/{body['case_no']}", params={"code": wrong})
     assert resp.status == 404
@@ -69,7 +71,7 @@ async def test_bad_check_digit_is_a_400_naming_the_field_and_nothing_is_sent(
         **VALID,
         "data": {**VALID["data"], "applicant": {"id_number": "440308199901101513", "name": "测试乙"}},
     }
-    resp = await client.post("/api/v1/cases", json=bad)
+    resp = await client.post("/api/v1/cases", json=bad, headers=APPLICANT)
     assert resp.status == 400
     assert resp.content_type == "application/problem+json"
     problem = await resp.json()
@@ -85,7 +87,9 @@ async def test_bad_check_digit_is_a_400_naming_the_field_and_nothing_is_sent(
 
 
 async def test_every_missing_field_is_listed_at_once(client: TestClient) -> None:
-    resp = await client.post("/api/v1/cases", json={"matter": "id-card-renewal-cross-province", "data": {}})
+    resp = await client.post(
+        "/api/v1/cases", json={"matter": "id-card-renewal-cross-province", "data": {}}, headers=APPLICANT
+    )
     assert resp.status == 400
     fields = {e["field"] for e in (await resp.json())["errors"]}
     assert fields == {
@@ -99,18 +103,22 @@ async def test_every_missing_field_is_listed_at_once(client: TestClient) -> None
 
 
 async def test_unknown_matter_and_malformed_bodies(client: TestClient) -> None:
-    resp = await client.post("/api/v1/cases", json={"matter": "no-such-matter", "data": {}})
+    resp = await client.post(
+        "/api/v1/cases", json={"matter": "no-such-matter", "data": {}}, headers=APPLICANT
+    )
     assert resp.status == 400
     assert (await resp.json())["errors"][0]["field"] == "matter"
-    resp = await client.post("/api/v1/cases", data=b"{not json", headers={"Content-Type": "application/json"})
+    resp = await client.post(
+        "/api/v1/cases", data=b"{not json", headers={"Content-Type": "application/json", **APPLICANT}
+    )
     assert resp.status == 400
-    resp = await client.post("/api/v1/cases", data=b"x", headers={"Content-Type": "text/plain"})
+    resp = await client.post("/api/v1/cases", data=b"x", headers={"Content-Type": "text/plain", **APPLICANT})
     assert resp.status == 415
 
 
 async def test_department_refusal_is_a_422_with_its_reason(client: TestClient, departments: Any) -> None:
     accepting_identity(departments["identity"], refuse="PROVINCE_NOT_YET_ACCEPTED")
-    resp = await client.post("/api/v1/cases", json=VALID)
+    resp = await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)
     assert resp.status == 422
     problem = await resp.json()
     assert problem["reason"] == "PROVINCE_NOT_YET_ACCEPTED"
@@ -124,7 +132,7 @@ async def test_unavailable_department_is_retried_until_it_answers(
     client: TestClient, departments: Any
 ) -> None:
     departments["identity"].down = True
-    resp = await client.post("/api/v1/cases", json=VALID)
+    resp = await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)
     assert resp.status == 201
     body = await resp.json()
     assert body["state"] == "RECEIVED"
@@ -142,7 +150,7 @@ async def test_unavailable_department_is_retried_until_it_answers(
 
 async def test_retries_exhausted_needs_attention(client: TestClient, departments: Any) -> None:
     departments["identity"].down = True
-    body = await (await client.post("/api/v1/cases", json=VALID)).json()
+    body = await (await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)).json()
     for _ in range(5):
         await asyncio.sleep(0.05)
         await client.app[runner_key].drive()
@@ -157,7 +165,7 @@ async def test_retries_exhausted_needs_attention(client: TestClient, departments
 async def test_department_events_move_the_case_and_repeats_are_ignored(
     client: TestClient, departments: Any
 ) -> None:
-    body = await (await client.post("/api/v1/cases", json=VALID)).json()
+    body = await (await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)).json()
     [(_, _)] = departments["identity"].calls_to("CreateCardApplication")
     resource = next(iter(departments["identity"].answers.values())).card_application.id
     runner = client.app[runner_key]
@@ -182,7 +190,7 @@ async def test_department_events_move_the_case_and_repeats_are_ignored(
 
 
 async def test_department_rejection_event_rejects_the_case(client: TestClient, departments: Any) -> None:
-    body = await (await client.post("/api/v1/cases", json=VALID)).json()
+    body = await (await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)).json()
     resource = next(iter(departments["identity"].answers.values())).card_application.id
     async with client.app[sessions_key]() as session:
         assert await client.app[runner_key].apply_event(
@@ -197,7 +205,7 @@ async def test_department_rejection_event_rejects_the_case(client: TestClient, d
 
 
 async def test_idempotency_key_replays_and_refuses_another_body(client: TestClient) -> None:
-    headers = {"Idempotency-Key": "key-1"}
+    headers = {"Idempotency-Key": "key-1", **APPLICANT}
     first = await client.post("/api/v1/cases", json=VALID, headers=headers)
     again = await client.post("/api/v1/cases", json=VALID, headers=headers)
     assert first.status == again.status == 201
@@ -209,7 +217,7 @@ async def test_idempotency_key_replays_and_refuses_another_body(client: TestClie
 
 
 async def test_twenty_parallel_posts_with_one_key_make_one_case(client: TestClient) -> None:
-    headers = {"Idempotency-Key": "parallel-key"}
+    headers = {"Idempotency-Key": "parallel-key", **APPLICANT}
     responses = await asyncio.gather(
         *(client.post("/api/v1/cases", json=VALID, headers=headers) for _ in range(20))
     )
@@ -240,7 +248,7 @@ async def test_health_and_readiness(client: TestClient, departments: Any) -> Non
 
 
 async def test_withdrawal_cancels_the_department_record(client: TestClient, departments: Any) -> None:
-    body = await (await client.post("/api/v1/cases", json=VALID)).json()
+    body = await (await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)).json()
     resource = next(iter(departments["identity"].answers.values())).card_application.id
     resp = await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", json={"code": body["query_code"]})
     assert resp.status == 200
@@ -257,6 +265,6 @@ async def test_withdrawal_cancels_the_department_record(client: TestClient, depa
 
 
 async def test_withdrawal_needs_the_query_code(client: TestClient) -> None:
-    body = await (await client.post("/api/v1/cases", json=VALID)).json()
+    body = await (await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)).json()
     resp = await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", json={"code": "12345"})
     assert resp.status == 404

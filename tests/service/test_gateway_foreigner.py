@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from gateway import actions as A
 from gateway.typedefs import runner_key, sessions_key
 from tests.fakes import accepting_permits, accepting_residence
+from tests.service.gateway_support import citizen
 
 MATERIALS = [
     "passport",
@@ -58,13 +59,16 @@ DATA = {
 }
 
 
+APPLICANT = citizen("E12345678")  # a foreigner's token names the passport number
+
+
 async def upload_all(client: TestClient) -> dict[str, str]:
     shas = {}
     for kind in MATERIALS:
         content = b"%PDF-1.4\n% " + kind.encode() + b"\n%%EOF\n"
         form = aiohttp.FormData()
         form.add_field("file", content, filename=f"{kind}.pdf", content_type="application/pdf")
-        resp = await client.post("/api/v1/materials", data=form)
+        resp = await client.post("/api/v1/materials", data=form, headers=APPLICANT)
         assert resp.status == 201
         shas[kind] = hashlib.sha256(content).hexdigest()
     return shas
@@ -92,7 +96,9 @@ def permits(departments: Any) -> Any:
 async def test_one_application_two_permits_handed_over_together(client: TestClient, permits: Any) -> None:
     shas = await upload_all(client)
     resp = await client.post(
-        "/api/v1/cases", json={"matter": "foreigner-employment", "data": DATA, "materials": shas}
+        "/api/v1/cases",
+        json={"matter": "foreigner-employment", "data": DATA, "materials": shas},
+        headers=APPLICANT,
     )
     assert resp.status == 201, await resp.text()
     body = await resp.json()
@@ -147,7 +153,9 @@ async def test_a_refused_residence_permit_cancels_the_work_permit(
     shas = await upload_all(client)
     body = await (
         await client.post(
-            "/api/v1/cases", json={"matter": "foreigner-employment", "data": DATA, "materials": shas}
+            "/api/v1/cases",
+            json={"matter": "foreigner-employment", "data": DATA, "materials": shas},
+            headers=APPLICANT,
         )
     ).json()
     wp_id = next(iter(permits.answers.values())).work_permit_application.id
@@ -175,7 +183,9 @@ async def test_missing_and_unknown_materials_are_listed_at_once(client: TestClie
     shas["passport"] = "0" * 64  # never uploaded
     shas["selfie"] = "1" * 64
     resp = await client.post(
-        "/api/v1/cases", json={"matter": "foreigner-employment", "data": DATA, "materials": shas}
+        "/api/v1/cases",
+        json={"matter": "foreigner-employment", "data": DATA, "materials": shas},
+        headers=APPLICANT,
     )
     assert resp.status == 400
     errors = {(e["field"], e["reason"]) for e in (await resp.json())["errors"]}
@@ -195,7 +205,9 @@ async def test_bad_foreigner_fields_are_named(client: TestClient, permits: Any) 
         "annual_salary_yuan": -5,
     }
     resp = await client.post(
-        "/api/v1/cases", json={"matter": "foreigner-employment", "data": bad, "materials": shas}
+        "/api/v1/cases",
+        json={"matter": "foreigner-employment", "data": bad, "materials": shas},
+        headers=APPLICANT,
     )
     assert resp.status == 400
     fields = {e["field"]: e["reason"] for e in (await resp.json())["errors"]}

@@ -15,10 +15,11 @@ from gateway.app import create_app
 from gateway.typedefs import material_files_key
 from services.common.clock import Clock
 from tests.fakes import FakeDepartment
-from tests.service.gateway_support import TODAY, settings
+from tests.service.gateway_support import TODAY, citizen, settings
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+UPLOADER = citizen("11010519491231002X")
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def form(
 
 
 async def test_a_document_is_stored_once_by_its_sha256(client: TestClient) -> None:
-    first = await client.post("/api/v1/materials", data=form(PDF))
+    first = await client.post("/api/v1/materials", data=form(PDF), headers=UPLOADER)
     assert first.status == 201
     body = await first.json()
     assert body == {
@@ -47,7 +48,9 @@ async def test_a_document_is_stored_once_by_its_sha256(client: TestClient) -> No
         "media_type": "application/pdf",
         "size_bytes": len(PDF),
     }
-    again = await client.post("/api/v1/materials", data=form(PDF, filename="other-name.pdf"))
+    again = await client.post(
+        "/api/v1/materials", data=form(PDF, filename="other-name.pdf"), headers=UPLOADER
+    )
     assert again.status == 200
     assert (await again.json())["sha256"] == body["sha256"]
     stored = client.app[material_files_key].path(body["sha256"])
@@ -57,11 +60,15 @@ async def test_a_document_is_stored_once_by_its_sha256(client: TestClient) -> No
 
 async def test_the_type_is_taken_from_the_content_not_the_claim(client: TestClient) -> None:
     resp = await client.post(
-        "/api/v1/materials", data=form(PNG, filename="scan.pdf", content_type="application/pdf")
+        "/api/v1/materials",
+        data=form(PNG, filename="scan.pdf", content_type="application/pdf"),
+        headers=UPLOADER,
     )
     assert resp.status == 201
     assert (await resp.json())["media_type"] == "image/png"
-    resp = await client.post("/api/v1/materials", data=form(b"MZ\x90\x00 not a document", filename="x.pdf"))
+    resp = await client.post(
+        "/api/v1/materials", data=form(b"MZ\x90\x00 not a document", filename="x.pdf"), headers=UPLOADER
+    )
     assert resp.status == 415
     problem = await resp.json()
     assert problem["errors"][0] == {
@@ -72,13 +79,13 @@ async def test_the_type_is_taken_from_the_content_not_the_claim(client: TestClie
 
 
 async def test_size_limit_and_missing_file(client: TestClient) -> None:
-    resp = await client.post("/api/v1/materials", data=form(PDF + b"0" * 5000))
+    resp = await client.post("/api/v1/materials", data=form(PDF + b"0" * 5000), headers=UPLOADER)
     assert resp.status == 413
     assert resp.content_type == "application/problem+json"
     data = aiohttp.FormData(default_to_multipart=True)
     data.add_field("note", "no file here")
-    resp = await client.post("/api/v1/materials", data=data)
+    resp = await client.post("/api/v1/materials", data=data, headers=UPLOADER)
     assert resp.status == 400
     assert (await resp.json())["errors"][0]["field"] == "file"
-    resp = await client.post("/api/v1/materials", json={"file": "nope"})
+    resp = await client.post("/api/v1/materials", json={"file": "nope"}, headers=UPLOADER)
     assert resp.status == 415

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from gateway import actions as A
+from tests.service.gateway_support import citizen
 
 LOST = {
     "matter": "id-card-lost",
@@ -16,12 +17,13 @@ LOST = {
         "temporary_card": True,
     },
 }
+APPLICANT = citizen("310104197811300337")
 
 
 async def test_lost_card_reports_then_replaces_then_bridges_with_a_temporary_card(
     client: TestClient, departments: Any
 ) -> None:
-    resp = await client.post("/api/v1/cases", json=LOST)
+    resp = await client.post("/api/v1/cases", json=LOST, headers=APPLICANT)
     assert resp.status == 201, await resp.text()
     body = await resp.json()
     steps = {s["key"]: s for s in body["steps"]}
@@ -40,7 +42,7 @@ async def test_lost_card_reports_then_replaces_then_bridges_with_a_temporary_car
 
 async def test_an_optional_step_not_asked_for_is_skipped(client: TestClient, departments: Any) -> None:
     no_temp = {**LOST, "data": {**LOST["data"], "temporary_card": False}}
-    body = await (await client.post("/api/v1/cases", json=no_temp)).json()
+    body = await (await client.post("/api/v1/cases", json=no_temp, headers=APPLICANT)).json()
     steps = {s["key"]: s["state"] for s in body["steps"]}
     assert steps == {"loss_report": A.DONE, "replacement": A.ACCEPTED, "temporary_card": A.SKIPPED}
     assert not departments["identity"].calls_to("IssueTemporaryCard")
@@ -53,7 +55,7 @@ async def test_a_refused_replacement_keeps_the_loss_report(client: TestClient, d
         raise Refused("identity", "LOSS_NOT_REPORTED", "no", "FAILED_PRECONDITION")
 
     departments["identity"].handlers["CreateCardApplication"] = refuse
-    resp = await client.post("/api/v1/cases", json=LOST)
+    resp = await client.post("/api/v1/cases", json=LOST, headers=APPLICANT)
     assert resp.status == 422
     assert (await resp.json())["reason"] == "LOSS_NOT_REPORTED"
     assert not departments["identity"].calls_to("IssueTemporaryCard")

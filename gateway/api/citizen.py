@@ -1,0 +1,287 @@
+"""The online affairs hall (网上办事大厅): a citizen's own cases, ID card, found cards, household,
+notifications and feedback. Everything is looked up by the token's person, never by a parameter: there is
+no way to name somebody else."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from gateway import saga
+from gateway.api.common import (
+    department_problem,
+    invalid,
+    json_body,
+    next_token,
+    page,
+    page_size,
+    visible_case,
+)
+from gateway.auth import Principal, allow, require
+from gateway.calls import call_as
+from gateway.clients import CallContext, DepartmentError, to_dict
+from gateway.feedback import POOR, feedback_view
+from gateway.problems import Problem
+from gateway.store import Case, Feedback, Notification
+from gateway.typedefs import clock_key, departments_key, sessions_key, settings_key, stats_key
+from govhub.identity.v1 import identity_pb2
+from govhub.residence.v1 import residence_pb2
+from services.common.idnumber import check_id_number
+
+routes = web.RouteTableDef()
+MAX_COMMENT = 500
+
+
+def _ctx(request: web.Request, request_id: str | None = None) -> CallContext:
+    return CallContext(
+        request_id=request_id or str(uuid.uuid4()), case_no="", timeout=request.app[settings_key].call_timeout
+    )
+
+
+def _id_number(who: Principal) -> str:
+    """The citizen's ID number (a foreigner's token names a passport: no ID card, no household here)."""
+    check = check_id_number(who.person.strip())
+    if not check.valid:
+        raise Problem(404, "not-found", "Your account is not linked to a citizen ID number")
+    return check.normalised
+
+
+async def _call(request: web.Request, department: str, method: str, message: Any, who: Principal) -> Any:
+    try:
+        return await call_as(request.app[departments_key][department], method, message, _ctx(request), who)
+    except DepartmentError as exc:
+        raise department_problem(exc) from None
+
+
+@routes.get("/api/v1/me/cases")
+@allow("citizen")
+async def my_cases(request: web.Request) -> web.Response:
+    who = require(request)
+    size, offset = page(request)
+    app = request.app
+    async with app[sessions_key]() as session:
+        cases = list(
+            await session.scalars(
+                select(Case)
+                .where(Case.applicant_key == who.person_key)
+                .order_by(Case.created_at.desc(), Case.case_no)
+                .offset(offset)
+                .limit(size + 1)
+            )
+        )
+    items = [
+        {
+            "case_no": c.case_no,
+            "matter": c.matter,
+            "state": c.state,
+            "submitted_on": c.submitted_on.isoformat(),
+            "updated_at": c.updated_at.isoformat(),
+        }
+        for c in cases[:size]
+    ]
+    return web.json_response({"cases": items, "next_page_token": next_token(offset, size, len(cases))})
+
+
+@routes.get("/api/v1/me/card")
+@allow("citizen")
+async def my_card(request: web.Request) -> web.Response:
+    """My current ID card's status (identity GetCurrentCard)."""
+    who = require(request)
+    reply = await _call(
+        request,
+        "identity",
+        "GetCurrentCard",
+        identity_pb2.GetCurrentCardRequest(id_number=_id_number(who)),
+        who,
+    )
+    card = to_dict(reply.card)
+    return web.json_response(
+        {
+            "card_number": card.get("card_number", ""),
+            "status": card.get("status", "CARD_STATUS_UNSPECIFIED").removeprefix("CARD_STATUS_"),
+            "valid_from": card.get("valid_from"),
+            "valid_until": card.get("valid_until"),
+            "long_term": card.get("long_term", False),
+        }
+    )
+
+
+@routes.post("/api/v1/me/card/report-lost")
+@allow("citizen")
+async def report_lost(request: web.Request) -> web.Response:
+    """Report my card lost online: it is invalid for every checker at once (identity ReportCardLost)."""
+    who = require(request)
+    body = await json_body(request)
+    name, station = body.get("name"), body.get("station_region_code")
+    if not isinstance(name, str) or not name.strip() or len(name) > 60:
+        raise invalid("name", "REQUIRED", "your name as registered")
+    if not isinstance(station, str) or not (len(station) == 6 and station.isdigit()):
+        raise invalid("station_region_code", "NOT_A_REGION_CODE", "six digits")
+    request_id = body.get("request_id")
+    if request_id is not None:
+        try:
+            request_id = str(uuid.UUID(str(request_id)))
+        except ValueError:
+            raise invalid("request_id", "NOT_A_UUID", "a UUID you choose, to retry safely") from None
+    message = identity_pb2.ReportCardLostRequest(
+        request_id=request_id or str(uuid.uuid4()),
+        id_number=_id_number(who),
+        name=name.strip(),
+        station_region_code=station,
+    )
+    try:
+        reply = await call_as(
+            request.app[departments_key]["identity"],
+            "ReportCardLost",
+            message,
+            _ctx(request, message.request_id),
+            who,
+        )
+    except DepartmentError as exc:
+        raise department_problem(exc) from None
+    report = reply.loss_report
+    return web.json_response(
+        {
+            "loss_report_id": report.id,
+            "card_number": report.card_number,
+            "reported_on": to_dict(report).get("reported_on"),
+            "inside_hukou_area": report.inside_hukou_area,
+        },
+        status=201,
+    )
+
+
+@routes.get("/api/v1/me/found-cards")
+@allow("citizen")
+async def my_found_cards(request: web.Request) -> web.Response:
+    """Found cards handed in under my ID number (identity SearchFoundCards)."""
+    who = require(request)
+    size = page_size(request)
+    token = request.query.get("page_token", "")
+    if len(token) > 200:
+        raise invalid("page_token", "MALFORMED", "use next_page_token from the previous page")
+    reply = await _call(
+        request,
+        "identity",
+        "SearchFoundCards",
+        identity_pb2.SearchFoundCardsRequest(id_number=_id_number(who), page_size=size, page_token=token),
+        who,
+    )
+    cards = [
+        {
+            "id": c.id,
+            "card_number": c.card_number,
+            "found_on": to_dict(c).get("found_on"),
+            "status": identity_pb2.FoundCardStatus.Name(c.status).removeprefix("FOUND_CARD_STATUS_"),
+            "station_region_code": c.station_region_code,
+        }
+        for c in reply.found_cards
+    ]
+    return web.json_response({"found_cards": cards[:size], "next_page_token": reply.next_page_token})
+
+
+@routes.get("/api/v1/me/household")
+@allow("citizen")
+async def my_household(request: web.Request) -> web.Response:
+    """My household: the register entry and its members (residence GetPerson + ListMembers)."""
+    who = require(request)
+    person = await _call(
+        request, "residence", "GetPerson", residence_pb2.GetPersonRequest(id_number=_id_number(who)), who
+    )
+    household = person.household
+    members = await _call(
+        request,
+        "residence",
+        "ListMembers",
+        residence_pb2.ListMembersRequest(
+            household_id=household.id, page_size=request.app[settings_key].page_size_max
+        ),
+        who,
+    )
+    return web.json_response(
+        {
+            "household": {
+                "number": household.number,
+                "address": household.address,
+                "region_code": household.region_code,
+                "head_name": household.head_name,
+            },
+            "members": [
+                {
+                    "name": m.name,
+                    "relationship_code": m.relationship_code,
+                    "status": residence_pb2.PersonStatus.Name(m.status).removeprefix("PERSON_STATUS_"),
+                }
+                for m in members.members
+            ],
+        }
+    )
+
+
+@routes.get("/api/v1/me/notifications")
+@allow("citizen")
+async def my_notifications(request: web.Request) -> web.Response:
+    """The milestone messages sent about my cases, newest first."""
+    who = require(request)
+    size, offset = page(request)
+    async with request.app[sessions_key]() as session:
+        rows = (
+            await session.execute(
+                select(Notification, Case.case_no)
+                .join(Case, Case.id == Notification.case_id)
+                .where(Case.applicant_key == who.person_key)
+                .order_by(Notification.created_at.desc(), Notification.id)
+                .offset(offset)
+                .limit(size + 1)
+            )
+        ).all()
+    items = [
+        {
+            "case_no": case_no,
+            "milestone": n.milestone,
+            "channel": n.channel,
+            "language": n.language,
+            "text": n.text,
+            "sent_at": n.created_at.isoformat(),
+        }
+        for n, case_no in rows[:size]
+    ]
+    return web.json_response({"notifications": items, "next_page_token": next_token(offset, size, len(rows))})
+
+
+@routes.post("/api/v1/cases/{case_no}/feedback")
+@allow("citizen")
+async def rate_case(request: web.Request) -> web.Response:
+    """好差评: the applicant rates a completed case once, 1 to 5, with an optional comment."""
+    who = require(request)
+    case, _ = await visible_case(request, who)
+    body = await json_body(request)
+    rating, comment = body.get("rating"), body.get("comment", "")
+    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+        raise invalid("rating", "OUT_OF_RANGE", "a whole number from 1 to 5")
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
+        raise invalid("comment", "TOO_LONG", f"at most {MAX_COMMENT} characters")
+    if case.state != saga.COMPLETED:
+        raise Problem(409, "case-not-completed", "A case is rated once it is completed", state=case.state)
+    row = Feedback(
+        case_id=case.id,
+        matter=case.matter,
+        hall=case.hall,
+        rating=rating,
+        comment=comment.strip(),
+        flagged=rating <= POOR,
+        created_at=request.app[clock_key].now(),
+        replies=[],
+    )
+    async with request.app[sessions_key]() as session:
+        session.add(row)
+        try:
+            await session.commit()
+        except IntegrityError:
+            raise Problem(409, "already-rated", "This case has been rated already") from None
+    request.app[stats_key].invalidate()
+    return web.json_response({"case_no": case.case_no, **feedback_view(row)}, status=201)

@@ -1,0 +1,145 @@
+"""What every route module shares: JSON bodies within a limit, pages within a limit, and object-level
+access (a case someone may not see does not exist for them: 404, never 403)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from aiohttp import web
+
+from gateway.auth import Principal
+from gateway.cases import load_case
+from gateway.clients import Invalid, Refused, Unavailable
+from gateway.problems import Problem
+from gateway.store import Case, CaseStep
+from gateway.typedefs import sessions_key, settings_key
+from services.common.errors import FieldViolation
+
+MAX_JSON_BYTES = 256 * 1024
+DEFAULT_PAGE_SIZE = 20
+
+
+async def json_body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
+    """The request's JSON object, read within MAX_JSON_BYTES (413 beyond, whatever the headers say)."""
+    if not request.can_read_body and not required:
+        return {}
+    if request.content_type != "application/json":
+        raise Problem(415, "unsupported-media-type", "Send the request as application/json")
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise Problem(413, "payload-too-large", f"A JSON body may be at most {MAX_JSON_BYTES} bytes")
+    raw = await request.content.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise Problem(413, "payload-too-large", f"A JSON body may be at most {MAX_JSON_BYTES} bytes")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise Problem(400, "malformed-json", "The body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Problem(400, "malformed-json", "The body must be a JSON object")
+    return body
+
+
+def invalid(field: str, reason: str, description: str = "") -> Problem:
+    return Problem(
+        400,
+        "invalid-request",
+        "The request has invalid fields",
+        errors=[FieldViolation(field, reason, description)],
+    )
+
+
+def page_size(request: web.Request) -> int:
+    """``page_size``: DEFAULT_PAGE_SIZE when absent, at most the page_size_max setting."""
+    limit = request.app[settings_key].page_size_max
+    raw = request.query.get("page_size", "")
+    size = DEFAULT_PAGE_SIZE if not raw else _int(raw, "page_size")
+    if size < 1 or size > limit:
+        raise invalid("page_size", "OUT_OF_RANGE", f"between 1 and {limit}")
+    return size
+
+
+def page(request: web.Request) -> tuple[int, int]:
+    """(page_size, offset) from ``page_size`` and ``page_token``."""
+    size = page_size(request)
+    token = request.query.get("page_token", "")
+    offset = 0
+    if token:
+        try:
+            decoded = base64.urlsafe_b64decode(token.encode() + b"==").decode()
+            if not decoded.startswith("o:"):
+                raise ValueError(token)
+            offset = int(decoded[2:])
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise invalid("page_token", "MALFORMED", "use next_page_token from the previous page") from None
+        if offset < 0 or offset > 10**9:
+            raise invalid("page_token", "MALFORMED", "use next_page_token from the previous page")
+    return size, offset
+
+
+def next_token(offset: int, size: int, got: int) -> str:
+    """The token of the next page, or "" on the last one (``got`` is how many rows were read: size + 1
+    tells that there is more)."""
+    if got <= size:
+        return ""
+    return base64.urlsafe_b64encode(f"o:{offset + size}".encode()).decode().rstrip("=")
+
+
+def _int(raw: str, field: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise invalid(field, "NOT_AN_INTEGER", "a whole number") from None
+
+
+def can_see(who: Principal | None, case: Case, steps: list[CaseStep]) -> bool:
+    """Object-level access: a citizen their own cases, counter staff the cases of their hall,
+    department staff the cases with a step of their department, an admin any."""
+    if who is None:
+        return False
+    if who.role == "citizen":
+        return bool(who.person_key) and case.applicant_key == who.person_key
+    if who.role == "counter":
+        return case.hall is not None and case.hall == who.hall
+    if who.role == "department":
+        return any(s.department == who.department for s in steps)
+    return who.role == "admin"
+
+
+def not_found() -> Problem:
+    return Problem(404, "not-found", "No such case")
+
+
+async def visible_case(request: web.Request, who: Principal | None) -> tuple[Case, list[CaseStep]]:
+    loaded = await load_case(request.app[sessions_key], request.match_info["case_no"])
+    if loaded is None or not can_see(who, *loaded):
+        raise not_found()
+    return loaded
+
+
+def department_problem(exc: Exception) -> Problem:
+    """A department's answer to a call made for a person, as the HTTP error of DESIGN.md's table."""
+    if isinstance(exc, Unavailable):
+        return Problem(
+            503, "department-unavailable", "The department did not answer", headers={"Retry-After": "5"}
+        )
+    if isinstance(exc, Invalid):
+        return Problem(
+            400,
+            "invalid-request",
+            "The department found invalid fields",
+            errors=[FieldViolation(f, r, d) for f, r, d in exc.violations],
+        )
+    if isinstance(exc, Refused):
+        if exc.code == "NOT_FOUND":
+            return Problem(404, "not-found", "The department holds no such record")
+        if exc.code == "ALREADY_EXISTS":
+            return Problem(409, "conflict", "The department already holds this", reason=exc.reason)
+        if exc.code in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+            return Problem(
+                403, "forbidden", "The department refused the gateway this call", reason=exc.reason
+            )
+        return Problem(422, "refused", "The department refused", exc.message, reason=exc.reason)
+    raise exc

@@ -1,0 +1,241 @@
+"""Routes anyone may call: health, metrics, the OpenAPI document, the matter catalogue, statistics, and
+progress for whoever holds a case number and its query code (no personal data, rate-limited per client
+address). Also the two routes shared by citizens and the counter: uploading materials and submitting."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+from sqlalchemy.exc import IntegrityError
+
+from gateway import saga
+from gateway.api.common import can_see, json_body
+from gateway.auth import allow, principal, public, require
+from gateway.cases import case_view, code_matches, drive_for, load_case
+from gateway.materials import SIGNATURES, MaterialTooLarge, MaterialTypeNotAllowed
+from gateway.problems import Problem
+from gateway.ratelimit import RateLimiter
+from gateway.store import Case, CaseStep, Material
+from gateway.submission import Opening, submit
+from gateway.typedefs import (
+    catalogue_key,
+    clock_key,
+    departments_key,
+    material_files_key,
+    metrics_key,
+    progress_limiter_key,
+    runner_key,
+    sessions_key,
+    settings_key,
+    stats_key,
+)
+from services.common.errors import FieldViolation
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+@public
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+@public
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: every department answers its health check."""
+    departments = request.app[departments_key]
+    timeout = request.app[settings_key].call_timeout
+    checks = await asyncio.gather(*(getattr(d, "ready", _always)(timeout) for d in departments.values()))
+    status = {name: "ok" if ok else "unavailable" for name, ok in zip(departments, checks, strict=True)}
+    ready = all(checks)
+    return web.json_response(
+        {"status": "ok" if ready else "unavailable", "departments": status}, status=200 if ready else 503
+    )
+
+
+async def _always(_timeout: float) -> bool:
+    return True
+
+
+@routes.get("/metrics")
+@public
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text: requests, latencies, cases and steps by state, saga retries."""
+    collected = request.app[metrics_key]
+    await collected.refresh(request.app[sessions_key])
+    return collected.render()
+
+
+@routes.get("/api/v1/openapi.json")
+@public
+async def openapi(request: web.Request) -> web.Response:
+    from gateway.openapi import document
+
+    return web.json_response(document(request.app))
+
+
+@routes.get("/api/v1/matters")
+@public
+async def list_matters(request: web.Request) -> web.Response:
+    catalogue = request.app[catalogue_key]
+    return web.json_response({"matters": [m.public() for m in catalogue.values()]})
+
+
+@routes.get("/api/v1/matters/{matter_id}")
+@public
+async def get_matter(request: web.Request) -> web.Response:
+    matter = request.app[catalogue_key].get(request.match_info["matter_id"])
+    if matter is None:
+        raise Problem(404, "not-found", "No such matter")
+    return web.json_response(matter.public())
+
+
+@routes.get("/api/v1/stats")
+@public
+async def stats(request: web.Request) -> web.Response:
+    """Cases by matter and state, on-time rate, average working days, satisfaction (own tables only)."""
+    return web.json_response(await request.app[stats_key].get())
+
+
+def _limit(request: web.Request) -> None:
+    limiter: RateLimiter = request.app[progress_limiter_key]
+    wait = limiter.take(request.remote or "unknown")
+    if wait > 0:
+        raise Problem(
+            429,
+            "too-many-requests",
+            "Too many progress lookups from this address",
+            headers={"Retry-After": RateLimiter.retry_after(wait)},
+        )
+
+
+async def _by_code(request: web.Request, code: Any) -> tuple[Case, list[CaseStep]]:
+    loaded = await load_case(request.app[sessions_key], request.match_info["case_no"])
+    if loaded is None or not isinstance(code, str) or not code or not code_matches(loaded[0], code):
+        raise Problem(404, "not-found", "No case with this number and query code")
+    return loaded
+
+
+@routes.get("/api/v1/progress/{case_no}")
+@public
+async def progress(request: web.Request) -> web.Response:
+    """Public progress for whoever holds the case number and its query code: no personal data."""
+    _limit(request)
+    case, steps = await _by_code(request, request.query.get("code", ""))
+    return web.json_response(
+        case_view(case, steps, request.app[catalogue_key], request.app[clock_key], personal=False)
+    )
+
+
+@routes.get("/api/v1/cases/{case_no}")
+@public
+async def get_case(request: web.Request) -> web.Response:
+    """With the query code: the public status. With a bearer token of someone who may see the case (its
+    applicant, the staff of its hall or of a department taking part, an admin): the details."""
+    who = principal(request)
+    app = request.app
+    if who is not None and "code" not in request.query:
+        loaded = await load_case(app[sessions_key], request.match_info["case_no"])
+        if loaded is None or not can_see(who, *loaded):
+            raise Problem(404, "not-found", "No such case")
+        case, steps = loaded
+        view = case_view(case, steps, app[catalogue_key], app[clock_key], personal=True)
+        if who.role != "citizen":
+            view["opened_by"] = case.opened_by
+        return web.json_response(view)
+    _limit(request)
+    case, steps = await _by_code(request, request.query.get("code", ""))
+    return web.json_response(case_view(case, steps, app[catalogue_key], app[clock_key], personal=False))
+
+
+@routes.post("/api/v1/cases")
+@allow("citizen")
+async def create_case(request: web.Request) -> web.Response:
+    """A citizen applies online, for themselves: validated whole, stored, then run across the departments."""
+    body = await json_body(request)
+    return await submit(request, body, Opening(require(request)))
+
+
+@routes.post("/api/v1/cases/{case_no}/withdraw")
+@public
+async def withdraw_case(request: web.Request) -> web.Response:
+    """The applicant withdraws — with a bearer token as the applicant, or with the query code. Steps not
+    yet sent are cancelled; the departments' records are cancelled in reverse order (compensation)."""
+    who = principal(request)
+    body = await json_body(request, required=who is None)
+    app = request.app
+    if who is not None and who.role == "citizen" and "code" not in body:
+        loaded = await load_case(app[sessions_key], request.match_info["case_no"])
+        if loaded is None or not can_see(who, *loaded):
+            raise Problem(404, "not-found", "No such case")
+    else:
+        _limit(request)
+        loaded = await _by_code(request, body.get("code"))
+    case, _ = loaded
+    if case.state in saga.CASE_FINAL:
+        raise Problem(409, "case-closed", f"The case is already {case.state.lower()}", state=case.state)
+    runner = app[runner_key]
+    await runner.withdraw(case.id)
+    await drive_for(runner, case.id, app[settings_key].submit_wait)
+    case, steps = await load_case(app[sessions_key], case.case_no) or loaded
+    view = case_view(case, steps, app[catalogue_key], app[clock_key], personal=False)
+    return web.json_response(view, status=202 if case.state != saga.WITHDRAWN else 200)
+
+
+@routes.post("/api/v1/materials")
+@allow("citizen", "counter")
+async def upload_material(request: web.Request) -> web.Response:
+    """Upload one document (multipart/form-data, field ``file``). The same content is stored once."""
+    if not request.content_type.startswith("multipart/"):
+        raise Problem(415, "unsupported-media-type", "Upload the document as multipart/form-data")
+    files = request.app[material_files_key]
+    try:
+        reader = await request.multipart()
+        part = await reader.next()
+        while part is not None and (not isinstance(part, BodyPartReader) or part.name != "file"):
+            part = await reader.next()
+    except (ValueError, AssertionError):
+        raise Problem(400, "invalid-upload", "The multipart body is malformed") from None
+    if part is None:
+        raise Problem(
+            400,
+            "invalid-upload",
+            "No file",
+            errors=[FieldViolation("file", "REQUIRED", "send the document as 'file'")],
+        )
+    try:
+        stored = await files.save(part)
+    except MaterialTooLarge:
+        raise Problem(
+            413, "payload-too-large", f"A document may be at most {files.max_bytes} bytes"
+        ) from None
+    except MaterialTypeNotAllowed:
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Only these document types are accepted: " + ", ".join(SIGNATURES),
+            errors=[FieldViolation("file", "TYPE_NOT_ALLOWED", "PDF, JPEG or PNG")],
+        ) from None
+    created = True
+    async with request.app[sessions_key]() as session:
+        if await session.get(Material, stored.sha256) is None:
+            session.add(
+                Material(
+                    sha256=stored.sha256,
+                    media_type=stored.media_type,
+                    size_bytes=stored.size_bytes,
+                    created_at=request.app[clock_key].now(),
+                )
+            )
+            try:
+                await session.commit()
+            except IntegrityError:
+                created = False
+        else:
+            created = False
+    body = {"sha256": stored.sha256, "media_type": stored.media_type, "size_bytes": stored.size_bytes}
+    return web.json_response(body, status=201 if created else 200)

@@ -1,0 +1,198 @@
+"""Milestone messages to applicants: received, needs material, approved or rejected, ready for pickup,
+completed.
+
+The saga changes a case's state; the notifier notices afterwards, without any hook in the saga: every
+``notify_interval`` it reads the cases whose ``state`` differs from their ``notified_state``, records the
+message (masked recipient) and moves ``notified_state`` on, in one transaction guarded by the old value, so
+each milestone is recorded once however many gateway replicas look. The message then goes out through the
+pluggable sender (SMS, e-mail, ...); the default one only writes it to the log, with personal data masked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Protocol
+
+import structlog
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway import saga
+from gateway.cases import expected_date
+from gateway.catalogue import Matter
+from gateway.store import Case, CaseStep, Notification
+from services.common.clock import Clock
+
+log = structlog.get_logger("govhub.notify")
+
+MILESTONES = {
+    saga.RECEIVED: "received",
+    saga.IN_REVIEW: "received",
+    saga.AWAITING_APPLICANT: "needs_material",
+    saga.APPROVED: "approved",
+    saga.REJECTED: "rejected",
+    saga.READY_FOR_PICKUP: "ready_for_pickup",
+    saga.COMPLETED: "completed",
+}
+BATCH = 200
+
+
+@lru_cache(maxsize=1)
+def templates() -> dict[str, dict[str, str]]:
+    text = resources.files("gateway").joinpath("notifications.toml").read_text("utf-8")
+    loaded = tomllib.loads(text)
+    for milestone in set(MILESTONES.values()):
+        if not {"zh", "en"} <= set(loaded.get(milestone, {})):
+            raise ValueError(f"notifications.toml: {milestone} needs zh and en")
+    return loaded
+
+
+@dataclass(frozen=True)
+class Message:
+    case_no: str
+    milestone: str
+    language: str
+    text: str
+    channel: str  # sms | email | record
+    recipient: str  # the phone number or address (personal data: never logged)
+    masked_recipient: str
+
+
+class Sender(Protocol):
+    """SMS gateway, mail server, ...: sends one message (raise to have it logged as not sent)."""
+
+    async def send(self, message: Message) -> None: ...
+
+
+class LogSender:
+    """The default: the message is recorded in the database by the notifier and written to the log."""
+
+    async def send(self, message: Message) -> None:
+        log.info(
+            "notification",
+            case_no=message.case_no,
+            milestone=message.milestone,
+            channel=message.channel,
+            to=message.masked_recipient,
+        )
+
+
+def mask_phone(phone: str) -> str:
+    digits = phone.replace(" ", "")
+    return digits[:3] + "*" * max(len(digits) - 7, 1) + digits[-4:] if len(digits) > 7 else "*" * len(digits)
+
+
+def mask_email(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return (local[:1] + "***@" + domain) if domain else "***"
+
+
+def message_for(case: Case, steps: list[CaseStep], matter: Matter | None, milestone: str) -> Message:
+    contact = case.contact or {}
+    language = contact.get("language", "zh")
+    title = (matter.title_zh if language == "zh" else matter.title) if matter else case.matter
+    text = templates()[milestone][language].format(
+        case_no=case.case_no,
+        matter=title,
+        expected_date=expected_date(steps) or "-",
+        reason=case.outcome.get("reason", "-"),
+    )
+    if contact.get("phone"):
+        channel, recipient, masked = "sms", contact["phone"], mask_phone(contact["phone"])
+    elif contact.get("email"):
+        channel, recipient, masked = "email", contact["email"], mask_email(contact["email"])
+    else:
+        channel, recipient, masked = "record", "", "applicant"
+    return Message(case.case_no, milestone, language, text, channel, recipient, masked)
+
+
+class Notifier:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalogue: Mapping[str, Matter],
+        clock: Clock,
+        sender: Sender | None = None,
+        interval: float = 2.0,
+    ) -> None:
+        self._sessions = sessions
+        self._catalogue = catalogue
+        self._clock = clock
+        self.sender: Sender = sender or LogSender()
+        self._interval = interval
+
+    async def run_once(self) -> int:
+        """Record and send the milestone of every case whose state changed; returns how many were sent."""
+        async with self._sessions() as session:
+            changed = list(
+                await session.scalars(
+                    select(Case)
+                    .where(or_(Case.notified_state.is_(None), Case.notified_state != Case.state))
+                    .order_by(Case.updated_at)
+                    .limit(BATCH)
+                )
+            )
+        sent = 0
+        for case in changed:
+            message = await self._record(case.id, case.notified_state, case.state)
+            if message is None:
+                continue
+            sent += 1
+            try:
+                await self.sender.send(message)
+            except Exception:
+                log.exception("notification not sent", case_no=message.case_no, milestone=message.milestone)
+        return sent
+
+    async def _record(self, case_id: str, seen: str | None, state: str) -> Message | None:
+        milestone = MILESTONES.get(state)
+        if milestone == "received" and seen is not None:
+            milestone = None  # told once
+        async with self._sessions() as session:
+            guard = Case.notified_state.is_(None) if seen is None else Case.notified_state == seen
+            moved = await session.execute(
+                update(Case)
+                .where(Case.id == case_id, guard, Case.state == state)
+                .values(notified_state=state)
+            )
+            if moved.rowcount != 1:
+                await session.rollback()
+                return None  # another replica took it, or the state moved on again (next pass)
+            if milestone is None:
+                await session.commit()
+                return None
+            case = await session.get_one(Case, case_id)
+            steps = list(
+                await session.scalars(
+                    select(CaseStep).where(CaseStep.case_id == case_id).order_by(CaseStep.position)
+                )
+            )
+            message = message_for(case, steps, self._catalogue.get(case.matter), milestone)
+            session.add(
+                Notification(
+                    id=str(uuid.uuid4()),
+                    case_id=case_id,
+                    milestone=milestone,
+                    channel=message.channel,
+                    recipient=message.masked_recipient,
+                    language=message.language,
+                    text=message.text,
+                    created_at=self._clock.now(),
+                )
+            )
+            await session.commit()
+        return message
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("notifier pass failed")
+            await asyncio.sleep(self._interval)

@@ -1,0 +1,265 @@
+"""Submitting one application: validated whole, stored, then run across the departments — for a citizen
+online (the applicant must be the token's person) and for counter staff on behalf of a person present
+(who served them and the hall are recorded). A retried POST with the same ``Idempotency-Key`` (per caller)
+and body returns the first answer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from gateway import saga
+from gateway.auth import Principal
+from gateway.cases import applicant_key, case_view, drive_for, load_case, open_case
+from gateway.catalogue import Matter, get_value, validate_materials, validate_submission
+from gateway.problems import Problem, problem_response
+from gateway.store import IdempotencyKey, Material
+from gateway.typedefs import catalogue_key, clock_key, runner_key, sessions_key, settings_key
+from services.common.errors import FieldViolation, InvalidArgument
+
+MAX_KEY_LENGTH = 128
+KEY_TTL_HOURS = 24
+LANGUAGES = ("zh", "en")
+
+
+@dataclass(frozen=True)
+class Opening:
+    """Who opens the case: a citizen for themselves, or counter staff at their hall."""
+
+    who: Principal
+    hall: str | None = None
+    opened_by: str | None = None
+
+
+def _invalid(violations: list[FieldViolation]) -> Problem:
+    return Problem(
+        400, "invalid-submission", "The application has invalid or missing fields", errors=violations
+    )
+
+
+def _contact(raw: Any, violations: list[FieldViolation]) -> dict[str, Any]:
+    """Optional ``contact``: where milestones are sent (``phone``, ``email``) and in which ``language``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        violations.append(FieldViolation("contact", "NOT_AN_OBJECT", "phone, email, language"))
+        return {}
+    contact: dict[str, Any] = {}
+    for key in raw:
+        if key not in ("phone", "email", "language"):
+            violations.append(FieldViolation(f"contact.{key}", "UNKNOWN_FIELD", "phone, email, language"))
+    phone, email, language = raw.get("phone"), raw.get("email"), raw.get("language", "zh")
+    if phone is not None:
+        digits = phone.replace("+", "", 1).replace(" ", "") if isinstance(phone, str) else ""
+        if not (digits.isdigit() and 6 <= len(digits) <= 15):
+            violations.append(FieldViolation("contact.phone", "NOT_A_PHONE_NUMBER", "6 to 15 digits"))
+        else:
+            contact["phone"] = phone
+    if email is not None:
+        if not (isinstance(email, str) and 3 <= len(email) <= 200 and "@" in email.strip("@")):
+            violations.append(FieldViolation("contact.email", "NOT_AN_EMAIL", "name@example.org"))
+        else:
+            contact["email"] = email
+    if language not in LANGUAGES:
+        violations.append(FieldViolation("contact.language", "NOT_ALLOWED", "zh or en"))
+    else:
+        contact["language"] = language
+    return contact
+
+
+async def submit(request: web.Request, body: dict[str, Any], opening: Opening) -> web.Response:
+    app = request.app
+    matter_id = body.get("matter")
+    catalogue = app[catalogue_key]
+    if not isinstance(matter_id, str) or matter_id not in catalogue:
+        raise _invalid(
+            [FieldViolation("matter", "UNKNOWN_MATTER", f"one of: {', '.join(sorted(catalogue))}")]
+        )
+    matter = catalogue[matter_id]
+    violations: list[FieldViolation] = []
+    data: dict[str, Any] = {}
+    try:
+        data = validate_submission(matter, body.get("data"), app[clock_key].today())
+    except InvalidArgument as exc:
+        violations.extend(exc.violations)
+    chosen, problems = validate_materials(matter, body.get("materials"))
+    violations.extend(problems)
+    contact = _contact(body.get("contact"), violations)
+    materials = await _uploaded(request, chosen, violations)
+    if violations:
+        raise _invalid(violations)
+    who = opening.who
+    if (
+        who.role == "citizen"
+        and applicant_key(str(get_value(data, matter.applicant_field))) != who.person_key
+    ):
+        raise Problem(
+            403,
+            "not-the-applicant",
+            "Online, you may apply only for yourself",
+            errors=[FieldViolation(f"data.{matter.applicant_field}", "NOT_THE_TOKEN_HOLDER", "")],
+        )
+
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if key:
+        if len(key) > MAX_KEY_LENGTH:
+            raise Problem(400, "invalid-idempotency-key", f"Idempotency-Key is longer than {MAX_KEY_LENGTH}")
+        key = hashlib.sha256(f"{who.subject}\0{key}".encode()).hexdigest()  # one caller's keys
+        replay = await _claim_key(request, key, body)
+        if replay is not None:
+            return replay
+    try:
+        status, payload = await _open(request, matter, data, materials, opening, contact)
+    except BaseException:
+        if key:
+            await _release_key(request, key)
+        raise
+    if key:
+        await _finish_key(request, key, status, payload)
+    return answer(status, payload)
+
+
+def answer(status: int, payload: dict[str, Any]) -> web.Response:
+    if status >= 400:
+        return problem_response(status, payload)
+    return web.json_response(
+        payload, status=status, headers={"Location": f"/api/v1/cases/{payload['case_no']}"}
+    )
+
+
+async def _uploaded(
+    request: web.Request, chosen: dict[str, str], violations: list[FieldViolation]
+) -> dict[str, dict[str, Any]]:
+    """The references of the chosen materials; a sha256 nobody uploaded is a violation."""
+    if not chosen:
+        return {}
+    async with request.app[sessions_key]() as session:
+        rows = {
+            m.sha256: m
+            for m in await session.scalars(select(Material).where(Material.sha256.in_(set(chosen.values()))))
+        }
+    references = {}
+    for kind, sha in chosen.items():
+        row = rows.get(sha)
+        if row is None:
+            violations.append(FieldViolation(f"materials.{kind}", "NOT_UPLOADED", "upload it first"))
+            continue
+        references[kind] = {
+            "kind": kind,
+            "sha256": sha,
+            "media_type": row.media_type,
+            "size_bytes": row.size_bytes,
+        }
+    return references
+
+
+async def _open(
+    request: web.Request,
+    matter: Matter,
+    data: dict[str, Any],
+    materials: dict[str, dict[str, Any]],
+    opening: Opening,
+    contact: dict[str, Any],
+) -> tuple[int, dict[str, Any]]:
+    app = request.app
+    sessions, clock, runner = app[sessions_key], app[clock_key], app[runner_key]
+    case, code = await open_case(
+        sessions,
+        clock,
+        matter,
+        data,
+        materials,
+        hall=opening.hall,
+        opened_by=opening.opened_by,
+        contact=contact,
+    )
+    await drive_for(runner, case.id, app[settings_key].submit_wait)
+    loaded = await load_case(sessions, case.case_no)
+    assert loaded is not None
+    case, steps = loaded
+    view = case_view(case, steps, app[catalogue_key], clock, personal=False)
+    if case.state == saga.REJECTED:
+        refused = next((s for s in steps if s.reason), None)
+        violations = (refused.result.get("violations") if refused else None) or []
+        if violations:
+            return 400, {
+                "type": "/problems/invalid-submission",
+                "title": "A department found invalid fields",
+                "status": 400,
+                "errors": [
+                    {"field": f"{refused.step_key}.{v['field']}", "reason": v["reason"]} for v in violations
+                ],
+                "case_no": case.case_no,
+            }
+        return 422, {
+            "type": "/problems/refused",
+            "title": "The application was refused",
+            "status": 422,
+            "detail": refused.message if refused else "",
+            "reason": case.outcome.get("reason", "REFUSED"),
+            "step": refused.step_key if refused else None,
+            "case_no": case.case_no,
+            "instance": request.path,
+        }
+    return 201, {**view, "query_code": code}
+
+
+def _body_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+async def _claim_key(request: web.Request, key: str, body: dict[str, Any]) -> web.Response | None:
+    """Claim an Idempotency-Key: None when this request may proceed, else the answer to give."""
+    import datetime as dt
+
+    sessions, clock = request.app[sessions_key], request.app[clock_key]
+    digest = _body_hash(body)
+    now = clock.now()
+    async with sessions() as session:
+        session.add(
+            IdempotencyKey(key=key, body_hash=digest, state="RUNNING", status=0, response={}, created_at=now)
+        )
+        try:
+            await session.commit()
+            return None
+        except IntegrityError:
+            await session.rollback()
+        existing = await session.get(IdempotencyKey, key)
+        if existing is None:  # released in between
+            raise Problem(409, "idempotency-conflict", "Retry the request", headers={"Retry-After": "1"})
+        if existing.created_at < now - dt.timedelta(hours=KEY_TTL_HOURS):
+            await session.delete(existing)
+            await session.commit()
+            return await _claim_key(request, key, body)
+    if existing.body_hash != digest:
+        raise Problem(422, "idempotency-key-reused", "This Idempotency-Key was used with a different body")
+    if existing.state == "RUNNING":
+        raise Problem(
+            409,
+            "idempotency-conflict",
+            "A request with this Idempotency-Key is still running",
+            headers={"Retry-After": "1"},
+        )
+    return answer(existing.status, existing.response)
+
+
+async def _finish_key(request: web.Request, key: str, status: int, payload: dict[str, Any]) -> None:
+    async with request.app[sessions_key]() as session:
+        row = await session.get(IdempotencyKey, key)
+        if row is not None:
+            row.state, row.status, row.response = "DONE", status, payload
+            await session.commit()
+
+
+async def _release_key(request: web.Request, key: str) -> None:
+    async with request.app[sessions_key]() as session:
+        row = await session.get(IdempotencyKey, key)
+        if row is not None and row.state == "RUNNING":
+            await session.delete(row)
+            await session.commit()
