@@ -45,6 +45,7 @@ __all__ = [
     "AccommodationHost",
     "AccommodationRegistered",
     "AccommodationRegistration",
+    "AccommodationRegistrationCancelled",
     "Arrival",
     "BirthRegistered",
     "ChangeHead",
@@ -66,6 +67,7 @@ __all__ = [
     "MilitaryService",
     "MoveIn",
     "MoveOut",
+    "MoveOutCancelled",
     "NameChanged",
     "NewHousehold",
     "NewbornDetails",
@@ -85,6 +87,8 @@ __all__ = [
     "Sex",
     "add_months",
     "assign_id_number",
+    "cancel_accommodation",
+    "cancel_move_out",
     "change_head",
     "change_name",
     "check_household",
@@ -131,6 +135,9 @@ NOT_SAME_CITY = "NOT_SAME_CITY"
 SAME_REGISTERING_AREA = "SAME_REGISTERING_AREA"
 APPLICANT_NOT_ALLOWED = "APPLICANT_NOT_ALLOWED"
 NOTHING_TO_CHANGE = "NOTHING_TO_CHANGE"
+CERTIFICATE_REVOKED = "CERTIFICATE_REVOKED"
+HOUSEHOLD_CHANGED_SINCE_MOVE_OUT = "HOUSEHOLD_CHANGED_SINCE_MOVE_OUT"
+REGISTRATION_CANCELLED = "REGISTRATION_CANCELLED"
 
 # -- field violation reasons ---------------------------------------------------------------------------
 
@@ -353,6 +360,13 @@ class PendingMove:
     certificate_number: str | None
     same_city: bool
     moved_out_on: date
+    # What the move-out changed in the origin household, so that `cancel_move_out` can undo it: the person's
+    # relationship code there, the other members' code changes (id number, old code, new code), the head it
+    # named, and whether it closed the household.
+    former_relationship_code: str = ""
+    member_changes: tuple[tuple[str, str, str], ...] = ()
+    new_head_id_number: str = ""
+    closed_household: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +462,7 @@ class MigrationCertificate:
     valid_until: date
     used_on: date | None = None
     used_by_household: str | None = None
+    revoked_on: date | None = None
 
     def __repr__(self) -> str:
         return f"MigrationCertificate({self.number})"
@@ -478,6 +493,9 @@ class AccommodationRegistration:
     to_date: date
     registered_at: datetime
     late: bool
+    deadline: datetime | None = None
+    cancelled_at: datetime | None = None
+    cancellation_reason: str = ""
 
     def __repr__(self) -> str:
         return f"AccommodationRegistration({self.registration_number})"
@@ -630,6 +648,32 @@ class AccommodationRegistered(DomainEvent):
     registered_at: datetime
     deadline: datetime
     late: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MoveOutCancelled(DomainEvent):
+    """A move-out undone (compensation): the certificate is revoked, the person registered here again."""
+
+    type: ClassVar[str] = "MoveOutCancelled"
+    id_number: str
+    household_number: str
+    region_code: str
+    certificate_number: str | None
+    relationship_code: str
+    head_restored: bool
+    household_reopened: bool
+    cancelled_on: date
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccommodationRegistrationCancelled(DomainEvent):
+    type: ClassVar[str] = "AccommodationRegistrationCancelled"
+    registration_number: str
+    passport_number: str
+    nationality: str
+    reason: str
+    cancelled_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -1050,6 +1094,8 @@ def move_out(
             issued_on=today,
             valid_until=today + timedelta(days=policy.certificate_validity_days),
         )
+    before = {m.id_number: m.relationship_code for m in household.members}
+    head_event = next((e for e in head_events if isinstance(e, HeadChanged)), None)
     pending = PendingMove(
         origin_region_code=household.region_code,
         destination_region_code=cmd.destination_region_code,
@@ -1057,6 +1103,14 @@ def move_out(
         certificate_number=certificate.number if certificate else None,
         same_city=transfer,
         moved_out_on=today,
+        former_relationship_code=person.relationship_code,
+        member_changes=tuple(
+            (m.id_number, before[m.id_number], m.relationship_code)
+            for m in updated.members
+            if before[m.id_number] != m.relationship_code
+        ),
+        new_head_id_number=head_event.new_head_id_number if head_event else "",
+        closed_household=updated.closed_on is not None,
     )
     leaving = replace(person, status=PersonStatus.MOVING_OUT, status_since=today, pending_move=pending)
     event = PersonMovedOut(
@@ -1179,6 +1233,8 @@ def move_in(
             raise FailedPrecondition(
                 CERTIFICATE_ALREADY_USED, "The migration certificate has already been used."
             )
+        if certificate.revoked_on is not None:
+            raise FailedPrecondition(CERTIFICATE_REVOKED, "The migration certificate has been revoked.")
         if today > certificate.valid_until:
             raise FailedPrecondition(CERTIFICATE_EXPIRED, "The migration certificate has expired.")
         if certificate.destination_region_code != region_code:
@@ -1230,6 +1286,106 @@ def move_in(
         late=today > deadline,
     )
     return Result(events=(event,), household=updated, person=moved, certificate=used_certificate)
+
+
+# -- undoing a move-out (compensation) -------------------------------------------------------------------
+
+
+def cancel_move_out(
+    person: PersonEntry,
+    origin: Household,
+    certificate: MigrationCertificate | None,
+    *,
+    policy: ResidencePolicy,
+    today: date,
+    reason: str = "",
+) -> Result:
+    """Undo a move-out that has not been completed: the certificate (if any) is revoked and the person is
+    REGISTERED in the origin household again with the former relationship code. What the move-out changed
+    there is reverted: the other members' codes, the head it named (the person is head again), a household
+    it closed (reopened). If the household changed since in a way that conflicts, the move-out stands
+    (HOUSEHOLD_CHANGED_SINCE_MOVE_OUT)."""
+    pending = person.pending_move
+    if person.status is not PersonStatus.MOVING_OUT or pending is None:
+        raise FailedPrecondition(PERSON_NOT_MOVING_OUT, "The person has no move-out to cancel.")
+    if origin.number != person.household_number:
+        raise ValueError("origin must be the household the person moved out of")
+    revoked = None
+    if pending.certificate_number:
+        if certificate is None or certificate.number != pending.certificate_number:
+            raise ValueError("the certificate issued on the move-out is required")
+        if certificate.used_on is not None:
+            raise FailedPrecondition(
+                CERTIFICATE_ALREADY_USED, "The migration certificate has already been used."
+            )
+        revoked = (
+            certificate if certificate.revoked_on is not None else replace(certificate, revoked_on=today)
+        )
+    code = pending.former_relationship_code or person.relationship_code
+    restored = replace(
+        person,
+        household_number=origin.number,
+        relationship_code=code,
+        status=PersonStatus.REGISTERED,
+        status_reason=None,
+        status_since=today,
+        pending_move=None,
+    )
+    changed = FailedPrecondition(
+        HOUSEHOLD_CHANGED_SINCE_MOVE_OUT, "The household changed since the move-out; it cannot be undone."
+    )
+    reopened = False
+    events: list[DomainEvent] = []
+    if origin.closed_on is not None:
+        if not pending.closed_household or origin.members:
+            raise changed
+        reopened = True
+        updated = replace(origin, closed_on=None)
+        try:
+            updated = _with_members(updated, (restored,), policy, today)
+        except FailedPrecondition:
+            raise changed from None
+    else:
+        if pending.closed_household:
+            raise changed
+        current = {m.id_number: m for m in origin.members}
+        if restored.id_number in current:
+            raise FailedPrecondition(DUPLICATE_MEMBER, "The person is already a member of this household.")
+        reverted: dict[str, str] = {}
+        for id_number, old, new in pending.member_changes:
+            member = current.get(id_number)
+            if member is None or member.relationship_code != new:
+                raise changed
+            reverted[id_number] = old
+        try:
+            updated = _with_members(
+                origin, (*_apply_updates(origin.members, reverted), restored), policy, today
+            )
+        except FailedPrecondition:
+            raise changed from None
+        if pending.new_head_id_number:
+            events.append(
+                HeadChanged(
+                    origin.number,
+                    pending.new_head_id_number,
+                    restored.id_number,
+                    "MOVE_OUT_CANCELLED",
+                    today,
+                    tuple((i, new, old) for i, old, new in pending.member_changes),
+                )
+            )
+    event = MoveOutCancelled(
+        id_number=person.id_number,
+        household_number=origin.number,
+        region_code=origin.region_code,
+        certificate_number=pending.certificate_number,
+        relationship_code=code,
+        head_restored=bool(pending.new_head_id_number) or (reopened and code == HEAD_CODE),
+        household_reopened=reopened,
+        cancelled_on=today,
+        reason=reason.strip(),
+    )
+    return Result(events=(event, *events), household=updated, person=restored, certificate=revoked)
 
 
 # -- deregistration --------------------------------------------------------------------------------------
@@ -1571,6 +1727,7 @@ def register_accommodation(
         to_date=cmd.to_date,
         registered_at=now,
         late=late,
+        deadline=deadline,
     )
     event = AccommodationRegistered(
         registration_number=registration_number,
@@ -1587,3 +1744,21 @@ def register_accommodation(
         late=late,
     )
     return Result(events=(event,), accommodation=registration)
+
+
+def cancel_accommodation(registration: AccommodationRegistration, *, reason: str, now: datetime) -> Result:
+    """Cancel an accommodation registration (compensation, or a stay that did not happen)."""
+    v = ValidationCollector()
+    _check_text(v, "reason", reason, required=False)
+    v.raise_if_any()
+    if registration.cancelled_at is not None:
+        raise FailedPrecondition(REGISTRATION_CANCELLED, "The registration is already cancelled.")
+    cancelled = replace(registration, cancelled_at=now, cancellation_reason=reason.strip())
+    event = AccommodationRegistrationCancelled(
+        registration_number=registration.registration_number,
+        passport_number=registration.passport_number,
+        nationality=registration.nationality,
+        reason=reason.strip(),
+        cancelled_at=now,
+    )
+    return Result(events=(event,), accommodation=cancelled)

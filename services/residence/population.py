@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 from array import array
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -165,8 +165,11 @@ class _Sequences:
 
 
 class _Generator:
-    def __init__(self, seed: int, as_of: date, policy: ResidencePolicy) -> None:
+    def __init__(
+        self, seed: int, as_of: date, policy: ResidencePolicy, reserved: Collection[str] = ()
+    ) -> None:
         self.rng = random.Random(seed)
+        self.reserved = frozenset(reserved)
         self.as_of = as_of
         self.policy = policy
         self.sequences = _Sequences(as_of)
@@ -205,9 +208,12 @@ class _Generator:
             if code is None:
                 raise ValueError(f"no address code for {area.name} in {day.year}")
             sequence = self.sequences.take(code, day, sex)
-            if sequence is not None:
-                return build_id_number(code, day, sequence), day
-            day -= timedelta(days=1)
+            if sequence is None:
+                day -= timedelta(days=1)
+                continue
+            number = build_id_number(code, day, sequence)
+            if number not in self.reserved:
+                return number, day
 
     def person(
         self,
@@ -446,16 +452,18 @@ def generate_population(
     as_of: date,
     policy: ResidencePolicy,
     batch_size: int = 500,
+    reserved: Collection[str] = (),
 ) -> Iterator[list[Household]]:
     """`households` synthetic households registered as of `as_of`, in batches of `batch_size`.
 
     About 60 % live in Shanghai's 16 districts, the rest in 天津, 北京, 江西, 湖北, 广东, 浙江 and 河南
     (`AREAS`). Family shapes: one person, couples, one or two children, three generations, and heads
     living with their parents; about 3 % are collective households (dormitories) of unrelated adults.
-    Every head is an adult; every household passes `establish_household`'s checks."""
+    Every head is an adult; every household passes `establish_household`'s checks. No one is given a number
+    in `reserved` (kept for demo people, or kept unused on purpose); the next sequence is taken instead."""
     if batch_size < 1:
         raise ValueError("batch_size must be positive")
-    generator = _Generator(seed, as_of, policy)
+    generator = _Generator(seed, as_of, policy, reserved)
     batch: list[Household] = []
     for _ in range(households):
         batch.append(generator.household())
