@@ -1,0 +1,45 @@
+"""``build_server(settings)``: the residence service, built but not started."""
+
+from __future__ import annotations
+
+from opentelemetry.trace import TracerProvider
+
+from govhub.residence.v1 import residence_pb2, residence_pb2_grpc
+from services.common.clock import Clock
+from services.common.db import create_schema, make_engine, ping, session_factory
+from services.common.grpcserver import GrpcService, build_grpc_server
+from services.common.outbox import EventFeed
+from services.common.service import ServiceContext
+from services.common.settings import ServiceSettings
+from services.residence.servicer import ResidenceServicer
+from services.residence.store import Base, OutboxEvent, ensure_stations
+
+SERVICE_NAME = residence_pb2.DESCRIPTOR.services_by_name["ResidenceService"].full_name
+
+
+async def build_server(
+    settings: ServiceSettings, tracer_provider: TracerProvider | None = None, *, clock: Clock | None = None
+) -> GrpcService:
+    engine = make_engine(
+        settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider
+    )
+    await create_schema(engine, Base.metadata)
+    await ensure_stations(engine)
+    sessions = session_factory(engine)
+    ctx = ServiceContext(
+        settings, engine, sessions, EventFeed(OutboxEvent, sessions), clock or Clock(settings.common.today)
+    )
+    servicer = ResidenceServicer(ctx)
+    service = build_grpc_server(
+        name="residence",
+        host=settings.host,
+        port=settings.port,
+        listen_setting=settings.listen_setting,
+        register=[lambda server: residence_pb2_grpc.add_ResidenceServiceServicer_to_server(servicer, server)],
+        service_names=[SERVICE_NAME],
+        is_healthy=lambda: ping(engine),
+        tracer_provider=tracer_provider,
+        health_interval=settings.health_interval,
+    )
+    service.closers.append(engine.dispose)
+    return service
