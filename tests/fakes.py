@@ -23,6 +23,7 @@ class FakeDepartment:
         self.answers: dict[str, Any] = {}
         self.down = False
         self.events: list[common_pb2.Event] = []
+        self.metadata: list[tuple[str, dict[str, str]]] = []
         self._new_event = asyncio.Event()
 
     async def call(self, method: str, request: Any, ctx: CallContext) -> Any:
@@ -34,6 +35,11 @@ class FakeDepartment:
         answer = self.handlers[method](request)
         self.answers[ctx.request_id] = answer
         return answer
+
+    async def call_as(self, method: str, request: Any, ctx: CallContext, metadata: dict[str, str]) -> Any:
+        """A call made on a person's behalf (gateway.calls.call_as): the actor metadata is remembered."""
+        self.metadata.append((method, metadata))
+        return await self.call(method, request, ctx)
 
     def emit(self, event_type: str, aggregate_id: str) -> None:
         self.events.append(

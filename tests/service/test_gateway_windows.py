@@ -1,0 +1,440 @@
+"""The three kinds of users at their windows, with fake departments: the counter (open, queue, materials
+checked, pickup, receipt), the back office (approve / reject their department's steps), the online hall
+(my cases, card, found cards, household, loss report) — each tried across two citizens, two halls and two
+departments — plus feedback, statistics and milestone notifications."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway import actions as A
+from gateway.clients import Refused
+from gateway.store import Notification
+from gateway.typedefs import notifier_key, runner_key, sessions_key
+from govhub.common.v1 import common_pb2
+from govhub.identity.v1 import identity_pb2
+from govhub.residence.v1 import residence_pb2
+from tests.service.gateway_support import bearer, citizen, counter, department
+from tests.service.test_gateway_cases import APPLICANT, VALID
+
+OTHER = citizen("310104197811300337")  # a second citizen
+HALL = counter("310104", "staff-007")  # the hall the renewal names (accepting_region_code)
+OTHER_HALL = counter("310115", "staff-115")
+ADMIN = bearer("admin", "admin-1")
+
+
+@pytest.fixture
+def identity(departments: Any) -> Any:
+    fake = departments["identity"]
+
+    def card_app(request: Any, state: int) -> Any:
+        return identity_pb2.CardApplication(id=request.id, state=state)
+
+    def approve(request: Any) -> Any:
+        return identity_pb2.ApproveCardApplicationResponse(
+            card_application=card_app(request, identity_pb2.CARD_APPLICATION_STATE_APPROVED)
+        )
+
+    def reject(request: Any) -> Any:
+        return identity_pb2.RejectCardApplicationResponse(
+            card_application=card_app(request, identity_pb2.CARD_APPLICATION_STATE_REJECTED)
+        )
+
+    def issue(request: Any) -> Any:
+        if not request.old_card_surrendered:
+            raise Refused(
+                "identity", "OLD_CARD_NOT_SURRENDERED", "hand in the old card", "FAILED_PRECONDITION"
+            )
+        return identity_pb2.IssueCardResponse(
+            card_application=card_app(request, identity_pb2.CARD_APPLICATION_STATE_ISSUED),
+            card=identity_pb2.Card(card_number="C-0001", status=identity_pb2.CARD_STATUS_VALID),
+        )
+
+    def current(request: Any) -> Any:
+        if request.id_number != "11010519491231002X":
+            raise Refused("identity", "NOT_FOUND", "no card", "NOT_FOUND")
+        return identity_pb2.GetCurrentCardResponse(
+            card=identity_pb2.Card(
+                card_number="C-OLD",
+                id_number=request.id_number,
+                status=identity_pb2.CARD_STATUS_VALID,
+                valid_until=common_pb2.Date(year=2016, month=10, day=1),
+            )
+        )
+
+    def found(request: Any) -> Any:
+        return identity_pb2.SearchFoundCardsResponse(
+            found_cards=[
+                identity_pb2.FoundCard(
+                    id="f-1",
+                    card_number="C-LOST",
+                    id_number=request.id_number,
+                    status=identity_pb2.FOUND_CARD_STATUS_AWAITING_OWNER,
+                )
+            ]
+        )
+
+    fake.handlers.update(
+        ApproveCardApplication=approve,
+        RejectCardApplication=reject,
+        IssueCard=issue,
+        GetCurrentCard=current,
+        SearchFoundCards=found,
+    )
+    return fake
+
+
+async def submit(client: TestClient) -> dict[str, Any]:
+    resp = await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def event(client: TestClient, department_name: str, event_type: str, resource: str) -> None:
+    runner = client.app[runner_key]
+    async with client.app[sessions_key]() as session:
+        assert await runner.apply_event(session, department_name, event_type, resource)
+        await session.commit()
+
+
+def card_id(identity: Any) -> str:
+    """The card application of the latest submission."""
+    answers = [
+        a for a in identity.answers.values() if isinstance(a, identity_pb2.CreateCardApplicationResponse)
+    ]
+    return answers[-1].card_application.id
+
+
+async def test_my_cases_are_mine_only(client: TestClient) -> None:
+    body = await submit(client)
+    mine = await (await client.get("/api/v1/me/cases", headers=APPLICANT)).json()
+    assert [c["case_no"] for c in mine["cases"]] == [body["case_no"]]
+    theirs = await (await client.get("/api/v1/me/cases", headers=OTHER)).json()
+    assert theirs == {"cases": [], "next_page_token": ""}
+    # withdrawal by token works for the owner only; the other citizen is told the case does not exist
+    assert (await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", headers=OTHER)).status == 404
+    resp = await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", headers=APPLICANT)
+    assert resp.status == 200
+    assert (await resp.json())["state"] == "WITHDRAWN"
+
+
+async def test_page_size_is_limited(client: TestClient) -> None:
+    assert (await client.get("/api/v1/me/cases?page_size=101", headers=APPLICANT)).status == 400
+    assert (await client.get("/api/v1/me/cases?page_size=0", headers=APPLICANT)).status == 400
+    assert (await client.get("/api/v1/me/cases?page_token=zzz", headers=APPLICANT)).status == 400
+    assert (await client.get("/api/v1/me/cases?page_size=100", headers=APPLICANT)).status == 200
+
+
+async def test_department_staff_decide_only_their_departments_steps(
+    client: TestClient, identity: Any
+) -> None:
+    body = await submit(client)
+    case_no = body["case_no"]
+    # permits staff: the case (identity only) does not exist for them
+    resp = await client.post(
+        f"/api/v1/backoffice/cases/{case_no}/steps/card/approve", headers=department("permits")
+    )
+    assert resp.status == 404
+    listed = await (await client.get("/api/v1/backoffice/steps", headers=department("permits"))).json()
+    assert listed["steps"] == []
+    listed = await (await client.get("/api/v1/backoffice/steps", headers=department("identity"))).json()
+    assert [(s["case_no"], s["step"]) for s in listed["steps"]] == [(case_no, "card")]
+    # a reject needs reasons
+    resp = await client.post(
+        f"/api/v1/backoffice/cases/{case_no}/steps/card/reject",
+        json={"reasons": []},
+        headers=department("identity"),
+    )
+    assert resp.status == 400
+    resp = await client.post(
+        f"/api/v1/backoffice/cases/{case_no}/steps/card/approve", headers=department("identity", "officer-42")
+    )
+    assert resp.status == 202, await resp.text()
+    assert (await resp.json())["department_state"] == "APPROVED"
+    [(approve, ctx)] = identity.calls_to("ApproveCardApplication")
+    assert approve.id == card_id(identity)
+    assert ctx.case_no == case_no
+    assert ("ApproveCardApplication", {"x-govhub-actor": "officer-42", "x-govhub-actor-role": "officer"}) in (
+        identity.metadata
+    )
+    # the department emits its event; the saga moves the case (nothing changed by the back office itself)
+    view = await (await client.get(f"/api/v1/cases/{case_no}", headers=APPLICANT)).json()
+    assert view["state"] == "IN_REVIEW"
+    await event(client, "identity", "CardApplicationApproved", approve.id)
+    view = await (await client.get(f"/api/v1/cases/{case_no}", headers=APPLICANT)).json()
+    assert view["state"] == "APPROVED"
+    again = await client.post(
+        f"/api/v1/backoffice/cases/{case_no}/steps/card/approve", headers=department("identity")
+    )
+    assert again.status == 409
+
+
+async def test_a_rejection_carries_its_reasons(client: TestClient, identity: Any) -> None:
+    body = await submit(client)
+    resp = await client.post(
+        f"/api/v1/backoffice/cases/{body['case_no']}/steps/card/reject",
+        json={"reasons": ["照片不符合要求", "请重新采集"]},
+        headers=department("identity"),
+    )
+    assert resp.status == 202
+    [(reject, _)] = identity.calls_to("RejectCardApplication")
+    assert reject.reason == "照片不符合要求; 请重新采集"
+
+
+async def test_counter_opens_checks_materials_hands_over_and_completes(
+    client: TestClient, identity: Any
+) -> None:
+    resp = await client.post("/api/v1/counter/cases", json=VALID, headers=HALL)
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    receipt = body["receipt"]
+    case_no = body["case_no"]
+    assert receipt["query_code"] == body["query_code"]
+    assert receipt["opened_by"] == "staff-007" and receipt["hall"] == "310104"
+    assert receipt["expected_date"] == "2016-11-14"
+    assert receipt["fees"] == [
+        {"item": "ID card renewal (cross-province acceptance costs no extra)", "amount_fen": 2000}
+    ]
+
+    # another hall does not see it; a citizen who is not the applicant neither
+    assert (await client.get(f"/api/v1/counter/cases/{case_no}/receipt", headers=OTHER_HALL)).status == 404
+    assert (await client.get(f"/api/v1/cases/{case_no}", headers=OTHER)).status == 404
+    queue = await (await client.get("/api/v1/counter/queue?department=identity", headers=HALL)).json()
+    assert [c["case_no"] for c in queue["cases"]] == [case_no]
+    assert (await (await client.get("/api/v1/counter/queue", headers=OTHER_HALL)).json())["cases"] == []
+    assert (await (await client.get("/api/v1/counter/queue?department=permits", headers=HALL)).json())[
+        "cases"
+    ] == []
+
+    resp = await client.post(
+        f"/api/v1/counter/cases/{case_no}/materials-checked", json={"materials": ["selfie"]}, headers=HALL
+    )
+    assert resp.status == 400
+    resp = await client.post(
+        f"/api/v1/counter/cases/{case_no}/materials-checked",
+        json={"materials": ["old_id_card", "residence_permit", "photo_receipt"]},
+        headers=HALL,
+    )
+    assert resp.status == 200
+    again = await (await client.get(f"/api/v1/counter/cases/{case_no}/receipt", headers=HALL)).json()
+    assert [m["key"] for m in again["materials_received"]] == [
+        "old_id_card",
+        "residence_permit",
+        "photo_receipt",
+    ]
+    assert "query_code" not in again  # given only once
+
+    assert (await client.post(f"/api/v1/counter/cases/{case_no}/pickup", json={}, headers=HALL)).status == 409
+    resource = card_id(identity)
+    for kind in ("CardApplicationApproved", "CardProduced", "CardReadyForPickup"):
+        await event(client, "identity", kind, resource)
+    refused = await client.post(f"/api/v1/counter/cases/{case_no}/pickup", json={}, headers=HALL)
+    assert refused.status == 422
+    assert (await refused.json())["reason"] == "OLD_CARD_NOT_SURRENDERED"
+    resp = await client.post(
+        f"/api/v1/counter/cases/{case_no}/pickup", json={"old_card_surrendered": True}, headers=HALL
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["state"] == "COMPLETED"
+    issued = identity.calls_to("IssueCard")
+    assert issued[-1][0].old_card_surrendered is True and issued[-1][0].id == resource
+    # the department's CardIssued event arriving afterwards changes nothing
+    async with client.app[sessions_key]() as session:
+        assert not await client.app[runner_key].apply_event(session, "identity", "CardIssued", resource)
+    view = await (await client.get(f"/api/v1/cases/{case_no}", headers=APPLICANT)).json()
+    assert view["state"] == "COMPLETED"
+    assert view["steps"][0]["state"] == A.DONE
+
+
+async def completed_case(client: TestClient, identity: Any) -> str:
+    body = await (await client.post("/api/v1/counter/cases", json=VALID, headers=HALL)).json()
+    for kind in ("CardApplicationApproved", "CardReadyForPickup"):
+        await event(client, "identity", kind, card_id(identity))
+    resp = await client.post(
+        f"/api/v1/counter/cases/{body['case_no']}/pickup", json={"old_card_surrendered": True}, headers=HALL
+    )
+    assert (await resp.json())["state"] == "COMPLETED"
+    return body["case_no"]
+
+
+async def test_feedback_once_by_the_applicant_replies_by_staff_and_stats(
+    client: TestClient, identity: Any
+) -> None:
+    open_case = await submit(client)
+    resp = await client.post(
+        f"/api/v1/cases/{open_case['case_no']}/feedback", json={"rating": 5}, headers=APPLICANT
+    )
+    assert resp.status == 409  # not completed yet
+    await client.post(f"/api/v1/cases/{open_case['case_no']}/withdraw", headers=APPLICANT)
+
+    case_no = await completed_case(client, identity)
+    url = f"/api/v1/cases/{case_no}/feedback"
+    assert (await client.post(url, json={"rating": 1}, headers=OTHER)).status == 404
+    assert (await client.post(url, json={"rating": 6}, headers=APPLICANT)).status == 400
+    resp = await client.post(url, json={"rating": 2, "comment": "等了很久"}, headers=APPLICANT)
+    assert resp.status == 201
+    assert (await resp.json())["flagged"] is True
+    assert (await client.post(url, json={"rating": 5}, headers=APPLICANT)).status == 409  # once
+    flagged = await (await client.get("/api/v1/admin/feedback", headers=ADMIN)).json()
+    assert [f["case_no"] for f in flagged["feedback"]] == [case_no]
+    assert (await client.get("/api/v1/admin/feedback", headers=HALL)).status == 403
+
+    reply = {"text": "抱歉，已改进排队安排"}
+    assert (await client.post(f"{url}/replies", json=reply, headers=OTHER_HALL)).status == 404
+    assert (await client.post(f"{url}/replies", json=reply, headers=department("permits"))).status == 404
+    resp = await client.post(f"{url}/replies", json=reply, headers=HALL)
+    assert resp.status == 201
+    seen = await (await client.get(url, headers=APPLICANT)).json()
+    assert seen["replies"][0]["text"] == reply["text"]
+
+    stats = await (await client.get("/api/v1/stats")).json()
+    renewal = stats["cases"]["by_matter"]["id-card-renewal-cross-province"]
+    assert renewal["by_state"] == {"WITHDRAWN": 1, "COMPLETED": 1}
+    assert stats["satisfaction"] == {"ratings": 1, "satisfied": 0, "rate": 0.0, "average": 2.0}
+    assert stats["working_days"]["completed_cases"] == 1
+    assert stats["working_days"]["average"] == 0  # completed the day it was submitted
+    assert stats["on_time"]["rate"] == 1.0
+
+
+async def test_my_card_found_cards_and_loss_report(client: TestClient, identity: Any) -> None:
+    card = await (await client.get("/api/v1/me/card", headers=APPLICANT)).json()
+    assert card["status"] == "VALID" and card["card_number"] == "C-OLD"
+    [(asked, _)] = identity.calls_to("GetCurrentCard")
+    assert asked.id_number == "11010519491231002X"  # always the token's person, never a parameter
+    assert (
+        "GetCurrentCard",
+        {"x-govhub-actor": "citizen-002X", "x-govhub-actor-role": "citizen"},
+    ) in identity.metadata
+    assert (await client.get("/api/v1/me/card", headers=OTHER)).status == 404
+    found = await (await client.get("/api/v1/me/found-cards", headers=OTHER)).json()
+    assert found["found_cards"][0]["status"] == "AWAITING_OWNER"
+    assert identity.calls_to("SearchFoundCards")[0][0].id_number == "310104197811300337"
+    resp = await client.post(
+        "/api/v1/me/card/report-lost", json={"name": "陈沪明", "station_region_code": "310104"}, headers=OTHER
+    )
+    assert resp.status == 201
+    assert identity.calls_to("ReportCardLost")[0][0].id_number == "310104197811300337"
+    foreigner = citizen("E12345678")
+    assert (await client.get("/api/v1/me/card", headers=foreigner)).status == 404
+
+
+async def test_my_household(client: TestClient, departments: Any) -> None:
+    residence = departments["residence"]
+
+    def person(request: Any) -> Any:
+        return residence_pb2.GetPersonResponse(
+            person=residence_pb2.Person(id_number=request.id_number, name="陈沪明"),
+            household=residence_pb2.Household(
+                id="h-1", number="310104-0001", address="上海市徐汇区测试路1号"
+            ),
+        )
+
+    def members(request: Any) -> Any:
+        assert request.household_id == "h-1"
+        return residence_pb2.ListMembersResponse(
+            members=[residence_pb2.Person(name="陈沪明", relationship_code="02")]
+        )
+
+    residence.handlers.update(GetPerson=person, ListMembers=members)
+    body = await (await client.get("/api/v1/me/household", headers=OTHER)).json()
+    assert body["household"]["number"] == "310104-0001"
+    assert body["members"] == [{"name": "陈沪明", "relationship_code": "02", "status": "UNSPECIFIED"}]
+    assert residence.calls_to("GetPerson")[0][0].id_number == "310104197811300337"
+    residence.down = True
+    resp = await client.get("/api/v1/me/household", headers=OTHER)
+    assert resp.status == 503 and resp.headers["Retry-After"]
+
+
+async def test_each_milestone_is_notified_once(client: TestClient, identity: Any) -> None:
+    contact = {"phone": "13800138000", "language": "en"}
+    resp = await client.post("/api/v1/cases", json={**VALID, "contact": contact}, headers=APPLICANT)
+    body = await resp.json()
+    notifier = client.app[notifier_key]
+    sent: list[Any] = []
+
+    class Recorder:
+        async def send(self, message: Any) -> None:
+            sent.append(message)
+
+    notifier.sender = Recorder()
+    assert await notifier.run_once() == 1
+    assert await notifier.run_once() == 0  # nothing changed
+    resource = card_id(identity)
+    await event(client, "identity", "CardApplicationApproved", resource)
+    await event(client, "identity", "CardReadyForPickup", resource)
+    assert await notifier.run_once() == 1  # only the state it is in now: ready for pickup
+    assert [m.milestone for m in sent] == ["received", "ready_for_pickup"]
+    assert sent[0].channel == "sms" and sent[0].recipient == "13800138000"
+    assert sent[0].masked_recipient == "138****8000"
+    assert body["case_no"] in sent[1].text and "ready" in sent[1].text
+    mine = await (await client.get("/api/v1/me/notifications", headers=APPLICANT)).json()
+    assert [n["milestone"] for n in mine["notifications"]] == ["ready_for_pickup", "received"]
+    assert (await (await client.get("/api/v1/me/notifications", headers=OTHER)).json())["notifications"] == []
+    async with client.app[sessions_key]() as session:
+        from sqlalchemy import select
+
+        rows = list(await session.scalars(select(Notification)))
+    assert {r.recipient for r in rows} == {"138****8000"}  # stored masked
+
+
+async def test_chinese_by_default_and_rejections_are_told(client: TestClient, identity: Any) -> None:
+    body = await submit(client)
+    resp = await client.post(
+        f"/api/v1/backoffice/cases/{body['case_no']}/steps/card/reject",
+        json={"reasons": ["材料不全"]},
+        headers=department("identity"),
+    )
+    assert resp.status == 202
+    await event(client, "identity", "CardApplicationRejected", card_id(identity))
+    notifier = client.app[notifier_key]
+    await notifier.run_once()
+    mine = await (await client.get("/api/v1/me/notifications", headers=APPLICANT)).json()
+    assert [n["milestone"] for n in mine["notifications"]] == ["rejected"]  # the first look saw it rejected
+    assert "未获批准" in mine["notifications"][0]["text"]
+    assert mine["notifications"][0]["channel"] == "record"
+
+
+async def test_progress_lookups_are_rate_limited_per_address(client: TestClient) -> None:
+    from gateway.typedefs import progress_limiter_key
+
+    body = await submit(client)
+    limiter = client.app[progress_limiter_key]
+    limiter.rate, limiter.burst = 0.5, 3
+    url = f"/api/v1/progress/{body['case_no']}?code={body['query_code']}"
+    statuses = [(await client.get(url)).status for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    resp = await client.get(url)
+    assert resp.content_type == "application/problem+json"
+    assert int(resp.headers["Retry-After"]) >= 1
+
+
+async def test_request_bodies_are_limited(client: TestClient) -> None:
+    big = {"matter": "x", "data": {"pad": "x" * 300_000}}
+    resp = await client.post("/api/v1/cases", json=big, headers=APPLICANT)
+    assert resp.status == 413
+    assert resp.content_type == "application/problem+json"
+
+
+async def test_metrics_count_requests_cases_and_retries(client: TestClient, departments: Any) -> None:
+    departments["identity"].down = True
+    await submit(client)
+    await client.get("/api/v1/matters")
+    text = await (await client.get("/metrics")).text()
+    assert 'govhub_http_requests_total{method="GET",route="/api/v1/matters",status="200"} 1.0' in text
+    assert (
+        'govhub_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/api/v1/cases"}' in text
+    )
+    assert 'govhub_cases{state="RECEIVED"} 1.0' in text
+    assert "govhub_saga_retries" in text
+
+
+def test_request_ids_are_uuids() -> None:
+    from gateway.calls import derived_request_id
+
+    base = str(uuid.uuid4())
+    assert derived_request_id(base, "approve") == derived_request_id(base, "approve")
+    assert derived_request_id(base, "approve") != derived_request_id(base, "reject")
