@@ -209,10 +209,10 @@ def demo_households(policy: d.ResidencePolicy) -> list[d.Household]:
 class Progress:
     """A progress bar on stderr (redrawn in place on a terminal, a line per tenth otherwise)."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, width: int = 30) -> None:
-        self.total, self.stream, self.width = max(total, 1), stream, width
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
+        self.total, self.stream, self.width = max(total, 1), stream or sys.stderr, width
         self.started = time.monotonic()
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self._last_tenth = -1
 
     def update(self, done: int, people: int) -> None:
@@ -237,16 +237,15 @@ class Progress:
             self.stream.flush()
 
 
-async def _write(
-    conn: AsyncConnection, households: Iterable[d.Household], policy: d.ResidencePolicy
-) -> tuple[int, int]:
-    """Insert a batch of households and their members (ignoring rows already there); counts inserted."""
-    now_rows: list[dict[str, Any]] = []
+async def _write(conn: AsyncConnection, households: Iterable[d.Household], policy: d.ResidencePolicy) -> int:
+    """Insert a batch of households and their members, ignoring rows already there; the number of people
+    in the batch."""
+    household_rows: list[dict[str, Any]] = []
     people_rows: list[dict[str, Any]] = []
     stamp = _stamp()
     for household in households:
         household_id = seeded_id("household", household.number)
-        now_rows.append(
+        household_rows.append(
             {"id": household_id, "created_at": stamp, "updated_at": stamp, **household_values(household)}
         )
         for member in household.members:
@@ -259,13 +258,9 @@ async def _write(
                 }
             )
     dialect = conn.dialect.name
-    inserted_households = (
-        await conn.execute(insert_ignoring_conflicts(dialect, HouseholdRow.__table__), now_rows)
-    ).rowcount
-    inserted_people = (
-        await conn.execute(insert_ignoring_conflicts(dialect, PersonRow.__table__), people_rows)
-    ).rowcount
-    return max(inserted_households, 0), max(inserted_people, 0)
+    await conn.execute(insert_ignoring_conflicts(dialect, HouseholdRow.__table__), household_rows)
+    await conn.execute(insert_ignoring_conflicts(dialect, PersonRow.__table__), people_rows)
+    return len(people_rows)
 
 
 def _stamp() -> Any:
@@ -295,11 +290,10 @@ async def seed(
     policy = default_policy()
     await create_schema(engine, Base.metadata)
     await ensure_stations(engine)
-    inserted_h = inserted_p = 0
+    before = await _counts(engine)
     async with engine.begin() as conn:
-        h, p = await _write(conn, demo_households(policy), policy)
-        inserted_h, inserted_p = inserted_h + h, inserted_p + p
-    done = 0
+        await _write(conn, demo_households(policy), policy)
+    done = people = 0
     for batch in generate_population(
         seed=SEED,
         households=households,
@@ -309,19 +303,27 @@ async def seed(
         reserved=RESERVED_ID_NUMBERS,
     ):
         async with engine.begin() as conn:
-            h, p = await _write(conn, batch, policy)
-        inserted_h, inserted_p = inserted_h + h, inserted_p + p
+            people += await _write(conn, batch, policy)
         done += len(batch)
         if progress is not None:
-            progress.update(done, inserted_p)
+            progress.update(done, people)
     if progress is not None:
         progress.close()
-    async with engine.connect() as conn:
-        total_households = await conn.scalar(select(func.count()).select_from(HouseholdRow))
-        total_people = await conn.scalar(select(func.count()).select_from(PersonRow))
+    total_households, total_people = await _counts(engine)
     return SeedReport(
-        total_households or 0, total_people or 0, inserted_h, inserted_p, time.monotonic() - started
+        total_households,
+        total_people,
+        total_households - before[0],
+        total_people - before[1],
+        time.monotonic() - started,
     )
+
+
+async def _counts(engine: AsyncEngine) -> tuple[int, int]:
+    async with engine.connect() as conn:
+        households = await conn.scalar(select(func.count()).select_from(HouseholdRow))
+        people = await conn.scalar(select(func.count()).select_from(PersonRow))
+    return households or 0, people or 0
 
 
 async def _main(settings: ServiceSettings, households: int) -> SeedReport:
