@@ -23,11 +23,12 @@ from gateway.api.common import (
 )
 from gateway.auth import Principal, allow, require
 from gateway.calls import call_as
-from gateway.clients import CallContext, DepartmentError, to_dict
+from gateway.clients import CallContext, DepartmentError
 from gateway.feedback import POOR, feedback_view
 from gateway.problems import Problem
 from gateway.store import Case, Feedback, Notification
 from gateway.typedefs import clock_key, departments_key, sessions_key, settings_key, stats_key
+from govhub.common.v1 import common_pb2
 from govhub.identity.v1 import identity_pb2
 from govhub.residence.v1 import residence_pb2
 from services.common.idnumber import check_id_number
@@ -40,6 +41,10 @@ def _ctx(request: web.Request, request_id: str | None = None) -> CallContext:
     return CallContext(
         request_id=request_id or str(uuid.uuid4()), case_no="", timeout=request.app[settings_key].call_timeout
     )
+
+
+def _iso(date: common_pb2.Date) -> str | None:
+    return f"{date.year:04d}-{date.month:02d}-{date.day:02d}" if date.year else None
 
 
 def _id_number(who: Principal) -> str:
@@ -98,14 +103,14 @@ async def my_card(request: web.Request) -> web.Response:
         identity_pb2.GetCurrentCardRequest(id_number=_id_number(who)),
         who,
     )
-    card = to_dict(reply.card)
+    card = reply.card
     return web.json_response(
         {
-            "card_number": card.get("card_number", ""),
-            "status": card.get("status", "CARD_STATUS_UNSPECIFIED").removeprefix("CARD_STATUS_"),
-            "valid_from": card.get("valid_from"),
-            "valid_until": card.get("valid_until"),
-            "long_term": card.get("long_term", False),
+            "card_number": card.card_number,
+            "status": identity_pb2.CardStatus.Name(card.status).removeprefix("CARD_STATUS_"),
+            "valid_from": _iso(card.valid_from),
+            "valid_until": _iso(card.valid_until),
+            "long_term": card.long_term,
         }
     )
 
@@ -148,7 +153,7 @@ async def report_lost(request: web.Request) -> web.Response:
         {
             "loss_report_id": report.id,
             "card_number": report.card_number,
-            "reported_on": to_dict(report).get("reported_on"),
+            "reported_on": _iso(report.reported_on),
             "inside_hukou_area": report.inside_hukou_area,
         },
         status=201,
@@ -175,7 +180,7 @@ async def my_found_cards(request: web.Request) -> web.Response:
         {
             "id": c.id,
             "card_number": c.card_number,
-            "found_on": to_dict(c).get("found_on"),
+            "found_on": _iso(c.found_on),
             "status": identity_pb2.FoundCardStatus.Name(c.status).removeprefix("FOUND_CARD_STATUS_"),
             "station_region_code": c.station_region_code,
         }

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy.exc import IntegrityError
 
 from gateway import saga
@@ -198,7 +199,7 @@ async def upload_material(request: web.Request) -> web.Response:
         part = await reader.next()
         while part is not None and (not isinstance(part, BodyPartReader) or part.name != "file"):
             part = await reader.next()
-    except (ValueError, AssertionError):
+    except (ValueError, AssertionError, HttpProcessingError):
         raise Problem(400, "invalid-upload", "The multipart body is malformed") from None
     if part is None:
         raise Problem(
@@ -209,6 +210,8 @@ async def upload_material(request: web.Request) -> web.Response:
         )
     try:
         stored = await files.save(part)
+    except (ValueError, HttpProcessingError):
+        raise Problem(400, "invalid-upload", "The multipart body is malformed") from None
     except MaterialTooLarge:
         raise Problem(
             413, "payload-too-large", f"A document may be at most {files.max_bytes} bytes"

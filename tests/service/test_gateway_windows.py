@@ -12,12 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway import actions as A
-from gateway.clients import Refused
 from gateway.store import Notification
 from gateway.typedefs import notifier_key, runner_key, sessions_key
-from govhub.common.v1 import common_pb2
 from govhub.identity.v1 import identity_pb2
-from govhub.residence.v1 import residence_pb2
+from tests.service.gateway_fakes import deciding_identity, household_residence
 from tests.service.gateway_support import bearer, citizen, counter, department
 from tests.service.test_gateway_cases import APPLICANT, VALID
 
@@ -29,63 +27,7 @@ ADMIN = bearer("admin", "admin-1")
 
 @pytest.fixture
 def identity(departments: Any) -> Any:
-    fake = departments["identity"]
-
-    def card_app(request: Any, state: int) -> Any:
-        return identity_pb2.CardApplication(id=request.id, state=state)
-
-    def approve(request: Any) -> Any:
-        return identity_pb2.ApproveCardApplicationResponse(
-            card_application=card_app(request, identity_pb2.CARD_APPLICATION_STATE_APPROVED)
-        )
-
-    def reject(request: Any) -> Any:
-        return identity_pb2.RejectCardApplicationResponse(
-            card_application=card_app(request, identity_pb2.CARD_APPLICATION_STATE_REJECTED)
-        )
-
-    def issue(request: Any) -> Any:
-        if not request.old_card_surrendered:
-            raise Refused(
-                "identity", "OLD_CARD_NOT_SURRENDERED", "hand in the old card", "FAILED_PRECONDITION"
-            )
-        return identity_pb2.IssueCardResponse(
-            card_application=card_app(request, identity_pb2.CARD_APPLICATION_STATE_ISSUED),
-            card=identity_pb2.Card(card_number="C-0001", status=identity_pb2.CARD_STATUS_VALID),
-        )
-
-    def current(request: Any) -> Any:
-        if request.id_number != "11010519491231002X":
-            raise Refused("identity", "NOT_FOUND", "no card", "NOT_FOUND")
-        return identity_pb2.GetCurrentCardResponse(
-            card=identity_pb2.Card(
-                card_number="C-OLD",
-                id_number=request.id_number,
-                status=identity_pb2.CARD_STATUS_VALID,
-                valid_until=common_pb2.Date(year=2016, month=10, day=1),
-            )
-        )
-
-    def found(request: Any) -> Any:
-        return identity_pb2.SearchFoundCardsResponse(
-            found_cards=[
-                identity_pb2.FoundCard(
-                    id="f-1",
-                    card_number="C-LOST",
-                    id_number=request.id_number,
-                    status=identity_pb2.FOUND_CARD_STATUS_AWAITING_OWNER,
-                )
-            ]
-        )
-
-    fake.handlers.update(
-        ApproveCardApplication=approve,
-        RejectCardApplication=reject,
-        IssueCard=issue,
-        GetCurrentCard=current,
-        SearchFoundCards=found,
-    )
-    return fake
+    return deciding_identity(departments["identity"])
 
 
 async def submit(client: TestClient) -> dict[str, Any]:
@@ -323,23 +265,7 @@ async def test_my_card_found_cards_and_loss_report(client: TestClient, identity:
 
 
 async def test_my_household(client: TestClient, departments: Any) -> None:
-    residence = departments["residence"]
-
-    def person(request: Any) -> Any:
-        return residence_pb2.GetPersonResponse(
-            person=residence_pb2.Person(id_number=request.id_number, name="陈沪明"),
-            household=residence_pb2.Household(
-                id="h-1", number="310104-0001", address="上海市徐汇区测试路1号"
-            ),
-        )
-
-    def members(request: Any) -> Any:
-        assert request.household_id == "h-1"
-        return residence_pb2.ListMembersResponse(
-            members=[residence_pb2.Person(name="陈沪明", relationship_code="02")]
-        )
-
-    residence.handlers.update(GetPerson=person, ListMembers=members)
+    residence = household_residence(departments["residence"])
     body = await (await client.get("/api/v1/me/household", headers=OTHER)).json()
     assert body["household"]["number"] == "310104-0001"
     assert body["members"] == [{"name": "陈沪明", "relationship_code": "02", "status": "UNSPECIFIED"}]
