@@ -474,8 +474,9 @@ def document(app: web.Application) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for (method, path), spec in OPERATIONS.items():
         roles = sorted(declared(handlers.get((method, path))) or ())
+        name = path.strip("/").replace("/", "_").replace("{", "").replace("}", "")
         operation = {
-            "operationId": f"{method.lower()}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
+            "operationId": f"{method.lower()}_{name}",
             **spec,
             "x-govhub-roles": roles,
             "security": [{}, {"bearer": []}] if PUBLIC in roles else [{"bearer": []}],
