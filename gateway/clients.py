@@ -21,6 +21,8 @@ from opentelemetry.trace import TracerProvider
 from govhub.identity.v1 import identity_pb2, identity_pb2_grpc
 from govhub.permits.v1 import permits_pb2, permits_pb2_grpc
 from govhub.residence.v1 import residence_pb2, residence_pb2_grpc
+from services.common.settings import TlsFiles
+from services.common.tls import aio_channel
 
 DEPARTMENTS = ("identity", "residence", "permits")
 RETRYABLE = {
@@ -125,11 +127,14 @@ class GrpcDepartment:
         stub_type: Any,
         watch_request: Any,
         tracer_provider: TracerProvider | None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.name = name
         interceptors = aio_client_interceptors(tracer_provider=tracer_provider) if tracer_provider else None
-        self.channel = grpc.aio.insecure_channel(
+        # Mutual TLS with the gateway's client certificate when `tls` is given (GOVHUB_TLS=on).
+        self.channel = aio_channel(
             target,
+            tls,
             interceptors=interceptors,
             options=[("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 0)],
         )
@@ -166,8 +171,9 @@ class GrpcDepartment:
 
 
 def grpc_departments(
-    targets: dict[str, str], tracer_provider: TracerProvider | None = None
+    targets: dict[str, str], tracer_provider: TracerProvider | None = None, tls: TlsFiles | None = None
 ) -> dict[str, GrpcDepartment]:
+    """The three departments; `tls` is ``GatewaySettings.security.client_tls`` (None: plaintext)."""
     return {
         "identity": GrpcDepartment(
             "identity",
@@ -175,6 +181,7 @@ def grpc_departments(
             identity_pb2_grpc.IdentityServiceStub,
             identity_pb2.WatchEventsRequest,
             tracer_provider,
+            tls,
         ),
         "residence": GrpcDepartment(
             "residence",
@@ -182,6 +189,7 @@ def grpc_departments(
             residence_pb2_grpc.ResidenceServiceStub,
             residence_pb2.WatchEventsRequest,
             tracer_provider,
+            tls,
         ),
         "permits": GrpcDepartment(
             "permits",
@@ -189,6 +197,7 @@ def grpc_departments(
             permits_pb2_grpc.PermitsServiceStub,
             permits_pb2.WatchEventsRequest,
             tracer_provider,
+            tls,
         ),
     }
 

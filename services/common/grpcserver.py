@@ -1,9 +1,11 @@
 """gRPC server bootstrap shared by the department services.
 
 ``build_grpc_server`` returns an unstarted ``grpc.aio`` server with, in this order, the OpenTelemetry
-interceptor, the log-context interceptor and the error-mapping interceptor; the standard health
-service (NOT_SERVING until started, while stopping, and whenever the database does not answer) and
-server reflection. ``serve`` runs it until SIGTERM or SIGINT and drains gracefully.
+interceptor, the access interceptor (grants, purposes, audit trail: ``services.common.access``; when given
+a ``security``), the log-context interceptor and the error-mapping interceptor; the standard health
+service (NOT_SERVING until started, while stopping, and whenever the database does not answer), server
+reflection, and with a ``security`` the ``AuditService``. The port is mutual TLS when the security has
+TLS files, plaintext otherwise. ``serve`` runs it until SIGTERM or SIGINT and drains gracefully.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.trace import TracerProvider
 
+from services.common.access import (
+    AUDIT_SERVICE_NAME,
+    AccessInterceptor,
+    ServiceSecurity,
+    add_audit_service,
+)
 from services.common.errors import (
     AlreadyExists,
     DomainError,
@@ -222,25 +230,44 @@ def build_grpc_server(
     is_healthy: Callable[[], Awaitable[bool]],
     tracer_provider: TracerProvider | None = None,
     health_interval: float = 5.0,
+    security: ServiceSecurity | None = None,
 ) -> GrpcService:
+    names = tuple(service_names)
+    if security is not None:
+        names = (*names, AUDIT_SERVICE_NAME)
+        security.grants.check_methods(names)
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if tracer_provider is not None:
         interceptors.append(aio_server_interceptor(tracer_provider=tracer_provider))
+    if security is not None:
+        interceptors.append(AccessInterceptor(name, security, names))
     interceptors.append(ContextAndErrorsInterceptor(name))
     server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
     for add in register:
         add(server)
+    if security is not None:
+        add_audit_service(server, name, security)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = tuple(service_names)
     reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if security is not None and security.tls is not None:
+            from services.common.tls import server_credentials
+
+            bound = server.add_secure_port(address, server_credentials(security.tls))
+        else:
+            bound = server.add_insecure_port(address)
     except RuntimeError:
         bound = 0
     if bound == 0:
         raise PortInUse(f"cannot listen on {host}:{port} (port in use?); set {listen_setting} to move it")
+    if security is not None and not security.enforced:
+        log.warning(
+            "PLAINTEXT MODE: mutual TLS is off, so callers have no identity and GRANTS ARE NOT ENFORCED: "
+            "any local process may call every method (development only; set GOVHUB_TLS=on)",
+            port=bound,
+        )
     return GrpcService(
         name=name,
         server=server,

@@ -56,7 +56,7 @@ def service_main(name: str, build: Builder) -> int:
 
     try:
         asyncio.run(run())
-    except PortInUse as exc:
+    except (PortInUse, SettingsError) as exc:
         log.error("cannot start", error=str(exc))
         print(f"{name}: {exc}", file=sys.stderr)
         return 2

@@ -10,6 +10,9 @@ from pathlib import Path
 
 DEFAULT_PORTS = {"identity": 50051, "residence": 50052, "permits": 50053, "gateway": 8080}
 SERVICES = ("identity", "residence", "permits")
+DEFAULT_GRANTS_FILE = Path(__file__).resolve().parent / "grants.toml"
+# The processes that call a department and so present a client certificate (identity asks residence).
+CALLERS = ("gateway", "identity")
 
 
 class SettingsError(ValueError):
@@ -99,6 +102,95 @@ class CommonSettings:
         )
 
 
+def _existing(name: str, path: Path, hint: str = "") -> Path:
+    if not path.is_file():
+        raise SettingsError(f"{name}={path}: no such file{hint}")
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """The PEM files of one end of a mutual-TLS connection: the CA it trusts, its certificate, its key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def read(self) -> tuple[bytes, bytes, bytes]:
+        return self.ca.read_bytes(), self.cert.read_bytes(), self.key.read_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """Mutual TLS, grants and the audit trail (DESIGN.md, "Security").
+
+    ``GOVHUB_TLS=on`` turns on mutual TLS; every file below must then exist (checked at start, naming the
+    variable). The files default to the layout ``make certs`` writes under ``GOVHUB_TLS_DIR``
+    (default ``<GOVHUB_VAR_DIR>/certs``), each overridable on its own:
+
+    - ``GOVHUB_TLS_CA`` (``<dir>/ca.crt``): the one CA trusted, by servers and clients alike;
+    - ``GOVHUB_<SERVICE>_TLS_CERT`` / ``_KEY`` (``<dir>/<service>.crt`` / ``.key``): a service's server
+      certificate and key;
+    - ``GOVHUB_<CALLER>_TLS_CLIENT_CERT`` / ``_KEY`` (``<dir>/clients/<caller>.crt`` / ``.key``): the client
+      certificate of a process that calls a department (``GATEWAY``, ``IDENTITY``); its subject CN is the
+      client identity of the grants file;
+    - ``GOVHUB_GRANTS_FILE`` (``services/common/grants.toml``): who may call which method;
+    - ``GOVHUB_AUDIT_KEY_FILE`` (``<GOVHUB_VAR_DIR>/audit.key``): the HMAC key of the audit trail's record
+      keys (hex or raw bytes, at least 32 bytes).
+
+    With TLS off (the development default for ``make run``) there is no peer identity: grants are not
+    enforced (the service says so in a warning at start) and a missing audit key file is created.
+    With TLS on the audit key file must exist: every service must use the same key.
+    """
+
+    tls: bool = False
+    server_tls: TlsFiles | None = None
+    client_tls: TlsFiles | None = None
+    grants_file: Path = DEFAULT_GRANTS_FILE
+    audit_key_file: Path | None = None  # None: <var_dir>/audit.key
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str], common: CommonSettings, *, server: str | None, caller: str | None
+    ) -> SecuritySettings:
+        tls = _choice(env, "GOVHUB_TLS", "off", ("on", "off")) == "on"
+        grants_file = _existing(
+            "GOVHUB_GRANTS_FILE", Path(_get(env, "GOVHUB_GRANTS_FILE", str(DEFAULT_GRANTS_FILE)))
+        )
+        audit_key_file = Path(_get(env, "GOVHUB_AUDIT_KEY_FILE", str(common.var_dir / "audit.key")))
+        if not tls:
+            return cls(False, None, None, grants_file, audit_key_file)
+        hint = " (run `make certs` for a development CA and certificates)"
+        directory = Path(_get(env, "GOVHUB_TLS_DIR", str(common.var_dir / "certs")))
+
+        def path(name: str, default: Path) -> Path:
+            return _existing(name, Path(_get(env, name, str(default))), hint)
+
+        ca = path("GOVHUB_TLS_CA", directory / "ca.crt")
+        server_tls = client_tls = None
+        if server is not None:
+            prefix = f"GOVHUB_{server.upper()}_TLS"
+            server_tls = TlsFiles(
+                ca,
+                path(f"{prefix}_CERT", directory / f"{server}.crt"),
+                path(f"{prefix}_KEY", directory / f"{server}.key"),
+            )
+        if caller is not None and caller in CALLERS:
+            prefix = f"GOVHUB_{caller.upper()}_TLS_CLIENT"
+            client_tls = TlsFiles(
+                ca,
+                path(f"{prefix}_CERT", directory / "clients" / f"{caller}.crt"),
+                path(f"{prefix}_KEY", directory / "clients" / f"{caller}.key"),
+            )
+        _existing(
+            "GOVHUB_AUDIT_KEY_FILE", audit_key_file, " (with GOVHUB_TLS=on every service must share one key)"
+        )
+        return cls(True, server_tls, client_tls, grants_file, audit_key_file)
+
+    def audit_key_path(self, common: CommonSettings) -> Path:
+        return self.audit_key_file or common.var_dir / "audit.key"
+
+
 def _database_url(env: Mapping[str, str], prefix: str, name: str, var_dir: Path) -> str:
     url = _get(env, f"{prefix}_DATABASE_URL", f"sqlite+aiosqlite:///{var_dir / (name + '.db')}")
     if not (url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://")):
@@ -123,6 +215,7 @@ class ServiceSettings:
     # Other departments this one calls (identity asks residence for hukou facts).
     residence_target: str = f"127.0.0.1:{DEFAULT_PORTS['residence']}"
     call_timeout: float = 5.0
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     @property
     def listen_setting(self) -> str:
@@ -148,6 +241,7 @@ class ServiceSettings:
                 env, f"{prefix}_RESIDENCE_TARGET", f"127.0.0.1:{DEFAULT_PORTS['residence']}"
             ),
             call_timeout=_float(env, "GOVHUB_CALL_TIMEOUT", 5.0),
+            security=SecuritySettings.from_env(env, common, server=service, caller=service),
         )
 
 
@@ -181,6 +275,7 @@ class GatewaySettings:
     progress_rate: float = 1.0  # public progress lookups per second per client address (token bucket)
     progress_burst: int = 20
     notify_interval: float = 2.0  # how often the notifier looks for case milestones
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     listen_setting = "GOVHUB_GATEWAY_LISTEN"
 
@@ -220,4 +315,5 @@ class GatewaySettings:
             progress_rate=_float(env, "GOVHUB_GATEWAY_PROGRESS_RATE", 1.0),
             progress_burst=_int(env, "GOVHUB_GATEWAY_PROGRESS_BURST", 20, minimum=1),
             notify_interval=_float(env, "GOVHUB_GATEWAY_NOTIFY_INTERVAL", 2.0),
+            security=SecuritySettings.from_env(env, common, server=None, caller="gateway"),
         )

@@ -15,6 +15,8 @@ from opentelemetry.trace import TracerProvider
 
 from govhub.residence.v1 import residence_pb2, residence_pb2_grpc
 from services.common.errors import Unavailable
+from services.common.settings import TlsFiles
+from services.common.tls import aio_channel
 from services.identity.domain import HukouRecord
 
 # Status codes that mean "the register did not answer": the caller may retry later.
@@ -35,13 +37,16 @@ class GrpcHukouDirectory:
     """The residence service's VerifyHukou. Create it inside the running event loop (grpc.aio channels
     belong to the loop they were made in) and close it on shutdown."""
 
-    def __init__(self, target: str, *, tracer_provider: TracerProvider | None = None) -> None:
+    def __init__(
+        self, target: str, *, tracer_provider: TracerProvider | None = None, tls: TlsFiles | None = None
+    ) -> None:
         interceptors = []
         if tracer_provider is not None:
             from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
             interceptors = aio_client_interceptors(tracer_provider=tracer_provider)
-        self._channel = grpc.aio.insecure_channel(target, interceptors=interceptors)
+        # Mutual TLS with identity's client certificate when `tls` is given (GOVHUB_TLS=on).
+        self._channel = aio_channel(target, tls, interceptors=interceptors)
         self._stub = residence_pb2_grpc.ResidenceServiceStub(self._channel)
 
     async def verify(self, id_number: str, name: str, *, timeout: float) -> HukouRecord:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from opentelemetry.trace import TracerProvider
 
 from govhub.identity.v1 import identity_pb2, identity_pb2_grpc
+from services.common.access import ServiceSecurity
 from services.common.clock import Clock
 from services.common.db import create_schema, dispose_engine, make_engine, ping, session_factory
 from services.common.grpcserver import GrpcService, build_grpc_server
@@ -14,7 +15,7 @@ from services.common.settings import ServiceSettings
 from services.identity.policy import default_policy
 from services.identity.residence import GrpcHukouDirectory, HukouDirectory
 from services.identity.servicer import IdentityServicer
-from services.identity.store import Base, OutboxEvent, upgrade_schema
+from services.identity.store import AuditEntry, Base, OutboxEvent, upgrade_schema
 
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 
@@ -43,7 +44,9 @@ async def build_server(
     ctx = ServiceContext(
         settings, engine, sessions, EventFeed(OutboxEvent, sessions), clock or Clock(settings.common.today)
     )
-    directory = hukou or GrpcHukouDirectory(settings.residence_target, tracer_provider=tracer_provider)
+    directory = hukou or GrpcHukouDirectory(
+        settings.residence_target, tracer_provider=tracer_provider, tls=settings.security.client_tls
+    )
     servicer = IdentityServicer(ctx, directory, policy)
     try:
         service = build_grpc_server(
@@ -58,6 +61,7 @@ async def build_server(
             is_healthy=lambda: ping(engine),
             tracer_provider=tracer_provider,
             health_interval=settings.health_interval,
+            security=ServiceSecurity.from_settings(settings, sessions, AuditEntry),
         )
     except BaseException:
         await directory.close()

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql import Select
 
+from services.common.audit import AuditMixin
 from services.common.db import NAMING, JsonType, UTCDateTime
 from services.common.errors import InvalidArgument
 from services.common.idempotency import IdempotencyMixin
@@ -53,6 +54,10 @@ class OutboxEvent(OutboxMixin, Base):
 
 class IdempotencyRecord(IdempotencyMixin, Base):
     __tablename__ = "idempotency"
+
+
+class AuditEntry(AuditMixin, Base):
+    __tablename__ = "audit_log"
 
 
 class Timestamps:

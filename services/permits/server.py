@@ -5,6 +5,7 @@ from __future__ import annotations
 from opentelemetry.trace import TracerProvider
 
 from govhub.permits.v1 import permits_pb2, permits_pb2_grpc
+from services.common.access import ServiceSecurity
 from services.common.clock import Clock
 from services.common.db import create_schema, dispose_engine, make_engine, ping, session_factory
 from services.common.grpcserver import GrpcService, build_grpc_server
@@ -12,7 +13,7 @@ from services.common.outbox import EventFeed
 from services.common.service import ServiceContext
 from services.common.settings import ServiceSettings
 from services.permits.servicer import PermitsServicer
-from services.permits.store import Base, OutboxEvent
+from services.permits.store import AuditEntry, Base, OutboxEvent
 
 SERVICE_NAME = permits_pb2.DESCRIPTOR.services_by_name["PermitsService"].full_name
 
@@ -39,6 +40,7 @@ async def build_server(
         is_healthy=lambda: ping(engine),
         tracer_provider=tracer_provider,
         health_interval=settings.health_interval,
+        security=ServiceSecurity.from_settings(settings, sessions, AuditEntry),
     )
     service.closers.append(lambda: dispose_engine(engine))
     return service

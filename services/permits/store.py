@@ -47,6 +47,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.common.audit import AuditMixin
 from services.common.db import NAMING, JsonType, UnitOfWork, UTCDateTime, new_id
 from services.common.errors import AlreadyExists, NotFound
 from services.common.idempotency import IdempotencyMixin
@@ -64,6 +65,10 @@ class OutboxEvent(OutboxMixin, Base):
 
 class IdempotencyRecord(IdempotencyMixin, Base):
     __tablename__ = "idempotency"
+
+
+class AuditEntry(AuditMixin, Base):
+    __tablename__ = "audit_log"
 
 
 OPEN_STATES = frozenset(
