@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -31,9 +32,25 @@ class Hub:
     process: subprocess.Popen[str]
     log_path: Path
     var_dir: Path
+    log_file: IO[str]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def token(self, role: str, sub: str, **claims: str) -> str:
+        """A bearer token signed with this hub's development secret."""
+        return mint_token(self.var_dir, role, sub, **claims)
+
+    def citizen(self, id_number: str) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.token('citizen', f'citizen-{id_number[-4:]}', person=id_number)}"
+        }
+
+
+def mint_token(var_dir: Path, role: str, sub: str, **claims: str) -> str:
+    from gateway.auth import ensure_dev_secret, mint
+
+    return mint(ensure_dev_secret(var_dir / "dev-jwt-secret"), role=role, sub=sub, **claims)
 
 
 def hub_env(var_dir: Path, ports: dict[str, int], today: str) -> dict[str, str]:
@@ -75,8 +92,10 @@ def start_hub(var_dir: Path, today: str = "2016-09-15") -> Hub:
         log_file.flush()
         if line.startswith("READY "):
             targets = {n: f"127.0.0.1:{p}" for n, p in ports.items() if n != "gateway"}
-            return Hub(line.split()[1], targets, process, log_path, var_dir)
+            return Hub(line.split()[1], targets, process, log_path, var_dir, log_file)
     stop_hub(process)
+    process.stdout.close()
+    log_file.close()
     raise AssertionError(f"the hub did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
 
 
@@ -96,4 +115,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     running = start_hub(tmp_path_factory.mktemp("hub"))
     yield running
     code = stop_hub(running.process)
+    assert running.process.stdout is not None
+    running.process.stdout.close()
+    running.log_file.close()
     assert code == 0, running.log()[-4000:]

@@ -75,7 +75,11 @@ class Reflective:
 
 async def test_cross_province_renewal_end_to_end(hub: Hub) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{hub.base_url}/api/v1/cases", json=application(TIANJIN)) as resp:
+        async with http.post(
+            f"{hub.base_url}/api/v1/cases",
+            json=application(TIANJIN),
+            headers=hub.citizen(TIANJIN["id_number"]),
+        ) as resp:
             body = await resp.json()
             assert resp.status == 201, body
         case_url = f"{hub.base_url}/api/v1/cases/{body['case_no']}"
@@ -111,14 +115,18 @@ async def test_cross_province_renewal_end_to_end(hub: Hub) -> None:
 
 async def test_refusals_follow_the_error_table(hub: Hub) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{hub.base_url}/api/v1/cases", json=application(HENAN)) as resp:
+        async with http.post(
+            f"{hub.base_url}/api/v1/cases", json=application(HENAN), headers=hub.citizen(HENAN["id_number"])
+        ) as resp:
             problem = await resp.json()
             assert resp.status == 422, problem
             assert resp.content_type == "application/problem+json"
             assert problem["reason"] == "PROVINCE_NOT_YET_ACCEPTED"
 
         bad_digit = application({"id_number": "120101198503120116", "name": "王津生"})
-        async with http.post(f"{hub.base_url}/api/v1/cases", json=bad_digit) as resp:
+        async with http.post(
+            f"{hub.base_url}/api/v1/cases", json=bad_digit, headers=hub.citizen(TIANJIN["id_number"])
+        ) as resp:
             problem = await resp.json()
             assert resp.status == 400
             assert {"field": "data.applicant.id_number", "reason": "BAD_CHECK_DIGIT"}.items() <= problem[
@@ -126,7 +134,9 @@ async def test_refusals_follow_the_error_table(hub: Hub) -> None:
             ][0].items()
 
         stranger = application({"id_number": "11010519491231002X", "name": "无此人"})
-        async with http.post(f"{hub.base_url}/api/v1/cases", json=stranger) as resp:
+        async with http.post(
+            f"{hub.base_url}/api/v1/cases", json=stranger, headers=hub.citizen("11010519491231002X")
+        ) as resp:
             problem = await resp.json()
             assert resp.status == 422, problem
             assert problem["reason"] == "HUKOU_RECORD_NOT_FOUND"

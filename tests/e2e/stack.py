@@ -1,0 +1,135 @@
+"""A hub whose processes a test can kill and restart one by one (the fault tests), started with the same
+commands and settings that ``make run`` uses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.e2e.conftest import ROOT, free_port, hub_env
+
+SERVICES = ("identity", "residence", "permits")
+
+
+def _grpc_serving(target: str) -> bool:
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _http_ok(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+    except OSError:
+        return False
+
+
+class Stack:
+    def __init__(self, var_dir: Path, today: str = "2016-09-15", **extra_env: str) -> None:
+        self.var_dir = var_dir
+        self.ports = {name: free_port() for name in (*SERVICES, "gateway")}
+        self.env = hub_env(var_dir, self.ports, today)
+        self.env.update(extra_env)
+        self.env.update(
+            GOVHUB_GATEWAY_IDENTITY_TARGET=self.target("identity"),
+            GOVHUB_GATEWAY_RESIDENCE_TARGET=self.target("residence"),
+            GOVHUB_GATEWAY_PERMITS_TARGET=self.target("permits"),
+            GOVHUB_IDENTITY_RESIDENCE_TARGET=self.target("residence"),
+            GOVHUB_GATEWAY_RETRY_BASE="0.2",
+            GOVHUB_GATEWAY_RETRY_MAX="1",
+        )
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.gateways: list[tuple[subprocess.Popen[bytes], int]] = []
+        self.logs: list[Path] = []
+        var_dir.mkdir(parents=True, exist_ok=True)
+
+    def target(self, name: str) -> str:
+        return f"127.0.0.1:{self.ports[name]}"
+
+    def _spawn(self, label: str, module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = self.var_dir / f"{label}-{len(self.logs)}.log"
+        self.logs.append(log)
+        with log.open("wb") as out:
+            return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, stdout=out, stderr=out)
+
+    def seed(self, households: int = 30) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "services.residence.seed", "--households", str(households)],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self, name: str) -> None:
+        self.procs[name] = self._spawn(name, f"services.{name}", self.env)
+        self._wait(lambda: _grpc_serving(self.target(name)), name)
+
+    def start_gateway(self, port: int | None = None) -> str:
+        port = port or self.ports["gateway"]
+        env = {**self.env, "GOVHUB_GATEWAY_LISTEN": f"127.0.0.1:{port}"}
+        proc = self._spawn(f"gateway-{port}", "gateway", env)
+        self.gateways.append((proc, port))
+        self._wait(lambda: _http_ok(port), f"gateway on {port}")
+        return f"http://127.0.0.1:{port}"
+
+    def start_all(self) -> str:
+        for name in ("residence", "identity", "permits"):
+            self.start(name)
+        return self.start_gateway()
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+
+    def kill_gateway(self, port: int | None = None, sig: int = signal.SIGKILL) -> None:
+        port = port or self.ports["gateway"]
+        for entry in list(self.gateways):
+            proc, p = entry
+            if p == port and proc.poll() is None:
+                proc.send_signal(sig)
+                proc.wait(timeout=30)
+                self.gateways.remove(entry)
+
+    def _wait(self, ready: object, what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():  # type: ignore[operator]
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{what} did not become ready:\n" + self.tail())
+
+    def tail(self, lines: int = 40) -> str:
+        out = []
+        for log in self.logs[-4:]:
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {log.name}\n" + "\n".join(text))
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        running = [p for p, _ in self.gateways] + list(self.procs.values())
+        for proc in running:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in running:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.gateways.clear()
+        self.procs.clear()
