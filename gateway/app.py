@@ -155,6 +155,7 @@ def create_app(
                 "permits": settings.permits_target,
             },
             tracer_provider,
+            settings.security.client_tls,  # mutual TLS with the gateway's client certificate (GOVHUB_TLS=on)
         )
         app[departments_key] = clients
         yield
