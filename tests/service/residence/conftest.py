@@ -162,9 +162,14 @@ async def residence(db_url: str) -> AsyncIterator[Residence]:
     finally:
         await channel.close()
         await service.stop(0)
-        # Let the server's cancelled call handlers (a WatchEvents the client cancelled may be closing its
-        # database session) finish before the test's loop closes: cancelled again by the loop's shutdown,
-        # such a task can hang it.
-        rpc_tasks = [t for t in asyncio.all_tasks() if t.get_name() == "rpc_task" and not t.done()]
-        if rpc_tasks:
-            await asyncio.wait(rpc_tasks, timeout=5)
+        await settle()
+
+
+async def settle() -> None:
+    """Let the stopped server's leftover tasks finish before the test's loop closes: a WatchEvents handler
+    the client cancelled may still be closing its database session (cancelled again by the loop's shutdown,
+    such a task can hang it), and a shielded write (the audit trail) may still be running."""
+    current = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=5)

@@ -17,7 +17,7 @@ from services.common.settings import ServiceSettings
 from services.residence import seed as seed_module
 from services.residence.seed import DEMO_HOUSEHOLDS, DEMO_PEOPLE, UNREGISTERED_ID_NUMBER, Progress
 from services.residence.server import build_server
-from tests.service.residence.conftest import TODAY, seed_demo
+from tests.service.residence.conftest import TODAY, seed_demo, settle
 
 
 async def test_seeding_twice_adds_nothing_and_growing_adds_only_the_rest(db_url: str) -> None:
@@ -68,6 +68,7 @@ async def test_get_person_on_a_seeded_register(db_url: str) -> None:
     finally:
         await channel.close()
         await service.stop(0)
+        await settle()
 
 
 def test_the_command_reads_the_service_settings_and_reports_on_stdout(tmp_path, capsys) -> None:
