@@ -72,6 +72,17 @@ seed: $(GEN_STAMP) ## load the synthetic demo population (N= households, default
 token: $(GEN_STAMP) ## mint a development bearer token: make token ROLE=citizen SUB=me ID=<id number> [HALL= DEPT=]
 	@$(PY) -m gateway.auth token --role "$(ROLE)" --sub "$(SUB)" $(if $(ID),--id "$(ID)") $(if $(HALL),--hall "$(HALL)") $(if $(DEPT),--dept "$(DEPT)")
 
+.PHONY: certs audit-verify
+certs: $(INSTALLED) ## development CA + server/client certificates in var/certs/ and var/audit.key, for GOVHUB_TLS=on
+	$(PY) -m services.common.certs --dir var/certs
+
+audit-verify: $(GEN_STAMP) ## check the audit chains of the databases under var/ (or DB=<database URL>); names the first tampered entry
+	@if [ -n "$(DB)" ]; then exec $(PY) -m services.common.audit verify --database "$(DB)"; fi; \
+	status=0; for s in identity residence permits; do \
+	  if [ -f var/$$s.db ]; then printf '%s: ' $$s; \
+	    $(PY) -m services.common.audit verify --database "sqlite+aiosqlite:///var/$$s.db" || status=1; fi; \
+	done; exit $$status
+
 bench: $(GEN_STAMP) ## benchmarks (not part of make test)
 	$(PY) -m tests.perf.bench
 

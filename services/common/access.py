@@ -1,5 +1,6 @@
-"""Access control and audit for every department service: the interceptor between OpenTelemetry and the
-handlers, and the ``AuditService`` that lets a person see who looked at their records.
+"""Access control and audit for every department service: the interceptor right before the handlers
+(after OpenTelemetry and the log-context and error-mapping interceptor), and the ``AuditService`` that lets
+a person see who looked at their records.
 
 For every call but health and reflection, ``AccessInterceptor``:
 
@@ -10,9 +11,10 @@ For every call but health and reflection, ``AccessInterceptor``:
    reason ``PURPOSE_REQUIRED`` (an access-control refusal, not a business one: FAILED_PRECONDITION is
    what the departments answer for their business rules, and the gateway shows those to the applicant);
 3. runs the handler, then writes the audit entries (``services.common.audit``) in a short transaction of
-   its own: for every call of a method that touches personal data, and for every denied call. When the
-   audit trail cannot be written, a call that was answered fails with UNAVAILABLE instead: no personal data
-   leaves without its entry (changes are idempotent by request_id, so the retry is safe).
+   its own, before the answer or the error status goes out: for every call of a method that touches
+   personal data, and for every denied call. When the audit trail cannot be written, a call that was
+   answered fails with UNAVAILABLE instead: no personal data leaves without its entry (changes are
+   idempotent by request_id, so the retry is safe).
 
 With TLS off (plaintext development mode) there is no peer identity: grants and purposes are **not
 enforced**, the service says so in a warning at start, and entries are written with an empty client.
@@ -47,7 +49,7 @@ from services.common.audit import (
     load_key,
     personal_methods,
 )
-from services.common.errors import InvalidArgument
+from services.common.errors import DomainError, InvalidArgument
 from services.common.grants import Grants, is_open
 from services.common.logging import mask_value
 from services.common.settings import ServiceSettings, SettingsError, TlsFiles
@@ -117,8 +119,9 @@ class _Caller:
 
 
 class AccessInterceptor(grpc.aio.ServerInterceptor):
-    """Grants, purposes and the audit trail; see the module notes. Sits after the OpenTelemetry
-    interceptor and before the log-context and error-mapping one."""
+    """Grants, purposes and the audit trail; see the module notes. The last interceptor before the
+    handlers: after OpenTelemetry and after the log-context and error-mapping one, which turns this one's
+    refusals and the handlers' errors into status codes."""
 
     def __init__(self, service: str, security: ServiceSecurity, service_names: Iterable[str]) -> None:
         self.service = service
@@ -220,10 +223,24 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         return caller
 
     async def _after_error(
-        self, method: str, caller: _Caller, request: Message, context: grpc.aio.ServicerContext
+        self,
+        method: str,
+        caller: _Caller,
+        request: Message,
+        context: grpc.aio.ServicerContext,
+        exc: BaseException,
     ) -> None:
-        code = context.code()
-        status = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+        """Record a failed call. Runs inside the error-mapping interceptor, before the status is sent (a
+        handler's own ``context.abort`` has already sent it)."""
+        if isinstance(exc, grpc.aio.AbortError):
+            code = context.code()
+            status = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+        elif isinstance(exc, DomainError):
+            from services.common.grpcserver import domain_error_status
+
+            status = code_pb2.Code.Name(domain_error_status(exc, self.service).code)
+        else:
+            status = "INTERNAL"
         try:
             await self._record(method, caller, request, None, FAILED, status)
         except Exception:
@@ -259,8 +276,8 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
                 caller = await self._before(method, metadata, request, context)
                 try:
                     response = await inner(request, context)
-                except grpc.aio.AbortError:
-                    await self._after_error(method, caller, request, context)
+                except Exception as exc:
+                    await self._after_error(method, caller, request, context, exc)
                     raise
                 await self._after(method, caller, request, response, context)
                 return response
@@ -278,8 +295,8 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     async for item in inner_stream(request, context):
                         yield item
-                except grpc.aio.AbortError:
-                    await self._after_error(method, caller, request, context)
+                except Exception as exc:
+                    await self._after_error(method, caller, request, context, exc)
                     raise
                 await self._after(method, caller, request, None, context)
 

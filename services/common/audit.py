@@ -43,11 +43,20 @@ from typing import Any
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
-from sqlalchemy import Boolean, MetaData, String, select, text
+from sqlalchemy import Boolean, MetaData, String, inspect, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.db import NAMING, BigIntPK, UTCDateTime, dispose_engine, make_engine, session_factory
+from services.common.db import (
+    NAMING,
+    BigIntPK,
+    UTCDateTime,
+    dispose_engine,
+    is_sqlite,
+    make_engine,
+    session_factory,
+)
 
 TABLE = "audit_log"
 GENESIS = "0" * 64
@@ -337,9 +346,20 @@ class _Entry(AuditMixin, _VerifyBase):
     __tablename__ = TABLE
 
 
+class NoAuditTrail(LookupError):
+    """The database has no audit_log table."""
+
+
 async def verify_database(url: str) -> Verdict:
+    if is_sqlite(url):
+        database = make_url(url).database
+        if database and database != ":memory:" and not Path(database).is_file():  # noqa: ASYNC240 - once
+            raise NoAuditTrail(f"no database file {database}")
     engine = make_engine(url, pool_size=1)
     try:
+        async with engine.connect() as conn:
+            if not await conn.run_sync(lambda sync: inspect(sync).has_table(TABLE)):
+                raise NoAuditTrail(f"no {TABLE} table in this database")
         async with session_factory(engine)() as session:
             rows = list((await session.scalars(select(_Entry).order_by(_Entry.sequence))).all())
     finally:
@@ -356,7 +376,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--expect-head", default="", help="the head hash recorded earlier (catches truncation)"
     )
     args = parser.parse_args(argv)
-    verdict = asyncio.run(verify_database(args.database))
+    try:
+        verdict = asyncio.run(verify_database(args.database))
+    except NoAuditTrail as exc:
+        print(f"audit chain: {exc}")
+        return 2
     if verdict.finding is not None:
         print(f"audit chain BROKEN at {verdict.finding} ({verdict.checked} entries before it are intact)")
         return 1

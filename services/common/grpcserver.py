@@ -1,11 +1,11 @@
 """gRPC server bootstrap shared by the department services.
 
 ``build_grpc_server`` returns an unstarted ``grpc.aio`` server with, in this order, the OpenTelemetry
-interceptor, the access interceptor (grants, purposes, audit trail: ``services.common.access``; when given
-a ``security``), the log-context interceptor and the error-mapping interceptor; the standard health
-service (NOT_SERVING until started, while stopping, and whenever the database does not answer), server
-reflection, and with a ``security`` the ``AuditService``. The port is mutual TLS when the security has
-TLS files, plaintext otherwise. ``serve`` runs it until SIGTERM or SIGINT and drains gracefully.
+interceptor, the log-context and error-mapping interceptor, and (when given a ``security``) the access
+interceptor (grants, purposes, audit trail: ``services.common.access``) right before the handlers; the
+standard health service (NOT_SERVING until started, while stopping, and whenever the database does not
+answer), server reflection, and with a ``security`` the ``AuditService``. The port is mutual TLS when the
+security has TLS files, plaintext otherwise. ``serve`` runs it until SIGTERM or SIGINT and drains gracefully.
 """
 
 from __future__ import annotations
@@ -239,9 +239,10 @@ def build_grpc_server(
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if tracer_provider is not None:
         interceptors.append(aio_server_interceptor(tracer_provider=tracer_provider))
-    if security is not None:
-        interceptors.append(AccessInterceptor(name, security, names))
     interceptors.append(ContextAndErrorsInterceptor(name))
+    if security is not None:
+        # Inside the error mapping, so that a failed call is recorded before its status is sent.
+        interceptors.append(AccessInterceptor(name, security, names))
     server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
     for add in register:
         add(server)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from opentelemetry.trace import TracerProvider
 
 from govhub.residence.v1 import residence_pb2, residence_pb2_grpc
+from services.common.access import ServiceSecurity
 from services.common.clock import Clock
 from services.common.db import create_schema, make_engine, ping, session_factory
 from services.common.grpcserver import GrpcService, build_grpc_server
@@ -12,7 +13,7 @@ from services.common.outbox import EventFeed
 from services.common.service import ServiceContext
 from services.common.settings import ServiceSettings
 from services.residence.servicer import ResidenceServicer
-from services.residence.store import Base, OutboxEvent, ensure_stations
+from services.residence.store import AuditEntry, Base, OutboxEvent, ensure_stations
 
 SERVICE_NAME = residence_pb2.DESCRIPTOR.services_by_name["ResidenceService"].full_name
 
@@ -40,6 +41,7 @@ async def build_server(
         is_healthy=lambda: ping(engine),
         tracer_provider=tracer_provider,
         health_interval=settings.health_interval,
+        security=ServiceSecurity.from_settings(settings, sessions, AuditEntry),
     )
     service.closers.append(engine.dispose)
     return service

@@ -46,6 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.common.audit import AuditMixin
 from services.common.db import NAMING, JsonType, UnitOfWork, UTCDateTime, new_id
 from services.common.errors import NotFound
 from services.common.idempotency import IdempotencyMixin
@@ -69,6 +70,10 @@ class OutboxEvent(OutboxMixin, Base):
 
 class IdempotencyRecord(IdempotencyMixin, Base):
     __tablename__ = "idempotency"
+
+
+class AuditEntry(AuditMixin, Base):
+    __tablename__ = "audit_log"
 
 
 # ----------------------------------------------------------------------------------------------------------
