@@ -10,13 +10,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import actions as A
 from gateway.catalogue import Matter, get_value
 from gateway.saga import SagaRunner
-from gateway.store import Case, CaseStep
+from gateway.store import Case, CaseStep, IdempotencyKey
 from services.common.clock import Clock
 
 _CASE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I
@@ -65,6 +65,7 @@ async def open_case(
     hall: str | None = None,
     opened_by: str | None = None,
     contact: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
 ) -> tuple[Case, str]:
     """Store the case and its steps in one transaction; returns the case and its query code. `hall` is
     the service hall that opened it (or, online, the hall its data names); `opened_by` the staff member."""
@@ -109,8 +110,22 @@ async def open_case(
                     updated_at=now,
                 )
             )
+        if idempotency_key is not None:
+            await session.execute(
+                update(IdempotencyKey).where(IdempotencyKey.key == idempotency_key).values(case_id=case.id)
+            )
         await session.commit()
     return case, code
+
+
+async def new_query_code_for(sessions: async_sessionmaker[AsyncSession], case_id: str) -> str:
+    """Give a case a new query code (its first one was never delivered: the answer was lost)."""
+    code = new_query_code()
+    async with sessions() as session:
+        case = await session.get_one(Case, case_id)
+        case.query_code_hash = hash_code(case.case_no, code)
+        await session.commit()
+    return code
 
 
 async def drive_for(runner: SagaRunner, case_id: str, wait: float) -> None:

@@ -104,6 +104,9 @@ class IdempotencyKey(Base):
     status: Mapped[int] = mapped_column(Integer, default=0)
     response: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    # The case this request opened, bound in the same transaction as the case itself: a request whose
+    # gateway died before answering can still be answered with its case.
+    case_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class Material(Base):

@@ -16,10 +16,10 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway import saga
 from gateway.auth import Principal
-from gateway.cases import applicant_key, case_view, drive_for, load_case, open_case
+from gateway.cases import applicant_key, case_view, drive_for, load_case, new_query_code_for, open_case
 from gateway.catalogue import Matter, get_value, validate_materials, validate_submission
 from gateway.problems import Problem, problem_response
-from gateway.store import IdempotencyKey, Material
+from gateway.store import Case, IdempotencyKey, Material
 from gateway.typedefs import catalogue_key, clock_key, runner_key, sessions_key, settings_key
 from services.common.errors import FieldViolation, InvalidArgument
 
@@ -115,7 +115,7 @@ async def submit(request: web.Request, body: dict[str, Any], opening: Opening) -
         if replay is not None:
             return replay
     try:
-        status, payload = await _open(request, matter, data, materials, opening, contact)
+        status, payload = await _open(request, matter, data, materials, opening, contact, key or None)
     except BaseException:
         if key:
             await _release_key(request, key)
@@ -166,9 +166,10 @@ async def _open(
     materials: dict[str, dict[str, Any]],
     opening: Opening,
     contact: dict[str, Any],
+    key: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
     app = request.app
-    sessions, clock, runner = app[sessions_key], app[clock_key], app[runner_key]
+    sessions, clock = app[sessions_key], app[clock_key]
     case, code = await open_case(
         sessions,
         clock,
@@ -178,9 +179,19 @@ async def _open(
         hall=opening.hall,
         opened_by=opening.opened_by,
         contact=contact,
+        idempotency_key=key,
     )
-    await drive_for(runner, case.id, app[settings_key].submit_wait)
-    loaded = await load_case(sessions, case.case_no)
+    return await _outcome(request, case.id, code)
+
+
+async def _outcome(request: web.Request, case_id: str, code: str) -> tuple[int, dict[str, Any]]:
+    """Drive the case's first steps (within the submission's wait) and answer with where it stands."""
+    app = request.app
+    sessions, clock, runner = app[sessions_key], app[clock_key], app[runner_key]
+    await drive_for(runner, case_id, app[settings_key].submit_wait)
+    async with sessions() as session:
+        case_no = (await session.get_one(Case, case_id)).case_no
+    loaded = await load_case(sessions, case_no)
     assert loaded is not None
     case, steps = loaded
     view = case_view(case, steps, app[catalogue_key], clock, personal=False)
@@ -240,12 +251,23 @@ async def _claim_key(request: web.Request, key: str, body: dict[str, Any]) -> we
     if existing.body_hash != digest:
         raise Problem(422, "idempotency-key-reused", "This Idempotency-Key was used with a different body")
     if existing.state == "RUNNING":
-        raise Problem(
-            409,
-            "idempotency-conflict",
-            "A request with this Idempotency-Key is still running",
-            headers={"Retry-After": "1"},
-        )
+        settings = request.app[settings_key]
+        abandoned = now - dt.timedelta(seconds=2 * (settings.submit_wait + settings.call_timeout))
+        if existing.created_at >= abandoned:
+            raise Problem(
+                409,
+                "idempotency-conflict",
+                "A request with this Idempotency-Key is still running",
+                headers={"Retry-After": "1"},
+            )
+        # The gateway that took this request died before answering.
+        if existing.case_id is None:  # ... before opening the case: this request takes over
+            await _release_key(request, key)
+            return await _claim_key(request, key, body)
+        code = await new_query_code_for(request.app[sessions_key], existing.case_id)
+        status, payload = await _outcome(request, existing.case_id, code)
+        await _finish_key(request, key, status, payload)
+        return answer(status, payload)
     return answer(existing.status, existing.response)
 
 
