@@ -382,7 +382,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"audit chain: {exc}")
         return 2
     if verdict.finding is not None:
-        print(f"audit chain BROKEN at {verdict.finding} ({verdict.checked} entries before it are intact)")
+        intact = (
+            "1 entry before it is" if verdict.checked == 1 else f"{verdict.checked} entries before it are"
+        )
+        print(f"audit chain BROKEN at {verdict.finding} ({intact} intact)")
         return 1
     if args.expect_head and args.expect_head not in verdict.hashes:
         print(
