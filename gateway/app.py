@@ -14,6 +14,7 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from gateway.actions import known_actions
+from gateway.audit import audit_middleware, trail_for, trail_key
 from gateway.auth import TokenVerifier, auth_middleware, load_keys
 from gateway.catalogue import load_catalogue
 from gateway.clients import Department, grpc_departments
@@ -112,6 +113,7 @@ def create_app(
         tracing_middleware(provider),
         context_middleware,
         metrics.middleware(),
+        audit_middleware,
         problem_middleware,
         auth_middleware(lambda request: request.app[verifier_key]),
     ]
@@ -142,6 +144,7 @@ def create_app(
             log.info("database columns added", columns=added)
         app[engine_key] = engine
         app[sessions_key] = session_factory(engine)
+        app[trail_key] = trail_for(app)
         app[stats_key] = Stats(app[sessions_key])
         yield
         await dispose_engine(engine)

@@ -32,8 +32,9 @@ async def call_as(department: Department, method: str, request: Any, ctx: CallCo
     """Call `method` with the actor's identity; raises the clients' Refused / Invalid / Unavailable."""
     if isinstance(department, GrpcDepartment):
         metadata = (("x-govhub-case", ctx.case_no), ("x-request-id", ctx.request_id), *actor_metadata(who))
+        stub = department.audit if method == "ListAccessEntries" else department.stub
         try:
-            return await getattr(department.stub, method)(request, timeout=ctx.timeout, metadata=metadata)
+            return await getattr(stub, method)(request, timeout=ctx.timeout, metadata=metadata)
         except grpc.aio.AioRpcError as err:
             raise translate(department.name, err) from None
     forwarding = getattr(department, "call_as", None)

@@ -18,6 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.trace import TracerProvider
 
+from govhub.audit.v1 import audit_pb2_grpc
 from govhub.identity.v1 import identity_pb2, identity_pb2_grpc
 from govhub.permits.v1 import permits_pb2, permits_pb2_grpc
 from govhub.residence.v1 import residence_pb2, residence_pb2_grpc
@@ -139,6 +140,7 @@ class GrpcDepartment:
             options=[("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 0)],
         )
         self.stub = stub_type(self.channel)
+        self.audit = audit_pb2_grpc.AuditServiceStub(self.channel)
         self._watch_request = watch_request
 
     async def call(self, method: str, request: Any, ctx: CallContext) -> Any:

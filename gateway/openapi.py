@@ -334,6 +334,36 @@ OPERATIONS: dict[tuple[str, str], S] = {
             obj({"household": OPEN, "members": {"type": "array", "items": OPEN}}, ("household", "members"))
         ),
     },
+    ("GET", "/api/v1/me/access-log"): {
+        "summary": "Who looked at my records, when and for what purpose (newest first)",
+        "parameters": [PAGING[0]],
+        "responses": ok(
+            obj(
+                {
+                    "entries": {
+                        "type": "array",
+                        "items": obj(
+                            {
+                                k: {"type": "string"}
+                                for k in (
+                                    "time",
+                                    "department",
+                                    "organisation",
+                                    "system",
+                                    "role",
+                                    "purpose",
+                                    "action",
+                                    "outcome",
+                                )
+                            },
+                            ("time", "department", "organisation", "action", "outcome"),
+                        ),
+                    }
+                },
+                ("entries",),
+            )
+        ),
+    },
     ("GET", "/api/v1/me/notifications"): {
         "summary": "Messages sent about my cases",
         "parameters": PAGING,

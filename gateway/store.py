@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.schema import CreateColumn
 
+from services.common.audit import AuditMixin
 from services.common.db import NAMING, BigIntPK, JsonType, UTCDateTime
 
 
@@ -167,3 +168,9 @@ def add_missing_columns(conn: Connection) -> list[str]:
             conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
             added.append(f"{table.name}.{column.name}")
     return added
+
+
+class AuditEntry(AuditMixin, Base):
+    """The gateway's audit trail (append-only, hash-chained; see services/common/audit.py)."""
+
+    __tablename__ = "audit_log"

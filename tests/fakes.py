@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from gateway.clients import CallContext, Refused, Unavailable
+from govhub.audit.v1 import audit_pb2
 from govhub.common.v1 import common_pb2
 from govhub.identity.v1 import identity_pb2
 
@@ -19,7 +20,9 @@ class FakeDepartment:
     def __init__(self, name: str) -> None:
         self.name = name
         self.calls: list[tuple[str, Any, CallContext]] = []
-        self.handlers: dict[str, Callable[[Any], Any]] = {}
+        self.handlers: dict[str, Callable[[Any], Any]] = {
+            "ListAccessEntries": lambda _request: audit_pb2.ListAccessEntriesResponse(),
+        }
         self.answers: dict[str, Any] = {}
         self.down = False
         self.events: list[common_pb2.Event] = []

@@ -4,6 +4,7 @@ no way to name somebody else."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -21,6 +22,7 @@ from gateway.api.common import (
     page_size,
     visible_case,
 )
+from gateway.audit import note_person, trail_key
 from gateway.auth import Principal, allow, require
 from gateway.calls import call_as
 from gateway.clients import CallContext, DepartmentError
@@ -28,6 +30,7 @@ from gateway.feedback import POOR, feedback_view
 from gateway.problems import Problem
 from gateway.store import Case, Feedback, Notification
 from gateway.typedefs import clock_key, departments_key, sessions_key, settings_key, stats_key
+from govhub.audit.v1 import audit_pb2
 from govhub.common.v1 import common_pb2
 from govhub.identity.v1 import identity_pb2
 from govhub.residence.v1 import residence_pb2
@@ -56,6 +59,8 @@ def _id_number(who: Principal) -> str:
 
 
 async def _call(request: web.Request, department: str, method: str, message: Any, who: Principal) -> Any:
+    if who.person:
+        note_person(request, id_number=_id_number(who))
     try:
         return await call_as(request.app[departments_key][department], method, message, _ctx(request), who)
     except DepartmentError as exc:
@@ -290,3 +295,54 @@ async def rate_case(request: web.Request) -> web.Response:
             raise Problem(409, "already-rated", "This case has been rated already") from None
     request.app[stats_key].invalidate()
     return web.json_response({"case_no": case.case_no, **feedback_view(row)}, status=201)
+
+
+_OUTCOMES = {1: "allowed", 2: "denied", 3: "failed"}
+
+
+@routes.get("/api/v1/me/access-log")
+@allow("citizen")
+async def my_access_log(request: web.Request) -> web.Response:
+    """Who looked at my records, when and for what (the Data Tracker idea): every department's audit
+    trail and the one window's own, newest first — organisations and systems, never staff details."""
+    who = require(request)
+    id_number = _id_number(who)
+    size = page_size(request)
+    entries: list[dict[str, Any]] = []
+    for name in ("identity", "residence", "permits"):
+        reply = await _call(
+            request,
+            name,
+            "ListAccessEntries",
+            audit_pb2.ListAccessEntriesRequest(id_number=id_number, page_size=size),
+            who,
+        )
+        entries.extend(
+            {
+                "time": e.access_time.ToDatetime(dt.UTC).isoformat(),
+                "department": e.department or name,
+                "organisation": e.organisation,
+                "system": e.client_system,
+                "role": e.role,
+                "purpose": e.purpose,
+                "action": e.method,
+                "outcome": _OUTCOMES.get(e.outcome, "unknown"),
+            }
+            for e in reply.entries
+        )
+    trail = request.app[trail_key]
+    for row in await trail.about(trail.keys.id_number(id_number), before=None, limit=size):
+        entries.append(
+            {
+                "time": row.occurred_at.isoformat(),
+                "department": "gateway",
+                "organisation": row.organisation,
+                "system": row.client,
+                "role": row.actor_role,
+                "purpose": row.purpose,
+                "action": row.method,
+                "outcome": row.outcome,
+            }
+        )
+    entries.sort(key=lambda e: e["time"], reverse=True)
+    return web.json_response({"entries": entries[:size]})

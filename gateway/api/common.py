@@ -10,12 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.audit import note_applicant
 from gateway.auth import Principal
 from gateway.cases import load_case
 from gateway.clients import Invalid, Refused, Unavailable
 from gateway.problems import Problem
 from gateway.store import Case, CaseStep
-from gateway.typedefs import sessions_key, settings_key
+from gateway.typedefs import catalogue_key, sessions_key, settings_key
 from services.common.errors import FieldViolation
 
 MAX_JSON_BYTES = 256 * 1024
@@ -113,7 +114,10 @@ def not_found() -> Problem:
 
 
 async def visible_case(request: web.Request, who: Principal | None) -> tuple[Case, list[CaseStep]]:
+    """The case named in the path if `who` may see it (else 404); the look is audited either way."""
     loaded = await load_case(request.app[sessions_key], request.match_info["case_no"])
+    if loaded is not None:
+        note_applicant(request, loaded[0], request.app[catalogue_key].get(loaded[0].matter))
     if loaded is None or not can_see(who, *loaded):
         raise not_found()
     return loaded

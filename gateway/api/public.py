@@ -12,7 +12,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy.exc import IntegrityError
 
 from gateway import saga
-from gateway.api.common import can_see, json_body
+from gateway.api.common import can_see, json_body, visible_case
 from gateway.auth import allow, principal, public, require
 from gateway.cases import case_view, code_matches, drive_for, load_case
 from gateway.materials import SIGNATURES, MaterialTooLarge, MaterialTypeNotAllowed
@@ -140,10 +140,7 @@ async def get_case(request: web.Request) -> web.Response:
     who = principal(request)
     app = request.app
     if who is not None and "code" not in request.query:
-        loaded = await load_case(app[sessions_key], request.match_info["case_no"])
-        if loaded is None or not can_see(who, *loaded):
-            raise Problem(404, "not-found", "No such case")
-        case, steps = loaded
+        case, steps = await visible_case(request, who)
         view = case_view(case, steps, app[catalogue_key], app[clock_key], personal=True)
         if who.role != "citizen":
             view["opened_by"] = case.opened_by
