@@ -106,5 +106,6 @@ def configure_logging(service: str, log_format: str = "auto", level: str = "info
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiohttp.access", "asyncio", "sqlalchemy.engine"):
+    # aiosqlite logs SQL parameters (personal data) at DEBUG: never below WARNING.
+    for noisy in ("aiohttp.access", "asyncio", "sqlalchemy.engine", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

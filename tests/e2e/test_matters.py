@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import sqlite3
 import time
 import uuid
 from typing import Any
@@ -438,3 +439,32 @@ async def test_name_change_then_renewal(env: Any) -> None:
     await dept.decide_card(app.id, issue=False)
     await client.until(case, "READY_FOR_PICKUP")
     assert (await client.pickup(case, hall="310106"))["state"] == "COMPLETED"
+
+
+RAW_NUMBERS = (
+    "360102199205200454",
+    "310104197811300337",
+    "C01X00T47",
+    "C01X00T48",
+    *(m.id_number for h in (XUHUI, JINGAN) for m in h.members),
+)
+
+
+async def test_zz_every_trail_is_intact_and_no_log_holds_a_raw_number(hub: Hub) -> None:
+    """Runs last in this module: the audit chains the matters above wrote verify, name the people they
+    touched by key only, and no log line of any process holds a raw ID or passport number."""
+    from services.common.audit import RecordKeys, load_key, verify_database
+
+    keys = RecordKeys(load_key(hub.var_dir / "audit.key", create=False))
+    for database in ("identity", "residence", "permits", "gateway"):
+        verdict = await verify_database(f"sqlite+aiosqlite:///{hub.var_dir / f'{database}.db'}")
+        assert verdict.finding is None, (database, verdict.finding)
+        assert verdict.checked > 0, database
+    with sqlite3.connect(hub.var_dir / "identity.db") as db:
+        keyed = {row[0] for row in db.execute("SELECT record_key FROM audit_log")}
+        dump = "\n".join(str(row) for row in db.execute("SELECT * FROM audit_log"))
+    assert keys.id_number("360102199205200454") in keyed  # the renewal above was recorded, by key
+    assert "360102199205200454" not in dump
+    log = hub.log()
+    for number in RAW_NUMBERS:
+        assert number not in log, f"{number[:3]}… appears in a log line"
