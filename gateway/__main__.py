@@ -23,7 +23,9 @@ def main() -> int:
         return 2
     configure_logging("gateway", settings.common.log_format, settings.common.log_level)
     log = structlog.get_logger("govhub.gateway")
-    tracer_provider = configure_tracing("gateway", settings.common.trace_exporter)
+    tracer_provider = configure_tracing(
+        "gateway", settings.common.trace_exporter, file=settings.common.trace_file
+    )
     sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

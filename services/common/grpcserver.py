@@ -1,11 +1,13 @@
 """gRPC server bootstrap shared by the department services.
 
 ``build_grpc_server`` returns an unstarted ``grpc.aio`` server with, in this order, the OpenTelemetry
-interceptor, the log-context and error-mapping interceptor, and (when given a ``security``) the access
-interceptor (grants, purposes, audit trail: ``services.common.access``) right before the handlers; the
-standard health service (NOT_SERVING until started, while stopping, and whenever the database does not
-answer), server reflection, and with a ``security`` the ``AuditService``. The port is mutual TLS when the
-security has TLS files, plaintext otherwise. ``serve`` runs it until SIGTERM or SIGINT and drains gracefully.
+interceptor, the Prometheus metrics interceptor (``services.common.metrics``), the log-context and
+error-mapping interceptor, and (when given a ``security``) the access interceptor (grants, purposes,
+audit trail: ``services.common.access``) right before the handlers; the standard health service
+(NOT_SERVING until started, while stopping, and whenever the database does not answer), server
+reflection, and with a ``security`` the ``AuditService``. The port is mutual TLS when the security has
+TLS files, plaintext otherwise. ``serve`` runs it until SIGTERM or SIGINT and drains gracefully. With a
+``metrics_address`` the service also serves ``GET /metrics`` there, from start to stop.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from services.common.errors import (
     NotFound,
     Unavailable,
 )
+from services.common.metrics import MetricsInterceptor, MetricsServer, ServiceMetrics, building
 
 log = structlog.get_logger("govhub.grpc")
 
@@ -187,8 +190,14 @@ class GrpcService:
     health_interval: float = 5.0
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Prometheus: the registry the interceptor records into, and where to serve it (None: nowhere).
+    metrics: ServiceMetrics | None = None
+    metrics_address: tuple[str, int] | None = None
+    metrics_listen_setting: str = "the metrics listen setting"
+    metrics_port: int | None = None  # the bound port once started
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: bool = False
+    _metrics_server: MetricsServer | None = None
 
     async def _set(self, serving: bool) -> None:
         status = (
@@ -202,7 +211,23 @@ class GrpcService:
             await self._set(await self.is_healthy())
             await asyncio.sleep(self.health_interval)
 
+    async def _start_metrics(self) -> None:
+        if self.metrics is None or self.metrics_address is None:
+            return
+        host, port = self.metrics_address
+        metrics_server = MetricsServer(self.metrics, host, port)
+        try:
+            self.metrics_port = await metrics_server.start()
+        except OSError:
+            raise PortInUse(
+                f"cannot serve metrics on {host}:{port} (port in use?); "
+                f"set {self.metrics_listen_setting} to move it (or to off)"
+            ) from None
+        self._metrics_server = metrics_server
+        log.info("metrics", address=f"http://{host}:{self.metrics_port}/metrics")
+
     async def start(self) -> None:
+        await self._start_metrics()
         await self.server.start()
         self._tasks.append(asyncio.create_task(self._monitor(), name=f"{self.name}-health"))
         for job in self.background:
@@ -215,6 +240,9 @@ class GrpcService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop(grace)
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
+            self._metrics_server = None
         for close in reversed(self.closers):
             await close()
 
@@ -231,14 +259,20 @@ def build_grpc_server(
     tracer_provider: TracerProvider | None = None,
     health_interval: float = 5.0,
     security: ServiceSecurity | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> GrpcService:
+    """`metrics`: the registry the RPCs are recorded in; by default the one of ``metrics.collecting``
+    when the service is built inside it (``service_main``), else a new one of its own."""
     names = tuple(service_names)
+    metrics = metrics or building() or ServiceMetrics(name)
     if security is not None:
         names = (*names, AUDIT_SERVICE_NAME)
         security.grants.check_methods(names)
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if tracer_provider is not None:
         interceptors.append(aio_server_interceptor(tracer_provider=tracer_provider))
+    # Outside the error mapping, so that it sees the status a domain error was mapped to.
+    interceptors.append(MetricsInterceptor(metrics))
     interceptors.append(ContextAndErrorsInterceptor(name))
     if security is not None:
         # Inside the error mapping, so that a failed call is recorded before its status is sent.
@@ -277,6 +311,7 @@ def build_grpc_server(
         service_names=names,
         is_healthy=is_healthy,
         health_interval=health_interval,
+        metrics=metrics,
     )
 
 

@@ -17,6 +17,7 @@ from services.common.clock import Clock
 from services.common.db import UnitOfWork
 from services.common.grpcserver import GrpcService, PortInUse, serve
 from services.common.logging import configure_logging
+from services.common.metrics import ServiceMetrics, building, collecting
 from services.common.outbox import EventFeed
 from services.common.settings import ServiceSettings, SettingsError
 from services.common.tracing import configure_tracing
@@ -32,6 +33,12 @@ class ServiceContext:
     feed: EventFeed
     clock: Clock
 
+    def __post_init__(self) -> None:
+        # Built inside ``metrics.collecting`` (service_main), the outbox gauges read this store.
+        metrics = building()
+        if metrics is not None:
+            metrics.watch_outbox(self.feed.model, self.sessions, self.clock)
+
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessions)
 
@@ -40,18 +47,21 @@ Builder = Callable[[ServiceSettings, TracerProvider], Awaitable[GrpcService]]
 
 
 def service_main(name: str, build: Builder) -> int:
-    """Process wiring for one department service: settings, logging, tracing, build, serve."""
+    """Process wiring for one department service: settings, logging, tracing, metrics, build, serve."""
     try:
         settings = ServiceSettings.from_env(name, os.environ)
     except SettingsError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 2
     configure_logging(name, settings.common.log_format, settings.common.log_level)
-    tracer_provider = configure_tracing(name, settings.common.trace_exporter)
+    tracer_provider = configure_tracing(name, settings.common.trace_exporter, file=settings.common.trace_file)
     log = structlog.get_logger(f"govhub.{name}")
 
     async def run() -> None:
-        service = await build(settings, tracer_provider)
+        with collecting(ServiceMetrics(name)):
+            service = await build(settings, tracer_provider)
+        service.metrics_address = settings.metrics_listen
+        service.metrics_listen_setting = settings.metrics_listen_setting
         await serve(service, settings.shutdown_grace)
 
     try:

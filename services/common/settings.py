@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PORTS = {"identity": 50051, "residence": 50052, "permits": 50053, "gateway": 8080}
+# Where each department service serves its Prometheus metrics (GOVHUB_<SERVICE>_METRICS_LISTEN).
+DEFAULT_METRICS_PORTS = {"identity": 9151, "residence": 9152, "permits": 9153}
+TRACE_EXPORTERS = ("none", "console", "otlp", "file")
 SERVICES = ("identity", "residence", "permits")
 DEFAULT_GRANTS_FILE = Path(__file__).resolve().parent / "grants.toml"
 # The processes that call a department and so present a client certificate (identity asks residence).
@@ -64,6 +67,13 @@ def _listen(env: Mapping[str, str], name: str, default_port: int) -> tuple[str, 
     return host.strip("[]"), value
 
 
+def _optional_listen(env: Mapping[str, str], name: str, default_port: int) -> tuple[str, int] | None:
+    """HOST:PORT like `_listen`, or ``off`` (None): a listener that may be turned off."""
+    if _get(env, name, "").lower() == "off":
+        return None
+    return _listen(env, name, default_port)
+
+
 def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
     """A file that must exist when the variable is set."""
     raw = _get(env, name, "")
@@ -80,9 +90,12 @@ class CommonSettings:
 
     log_format: str = "auto"  # auto (console on a terminal, JSON otherwise) | console | json
     log_level: str = "info"
-    trace_exporter: str = "none"  # none | console | otlp (standard OTEL_EXPORTER_OTLP_* variables tune it)
+    trace_exporter: str = "none"  # none | console | otlp (OTEL_EXPORTER_OTLP_* variables tune it) | file
     today: dt.date | None = None
     var_dir: Path = Path("var")
+    # GOVHUB_TRACE_FILE: where the `file` exporter appends one JSON object per span per line (several
+    # processes may share it; a `{service}` in the path gives each its own file).
+    trace_file: Path = Path("var/traces.jsonl")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CommonSettings:
@@ -96,9 +109,12 @@ class CommonSettings:
         return cls(
             log_format=_choice(env, "GOVHUB_LOG_FORMAT", "auto", ("auto", "console", "json")),
             log_level=_choice(env, "GOVHUB_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
-            trace_exporter=_choice(env, "GOVHUB_TRACE_EXPORTER", "none", ("none", "console", "otlp")),
+            trace_exporter=_choice(env, "GOVHUB_TRACE_EXPORTER", "none", TRACE_EXPORTERS),
             today=today,
             var_dir=Path(_get(env, "GOVHUB_VAR_DIR", "var")),
+            trace_file=Path(
+                _get(env, "GOVHUB_TRACE_FILE", str(Path(_get(env, "GOVHUB_VAR_DIR", "var")) / "traces.jsonl"))
+            ),
         )
 
 
@@ -216,10 +232,17 @@ class ServiceSettings:
     residence_target: str = f"127.0.0.1:{DEFAULT_PORTS['residence']}"
     call_timeout: float = 5.0
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    # Prometheus metrics on a port of their own (GOVHUB_<SERVICE>_METRICS_LISTEN; None: off). Built
+    # directly (tests) a service serves none; from the environment the default is 127.0.0.1:915x.
+    metrics_listen: tuple[str, int] | None = None
 
     @property
     def listen_setting(self) -> str:
         return f"GOVHUB_{self.service.upper()}_LISTEN"
+
+    @property
+    def metrics_listen_setting(self) -> str:
+        return f"GOVHUB_{self.service.upper()}_METRICS_LISTEN"
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str]) -> ServiceSettings:
@@ -242,6 +265,7 @@ class ServiceSettings:
             ),
             call_timeout=_float(env, "GOVHUB_CALL_TIMEOUT", 5.0),
             security=SecuritySettings.from_env(env, common, server=service, caller=service),
+            metrics_listen=_optional_listen(env, f"{prefix}_METRICS_LISTEN", DEFAULT_METRICS_PORTS[service]),
         )
 
 
