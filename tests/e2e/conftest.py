@@ -53,7 +53,11 @@ def mint_token(var_dir: Path, role: str, sub: str, **claims: str) -> str:
     return mint(ensure_dev_secret(var_dir / "dev-jwt-secret"), role=role, sub=sub, **claims)
 
 
-def hub_env(var_dir: Path, ports: dict[str, int], today: str) -> dict[str, str]:
+def hub_env(
+    var_dir: Path, ports: dict[str, int], today: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a hub on `ports`; each service's metrics port is a free one too (or
+    ``ports["<service>-metrics"]``), so hubs running side by side do not collide. `extra` goes last."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVHUB_")}
     env.update(
         GOVHUB_VAR_DIR=str(var_dir),
@@ -65,10 +69,14 @@ def hub_env(var_dir: Path, ports: dict[str, int], today: str) -> dict[str, str]:
         GOVHUB_PERMITS_LISTEN=f"127.0.0.1:{ports['permits']}",
         GOVHUB_GATEWAY_LISTEN=f"127.0.0.1:{ports['gateway']}",
     )
+    for name in ("identity", "residence", "permits"):
+        metrics_port = ports.get(f"{name}-metrics") or free_port()
+        env[f"GOVHUB_{name.upper()}_METRICS_LISTEN"] = f"127.0.0.1:{metrics_port}"
+    env.update(extra or {})
     return env
 
 
-def start_hub(var_dir: Path, today: str = "2016-09-15") -> Hub:
+def start_hub(var_dir: Path, today: str = "2016-09-15", extra_env: dict[str, str] | None = None) -> Hub:
     ports = {name: free_port() for name in ("identity", "residence", "permits", "gateway")}
     log_path = var_dir / "hub.log"
     var_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +84,7 @@ def start_hub(var_dir: Path, today: str = "2016-09-15") -> Hub:
     process = subprocess.Popen(
         [sys.executable, "-m", "deploy.launcher"],
         cwd=ROOT,
-        env=hub_env(var_dir, ports, today),
+        env=hub_env(var_dir, ports, today, extra_env),
         stdout=subprocess.PIPE,
         stderr=log_file,
         text=True,
