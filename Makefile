@@ -68,6 +68,10 @@ run: $(GEN_STAMP) ## start the whole hub on SQLite under var/ (Ctrl-C stops it)
 seed: $(GEN_STAMP) ## load the synthetic demo population (N= households, default 300)
 	$(PY) -m services.residence.seed --households $(N)
 
+.PHONY: migrate
+migrate: $(INSTALLED) ## upgrade every database (GOVHUB_<PROCESS>_DATABASE_URL, default var/) to the schema head
+	$(PY) -m services.common.migrate upgrade all
+
 .PHONY: token
 token: $(GEN_STAMP) ## mint a development bearer token: make token ROLE=citizen SUB=me ID=<id number> [HALL= DEPT=]
 	@$(PY) -m gateway.auth token --role "$(ROLE)" --sub "$(SUB)" $(if $(ID),--id "$(ID)") $(if $(HALL),--hall "$(HALL)") $(if $(DEPT),--dept "$(DEPT)")

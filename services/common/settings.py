@@ -93,6 +93,8 @@ class CommonSettings:
     trace_exporter: str = "none"  # none | console | otlp (OTEL_EXPORTER_OTLP_* variables tune it) | file
     today: dt.date | None = None
     var_dir: Path = Path("var")
+    # GOVHUB_AUTO_MIGRATE: auto | on | off, the schema rule at start (services/common/migrate.py).
+    auto_migrate: str = "auto"
     # GOVHUB_TRACE_FILE: where the `file` exporter appends one JSON object per span per line (several
     # processes may share it; a `{service}` in the path gives each its own file).
     trace_file: Path = Path("var/traces.jsonl")
@@ -112,6 +114,7 @@ class CommonSettings:
             trace_exporter=_choice(env, "GOVHUB_TRACE_EXPORTER", "none", TRACE_EXPORTERS),
             today=today,
             var_dir=Path(_get(env, "GOVHUB_VAR_DIR", "var")),
+            auto_migrate=_choice(env, "GOVHUB_AUTO_MIGRATE", "auto", ("auto", "on", "off")),
             trace_file=Path(
                 _get(env, "GOVHUB_TRACE_FILE", str(Path(_get(env, "GOVHUB_VAR_DIR", "var")) / "traces.jsonl"))
             ),
@@ -214,6 +217,14 @@ def _database_url(env: Mapping[str, str], prefix: str, name: str, var_dir: Path)
             f"{prefix}_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
         )
     return url
+
+
+def database_url_from_env(process: str, env: Mapping[str, str]) -> str:
+    """One process's database URL (``GOVHUB_<PROCESS>_DATABASE_URL``, default under ``GOVHUB_VAR_DIR``),
+    read without the process's other settings: ``python -m services.common.migrate`` needs nothing else."""
+    if process not in (*SERVICES, "gateway"):
+        raise SettingsError(f"unknown process {process!r}")
+    return _database_url(env, f"GOVHUB_{process.upper()}", process, CommonSettings.from_env(env).var_dir)
 
 
 @dataclass(frozen=True, slots=True)

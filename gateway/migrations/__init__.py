@@ -1,0 +1,1 @@
+"""The gateway database's migration environment (Alembic), driven by services.common.migrate."""

@@ -1,0 +1,391 @@
+"""Schema migrations: one Alembic environment per database, all driven from this module.
+
+Every process owns one database and one migration environment, inside its package so that it ships with
+the code: ``services/identity/migrations``, ``services/residence/migrations``,
+``services/permits/migrations`` and ``gateway/migrations`` (each an ``env.py`` that calls
+:func:`run_environment`, a ``script.py.mako`` and ``versions/``). There is no ``alembic.ini``: the Config is
+built here, and every command runs on a connection of an async engine made by ``make_engine``
+(``config.attributes["connection"]``), so SQLite and PostgreSQL take the same path. A whole command runs in
+one transaction: on PostgreSQL (transactional DDL) under an advisory lock, so that replicas starting together
+migrate once; on SQLite with foreign keys off (batch migrations copy tables) and an explicit BEGIN (pysqlite
+would otherwise run DDL outside it). A failed migration leaves the database as it was.
+
+    python -m services.common.migrate [upgrade|current|check|revision] [NAME|all]
+
+where NAME is identity, residence, permits or gateway.
+
+``upgrade`` (the default) brings each database named by the usual settings (``GOVHUB_<PROCESS>_DATABASE_URL``,
+default under ``GOVHUB_VAR_DIR``) to head; ``current`` prints each one's revision; ``check`` exits 1 unless
+every database is at head and its schema matches the models; ``revision NAME -m MESSAGE`` autogenerates the
+next revision of one database against a database at head (development; read and tidy what it writes).
+
+At start each process calls :func:`prepare_schema`, whose rule is ``GOVHUB_AUTO_MIGRATE``:
+
+* ``auto`` (the default): an SQLite database (the embedded development default) is upgraded to head; a
+  PostgreSQL database is created at head only when it is empty (a fresh install, a test's fresh database) and
+  one that is behind is refused: upgrading a production database is a deliberate step (``make migrate``);
+* ``on``: whatever is behind head is upgraded at start;
+* ``off``: the schema is never changed at start; anything but head (even an empty database) is refused.
+
+A refusal (:class:`SchemaNotCurrent`) names the database and the command to run. A database stamped with a
+revision this release does not know (a newer release migrated it) is refused whatever the setting. A
+database with govhub's tables but no migration history (made before migrations, by ``create_all``) is
+adopted by ``upgrade`` if its schema is exactly the models' (it is stamped head), and refused otherwise with
+the differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, inspect, text
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.db import is_sqlite, make_engine
+from services.common.settings import SettingsError, database_url_from_env
+
+T = TypeVar("T")
+
+AUTO_MIGRATE_CHOICES = ("auto", "on", "off")
+VERSION_TABLE = "alembic_version"
+# pg_advisory_xact_lock(int4, int4): a key space of its own, apart from the outbox's and audit's bigint keys.
+_LOCK_KEYS = (0x676F7668, 0x6D696772)  # "govh", "migr"
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """One process's database: its migration environment and the models it must match."""
+
+    name: str
+    package: str  # the migration environment is <package>/migrations
+    models: str  # the module whose ``Base.metadata`` is the schema
+
+    @property
+    def script_location(self) -> str:
+        return f"{self.package}:migrations"
+
+    def metadata(self) -> MetaData:
+        metadata: MetaData = importlib.import_module(self.models).Base.metadata
+        return metadata
+
+
+DATABASES: dict[str, Database] = {
+    db.name: db
+    for db in (
+        Database("identity", "services.identity", "services.identity.store"),
+        Database("residence", "services.residence", "services.residence.store"),
+        Database("permits", "services.permits", "services.permits.store"),
+        Database("gateway", "gateway", "gateway.store"),
+    )
+}
+
+
+class SchemaNotCurrent(SettingsError):
+    """A database is not at the schema this release knows and may not be migrated at start. A start-up
+    error of the same family as a bad setting: the process refuses to start and says what to run."""
+
+
+def upgrade_hint(name: str) -> str:
+    return f"run `make migrate` or `python -m services.common.migrate upgrade {name}`"
+
+
+def alembic_config(database: Database, connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", database.script_location)
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    config.attributes["database"] = database
+    config.attributes["connection"] = connection
+    return config
+
+
+def run_environment() -> None:
+    """The body of every ``migrations/env.py``: configure Alembic on the connection this module passed in."""
+    from alembic import context
+
+    config = context.config
+    connection: Connection | None = config.attributes.get("connection")
+    if context.is_offline_mode() or connection is None:
+        raise RuntimeError("run migrations through `python -m services.common.migrate`, not the alembic CLI")
+    database: Database = config.attributes["database"]
+    context.configure(
+        connection=connection,
+        target_metadata=database.metadata(),
+        version_table=VERSION_TABLE,
+        # Every revision must run on SQLite and PostgreSQL alike: ALTERs are rendered in batch blocks, which
+        # SQLite runs as copy-and-move and PostgreSQL as plain ALTER TABLE.
+        render_as_batch=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+# -- state --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    name: str
+    url: str  # password hidden
+    revisions: tuple[str, ...]  # what the database is stamped with (empty: no history)
+    head: str
+    known: frozenset[str]  # every revision of the migration environment
+    has_tables: bool  # any table besides the version table
+
+    @property
+    def at_head(self) -> bool:
+        return self.revisions == (self.head,)
+
+    @property
+    def empty(self) -> bool:
+        return not self.revisions and not self.has_tables
+
+    @property
+    def unversioned(self) -> bool:
+        return not self.revisions and self.has_tables
+
+    @property
+    def unknown(self) -> tuple[str, ...]:
+        return tuple(r for r in self.revisions if r not in self.known)
+
+    def describe(self) -> str:
+        if self.at_head:
+            return f"at head {self.head}"
+        if self.empty:
+            return f"empty (head is {self.head})"
+        if self.unversioned:
+            return f"has tables but no migration history (head is {self.head})"
+        if self.unknown:
+            return f"at {', '.join(self.revisions)}, which this release does not know (head is {self.head})"
+        return f"at {', '.join(self.revisions)}, behind head {self.head}"
+
+    def refusal(self) -> str:
+        where = f"the {self.name} database ({self.url})"
+        if self.unknown:
+            return (
+                f"{where} is {self.describe()}: a newer release has migrated it; run that release, or "
+                "restore the backup taken before its migration"
+            )
+        hint = upgrade_hint(self.name)
+        if self.unversioned:
+            return (
+                f"{where} has tables but no migration history (made before migrations; head is {self.head}): "
+                f"{hint}, which adopts it if its schema is today's"
+            )
+        return f"{where} is {self.describe()}: {hint} (or set GOVHUB_AUTO_MIGRATE=on to upgrade at start)"
+
+
+def _state(database: Database, connection: Connection, url: str) -> SchemaState:
+    script = ScriptDirectory.from_config(alembic_config(database))
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    tables = set(inspect(connection).get_table_names()) - {VERSION_TABLE}
+    return SchemaState(
+        name=database.name,
+        url=url,
+        revisions=tuple(sorted(context.get_current_heads())),
+        head=script.get_current_head() or "",
+        known=frozenset(rev.revision for rev in script.walk_revisions()),
+        has_tables=bool(tables),
+    )
+
+
+def _differences(database: Database, connection: Connection) -> list[Any]:
+    """What autogenerate would change to make the database match the models (nothing: it matches)."""
+    context = MigrationContext.configure(
+        connection, opts={"version_table": VERSION_TABLE, "compare_type": True}
+    )
+    return list(compare_metadata(context, database.metadata()))
+
+
+def _shown(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+async def _run(engine: AsyncEngine, fn: Callable[[Connection], T], *, write: bool) -> T:
+    """`fn` on one connection of `engine`, in one transaction that commits if it returns."""
+    async with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if write and sqlite:
+            # Foreign keys can only be switched outside a transaction; BEGIN by hand so DDL is inside one.
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await conn.exec_driver_sql("BEGIN")
+        elif write:
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _LOCK_KEYS[0], "b": _LOCK_KEYS[1]}
+            )
+        try:
+            result = await conn.run_sync(fn)
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+        finally:
+            if write and sqlite:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
+        return result
+
+
+async def schema_state(engine: AsyncEngine, name: str) -> SchemaState:
+    database = DATABASES[name]
+    return await _run(engine, lambda conn: _state(database, conn, _shown(engine.url)), write=False)
+
+
+# -- commands -----------------------------------------------------------------------------------------------
+
+
+async def upgrade(engine: AsyncEngine, name: str) -> tuple[SchemaState, SchemaState]:
+    """Bring `name`'s database to head (adopting a pre-migration database whose schema is the models').
+    Returns the state before and after. Raises SchemaNotCurrent when it cannot."""
+    database = DATABASES[name]
+    url = _shown(engine.url)
+
+    def run(conn: Connection) -> tuple[SchemaState, SchemaState]:
+        before = _state(database, conn, url)  # read under the lock: another replica may have just migrated
+        if before.unknown:
+            raise SchemaNotCurrent(before.refusal())
+        config = alembic_config(database, conn)
+        if before.unversioned:
+            differences = _differences(database, conn)
+            if differences:
+                shown = "; ".join(str(d) for d in differences[:10])
+                raise SchemaNotCurrent(
+                    f"the {name} database ({url}) has tables but no migration history, and its schema "
+                    f"differs from this release's models ({len(differences)} differences: {shown}); bring it "
+                    "to the models by hand and run the upgrade again (a development SQLite file: delete it)"
+                )
+            command.stamp(config, "head")
+        else:
+            command.upgrade(config, "head")
+        return before, _state(database, conn, url)
+
+    return await _run(engine, run, write=True)
+
+
+async def check(engine: AsyncEngine, name: str) -> tuple[SchemaState, list[Any]]:
+    """The database's state and, when it is at head, how its schema differs from the models (nothing: ok)."""
+    database = DATABASES[name]
+
+    def run(conn: Connection) -> tuple[SchemaState, list[Any]]:
+        state = _state(database, conn, _shown(engine.url))
+        return state, _differences(database, conn) if state.at_head else []
+
+    return await _run(engine, run, write=False)
+
+
+async def revision(engine: AsyncEngine, name: str, message: str) -> str:
+    """Autogenerate the next revision of `name` (numbered 0001, 0002, …) against a database at head."""
+    database = DATABASES[name]
+
+    def run(conn: Connection) -> str:
+        config = alembic_config(database, conn)
+        count = sum(1 for _ in ScriptDirectory.from_config(config).walk_revisions())
+        script = command.revision(config, message=message, autogenerate=True, rev_id=f"{count + 1:04d}")
+        assert script is not None and not isinstance(script, list)
+        return str(script.path)
+
+    return await _run(engine, run, write=True)
+
+
+def auto_migrate_mode(url: str, setting: str) -> str:
+    """``GOVHUB_AUTO_MIGRATE`` for a database: ``on``, ``off``, or ``empty`` (create an empty database at
+    head, refuse one behind): ``auto`` is ``on`` for SQLite and ``empty`` for PostgreSQL."""
+    if setting not in AUTO_MIGRATE_CHOICES:
+        raise SettingsError(
+            f"GOVHUB_AUTO_MIGRATE={setting!r} must be one of {', '.join(AUTO_MIGRATE_CHOICES)}"
+        )
+    if setting == "auto":
+        return "on" if is_sqlite(url) else "empty"
+    return setting
+
+
+async def prepare_schema(engine: AsyncEngine, name: str, auto_migrate: str = "auto") -> None:
+    """The start-up rule (module docstring): return when `name`'s database is at head, after upgrading it
+    if the setting allows; otherwise raise SchemaNotCurrent naming the database and the command to run."""
+    state = await schema_state(engine, name)
+    if state.at_head:
+        return
+    mode = auto_migrate_mode(engine.url.render_as_string(), auto_migrate)
+    if not state.unknown and (mode == "on" or (mode == "empty" and state.empty)):
+        await upgrade(engine, name)
+        return
+    raise SchemaNotCurrent(state.refusal())
+
+
+# -- python -m services.common.migrate ----------------------------------------------------------------------
+
+
+async def _command(action: str, name: str, url: str, message: str) -> bool:
+    engine = make_engine(url, pool_size=1)
+    try:
+        if action == "upgrade":
+            before, after = await upgrade(engine, name)
+            change = "already at head" if before.at_head else f"{before.describe()} -> {after.describe()}"
+            print(f"{name}: {change} ({after.url})")
+            return True
+        if action == "current":
+            state = await schema_state(engine, name)
+            print(f"{name}: {state.describe()} ({state.url})")
+            return True
+        if action == "check":
+            state, differences = await check(engine, name)
+            if not state.at_head:
+                print(f"{name}: OUT OF DATE: {state.describe()} ({state.url}); {upgrade_hint(name)}")
+                return False
+            if differences:
+                print(f"{name}: at head but the schema differs from the models ({state.url}):")
+                for difference in differences:
+                    print(f"  {difference}")
+                return False
+            print(f"{name}: ok, {state.describe()} ({state.url})")
+            return True
+        path = await revision(engine, name, message)
+        print(f"{name}: wrote {path}: read it, tidy it, and run `make fmt`")
+        return True
+    except SchemaNotCurrent as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return False
+    finally:
+        await engine.dispose()
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.common.migrate", description="Schema migrations of govhub's databases."
+    )
+    parser.add_argument(
+        "action", nargs="?", default="upgrade", choices=("upgrade", "current", "check", "revision")
+    )
+    parser.add_argument("database", nargs="?", default="all", choices=(*DATABASES, "all"))
+    parser.add_argument("-m", "--message", default="", help="the new revision's message (revision only)")
+    args = parser.parse_args(argv)
+    names = list(DATABASES) if args.database == "all" else [args.database]
+    if args.action == "revision" and (args.database == "all" or not args.message):
+        parser.error("revision needs one database and -m MESSAGE")
+    environ = os.environ if env is None else env
+    try:
+        urls = {name: database_url_from_env(name, environ) for name in names}
+    except SettingsError as exc:
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 2
+    ok = True
+    for name in names:
+        ok = asyncio.run(_command(args.action, name, urls[name], args.message)) and ok
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

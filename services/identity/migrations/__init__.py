@@ -1,0 +1,1 @@
+"""The identity database's migration environment (Alembic), driven by services.common.migrate."""

@@ -1,0 +1,5 @@
+"""Alembic's entry point for the identity database; everything is configured in services.common.migrate."""
+
+from services.common.migrate import run_environment
+
+run_environment()

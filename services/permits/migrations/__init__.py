@@ -1,0 +1,1 @@
+"""The permits database's migration environment (Alembic), driven by services.common.migrate."""

@@ -1,0 +1,1 @@
+"""The residence database's migration environment (Alembic), driven by services.common.migrate."""
