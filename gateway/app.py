@@ -27,7 +27,6 @@ from gateway.problems import problem_middleware
 from gateway.ratelimit import RateLimiter
 from gateway.routes import routes
 from gateway.saga import RunnerSettings, SagaRunner
-from gateway.store import Base, add_missing_columns
 from gateway.typedefs import (
     catalogue_key,
     clock_key,
@@ -45,7 +44,8 @@ from gateway.typedefs import (
     verifier_key,
 )
 from services.common.clock import Clock
-from services.common.db import create_schema, dispose_engine, make_engine, session_factory
+from services.common.db import dispose_engine, make_engine, session_factory
+from services.common.migrate import SchemaNotCurrent, prepare_schema
 from services.common.settings import GatewaySettings
 
 log = structlog.get_logger("govhub.gateway")
@@ -137,11 +137,13 @@ def create_app(
         engine = make_engine(
             settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider
         )
-        await create_schema(engine, Base.metadata)
-        async with engine.begin() as conn:
-            added = await conn.run_sync(add_missing_columns)
-        if added:
-            log.info("database columns added", columns=added)
+        try:
+            await prepare_schema(engine, "gateway", settings.common.auto_migrate)
+        except BaseException as exc:
+            await engine.dispose()
+            if isinstance(exc, SchemaNotCurrent):
+                log.error("cannot start", error=str(exc))
+            raise
         app[engine_key] = engine
         app[sessions_key] = session_factory(engine)
         app[trail_key] = trail_for(app)

@@ -6,10 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, inspect
-from sqlalchemy.engine import Connection
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.schema import CreateColumn
 
 from services.common.audit import AuditMixin
 from services.common.db import NAMING, BigIntPK, JsonType, UTCDateTime
@@ -150,24 +148,6 @@ class Notification(Base):
     language: Mapped[str] = mapped_column(String(8))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-
-
-def add_missing_columns(conn: Connection) -> list[str]:
-    """Adds columns the models have and an existing table lacks (only nullable ones: the additive
-    changes of the embedded default). Returns ``table.column`` of each one added."""
-    added = []
-    inspector = inspect(conn)
-    for table in Base.metadata.sorted_tables:
-        if not inspector.has_table(table.name):
-            continue
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present or not column.nullable:
-                continue
-            ddl = CreateColumn(column).compile(dialect=conn.dialect)
-            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
-            added.append(f"{table.name}.{column.name}")
-    return added
 
 
 class AuditEntry(AuditMixin, Base):

@@ -93,7 +93,8 @@ def make_engine(
 
 
 async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
-    """Create missing tables (the embedded default; migrations take over for production)."""
+    """Create the missing tables of a throwaway `metadata` (tests, benchmarks). A process's own database is
+    never made this way: its schema is Alembic's (``services.common.migrate.prepare_schema`` at start)."""
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
 

@@ -7,15 +7,16 @@ from opentelemetry.trace import TracerProvider
 from govhub.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common.access import ServiceSecurity
 from services.common.clock import Clock
-from services.common.db import create_schema, dispose_engine, make_engine, ping, session_factory
+from services.common.db import dispose_engine, make_engine, ping, session_factory
 from services.common.grpcserver import GrpcService, build_grpc_server
+from services.common.migrate import prepare_schema
 from services.common.outbox import EventFeed
 from services.common.service import ServiceContext
 from services.common.settings import ServiceSettings
 from services.identity.policy import default_policy
 from services.identity.residence import GrpcHukouDirectory, HukouDirectory
 from services.identity.servicer import IdentityServicer
-from services.identity.store import AuditEntry, Base, OutboxEvent, upgrade_schema
+from services.identity.store import AuditEntry, OutboxEvent
 
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 
@@ -35,8 +36,7 @@ async def build_server(
         settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider
     )
     try:
-        await create_schema(engine, Base.metadata)
-        await upgrade_schema(engine)
+        await prepare_schema(engine, "identity", settings.common.auto_migrate)
     except BaseException:
         await engine.dispose()
         raise

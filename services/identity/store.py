@@ -15,8 +15,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, Boolean, Date, MetaData, String, Text, and_, inspect, or_, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import BigInteger, Boolean, Date, MetaData, String, Text, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql import Select
 
@@ -102,8 +102,7 @@ class CardRow(Timestamps, Base):
     valid_until: Mapped[dt.date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(20))
     application_id: Mapped[str] = mapped_column(String(36))
-    # The hukou address in the card's machine-readable data ("" / NULL until one is recorded). Added
-    # after the table first shipped: ``upgrade_schema`` adds them to an existing table.
+    # The hukou address in the card's machine-readable data ("" / NULL until one is recorded).
     address_region_code: Mapped[str] = mapped_column(String(6), default="", server_default="")
     address: Mapped[str] = mapped_column(String(200), default="", server_default="")
     address_recorded_on: Mapped[dt.date | None] = mapped_column(Date)
@@ -150,31 +149,6 @@ class TemporaryCardRow(Timestamps, Base):
     fee_fen: Mapped[int] = mapped_column(BigInteger)
     issued_on: Mapped[dt.date | None] = mapped_column(Date)
     valid_until: Mapped[dt.date | None] = mapped_column(Date)
-
-
-# -- schema upgrades (additive; no migration tool yet) ------------------------------------------------------
-
-# Columns added to existing tables since they first shipped: table -> [(column, DDL type and constraints)].
-_ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "cards": [
-        ("address_region_code", "VARCHAR(6) NOT NULL DEFAULT ''"),
-        ("address", "VARCHAR(200) NOT NULL DEFAULT ''"),
-        ("address_recorded_on", "DATE"),
-    ],
-}
-
-
-async def upgrade_schema(engine: AsyncEngine) -> None:
-    """Add the columns of ``_ADDED_COLUMNS`` that an existing database lacks (after ``create_schema``,
-    which creates only missing tables). Same DDL on SQLite and PostgreSQL."""
-    async with engine.begin() as conn:
-        present = await conn.run_sync(
-            lambda sync: {t: {c["name"] for c in inspect(sync).get_columns(t)} for t in _ADDED_COLUMNS}
-        )
-        for table, columns in _ADDED_COLUMNS.items():
-            for name, ddl in columns:
-                if name not in present[table]:
-                    await conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}"))
 
 
 # -- pages -------------------------------------------------------------------------------------------------
@@ -493,5 +467,4 @@ __all__: Sequence[str] = [
     "OutboxEvent",
     "TemporaryCardRow",
     "page_size",
-    "upgrade_schema",
 ]

@@ -7,13 +7,14 @@ from opentelemetry.trace import TracerProvider
 from govhub.permits.v1 import permits_pb2, permits_pb2_grpc
 from services.common.access import ServiceSecurity
 from services.common.clock import Clock
-from services.common.db import create_schema, dispose_engine, make_engine, ping, session_factory
+from services.common.db import dispose_engine, make_engine, ping, session_factory
 from services.common.grpcserver import GrpcService, build_grpc_server
+from services.common.migrate import prepare_schema
 from services.common.outbox import EventFeed
 from services.common.service import ServiceContext
 from services.common.settings import ServiceSettings
 from services.permits.servicer import PermitsServicer
-from services.permits.store import AuditEntry, Base, OutboxEvent
+from services.permits.store import AuditEntry, OutboxEvent
 
 SERVICE_NAME = permits_pb2.DESCRIPTOR.services_by_name["PermitsService"].full_name
 
@@ -24,7 +25,11 @@ async def build_server(
     engine = make_engine(
         settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider
     )
-    await create_schema(engine, Base.metadata)
+    try:
+        await prepare_schema(engine, "permits", settings.common.auto_migrate)
+    except BaseException:
+        await engine.dispose()
+        raise
     sessions = session_factory(engine)
     ctx = ServiceContext(
         settings, engine, sessions, EventFeed(OutboxEvent, sessions), clock or Clock(settings.common.today)

@@ -1,8 +1,9 @@
 """``python -m services.residence.seed [--households N]``: load the synthetic demo population.
 
 Settings come from the environment exactly as the service reads them (``GOVHUB_RESIDENCE_DATABASE_URL``,
-default ``sqlite+aiosqlite:///<GOVHUB_VAR_DIR>/residence.db``). The schema and the police-station catalogue
-are created if missing, then:
+default ``sqlite+aiosqlite:///<GOVHUB_VAR_DIR>/residence.db``). The schema is prepared as the service
+prepares it at start (``services.common.migrate.prepare_schema``: upgraded on SQLite, created in an empty
+PostgreSQL database, refused if behind), the police-station catalogue loaded if missing, then:
 
 * the demo people (`DEMO_PEOPLE`, used by the README and the end-to-end tests) and the demo households in
   Shanghai (`DEMO_HOUSEHOLDS`) are inserted, always;
@@ -30,15 +31,15 @@ from typing import Any, TextIO
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common.db import create_schema, make_engine
+from services.common.db import make_engine
 from services.common.idnumber import Sex, build_id_number
+from services.common.migrate import prepare_schema
 from services.common.settings import ServiceSettings, SettingsError
 from services.residence import domain as d
 from services.residence.policy import default_policy
 from services.residence.population import AREAS, generate_population
 from services.residence.stations import first_station
 from services.residence.store import (
-    Base,
     HouseholdRow,
     PersonRow,
     ensure_stations,
@@ -284,11 +285,13 @@ async def seed(
     *,
     progress: Progress | None = None,
     batch_size: int = BATCH_HOUSEHOLDS,
+    auto_migrate: str = "auto",
 ) -> SeedReport:
-    """Create the schema and load the demo data and `households` generated households."""
+    """Prepare the schema as the service does at start (`prepare_schema`, GOVHUB_AUTO_MIGRATE), then load
+    the demo data and `households` generated households."""
     started = time.monotonic()
     policy = default_policy()
-    await create_schema(engine, Base.metadata)
+    await prepare_schema(engine, "residence", auto_migrate)
     await ensure_stations(engine)
     before = await _counts(engine)
     async with engine.begin() as conn:
@@ -329,7 +332,9 @@ async def _counts(engine: AsyncEngine) -> tuple[int, int]:
 async def _main(settings: ServiceSettings, households: int) -> SeedReport:
     engine = make_engine(settings.database_url, pool_size=1)
     try:
-        return await seed(engine, households, progress=Progress(households))
+        return await seed(
+            engine, households, progress=Progress(households), auto_migrate=settings.common.auto_migrate
+        )
     finally:
         await engine.dispose()
 

@@ -7,13 +7,14 @@ from opentelemetry.trace import TracerProvider
 from govhub.residence.v1 import residence_pb2, residence_pb2_grpc
 from services.common.access import ServiceSecurity
 from services.common.clock import Clock
-from services.common.db import create_schema, make_engine, ping, session_factory
+from services.common.db import make_engine, ping, session_factory
 from services.common.grpcserver import GrpcService, build_grpc_server
+from services.common.migrate import prepare_schema
 from services.common.outbox import EventFeed
 from services.common.service import ServiceContext
 from services.common.settings import ServiceSettings
 from services.residence.servicer import ResidenceServicer
-from services.residence.store import AuditEntry, Base, OutboxEvent, ensure_stations
+from services.residence.store import AuditEntry, OutboxEvent, ensure_stations
 
 SERVICE_NAME = residence_pb2.DESCRIPTOR.services_by_name["ResidenceService"].full_name
 
@@ -24,8 +25,12 @@ async def build_server(
     engine = make_engine(
         settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider
     )
-    await create_schema(engine, Base.metadata)
-    await ensure_stations(engine)
+    try:
+        await prepare_schema(engine, "residence", settings.common.auto_migrate)
+        await ensure_stations(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
     sessions = session_factory(engine)
     ctx = ServiceContext(
         settings, engine, sessions, EventFeed(OutboxEvent, sessions), clock or Clock(settings.common.today)

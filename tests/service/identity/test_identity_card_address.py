@@ -4,16 +4,11 @@ machine-readable data, without a new card (DOMAIN.md §2.3, Law Art. 11)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
 
 import grpc
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from govhub.identity.v1 import identity_pb2 as pb
-from govhub.identity.v1 import identity_pb2_grpc
-from services.identity.store import Base
 from tests.service.identity.conftest import (
     ADULT,
     SHANGHAI_STATION,
@@ -22,12 +17,9 @@ from tests.service.identity.conftest import (
     Person,
     as_date,
     events_through,
-    fake_register,
     first_issue,
     reason,
     rid,
-    settings_for,
-    start_identity,
     violations,
 )
 
@@ -148,36 +140,3 @@ async def test_bad_input(identity: Identity) -> None:
     exc = await refused(identity.stub.UpdateCardAddress(move(request_id="abc"), timeout=10))
     assert violations(exc) == {"request_id": "NOT_A_UUID"}
     assert (await current_card(identity)).address == ""
-
-
-async def test_an_existing_cards_table_gains_the_address_columns(db_url: str) -> None:
-    """A database created before the address record: the server adds the columns on start."""
-    engine = create_async_engine(db_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-            for column in ("address_region_code", "address", "address_recorded_on"):
-                await conn.execute(text(f"ALTER TABLE cards DROP COLUMN {column}"))
-    finally:
-        await engine.dispose()
-
-    async def session(check: Callable[[Identity], Awaitable[None]]) -> None:
-        service = await start_identity(settings_for(db_url), fake_register())
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.port}")
-        stub = identity_pb2_grpc.IdentityServiceStub(channel)
-        try:
-            await check(Identity(service, channel, stub, fake_register()))
-        finally:
-            await channel.close()
-            await service.stop(0)
-
-    async def issue(identity: Identity) -> None:
-        await issued_card(identity)
-
-    async def record(identity: Identity) -> None:
-        updated = (await identity.stub.UpdateCardAddress(move(), timeout=10)).card
-        assert updated.address == NEW_ADDRESS
-        assert (await current_card(identity)).address_region_code == "310115"
-
-    await session(issue)
-    await session(record)  # the second start finds the columns already there
