@@ -44,8 +44,14 @@ def main() -> int:
         return 2
     app = create_app(settings, tracer_provider=tracer_provider)
     log.info("serving", address=f"http://{settings.host}:{settings.port}")
-    web.run_app(app, sock=sock, print=None, shutdown_timeout=settings.shutdown_grace, access_log=None)
-    tracer_provider.shutdown()
+    try:
+        web.run_app(app, sock=sock, print=None, shutdown_timeout=settings.shutdown_grace, access_log=None)
+    except SettingsError as exc:  # e.g. a database behind the migrations this release knows
+        log.error("cannot start", error=str(exc))
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        tracer_provider.shutdown()
     return 0
 
 
