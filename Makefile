@@ -11,7 +11,6 @@ GEN := gen
 GEN_STAMP := $(GEN)/.stamp
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
-N ?= 300
 
 .PHONY: help install protos lint fmt test unit service e2e run seed bench clean
 
@@ -65,8 +64,8 @@ e2e: $(GEN_STAMP) ## real processes over real ports
 run: $(GEN_STAMP) ## start the whole hub on SQLite under var/ (Ctrl-C stops it)
 	@exec $(PY) -m deploy.launcher
 
-seed: $(GEN_STAMP) ## load the synthetic demo population (N= households, default 300)
-	$(PY) -m services.residence.seed --households $(N)
+seed: $(GEN_STAMP) ## load the synthetic demo population (default 300 households; N=1000000 for about a million people)
+	$(PY) -m services.residence.seed $(if $(N),--people $(N))
 
 .PHONY: migrate
 migrate: $(INSTALLED) ## upgrade every database (GOVHUB_<PROCESS>_DATABASE_URL, default var/) to the schema head

@@ -339,17 +339,30 @@ async def _main(settings: ServiceSettings, households: int) -> SeedReport:
         await engine.dispose()
 
 
+PEOPLE_PER_HOUSEHOLD = 3  # the generator's average (1,000,402 people in 333,342 households)
+
+
 def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m services.residence.seed", description=__doc__.split("\n")[0]
     )
-    parser.add_argument(
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
         "--households",
         type=int,
         default=DEFAULT_HOUSEHOLDS,
         help=f"generated households (default {DEFAULT_HOUSEHOLDS}; about 3 people each)",
     )
+    size.add_argument(
+        "--people",
+        type=int,
+        help="about this many generated people (households of 3 on average: 1000000 -> 333334 households)",
+    )
     args = parser.parse_args(argv)
+    if args.people is not None:
+        if args.people < 0:
+            parser.error("--people must not be negative")
+        args.households = -(-args.people // PEOPLE_PER_HOUSEHOLD)
     if args.households < 0:
         parser.error("--households must not be negative")
     try:
