@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -47,6 +49,25 @@ class Hub:
         }
 
 
+def quiet_port() -> int:
+    """A free port below the kernel's ephemeral range, for a listener bound late in a process's start
+    (the metrics ports): a port from ``free_port`` may meanwhile become the source port of one of the
+    hub's own outgoing connections."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    if low > 20000:
+        for _ in range(50):
+            port = random.randrange(20000, low)
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    return free_port()
+
+
 def mint_token(var_dir: Path, role: str, sub: str, **claims: str) -> str:
     from gateway.auth import ensure_dev_secret, mint
 
@@ -70,7 +91,7 @@ def hub_env(
         GOVHUB_GATEWAY_LISTEN=f"127.0.0.1:{ports['gateway']}",
     )
     for name in ("identity", "residence", "permits"):
-        metrics_port = ports.get(f"{name}-metrics") or free_port()
+        metrics_port = ports.get(f"{name}-metrics") or quiet_port()
         env[f"GOVHUB_{name.upper()}_METRICS_LISTEN"] = f"127.0.0.1:{metrics_port}"
     env.update(extra or {})
     return env
