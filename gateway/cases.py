@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -66,6 +67,7 @@ async def open_case(
     opened_by: str | None = None,
     contact: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    hold: float = 0.0,
 ) -> tuple[Case, str]:
     """Store the case and its steps in one transaction; returns the case and its query code. `hall` is
     the service hall that opened it (or, online, the hall its data names); `opened_by` the staff member."""
@@ -108,6 +110,12 @@ async def open_case(
                     request_id=str(uuid.uuid4()),
                     result={},
                     updated_at=now,
+                    # the steps ready at once are held for the submitting request, which drives them (in
+                    # its own trace); if its gateway dies first, the background loop takes them up when
+                    # the hold ends
+                    next_attempt_at=now + dt.timedelta(seconds=hold)
+                    if hold and not spec.depends_on
+                    else None,
                 )
             )
         if idempotency_key is not None:
@@ -131,7 +139,7 @@ async def new_query_code_for(sessions: async_sessionmaker[AsyncSession], case_id
 async def drive_for(runner: SagaRunner, case_id: str, wait: float) -> None:
     """Run the case's ready steps now, answering within `wait` seconds; whatever is still running
     then goes on in the background (and the background runner picks up anything left)."""
-    task = asyncio.create_task(runner.drive(case_id))
+    task = asyncio.create_task(runner.drive(case_id, first=True))
     done, _ = await asyncio.wait({task}, timeout=wait)
     if not done:
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)

@@ -119,12 +119,14 @@ class SagaRunner:
 
     # -- claiming -------------------------------------------------------------------------------
 
-    async def _due_steps(self, case_id: str | None) -> list[CaseStep]:
+    async def _due_steps(self, case_id: str | None, first: bool = False) -> list[CaseStep]:
         now = self._clock.now()
+        scheduled = or_(CaseStep.next_attempt_at.is_(None), CaseStep.next_attempt_at <= now)
+        if first:  # the submitting request's own drive: its new steps are held for it
+            scheduled = or_(scheduled, CaseStep.attempts == 0)
         stmt = select(CaseStep).where(
             or_(
-                (CaseStep.state == A.PENDING)
-                & or_(CaseStep.next_attempt_at.is_(None), CaseStep.next_attempt_at <= now),
+                (CaseStep.state == A.PENDING) & scheduled,
                 (CaseStep.state == A.RUNNING) & (CaseStep.lease_until < now),
                 (CaseStep.state == A.COMPENSATING)
                 & or_(CaseStep.lease_until.is_(None), CaseStep.lease_until < now)
@@ -188,11 +190,13 @@ class SagaRunner:
 
     # -- running --------------------------------------------------------------------------------
 
-    async def drive(self, case_id: str | None = None) -> int:
-        """Run every step that is due now (of one case, or of all), until none is. Returns how many ran."""
+    async def drive(self, case_id: str | None = None, *, first: bool = False) -> int:
+        """Run every step that is due now (of one case, or of all), until none is. Returns how many ran.
+        `first`: the submitting request drives its new case, whose steps are held for it (so that they
+        run in the request's trace, not in the background loop's)."""
         ran = 0
         while True:
-            due = await self._due_steps(case_id)
+            due = await self._due_steps(case_id, first)
             if not due:
                 return ran
             claimed = [c for c in [await self._claim(s) for s in due] if c is not None]

@@ -180,6 +180,7 @@ async def _open(
         opened_by=opening.opened_by,
         contact=contact,
         idempotency_key=key,
+        hold=app[settings_key].submit_wait,
     )
     return await _outcome(request, case.id, code)
 

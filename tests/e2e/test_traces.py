@@ -4,9 +4,8 @@
 submission — the gateway's HTTP and gRPC client spans, identity's and residence's gRPC server spans and
 the SQL statements in both — are one trace, each linked to its parent in the process that called.
 
-When the saga runner's background loop happens to claim the new step before the request does, its
-department calls are not in the request's trace (steps do not carry their request's trace context);
-the test then xfails, naming that gap, rather than pass or fail by chance."""
+A new case's steps are held for the submitting request (the background saga loop does not take them
+while it drives them), so the department calls are always in the request's trace."""
 
 from __future__ import annotations
 
@@ -66,7 +65,7 @@ async def test_one_submission_is_one_trace_across_gateway_identity_and_residence
             body = await resp.json()
             assert resp.status == 201, body
         # Identity answered within the request (the request's own drive of the saga ran the step).
-        ran_in_request = body["steps"][0]["department_state"] == "ACCEPTED"
+        assert body["steps"][0]["department_state"] == "ACCEPTED", body  # run by the request itself
     finally:
         code = stop_hub(hub.process)
         assert hub.process.stdout is not None
@@ -76,12 +75,6 @@ async def test_one_submission_is_one_trace_across_gateway_identity_and_residence
 
     spans = read_spans(trace_file)
     ours = [s for s in spans if s["trace_id"] == trace_id]
-    if not ran_in_request:
-        # The saga runner's background loop (a 1 s tick) claimed the new step before the request's own
-        # drive did; the background loop has no request context, so the department calls became traces
-        # of their own. A known gap: a step does not carry its request's trace context.
-        assert any(s["name"] == "POST /api/v1/cases" for s in ours)
-        pytest.xfail("the background saga runner ran the step, outside the request's trace (known gap)")
     by_service = Counter(s["service"] for s in ours)
     assert {"govhub-gateway", "govhub-identity", "govhub-residence"} <= set(by_service), by_service
     by_id = {s["span_id"]: s for s in ours}
