@@ -34,7 +34,9 @@ async def call_as(department: Department, method: str, request: Any, ctx: CallCo
         metadata = (("x-govhub-case", ctx.case_no), ("x-request-id", ctx.request_id), *actor_metadata(who))
         stub = department.audit if method == "ListAccessEntries" else department.stub
         try:
-            return await getattr(stub, method)(request, timeout=ctx.timeout, metadata=metadata)
+            return await getattr(stub, method)(
+                request, timeout=ctx.timeout, metadata=metadata, wait_for_ready=True
+            )
         except grpc.aio.AioRpcError as err:
             raise translate(department.name, err) from None
     forwarding = getattr(department, "call_as", None)

@@ -145,7 +145,9 @@ class GrpcDepartment:
 
     async def call(self, method: str, request: Any, ctx: CallContext) -> Any:
         try:
-            return await getattr(self.stub, method)(request, timeout=ctx.timeout, metadata=_metadata(ctx))
+            return await getattr(self.stub, method)(
+                request, timeout=ctx.timeout, metadata=_metadata(ctx), wait_for_ready=True
+            )
         except grpc.aio.AioRpcError as err:
             raise translate(self.name, err) from None
 

@@ -34,12 +34,22 @@ def aio_channel(
     options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Channel:
     """A grpc.aio channel to `target`: mutual TLS when `tls` is given, plaintext otherwise. Create it
-    inside the running event loop."""
+    inside the running event loop. A department that was down is tried again soon (reconnect backoff
+    0.2 s to 5 s, not gRPC's 1 s to 120 s), and callers pass ``wait_for_ready`` so that a call made
+    while the channel reconnects waits within its deadline instead of failing at once."""
+    merged = [*RECONNECT, *options]
     if tls is None:
-        return grpc.aio.insecure_channel(target, interceptors=interceptors, options=list(options))
+        return grpc.aio.insecure_channel(target, interceptors=interceptors, options=merged)
     return grpc.aio.secure_channel(
-        target, channel_credentials(tls), interceptors=interceptors, options=list(options)
+        target, channel_credentials(tls), interceptors=interceptors, options=merged
     )
+
+
+RECONNECT = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+)
 
 
 def peer_identity(context: grpc.aio.ServicerContext) -> str | None:

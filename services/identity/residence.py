@@ -52,7 +52,9 @@ class GrpcHukouDirectory:
     async def verify(self, id_number: str, name: str, *, timeout: float) -> HukouRecord:
         try:
             reply = await self._stub.VerifyHukou(
-                residence_pb2.VerifyHukouRequest(id_number=id_number, name=name), timeout=timeout
+                residence_pb2.VerifyHukouRequest(id_number=id_number, name=name),
+                timeout=timeout,
+                wait_for_ready=True,
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _NOT_ANSWERED:
