@@ -8,7 +8,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from govhub.common.v1 import common_pb2
-from services.common.errors import FieldViolation, InvalidArgument
+from services.common.errors import FieldViolation, InvalidArgument, ValidationCollector
 
 
 def date_to_proto(value: dt.date | None) -> common_pb2.Date | None:
@@ -59,3 +59,42 @@ def event_to_proto(row: Any) -> common_pb2.Event:
 
 def message_to_dict(msg: Any) -> dict[str, Any]:
     return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+
+
+def date_in(
+    msg: common_pb2.Date, field: str, errors: ValidationCollector, *, required: bool = True
+) -> dt.date | None:
+    """A request's Date as a date, collecting its problem (REQUIRED, IMPOSSIBLE_DATE) under `field`."""
+    try:
+        return date_from_proto(msg, field, required=required)
+    except InvalidArgument as exc:
+        errors.violations.extend(exc.violations)
+        return None
+
+
+def enum_in(
+    wrapper: Any,
+    value: int,
+    domain_enum: Any,
+    prefix: str,
+    field: str,
+    errors: ValidationCollector,
+    *,
+    required: bool = True,
+) -> Any:
+    """A proto enum value as the domain enum; REQUIRED when unset, UNKNOWN_VALUE when not in the contract."""
+    if value == 0:
+        if required:
+            errors.add(field, "REQUIRED")
+        return None
+    try:
+        name = wrapper.Name(value)
+    except ValueError:
+        errors.add(field, "UNKNOWN_VALUE")
+        return None
+    return domain_enum(name.removeprefix(prefix))
+
+
+def enum_out(wrapper: Any, prefix: str, value: Any) -> int:
+    """A domain enum (or None) as the proto enum's number."""
+    return 0 if value is None else int(wrapper.Value(prefix + value.value))

@@ -31,7 +31,14 @@ from services.common.errors import (
 )
 from services.common.foreigner import nationality_problem, normalise_passport_number, passport_number_problem
 from services.common.idempotency import run_idempotent
-from services.common.protoconv import date_from_proto, date_to_proto, event_to_proto, timestamp
+from services.common.protoconv import (
+    date_in,
+    date_to_proto,
+    enum_in,
+    enum_out,
+    event_to_proto,
+    timestamp,
+)
 from services.common.service import ServiceContext
 from services.permits import domain as d
 from services.permits.policy import default_policy
@@ -61,35 +68,6 @@ _PLACEHOLDER_BIRTH_DATE = dt.date(1990, 1, 1)  # stands in for a missing date so
 # ----------------------------------------------------------------------------------------------------------
 # Conversions
 # ----------------------------------------------------------------------------------------------------------
-
-
-def _enum_in(
-    wrapper: Any, value: int, domain_enum: Any, prefix: str, field: str, errors: ValidationCollector
-) -> Any:
-    """A proto enum value as the domain enum; REQUIRED when unset, UNKNOWN_VALUE when not in the contract."""
-    if value == 0:
-        errors.add(field, "REQUIRED")
-        return None
-    try:
-        name = wrapper.Name(value)
-    except ValueError:
-        errors.add(field, "UNKNOWN_VALUE")
-        return None
-    return domain_enum(name.removeprefix(prefix))
-
-
-def _enum_out(wrapper: Any, prefix: str, value: Any) -> int:
-    return 0 if value is None else int(wrapper.Value(prefix + value.value))
-
-
-def _date_in(
-    msg: common_pb2.Date, field: str, errors: ValidationCollector, *, required: bool = True
-) -> dt.date | None:
-    try:
-        return date_from_proto(msg, field, required=required)
-    except InvalidArgument as exc:
-        errors.violations.extend(exc.violations)
-        return None
 
 
 def _materials_in(
@@ -144,7 +122,7 @@ def _applicant_out(a: d.Applicant) -> permits_pb2.Applicant:
         surname=a.surname,
         given_names=a.given_names,
         birth_date=date_to_proto(a.birth_date),
-        sex=_enum_out(common_pb2.Sex, "SEX_", a.sex),
+        sex=enum_out(common_pb2.Sex, "SEX_", a.sex),
     )
 
 
@@ -162,7 +140,7 @@ def _employer_out(row: EmployerRow) -> permits_pb2.Employer:
         unified_social_credit_code=row.uscc,
         name=row.name,
         address=row.address,
-        status=_enum_out(permits_pb2.EmployerStatus, "EMPLOYER_STATUS_", d.EmployerStatus(row.status)),
+        status=enum_out(permits_pb2.EmployerStatus, "EMPLOYER_STATUS_", d.EmployerStatus(row.status)),
         create_time=timestamp(row.created_at),
         update_time=timestamp(row.updated_at),
         status_reason=row.status_reason,
@@ -292,7 +270,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
                 end_date=date_to_proto(req.contract.end_date),
             ),
             annual_salary_fen=row.annual_salary_fen,
-            education=_enum_out(permits_pb2.Education, "EDUCATION_", req.education),
+            education=enum_out(permits_pb2.Education, "EDUCATION_", req.education),
             experience_years=req.experience_years,
             chinese=permits_pb2.Chinese(
                 hsk_level=req.hsk_level, degree_taught_in_chinese=req.degree_taught_in_chinese
@@ -303,14 +281,14 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             patent=req.patent,
             provincial_bonus=req.provincial_bonus,
             special_criteria=[
-                _enum_out(permits_pb2.SpecialCriterion, "SPECIAL_CRITERION_", c)
+                enum_out(permits_pb2.SpecialCriterion, "SPECIAL_CRITERION_", c)
                 for c in sorted(req.special_criteria)
             ],
             international_skills_certificate=req.international_skills_certificate,
             age_limit_relaxed=req.age_limit_relaxed,
             short_stay=not req.stay_over_90_days,
-            state=_enum_out(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
-            category=_enum_out(permits_pb2.Category, "CATEGORY_", app.category),
+            state=enum_out(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
+            category=enum_out(permits_pb2.Category, "CATEGORY_", app.category),
             category_grounds=list(app.category_grounds),
             points=permits_pb2.Points(
                 table_version=app.points.table_version, total=app.points.total, items=dict(app.points.items)
@@ -347,8 +325,8 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             id=app.id,
             work_permit_id=app.work_permit_id,
             applicant=_applicant_out(app.applicant),
-            state=_enum_out(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
-            category=_enum_out(permits_pb2.Category, "CATEGORY_", app.category),
+            state=enum_out(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
+            category=enum_out(permits_pb2.Category, "CATEGORY_", app.category),
             entry_date=date_to_proto(app.entry_date),
             requested_valid_until=date_to_proto(app.requested_valid_until),
             materials=[_reference_out(r) for r in row.materials],
@@ -410,7 +388,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         self, request: permits_pb2.SetEmployerStatusRequest, context: grpc.aio.ServicerContext
     ) -> permits_pb2.SetEmployerStatusResponse:
         errors = ValidationCollector()
-        status = _enum_in(
+        status = enum_in(
             permits_pb2.EmployerStatus, request.status, d.EmployerStatus, "EMPLOYER_STATUS_", "status", errors
         )
         errors.raise_if_any()
@@ -442,16 +420,16 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         """The domain request and the material references, with every bad field reported at once."""
         errors = ValidationCollector()
         a = r.applicant
-        birth = _date_in(a.birth_date, "applicant.birth_date", errors)
-        sex = _enum_in(common_pb2.Sex, a.sex, d.Sex, "SEX_", "applicant.sex", errors)
-        start = _date_in(r.contract.start_date, "contract.start_date", errors)
-        end = _date_in(r.contract.end_date, "contract.end_date", errors)
-        education = _enum_in(
+        birth = date_in(a.birth_date, "applicant.birth_date", errors)
+        sex = enum_in(common_pb2.Sex, a.sex, d.Sex, "SEX_", "applicant.sex", errors)
+        start = date_in(r.contract.start_date, "contract.start_date", errors)
+        end = date_in(r.contract.end_date, "contract.end_date", errors)
+        education = enum_in(
             permits_pb2.Education, r.education, d.Education, "EDUCATION_", "education", errors
         )
         criteria = set()
         for i, value in enumerate(r.special_criteria):
-            criterion = _enum_in(
+            criterion = enum_in(
                 permits_pb2.SpecialCriterion,
                 value,
                 d.SpecialCriterion,
@@ -545,7 +523,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         uscc = stdnum_uscc.compact(request.employer_uscc) if request.employer_uscc else ""
         state = None
         if request.state:
-            state = _enum_in(
+            state = enum_in(
                 permits_pb2.PermitState, request.state, d.PermitState, "PERMIT_STATE_", "state", errors
             )
         filters = {"p": passport, "n": nationality, "e": uscc, "s": state.value if state else ""}
@@ -692,8 +670,8 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             errors.add("passport_number", problem)
         if problem := nationality_problem(request.nationality):
             errors.add("nationality", problem)
-        entry_date = _date_in(request.entry_date, "entry_date", errors)
-        requested = _date_in(request.requested_valid_until, "requested_valid_until", errors, required=False)
+        entry_date = date_in(request.entry_date, "entry_date", errors)
+        requested = date_in(request.requested_valid_until, "requested_valid_until", errors, required=False)
         materials = _materials_in(request.materials, "materials", errors, self.policy)
         errors.raise_if_any()
         assert entry_date is not None
@@ -752,7 +730,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         passport, nationality = _person_filter(request.passport_number, request.nationality, errors)
         state = None
         if request.state:
-            state = _enum_in(
+            state = enum_in(
                 permits_pb2.PermitState, request.state, d.PermitState, "PERMIT_STATE_", "state", errors
             )
         filters = {"p": passport, "n": nationality, "s": state.value if state else ""}
@@ -907,7 +885,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         self, request: permits_pb2.ExtendResidencePermitRequest, context: grpc.aio.ServicerContext
     ) -> permits_pb2.ExtendResidencePermitResponse:
         errors = ValidationCollector()
-        requested = _date_in(request.requested_valid_until, "requested_valid_until", errors, required=False)
+        requested = date_in(request.requested_valid_until, "requested_valid_until", errors, required=False)
         errors.raise_if_any()
 
         async def change(
@@ -940,10 +918,10 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         v = d.verify_permit(record.app, self.ctx.clock.today())
         return permits_pb2.VerifyPermitResponse(
             permit_number=number,
-            kind=_enum_out(permits_pb2.PermitKind, "PERMIT_KIND_", v.kind),
+            kind=enum_out(permits_pb2.PermitKind, "PERMIT_KIND_", v.kind),
             valid_now=v.valid_now,
-            state=_enum_out(permits_pb2.PermitState, "PERMIT_STATE_", v.state),
-            category=_enum_out(permits_pb2.Category, "CATEGORY_", v.category),
+            state=enum_out(permits_pb2.PermitState, "PERMIT_STATE_", v.state),
+            category=enum_out(permits_pb2.Category, "CATEGORY_", v.category),
             valid_from=date_to_proto(v.validity.valid_from if v.validity else None),
             valid_until=date_to_proto(v.validity.valid_until if v.validity else None),
         )

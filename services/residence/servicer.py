@@ -12,7 +12,7 @@ import binascii
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -25,7 +25,14 @@ from services.common.db import UnitOfWork
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, ValidationCollector
 from services.common.idempotency import run_idempotent
 from services.common.idnumber import require_id_number
-from services.common.protoconv import date_from_proto, date_to_proto, event_to_proto, timestamp
+from services.common.protoconv import (
+    date_in,
+    date_to_proto,
+    enum_in,
+    enum_out,
+    event_to_proto,
+    timestamp,
+)
 from services.common.service import ServiceContext
 from services.residence import domain as d
 from services.residence.policy import default_policy
@@ -54,43 +61,6 @@ UNKNOWN_POLICE_STATION = "UNKNOWN_POLICE_STATION"
 # ----------------------------------------------------------------------------------------------------------
 # Conversions
 # ----------------------------------------------------------------------------------------------------------
-
-
-def _enum_in(
-    wrapper: Any,
-    value: int,
-    domain_enum: Any,
-    prefix: str,
-    field: str,
-    errors: ValidationCollector,
-    *,
-    required: bool = True,
-) -> Any:
-    """A proto enum value as the domain enum; REQUIRED when unset, UNKNOWN_VALUE when not in the contract."""
-    if value == 0:
-        if required:
-            errors.add(field, "REQUIRED")
-        return None
-    try:
-        name = wrapper.Name(value)
-    except ValueError:
-        errors.add(field, "UNKNOWN_VALUE")
-        return None
-    return domain_enum(name.removeprefix(prefix))
-
-
-def _enum_out(wrapper: Any, prefix: str, value: Any) -> int:
-    return 0 if value is None else int(wrapper.Value(prefix + value.value))
-
-
-def _date_in(
-    msg: common_pb2.Date, field: str, errors: ValidationCollector, *, required: bool = False
-) -> dt.date | None:
-    try:
-        return date_from_proto(msg, field, required=required)
-    except InvalidArgument as exc:
-        errors.violations.extend(exc.violations)
-        return None
 
 
 def _id_number_in(raw: str, field: str, errors: ValidationCollector, *, required: bool = True) -> str:
@@ -144,10 +114,10 @@ class Views:
             id=row.id,
             id_number=entry.id_number,
             name=entry.name,
-            sex=_enum_out(common_pb2.Sex, "SEX_", entry.sex),
+            sex=enum_out(common_pb2.Sex, "SEX_", entry.sex),
             birth_date=date_to_proto(entry.birth_date),
             ethnicity=entry.ethnicity,
-            status=_enum_out(pb.PersonStatus, "PERSON_STATUS_", entry.status),
+            status=enum_out(pb.PersonStatus, "PERSON_STATUS_", entry.status),
             household_id=household.id,
             household_number=household.number,
             relationship_code=entry.relationship_code,
@@ -160,16 +130,16 @@ class Views:
             former_names=list(entry.former_names),
             birth_place=entry.birth_place,
             native_place=entry.native_place,
-            education=_enum_out(pb.Education, "EDUCATION_", entry.education),
-            marital_status=_enum_out(pb.MaritalStatus, "MARITAL_STATUS_", entry.marital_status),
-            military_service=_enum_out(pb.MilitaryService, "MILITARY_SERVICE_", entry.military_service),
+            education=enum_out(pb.Education, "EDUCATION_", entry.education),
+            marital_status=enum_out(pb.MaritalStatus, "MARITAL_STATUS_", entry.marital_status),
+            military_service=enum_out(pb.MilitaryService, "MILITARY_SERVICE_", entry.military_service),
             occupation=entry.occupation,
             employer=entry.employer,
             arrived_in_city=_arrival_out(entry.arrived_in_city),
             arrived_at_address=_arrival_out(entry.arrived_at_address),
             registration_date=date_to_proto(entry.registered_on),
             status_date=date_to_proto(entry.status_since),
-            deregistration_reason=_enum_out(
+            deregistration_reason=enum_out(
                 pb.DeregistrationReason, "DEREGISTRATION_REASON_", entry.status_reason
             ),
             pending_move=None
@@ -196,7 +166,7 @@ class Views:
         return pb.Household(
             id=row.id,
             number=household.number,
-            type=_enum_out(pb.HouseholdType, "HOUSEHOLD_TYPE_", household.type),
+            type=enum_out(pb.HouseholdType, "HOUSEHOLD_TYPE_", household.type),
             address=household.address,
             police_station=_station_out(household.station),
             province_code=household.region_code[:2],
@@ -218,7 +188,7 @@ class Views:
             number=row.number,
             id_number=row.id_number,
             name=row.name,
-            sex=_enum_out(common_pb2.Sex, "SEX_", d.Sex(row.sex)),
+            sex=enum_out(common_pb2.Sex, "SEX_", d.Sex(row.sex)),
             birth_date=date_to_proto(row.birth_date),
             origin_region_code=row.origin_region_code,
             origin_address=row.origin_address,
@@ -245,7 +215,7 @@ class Views:
                 code=row.station_code, name=row.station_name, region_code=row.region_code, rural=row.rural
             ),
             host=pb.AccommodationHost(
-                kind=_enum_out(pb.HostKind, "HOST_KIND_", d.HostKind(row.host_kind)),
+                kind=enum_out(pb.HostKind, "HOST_KIND_", d.HostKind(row.host_kind)),
                 name=row.host_name,
                 identifier=row.host_identifier,
             ),
@@ -388,7 +358,7 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         return pb.VerifyHukouResponse(
             found=True,
             name_matches=matches,
-            status=_enum_out(pb.PersonStatus, "PERSON_STATUS_", d.PersonStatus(status)),
+            status=enum_out(pb.PersonStatus, "PERSON_STATUS_", d.PersonStatus(status)),
             hukou_province_code=region_code[:2] if matches else "",
             hukou_region_code=region_code if matches else "",
         )
@@ -452,8 +422,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
     ) -> pb.RegisterBirthResponse:
         errors = ValidationCollector()
         p = request.person
-        sex = _enum_in(common_pb2.Sex, p.sex, d.Sex, "SEX_", "person.sex", errors, required=False)
-        birth_date = _date_in(p.birth_date, "person.birth_date", errors)
+        sex = enum_in(common_pb2.Sex, p.sex, d.Sex, "SEX_", "person.sex", errors, required=False)
+        birth_date = date_in(p.birth_date, "person.birth_date", errors, required=False)
         errors.raise_if_any()
         id, number = self._household_key(request.household_id, request.household_number)
         cmd = d.RegisterBirth(
@@ -582,11 +552,11 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
     async def MoveIn(self, request: pb.MoveInRequest, context: grpc.aio.ServicerContext) -> pb.MoveInResponse:
         errors = ValidationCollector()
         number = _id_number_in(request.id_number, "id_number", errors)
-        arrived_on = _date_in(request.arrived_on, "arrived_on", errors)
+        arrived_on = date_in(request.arrived_on, "arrived_on", errors, required=False)
         founding = request.HasField("new_household")
         household_type = None
         if founding:
-            household_type = _enum_in(
+            household_type = enum_in(
                 pb.HouseholdType,
                 request.new_household.type,
                 d.HouseholdType,
@@ -685,7 +655,7 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         number = _id_number_in(request.id_number, "id_number", errors)
         new_head = _id_number_in(request.new_head_id_number, "new_head_id_number", errors, required=False)
         updates = _updates_in(request.relationship_updates, "relationship_updates", errors)
-        reason = _enum_in(
+        reason = enum_in(
             pb.DeregistrationReason,
             request.reason,
             d.DeregistrationReason,
@@ -694,7 +664,7 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
             errors,
             required=False,
         )
-        occurred_on = _date_in(request.occurred_on, "occurred_on", errors)
+        occurred_on = date_in(request.occurred_on, "occurred_on", errors, required=False)
         errors.raise_if_any()
         cmd = d.Deregister(number, reason, occurred_on, new_head or None, updates)
 
@@ -810,11 +780,11 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         errors = ValidationCollector()
         host = None
         if request.HasField("host"):
-            kind = _enum_in(pb.HostKind, request.host.kind, d.HostKind, "HOST_KIND_", "host.kind", errors)
+            kind = enum_in(pb.HostKind, request.host.kind, d.HostKind, "HOST_KIND_", "host.kind", errors)
             if kind is not None:
                 host = d.AccommodationHost(kind, request.host.name, request.host.identifier)
-        from_date = _date_in(request.from_date, "from_date", errors)
-        to_date = _date_in(request.to_date, "to_date", errors)
+        from_date = date_in(request.from_date, "from_date", errors, required=False)
+        to_date = date_in(request.to_date, "to_date", errors, required=False)
         if not request.police_station_code:
             errors.add("police_station_code", "REQUIRED")
         errors.raise_if_any()
