@@ -77,7 +77,7 @@ token: $(GEN_STAMP) ## mint a development bearer token: make token ROLE=citizen 
 
 .PHONY: certs audit-verify
 certs: $(INSTALLED) ## development CA + server/client certificates in var/certs/ and var/audit.key, for GOVHUB_TLS=on
-	$(PY) -m services.common.certs --dir var/certs
+	$(PY) -m services.common.certs --dir "$${GOVHUB_VAR_DIR:-var}/certs"
 
 audit-verify: $(GEN_STAMP) ## check the audit chains of the databases under var/ (or DB=<database URL>); names the first tampered entry
 	@if [ -n "$(DB)" ]; then exec $(PY) -m services.common.audit verify --database "$(DB)"; fi; \

@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.settings import GatewaySettings, ServiceSettings, SettingsError
+from services.common.tls import TlsFiles, aio_channel
 
 SERVICES = ("identity", "residence", "permits")
 STOP_TIMEOUT = 15.0
@@ -36,8 +37,9 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-async def grpc_serving(target: str) -> bool:
-    async with grpc.aio.insecure_channel(target) as channel:
+async def grpc_serving(target: str, tls: TlsFiles | None = None) -> bool:
+    """The standard health check, over mutual TLS (as the gateway) when GOVHUB_TLS is on."""
+    async with aio_channel(target, tls) as channel:
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=1
@@ -77,7 +79,8 @@ async def wait_ready(
                 )
                 return False
         checks = await asyncio.gather(
-            *(grpc_serving(t) for t in targets.values()), http_ok(gateway.host, gateway.port)
+            *(grpc_serving(t, gateway.security.client_tls) for t in targets.values()),
+            http_ok(gateway.host, gateway.port),
         )
         if all(checks):
             return True
