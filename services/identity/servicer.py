@@ -554,28 +554,42 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
 
         return await self._mutate("UpdateCardAddress", request, pb.UpdateCardAddressResponse, handler)
 
-    # -- loss and lost-and-found --------------------------------------------------------------------------
-
-    async def ReportCardLost(
-        self, request: pb.ReportCardLostRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ReportCardLostResponse:
+    async def _person_at_station(
+        self, request: Any, context: grpc.aio.ServicerContext, today: Any, *, active: bool
+    ) -> tuple[Any, str, Callable[[], Awaitable[d.HukouRecord]]]:
+        """The checked ID number and station of a request made in person at a station, and its hukou
+        record: asked of residence now (outside the unit of work) unless the request_id was already
+        answered, and at the latest when the handler needs it."""
         check_request_id(request.request_id)
-        today = self.ctx.clock.today()
         v = ValidationCollector()
         id_number = _collect_id_number(v, request.id_number, "id_number", today)
         name = _collect_text(v, request.name, "name")
         station = _collect_region(v, request.station_region_code, "station_region_code")
         v.raise_if_any()
         assert id_number is not None
+        found: list[d.HukouRecord] = []
 
-        hukou: d.HukouRecord | None = None
+        async def hukou() -> d.HukouRecord:
+            if not found:
+                found.append(
+                    d.require_hukou(await self._hukou(context, id_number.value, name), active=active)
+                )
+            return found[0]
+
         if not await self._answered(request.request_id):
-            hukou = d.require_hukou(await self._hukou(context, id_number.value, name), active=False)
+            await hukou()
+        return id_number, station, hukou
+
+    # -- loss and lost-and-found --------------------------------------------------------------------------
+
+    async def ReportCardLost(
+        self, request: pb.ReportCardLostRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReportCardLostResponse:
+        today = self.ctx.clock.today()
+        id_number, station, hukou_of = await self._person_at_station(request, context, today, active=False)
 
         async def handler(uow: UnitOfWork) -> pb.ReportCardLostResponse:
-            nonlocal hukou
-            if hukou is None:
-                hukou = d.require_hukou(await self._hukou(context, id_number.value, name), active=False)
+            hukou = await hukou_of()
             repo = self._repo(uow)
             wanted = request.card_number.strip().upper()
             card = await repo.get_card(wanted) if wanted else await repo.current_card(id_number.value)
@@ -711,23 +725,11 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def IssueTemporaryCard(
         self, request: pb.IssueTemporaryCardRequest, context: grpc.aio.ServicerContext
     ) -> pb.IssueTemporaryCardResponse:
-        check_request_id(request.request_id)
         today = self.ctx.clock.today()
-        v = ValidationCollector()
-        id_number = _collect_id_number(v, request.id_number, "id_number", today)
-        name = _collect_text(v, request.name, "name")
-        station = _collect_region(v, request.station_region_code, "station_region_code")
-        v.raise_if_any()
-        assert id_number is not None
-
-        hukou: d.HukouRecord | None = None
-        if not await self._answered(request.request_id):
-            hukou = d.require_hukou(await self._hukou(context, id_number.value, name))
+        id_number, station, hukou_of = await self._person_at_station(request, context, today, active=True)
 
         async def handler(uow: UnitOfWork) -> pb.IssueTemporaryCardResponse:
-            nonlocal hukou
-            if hukou is None:
-                hukou = d.require_hukou(await self._hukou(context, id_number.value, name))
+            hukou = await hukou_of()
             repo = self._repo(uow)
             open_app = await repo.get_open_application_for(id_number.value)
             card = d.apply_for_temporary_card(
