@@ -241,7 +241,7 @@ def foreigner(passport: str, entry: dt.date) -> dict[str, Any]:
             "host_kind": "HOTEL",
             "host_name": "测试酒店",
             "host_identifier": "HOTEL-310115-01",
-            "arrived_at": f"{TODAY.isoformat()}T09:00:00+08:00",
+            "arrived_at": f"{TODAY.isoformat()}T08:00:00+08:00",
             "from_date": TODAY.isoformat(),
             "to_date": "2016-12-31",
         },

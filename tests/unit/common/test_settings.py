@@ -43,9 +43,12 @@ def test_bad_settings_fail_fast_naming_the_variable(env: dict[str, str], names: 
         ServiceSettings.from_env("identity", env)
 
 
-def test_fixed_clock_pins_today_but_keeps_the_time_of_day() -> None:
+def test_a_pinned_day_starts_at_nine_and_time_runs_on() -> None:
     clock = Clock(dt.date(2016, 7, 1))
     assert clock.today() == dt.date(2016, 7, 1)
-    now = clock.now()
-    assert now.tzinfo is not None
-    assert now.astimezone(dt.timezone(dt.timedelta(hours=8))).date() == dt.date(2016, 7, 1)
+    first = clock.now()
+    assert first.tzinfo is not None
+    local = first.astimezone(dt.timezone(dt.timedelta(hours=8)))
+    assert local.date() == dt.date(2016, 7, 1)
+    assert dt.time(9, 0) <= local.time() < dt.time(9, 1)  # whatever the real time of day
+    assert clock.now() >= first
