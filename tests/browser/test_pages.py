@@ -118,6 +118,7 @@ def produce_card(hub: Hub, id_number: str) -> None:
 
 def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> None:
     base = hub.base_url
+    assert f"{base}/hall/" in hub.log() and f"{base}/counter/" in hub.log()  # make run says where they are
     driver.get(f"{base}/hall/")
     assert "居民身份证异地换领" in driver.page_source
     shoot(driver, "hall-catalogue")
