@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.typedefs import settings_key
+from gateway.web.i18n import reason_text
 
 client_key: web.AppKey[aiohttp.ClientSession] = web.AppKey("web_api_client", aiohttp.ClientSession)
 
@@ -30,15 +31,14 @@ class Answer:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
-    def field_errors(self) -> dict[str, list[str]]:
-        """The problem's ``errors`` by field path (reason, with its detail)."""
+    def field_errors(self, lang: str) -> dict[str, list[str]]:
+        """The problem's ``errors`` by field path, each as a sentence in `lang` where the reason is known
+        (else the API's own description)."""
         out: dict[str, list[str]] = {}
         for error in self.body.get("errors", []) or []:
             if not isinstance(error, dict):
                 continue
-            text = str(error.get("reason", ""))
-            if error.get("detail"):
-                text = f"{error['detail']} ({text})"
+            text = reason_text(lang, str(error.get("reason", "")), str(error.get("detail", "")))
             out.setdefault(str(error.get("field", "")), []).append(text)
         return out
 

@@ -253,7 +253,8 @@ async def submit_form(
                 materials[spec.key] = str(answer.body["sha256"])
             else:
                 errors.setdefault(name, []).extend(
-                    [t for texts in answer.field_errors().values() for t in texts] or [problem_text(answer)]
+                    [t for texts in answer.field_errors(language(request)).values() for t in texts]
+                    or [problem_text(answer)]
                 )
         else:
             previous = form.get(f"{name}.sha256")
@@ -285,8 +286,7 @@ async def submit_form(
             matter,
             action=action,
             values=values,
-            errors=answer.field_errors(),
-            message=problem_text(answer),
+            errors=answer.field_errors(language(request)),
             status=400,
         )
     if answer.status in (403, 409, 422):

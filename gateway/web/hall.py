@@ -128,7 +128,7 @@ async def rate(request: web.Request, session: Session) -> web.StreamResponse:
         json_body={"rating": int(raw), "comment": str(form.get("comment", ""))[:500]},
     )
     if not answer.ok:
-        errors = answer.field_errors()
+        errors = answer.field_errors(language(request))
         field = next(iter(errors), "rating")
         return await _case_with_error(request, field, problem_text(answer))
     return redirect(f"/hall/cases/{urllib.parse.quote(case_no)}?notice=rated")
@@ -199,7 +199,7 @@ async def report_lost(request: web.Request, session: Session) -> web.StreamRespo
     )
     if answer.ok:
         return await _card_page(request, reported=answer.body)
-    errors = answer.field_errors() or {"": [problem_text(answer)]}
+    errors = answer.field_errors(language(request)) or {"": [problem_text(answer)]}
     return await _card_page(request, errors=errors, values=values)
 
 

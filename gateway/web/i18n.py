@@ -194,6 +194,43 @@ WORDS: dict[str, tuple[str, str]] = {
     ),
 }
 
+# The API's field-error reasons a person reads beside the field; others show the API's own description.
+REASONS: dict[str, tuple[str, str]] = {
+    "REQUIRED": ("此项必填。", "This is required."),
+    "BAD_LENGTH": ("身份号码应为 18 位。", "An ID number has 18 characters."),
+    "BAD_CHARACTERS": ("身份号码只能是数字，末位可为 X。", "Only digits, and an X as the last character."),
+    "BAD_CHECK_DIGIT": (
+        "身份号码末位校验码不正确，请核对。",
+        "The last character does not match the check digit; check the number.",
+    ),
+    "UNKNOWN_ADDRESS_CODE": (
+        "身份号码前 6 位不是有效的行政区划代码。",
+        "The first six digits are no county code.",
+    ),
+    "IMPOSSIBLE_DATE": ("身份号码中的出生日期不存在。", "The birth date in the number does not exist."),
+    "FUTURE_BIRTH_DATE": ("身份号码中的出生日期晚于今天。", "The birth date in the number is in the future."),
+    "NOT_A_DATE": ("请填写日期（年-月-日）。", "Enter a date (YYYY-MM-DD)."),
+    "NOT_A_DATETIME": ("请填写日期和时间。", "Enter a date and a time."),
+    "NOT_A_REGION_CODE": ("请填写 6 位行政区划代码。", "Enter a six-digit region code."),
+    "NOT_AN_INTEGER": ("请填写整数。", "Enter a whole number."),
+    "TOO_LONG": ("内容过长。", "This is too long."),
+    "NOT_A_PHONE_NUMBER": ("请填写 6 至 15 位电话号码。", "Enter a phone number of 6 to 15 digits."),
+    "NOT_AN_EMAIL": ("请填写有效的电子邮箱。", "Enter an e-mail address (name@example.org)."),
+    "NOT_UPLOADED": ("文件未上传成功，请重新选择。", "The file did not arrive; choose it again."),
+    "TYPE_NOT_ALLOWED": ("只接受 PDF、JPEG 或 PNG 文件。", "Only PDF, JPEG or PNG files are accepted."),
+    "NOT_THE_TOKEN_HOLDER": (
+        "在线只能为本人申请；为他人办理请到服务大厅窗口。",
+        "Online you may apply only for yourself; for someone else, come to a service hall.",
+    ),
+}
+
+
+def reason_text(lang: str, reason: str, description: str) -> str:
+    pair = REASONS.get(reason)
+    if pair is not None:
+        return pair[1] if lang == "en" else pair[0]
+    return description or reason
+
 
 def translate(lang: str, key: str, **values: object) -> str:
     pair = WORDS.get(key)

@@ -22,6 +22,17 @@ session_request_key: web.RequestKey[Session] = web.RequestKey("web_session")
 LANG_COOKIE = "govhub_lang"
 AREA_ROLES = {"hall": "citizen", "counter": "counter", "backoffice": "department"}
 
+# Every page: scripts and styles only from the gateway itself (none inline), no framing, forms post only
+# here, nothing cached. A stricter policy set by a later middleware replaces these.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
 PageHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 
 
@@ -95,6 +106,13 @@ def page(area: str, *, signed_in: bool = True) -> Callable[[PageHandler], Callab
             sessions = request.app[sessions_app_key]
             session = sessions.load(request, area)
             request[session_request_key] = session
+            response = await _answer(request, session)
+            sessions.save(response, session, secure=request.secure)  # sliding: each page renews it
+            for name, value in PAGE_HEADERS.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        async def _answer(request: web.Request, session: Session) -> web.StreamResponse:
             lang = language(request)
             if request.method == "POST":
                 try:
@@ -103,27 +121,20 @@ def page(area: str, *, signed_in: bool = True) -> Callable[[PageHandler], Callab
                     return error_page(request, 413, translate(lang, "too_large"))
                 sent = form.get("csrf")
                 if not isinstance(sent, str) or not session.csrf_ok(sent):
-                    response: web.StreamResponse = error_page(request, 403, translate(lang, "csrf_failed"))
-                    sessions.save(response, session, secure=request.secure)
-                    return response
+                    return error_page(request, 403, translate(lang, "csrf_failed"))
             if signed_in and (not session.signed_in or session.role != AREA_ROLES[area]):
-                response = redirect(signin_url(area, request.path_qs))
-                sessions.save(response, session, secure=request.secure)
-                return response
+                back = request.path_qs if request.method == "GET" else f"/{area}/"
+                return redirect(signin_url(area, back))
             try:
-                response = await handler(request, session)
+                return await handler(request, session)
             except api.Unreachable:
-                response = error_page(request, 503, translate(lang, "unavailable"))
+                return error_page(request, 503, translate(lang, "unavailable"))
             except SignedOut:
                 session.sign_out()
-                response = redirect(signin_url(area, request.path_qs, expired=True))
+                back = request.path_qs if request.method == "GET" else f"/{area}/"
+                return redirect(signin_url(area, back, expired=True))
             except web.HTTPNotFound:
-                response = error_page(request, 404, translate(lang, "not_found"))
-            sessions.save(
-                response, session, secure=request.secure
-            )  # sliding: each page keeps the session alive
-            response.headers.setdefault("Cache-Control", "no-store")
-            return response
+                return error_page(request, 404, translate(lang, "not_found"))
 
         return run
 

@@ -81,6 +81,7 @@ def driver(browser_ready: None) -> Iterator[object]:
         "--lang=zh-CN",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to see Content-Security-Policy refusals
     browser = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
     browser.set_page_load_timeout(60)
     try:

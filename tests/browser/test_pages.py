@@ -34,7 +34,13 @@ def by(how: str, what: str) -> tuple[str, str]:
 
 
 def shoot(driver: Any, name: str) -> None:
-    """The page at phone and desktop widths (full height)."""
+    """The page at phone and desktop widths (full height), after checking that the browser refused
+    nothing under the pages' Content-Security-Policy (no inline script or style anywhere)."""
+    refused = [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert not refused, refused
+    assert "default-src 'self'" in driver.execute_script(
+        "return fetch(location.href).then(r => r.headers.get('Content-Security-Policy'))"
+    )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for label, (width, height) in (("phone", PHONE), ("desktop", DESKTOP)):
         driver.set_window_size(width, height)
@@ -273,7 +279,7 @@ def test_a_form_error_shows_beside_its_field(hub: Hub, driver: Any) -> None:
     )
     submit(driver, "form.apply")
     field = driver.find_element(*by("id", "f-data-applicant-id_number-field"))
-    assert "BAD_CHECK_DIGIT" in field.find_element(*by("css", ".error")).text
+    assert "校验码不正确" in field.find_element(*by("css", ".error")).text  # BAD_CHECK_DIGIT, in words
     assert field.find_element(*by("css", "input")).get_attribute("aria-invalid") == "true"
     # the other fields keep what was typed and carry no error
     name = driver.find_element(*by("id", "f-data-applicant-name-field"))
