@@ -188,6 +188,22 @@ WORDS: dict[str, tuple[str, str]] = {
     "step_SKIPPED": ("无需办理", "Not needed"),
     "step_CANCELLED": ("已取消", "Cancelled"),
     "step_NEEDS_ATTENTION": ("处理中（工作人员已介入）", "Being handled (staff alerted)"),
+    "card_VALID": ("有效", "Valid"),
+    "card_REPORTED_LOST": ("已挂失", "Reported lost"),
+    "card_EXPIRED": ("已过期", "Expired"),
+    "card_SUPERSEDED": ("已换发新证", "Replaced by a newer card"),
+    "card_INVALIDATED": ("已作废", "Invalidated"),
+    "found_AWAITING_OWNER": ("待认领", "Waiting for its owner"),
+    "found_DESTROYED": ("已销毁", "Destroyed"),
+    "found_RETURNED": ("已归还", "Returned"),
+    "outcome_allowed": ("已允许", "allowed"),
+    "outcome_denied": ("已拒绝", "denied"),
+    "outcome_failed": ("未成功", "failed"),
+    "access_log_hint": (
+        "各部门和“一网通办”在查看或处理您的信息时都会留下记录；这里列出机构和事由，不显示工作人员个人信息。",
+        "Every department and the one window record each look at your data; listed here by organisation and "
+        "purpose, never by staff member.",
+    ),
     "ready_pickup_at": (
         "请携带回执到 {hall} 服务大厅领取。",
         "Collect it at the {hall} service hall with the receipt.",

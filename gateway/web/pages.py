@@ -77,6 +77,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         "catalogue": request.app[catalogue_key],
         "title_of": lambda m: (m.title if lang == "en" else m.title_zh) if m else "",
         "matter_title": lambda mid: _matter_title(request, mid, lang),
+        "step_title": lambda mid, key: _step_title(request, mid, key, lang),
         "yuan": lambda fen: f"{fen / 100:.2f}" if isinstance(fen, int) else "",
         "dev": development(request),
     }
@@ -89,6 +90,14 @@ def _matter_title(request: web.Request, matter_id: str, lang: str) -> str:
     if matter is None:
         return matter_id
     return matter.title if lang == "en" else matter.title_zh
+
+
+def _step_title(request: web.Request, matter_id: str, key: str, lang: str) -> str:
+    matter = request.app[catalogue_key].get(matter_id)
+    spec = next((s for s in matter.steps if s.key == key), None) if matter else None
+    if spec is None:
+        return key
+    return spec.title if lang == "en" else spec.title_zh
 
 
 def error_page(request: web.Request, status: int, message: str, detail: str = "") -> web.Response:

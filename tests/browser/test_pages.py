@@ -196,7 +196,12 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     driver.get(f"{base}/hall/access-log")
     shoot(driver, "hall-access-log")
     driver.get(f"{base}/hall/card")
+    assert driver.find_element(*by("id", "card-status")).get_attribute("data-status") == "VALID"
     shoot(driver, "hall-card")
+    fill(driver, {"name": TIANJIN[1], "station_region_code": "310104"})
+    submit(driver, "form[action$='/report-lost']")
+    assert driver.find_element(*by("id", "lost-reported")).is_displayed()
+    assert driver.find_element(*by("id", "card-status")).get_attribute("data-status") == "REPORTED_LOST"
     driver.delete_all_cookies()
     driver.get(f"{base}/hall/progress")
     fill(driver, {"case_no": case_no, "code": code})
