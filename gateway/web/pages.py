@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp_jinja2
+import structlog
 from aiohttp import web
 
 from gateway.auth import public
@@ -17,6 +18,7 @@ from gateway.web import api
 from gateway.web.i18n import LANGUAGES, translate
 from gateway.web.session import Session, Sessions
 
+log = structlog.get_logger("govhub.web")
 sessions_app_key: web.AppKey[Sessions] = web.AppKey("web_sessions", Sessions)
 session_request_key: web.RequestKey[Session] = web.RequestKey("web_session")
 LANG_COOKIE = "govhub_lang"
@@ -144,6 +146,9 @@ def page(area: str, *, signed_in: bool = True) -> Callable[[PageHandler], Callab
                 return redirect(signin_url(area, back, expired=True))
             except web.HTTPNotFound:
                 return error_page(request, 404, translate(lang, "not_found"))
+            except Exception:  # a page the person can read, never a trace; the log has it
+                log.exception("page failed", page=request.path)
+                return error_page(request, 500, translate(lang, "error"))
 
         return run
 
