@@ -80,6 +80,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         "title_of": lambda m: (m.title if lang == "en" else m.title_zh) if m else "",
         "matter_title": lambda mid: _matter_title(request, mid, lang),
         "step_title": lambda mid, key: _step_title(request, mid, key, lang),
+        "field_title": lambda mid, path: _field_title(request, mid, path, lang),
         "yuan": lambda fen: f"{fen / 100:.2f}" if isinstance(fen, int) else "",
         "dev": development(request),
     }
@@ -99,6 +100,14 @@ def _step_title(request: web.Request, matter_id: str, key: str, lang: str) -> st
     spec = next((s for s in matter.steps if s.key == key), None) if matter else None
     if spec is None:
         return key
+    return spec.title if lang == "en" else spec.title_zh
+
+
+def _field_title(request: web.Request, matter_id: str, path: str, lang: str) -> str:
+    matter = request.app[catalogue_key].get(matter_id)
+    spec = next((f for f in matter.fields if f.path == path), None) if matter else None
+    if spec is None:
+        return path
     return spec.title if lang == "en" else spec.title_zh
 
 
