@@ -52,42 +52,11 @@ from stdnum import exceptions as stdnum_exceptions
 from stdnum.cn import uscc as stdnum_uscc
 from stdnum.iso7064 import mod_11_2
 
+from services.common.dates import add_months, add_years, age_on
 from services.common.errors import FailedPrecondition, InvalidArgument, ValidationCollector
 from services.common.foreigner import nationality_problem, normalise_passport_number, passport_number_problem
 
 ONE_DAY = dt.timedelta(days=1)
-
-# ----------------------------------------------------------------------------------------------------------
-# Dates
-# ----------------------------------------------------------------------------------------------------------
-
-
-def add_years(day: dt.date, years: int) -> dt.date:
-    """The same day `years` later; 29 February becomes 28 February in a common year."""
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:
-        return day.replace(year=day.year + years, day=28)
-
-
-def add_months(day: dt.date, months: int) -> dt.date:
-    """The same day `months` later, clamped to the end of a shorter month."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    month += 1
-    for candidate in (day.day, 30, 29, 28):
-        try:
-            return dt.date(year, month, min(day.day, candidate))
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def age_on(birth_date: dt.date, day: dt.date) -> int:
-    """Completed years (周岁) on `day`. Someone born on 29 February turns a year older on 1 March in a
-    common year."""
-    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Working-day calendar (holidays and 调休 as data)

@@ -21,6 +21,7 @@ from stdnum.cn import uscc as stdnum_uscc
 
 from govhub.common.v1 import common_pb2
 from govhub.permits.v1 import permits_pb2, permits_pb2_grpc
+from services.common.dates import age_on
 from services.common.db import UnitOfWork, new_id
 from services.common.errors import (
     FailedPrecondition,
@@ -248,7 +249,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         app, row = record.app, record.row
         req = app.request
         if app.state in (S.SUBMITTED, S.AWAITING_MATERIALS, S.UNDER_REVIEW):
-            age = d.age_on(app.applicant.birth_date, today)
+            age = age_on(app.applicant.birth_date, today)
             missing = _missing_out(
                 d.check_materials(
                     d.Stage.WORK_PERMIT_NOTICE, app.supplied_materials, age, app.category, self.policy
@@ -313,7 +314,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     ) -> permits_pb2.ResidencePermitApplication:
         app, row = record.app, record.row
         if app.state in (S.SUBMITTED, S.AWAITING_MATERIALS, S.UNDER_REVIEW, S.APPROVED):
-            age = d.age_on(app.applicant.birth_date, today)
+            age = age_on(app.applicant.birth_date, today)
             missing = _missing_out(
                 d.check_materials(
                     d.Stage.RESIDENCE_PERMIT, app.supplied_materials, age, app.category, self.policy
