@@ -1,6 +1,6 @@
 """Calendar arithmetic shared by every department: one rule each, pure (no clock, no I/O).
 
-29 February: the resident ID card law (DOMAIN.md §2.1, S) counts a 29 February birthday as 1 March in a
+29 February: the resident ID card law (docs/domain.md §2.1, S) counts a 29 February birthday as 1 March in a
 common year, and a validity "ends on the same month and day N years later". ``add_years`` and ``age_on``
 follow that one rule, so a card issued on 29 February 2016 for 5 years runs to 1 March 2021, and a person
 born on 29 February turns a year older on 1 March in a common year. ``add_months`` instead clamps to the
