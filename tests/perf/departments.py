@@ -133,8 +133,10 @@ async def identity_creates(
 def _py_spy(pid: int, seconds: float, out: Path, fmt: str) -> subprocess.Popen[bytes]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return subprocess.Popen(
-        [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
-         "--format", fmt, "--output", str(out), "--nonblocking", "--gil"],  # fmt: skip
+        [
+            *(py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200"),
+            *("--format", fmt, "--output", str(out), "--nonblocking", "--gil"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -204,7 +206,9 @@ async def _one(phase: Awaitable[Result]) -> list[Result]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.perf.departments", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.perf.departments", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--households", type=int, default=4000)

@@ -215,12 +215,12 @@ async def seeded_people(residence_url: str, count: int) -> list[tuple[str, str]]
     )
     try:
         async with engine.connect() as conn:
-            total = await conn.scalar(text(f"SELECT count(*) {where}")) or 0  # noqa: S608 - constant SQL
+            total = await conn.scalar(text(f"SELECT count(*) {where}")) or 0
             step = max(1, total // max(1, count))
             rows = (
                 await conn.execute(
                     text(
-                        f"SELECT id_number, name FROM (SELECT p.id_number, p.name, "  # noqa: S608
+                        f"SELECT id_number, name FROM (SELECT p.id_number, p.name, "
                         f"row_number() OVER (ORDER BY p.id_number) AS n {where}) AS ranked "
                         "WHERE (n - 1) % :step = 0 ORDER BY n LIMIT :count"
                     ),
