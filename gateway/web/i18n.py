@@ -37,7 +37,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "dept_residence": ("户政管理部门", "Household registration"),
     "dept_permits": ("出入境与外国人管理部门", "Permits and foreigners"),
     "applicable_from": ("可申办日期", "Can be applied for"),
-    "applicable_today": ("今日（{today}）起可在线申办", "From today ({today}) online"),
+    "not_available_today": ("今日不可申办", "cannot be applied for today"),
     "only_when": ("仅当勾选“{field}”时办理", "only when “{field}” is ticked"),
     "application_form": ("申请表", "Application form"),
     "contact": ("联系方式（用于办理进度通知）", "Contact (for progress messages)"),

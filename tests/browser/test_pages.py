@@ -71,8 +71,18 @@ def fill(driver: Any, values: dict[str, str]) -> None:
             element.send_keys(value)
 
 
+def press(driver: Any, button: Any) -> None:
+    """Click a button that sends a form, and wait until the browser has left the page."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element(*by("css", "html"))
+    button.click()
+    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old))
+
+
 def submit(driver: Any, form_css: str = "main form") -> None:
-    driver.find_element(*by("css", f"{form_css} button[type=submit]")).click()
+    press(driver, driver.find_element(*by("css", f"{form_css} button[type=submit]")))
 
 
 def sign_in(driver: Any, base: str, area: str, **fields: str) -> None:
@@ -163,7 +173,7 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     sign_in(driver, base, "backoffice", staff="psb-0042", dept="identity")
     section = driver.find_element(*by("xpath", f"//section[.//a[text()='{case_no}']]"))
     shoot(driver, "backoffice-steps")
-    section.find_element(*by("css", "form[action$='/approve'] button")).click()
+    press(driver, section.find_element(*by("css", "form[action$='/approve'] button")))
     assert case_no in driver.find_element(*by("css", ".notice")).text
 
     # The citizen sees it approved, with its step and deadline.
@@ -178,14 +188,14 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     wait_state(driver, f"{base}/counter/cases/{case_no}", "READY_FOR_PICKUP")
     shoot(driver, "counter-pickup")
     driver.find_element(*by("id", "f-surrendered")).click()
-    driver.find_element(*by("css", "form[action$='/pickup'] button")).click()
+    press(driver, driver.find_element(*by("css", "form[action$='/pickup'] button")))
     assert state_of(driver) == "COMPLETED"
 
     # The citizen rates the completed case.
     wait_state(driver, case_url, "COMPLETED")
     driver.find_element(*by("css", "label[for=f-rating-5]")).click()
     driver.find_element(*by("id", "f-comment")).send_keys("窗口服务很好")
-    driver.find_element(*by("css", "form[action$='/feedback'] button")).click()
+    press(driver, driver.find_element(*by("css", "form[action$='/feedback'] button")))
     assert "5/5" in driver.find_element(*by("id", "my-rating")).text
     shoot(driver, "hall-case-rated")
 
@@ -263,7 +273,7 @@ def test_counter_opens_newborn_registration_and_prints_receipt(hub: Hub, driver:
     # The household register booklet, shown at the window, is recorded as checked.
     driver.get(f"{base}/counter/cases/{case_no}")
     driver.find_element(*by("id", "f-mat-household_register")).click()
-    driver.find_element(*by("css", "form[action$='/materials-checked'] button")).click()
+    press(driver, driver.find_element(*by("css", "form[action$='/materials-checked'] button")))
     assert driver.find_element(*by("id", "f-mat-household_register")).get_attribute("disabled")
 
 
