@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import structlog
 from aiohttp import web
+from opentelemetry import propagate
 
 from gateway.typedefs import settings_key
 from gateway.web.i18n import reason_text
@@ -77,9 +79,10 @@ async def call(
     sent = dict(headers or {})
     if token:
         sent["Authorization"] = f"Bearer {token}"
-    request_id = request.headers.get("X-Request-Id") or request.get("request_id")
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
     if isinstance(request_id, str) and request_id:
-        sent["X-Request-Id"] = request_id
+        sent["X-Request-Id"] = request_id  # the page's log lines and the API's share one request id
+    propagate.inject(sent)  # ... and one trace: the API's span is a child of the page's
     url = _base(request) + path
     for _ in range(RETRY_IN_FLIGHT):
         try:

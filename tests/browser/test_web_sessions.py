@@ -174,3 +174,35 @@ async def test_pages_carry_no_inline_script_or_style(web: TestClient) -> None:
         assert resp.headers["Cache-Control"] == "no-store"
         assert not re.search(r"<script(?![^>]*\bsrc=)", html), path
         assert not re.search(r"\sstyle=|<style|\son[a-z]+=", html), path
+
+
+async def test_withdrawal_needs_the_confirmation_and_then_withdraws(web: TestClient) -> None:
+    assert (await sign_in_with_token(web, token("citizen", "c", person=PERSON))).status == 303
+    html = await page(web, APPLY)
+    applied = await web.post(APPLY, data={**FORM, "csrf": csrf_of(html)}, allow_redirects=False)
+    case_url = applied.headers["Location"].removesuffix("/receipt")
+    case_page = await page(web, case_url)
+    assert 'data-state="IN_REVIEW"' in case_page
+    csrf = csrf_of(case_page)
+    unconfirmed = await web.post(f"{case_url}/withdraw", data={"csrf": csrf}, allow_redirects=False)
+    assert unconfirmed.status == 400
+    assert 'data-state="IN_REVIEW"' in await unconfirmed.text()
+    done = await web.post(
+        f"{case_url}/withdraw", data={"csrf": csrf, "confirm": "yes"}, allow_redirects=False
+    )
+    assert done.status == 303
+    after = await page(web, done.headers["Location"])
+    assert "已撤回。" in after and 'data-state="WITHDRAWN"' in after
+    assert "/withdraw" not in after  # nothing left to withdraw
+
+
+async def test_another_persons_case_is_not_found_on_the_page(web: TestClient) -> None:
+    assert (await sign_in_with_token(web, token("citizen", "c", person=PERSON))).status == 303
+    html = await page(web, APPLY)
+    applied = await web.post(APPLY, data={**FORM, "csrf": csrf_of(html)}, allow_redirects=False)
+    case_url = applied.headers["Location"].removesuffix("/receipt")
+    web.session.cookie_jar.clear()
+    assert (await sign_in_with_token(web, token("citizen", "d", person="310104198004020010"))).status == 303
+    other = await web.get(case_url, allow_redirects=False)
+    assert other.status == 404
+    assert PERSON not in await other.text()
