@@ -14,6 +14,7 @@ import hashlib
 import sqlite3
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -34,8 +35,15 @@ from tests.e2e.conftest import Hub, start_hub, stop_hub
 pytestmark = pytest.mark.e2e
 
 REPLAY_DAY = dt.date(2016, 11, 15)  # every matter is available; the 2016 pilot's points table is in force
-# mode -> GOVHUB_TODAY ("" leaves it unset: the real date). A TLS variant adds a mode here.
-MODES = {"replay-2016": REPLAY_DAY.isoformat(), "real-date": ""}
+
+
+@dataclass(frozen=True)
+class Mode:
+    today: str  # GOVHUB_TODAY; "" leaves it unset: the real date
+    env: tuple[tuple[str, str], ...] = ()  # more settings of the hub (a TLS run adds GOVHUB_TLS here)
+
+
+MODES = {"replay-2016": Mode(REPLAY_DAY.isoformat()), "real-date": Mode("")}
 ONE_DAY = dt.timedelta(days=1)
 EMPLOYER = "91110000600037341L"
 XUHUI = next(h for h in DEMO_HOUSEHOLDS if h.region_code == "310104" and len(h.members) == 3)
@@ -50,12 +58,15 @@ def mode(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def day(mode: str) -> dt.date:
     """The day in force in the hub of this mode."""
-    return dt.date.fromisoformat(MODES[mode]) if MODES[mode] else Clock().today()
+    today = MODES[mode].today
+    return dt.date.fromisoformat(today) if today else Clock().today()
 
 
 @pytest.fixture(scope="module")
 def hub(mode: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    running = start_hub(tmp_path_factory.mktemp(f"matters-{mode}"), today=MODES[mode])
+    running = start_hub(
+        tmp_path_factory.mktemp(f"matters-{mode}"), today=MODES[mode].today, extra_env=dict(MODES[mode].env)
+    )
     yield running
     code = stop_hub(running.process)
     assert running.process.stdout is not None
