@@ -20,6 +20,7 @@ from typing import Any
 
 from services.identity.domain import (
     ALL_FEE_CASES,
+    OTHER_REJECTION,
     TEMPORARY_CARD,
     AgeBasis,
     ApplicationKind,
@@ -215,6 +216,17 @@ def _materials(t: _Table, names: Mapping[str, str]) -> Mapping[str, tuple[str, .
     return MappingProxyType(materials)
 
 
+def _rejection_codes(t: _Table) -> Mapping[str, str]:
+    codes = {key: t.get(key, (str,)) for key in list(t.data)}
+    t.done()
+    for key, text in codes.items():
+        if not (key.isascii() and key.replace("_", "").isalnum() and key == key.upper()) or not text:
+            raise PolicyError(f"{t.path}.{key}: an UPPER_SNAKE code with the words the applicant reads")
+    if OTHER_REJECTION not in codes:
+        raise PolicyError(f"{t.path}: {OTHER_REJECTION} is required")
+    return MappingProxyType(codes)
+
+
 def parse_policy(data: Mapping[str, Any]) -> IdentityPolicy:
     """Validate parsed TOML and build the policy; raises `PolicyError`."""
     root = _Table(data, "policy")
@@ -250,6 +262,7 @@ def parse_policy(data: Mapping[str, Any]) -> IdentityPolicy:
         cross_province=_cross_province(root.table("cross_province"), provinces),
         materials=_materials(root.table("materials"), names),
         material_names=names,
+        rejection_codes=_rejection_codes(root.table("rejection_codes")),
     )
     root.done()
     return policy
