@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 from services.permits.domain import (
+    OTHER_REJECTION,
     POINT_FLAGS,
     AgeBracket,
     CategoryRules,
@@ -265,6 +266,14 @@ def parse_policy(data: Mapping[str, Any], calendar: HolidayCalendar) -> PermitsP
         raise PolicyError("policy.residence_fee_tiers: min_months must rise strictly from 0")
 
     materials = _materials(root.table("materials"))
+    codes_t = root.table("rejection_codes")
+    codes = {key: codes_t.str(key) for key in list(codes_t.data)}
+    codes_t.done()
+    for key, text in codes.items():
+        if not (key.isascii() and key.replace("_", "").isalnum() and key == key.upper()) or not text:
+            raise PolicyError(f"{codes_t.path}.{key}: an UPPER_SNAKE code with the words the applicant reads")
+    if OTHER_REJECTION not in codes:
+        raise PolicyError(f"{codes_t.path}: {OTHER_REJECTION} is required")
     root.done()
     return PermitsPolicy(
         points_tables=tables,
@@ -275,6 +284,7 @@ def parse_policy(data: Mapping[str, Any], calendar: HolidayCalendar) -> PermitsP
         residence_fee_tiers=tuple(tiers),
         materials=frozen_mapping(materials),
         calendar=calendar,
+        rejection_codes=frozen_mapping(codes),
     )
 
 
