@@ -1,9 +1,10 @@
 """The identity department's rules: resident ID card applications, the card register, loss reports,
-lost-and-found, temporary cards and cross-province acceptance (DOMAIN.md §2).
+lost-and-found, temporary cards and cross-province acceptance (docs/domain.md §2).
 
 Pure: no I/O, no clock (every "today" is a parameter), no grpc, protobuf or SQL. Every rule that
-DOMAIN.md marks unverified or policy-driven comes from an `IdentityPolicy` (loaded from ``policy.toml`` by
-``services.identity.policy``) passed in by the caller. Objects are frozen; a change returns a new object.
+docs/domain.md marks unverified or policy-driven comes from an `IdentityPolicy` (loaded from
+``policy.toml`` by ``services.identity.policy``) passed in by the caller. Objects are frozen; a change
+returns a new object.
 
 Refusals raise ``FailedPrecondition(reason, message)`` with one of the reason constants below.
 """
@@ -413,7 +414,7 @@ class CrossProvinceDecision:
 def _check_province(code: str, policy: IdentityPolicy) -> None:
     if code not in policy.mainland_province_codes:
         raise InvalidArgument.one(
-            "hukou_province_code", "UNKNOWN_PROVINCE", "Not a mainland province code (DOMAIN.md §6)."
+            "hukou_province_code", "UNKNOWN_PROVINCE", "Not a mainland province code (docs/domain.md §6)."
         )
 
 
@@ -852,7 +853,7 @@ def check_card_address(region_code: str, address: str) -> tuple[str, str]:
 
 def record_address(card: Card | None, region_code: str, address: str, on: date) -> Card:
     """A hukou move does not need a new card: the PSB records the new address in the card's
-    machine-readable data (Law Art. 11, 2011 text; DOMAIN.md §2.3). Only a card VALID on `on` is updated
+    machine-readable data (Law Art. 11, 2011 text; docs/domain.md §2.3). Only a card VALID on `on` is updated
     (``NO_CURRENT_CARD`` for none, or one reported lost, superseded, invalidated or past its end); the
     card's number, validity and status are unchanged."""
     region, text = check_card_address(region_code, address)

@@ -1,8 +1,8 @@
-"""Pure rules of the permits department (DOMAIN.md §4): employers, the foreigner's work permit
+"""Pure rules of the permits department (docs/domain.md §4): employers, the foreigner's work permit
 (外国人工作许可) and the work-type residence permit (工作类居留许可).
 
 No I/O, no grpc, no protobuf, no SQL, and no clock: every rule that depends on the date takes ``today``
-as a parameter. Everything DOMAIN.md marks U or policy-driven (points tables, local average salaries,
+as a parameter. Everything docs/domain.md marks U or policy-driven (points tables, local average salaries,
 deadlines, validity limits, fee tiers, materials lists, the holiday calendar) is data, loaded by
 ``services.permits.policy`` into the frozen dataclasses defined here.
 

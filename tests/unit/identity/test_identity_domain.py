@@ -1,4 +1,4 @@
-"""Identity rules (DOMAIN.md §2) against the packaged policy."""
+"""Identity rules (docs/domain.md §2) against the packaged policy."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_validity_refuses_negative_age() -> None:
 
 
 def test_validity_runs_from_issue_date_to_same_day() -> None:
-    # issued 2005-03-27 to a 30-year-old: 20 years, to 2025-03-27 (DOMAIN.md §2.1 example)
+    # issued 2005-03-27 to a 30-year-old: 20 years, to 2025-03-27 (docs/domain.md §2.1 example)
     assert d.card_validity(date(1975, 1, 1), date(2005, 3, 1), date(2005, 3, 27), POLICY) == (
         date(2005, 3, 27),
         date(2025, 3, 27),
