@@ -100,6 +100,8 @@ def parse_relationships(doc: Mapping[str, Any]) -> RelationshipTable:
         t = _Table(item, f"relationships.relationship[{i}]")
         code, name, group = t.str("code"), t.str("name"), t.str("group")
         sex_text = t.str("sex", optional=True)
+        newborn = t._get("newborn", (bool,)) if "newborn" in t.data else False
+        t.taken.add("newborn")
         t.done()
         assert code is not None and name is not None and group is not None
         if len(code) != 2 or not code.isdigit():
@@ -113,12 +115,14 @@ def parse_relationships(doc: Mapping[str, Any]) -> RelationshipTable:
             raise PolicyError(f"{t.path}.group: code {code} belongs to group {expected}, not {group}")
         if sex_text is not None and sex_text not in _SEXES:
             raise PolicyError(f"{t.path}.sex: expected M or F")
-        by_code[code] = Relationship(code, name, group, _SEXES[sex_text] if sex_text else None)
+        by_code[code] = Relationship(code, name, group, _SEXES[sex_text] if sex_text else None, newborn)
     for group in _GROUPS:
         if group not in by_code:
             raise PolicyError(f"relationships: the category code {group} is missing")
     if by_code[HEAD_CODE].name != "户主":
         raise PolicyError("relationships: code 02 must be 户主")
+    if not any(r.newborn for r in by_code.values()):
+        raise PolicyError("relationships: no code is marked newborn = true")
     return RelationshipTable(by_code)
 
 
