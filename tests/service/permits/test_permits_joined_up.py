@@ -243,3 +243,72 @@ async def test_cross_field_dates_are_field_violations(db_url: str) -> None:
         )
         exc = await fails(permits.stub.CreateWorkPermitApplication(request))
         assert violations(exc) == {"contract.end_date": "END_BEFORE_START"}
+
+
+async def test_every_category_input_reaches_the_scoring(db_url: str) -> None:
+    """The eight inputs that decide a foreigner's category, each over gRPC into points and category."""
+    async with permits_on(db_url, TODAY) as permits:
+        await permits.employer()
+        base = {"education": pb.EDUCATION_OTHER, "experience_years": 0}  # category C on its own
+
+        async def apply(passport: str, **fields: object) -> pb.WorkPermitApplication:
+            request = work_permit_request(passport=passport, **{**base, **fields})  # type: ignore[arg-type]
+            return (await permits.stub.CreateWorkPermitApplication(request)).work_permit_application
+
+        plain = await apply("E2000001")
+        assert plain.category == pb.CATEGORY_C
+        items = dict(plain.points.items)
+
+        special = await apply("E2000002", special_criteria=[pb.SPECIAL_CRITERION_TALENT_PROGRAMME])
+        assert special.category == pb.CATEGORY_A and "SPECIAL_CRITERIA" in special.category_grounds
+        top = await apply("E2000003", top_university_or_fortune500=True)
+        assert top.points.items["top_university_or_fortune500"] > 0
+        region = await apply("E2000004", special_region=True)
+        assert region.points.items["special_region"] > 0
+        bonus = await apply("E2000005", provincial_bonus=7)
+        assert bonus.points.items["provincial_bonus"] == 7 and items["provincial_bonus"] == 0
+        chinese = await apply("E2000006", chinese=pb.Chinese(degree_taught_in_chinese=True))
+        assert chinese.points.items["chinese"] > items["chinese"]
+        skills = await apply("E2000007", international_skills_certificate=True)
+        assert (
+            skills.category == pb.CATEGORY_B and "INTERNATIONAL_SKILLS_CERTIFICATE" in skills.category_grounds
+        )
+        older = pb.Applicant(
+            passport_number="E2000008",
+            nationality="GBR",
+            surname="Testperson",
+            given_names="Sam",
+            birth_date=date(dt.date(1950, 1, 2)),
+            sex=1,
+        )
+        refused_age = await apply("E2000008", applicant=older, international_skills_certificate=True)
+        assert refused_age.category == pb.CATEGORY_C  # 67: over category B's age limit
+        relaxed = (
+            await permits.stub.CreateWorkPermitApplication(
+                work_permit_request(
+                    passport="E2000009",
+                    applicant=pb.Applicant(
+                        **{**{f.name: v for f, v in older.ListFields()}, "passport_number": "E2000009"}
+                    ),
+                    international_skills_certificate=True,
+                    age_limit_relaxed=True,
+                    **base,  # type: ignore[arg-type]
+                )
+            )
+        ).work_permit_application
+        assert relaxed.category == pb.CATEGORY_B and "AGE_LIMIT_RELAXED" in relaxed.category_grounds
+        short = await apply(
+            "E2000010",
+            short_stay=True,
+            materials=refs(
+                "wp_application_form",
+                "work_experience_proof",
+                "degree_certificate",
+                "no_criminal_record",
+                "health_certificate",
+                "contract",
+                "passport",
+                "photo",
+            ),
+        )
+        assert short.short_stay and short.decision_due_date == date(dt.date(2017, 4, 17))  # 5 working days
