@@ -140,24 +140,6 @@ def sequence_for(sex: Sex, ordinal: int) -> int:
     return sequence
 
 
-def age_on(birth_date: date, on: date) -> int:
-    """Age in whole years on `on`. A 29 February birthday counts as 1 March in non-leap years."""
-    age = on.year - birth_date.year
-    if (on.month, on.day) < _birthday_in(birth_date, on.year):
-        age -= 1
-    return age
-
-
-def _birthday_in(birth_date: date, year: int) -> tuple[int, int]:
-    if birth_date.month == 2 and birth_date.day == 29 and not _is_leap(year):
-        return (3, 1)
-    return (birth_date.month, birth_date.day)
-
-
-def _is_leap(year: int) -> bool:
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-
-
 # -- county code table (python-stdnum) ---------------------------------------------------------------
 
 

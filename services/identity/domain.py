@@ -11,14 +11,13 @@ Refusals raise ``FailedPrecondition(reason, message)`` with one of the reason co
 
 from __future__ import annotations
 
-import calendar
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
+from services.common.dates import add_months, add_years, age_on
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ValidationCollector
-from services.common.idnumber import age_on
 
 # -- refusal reasons (FailedPrecondition.reason) ----------------------------------------------------
 ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
@@ -238,20 +237,6 @@ def rejection_code(code: str, policy: IdentityPolicy) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # Validity (§2.1)
 # ----------------------------------------------------------------------------------------------------------
-
-
-def add_years(day: date, years: int) -> date:
-    """Same month and day `years` later; 29 February becomes 1 March in a non-leap year (as birthdays)."""
-    if day.month == 2 and day.day == 29 and not calendar.isleap(day.year + years):
-        return date(day.year + years, 3, 1)
-    return day.replace(year=day.year + years)
-
-
-def add_months(day: date, months: int) -> date:
-    """Same day `months` later (negative: earlier), clamped to the month's last day."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
 def validity_years(age: int, policy: IdentityPolicy) -> int | None:

@@ -26,7 +26,6 @@ Model (docs/domain.md §3.1-3.3):
 
 from __future__ import annotations
 
-import calendar
 import enum
 import re
 from collections.abc import Container, Iterable, Iterator, Mapping
@@ -35,9 +34,10 @@ from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from services.common.dates import add_months, age_on
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, ValidationCollector
 from services.common.foreigner import nationality_problem, normalise_passport_number, passport_number_problem
-from services.common.idnumber import Sex, age_on, build_id_number, check_id_number
+from services.common.idnumber import Sex, build_id_number, check_id_number
 
 __all__ = [
     "ADULT_AGE",
@@ -90,7 +90,6 @@ __all__ = [
     "ResidencePolicy",
     "Result",
     "Sex",
-    "add_months",
     "assign_id_number",
     "cancel_accommodation",
     "cancel_move_out",
@@ -764,13 +763,6 @@ class Result:
 
 
 # -- small helpers -------------------------------------------------------------------------------------
-
-
-def add_months(day: date, months: int) -> date:
-    """The same day `months` later; the month's last day when it is shorter (31 Jan + 1 = 28/29 Feb)."""
-    month_index = day.month - 1 + months
-    year, month = day.year + month_index // 12, month_index % 12 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def same_city(region_a: str, region_b: str) -> bool:

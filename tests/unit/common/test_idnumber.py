@@ -221,23 +221,3 @@ def test_known_codes_come_from_stdnum_and_include_abolished_ones() -> None:
     assert len(codes) > 6000
     assert {"362324", "310230", "310151", "120110"} <= set(codes)
     assert not {c for c in codes if c[:2] in {"71", "81", "82"}}
-
-
-# -- ages ------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("birth", "on", "age"),
-    [
-        (date(2000, 1, 1), date(2016, 1, 1), 16),
-        (date(2000, 1, 2), date(2016, 1, 1), 15),
-        (date(2000, 2, 29), date(2016, 2, 28), 15),
-        (date(2000, 2, 29), date(2016, 2, 29), 16),
-        (date(2000, 2, 29), date(2017, 2, 28), 16),
-        (date(2000, 2, 29), date(2017, 3, 1), 17),
-        (date(1970, 12, 31), date(2016, 12, 30), 45),
-        (date(1970, 12, 31), date(2016, 12, 31), 46),
-    ],
-)
-def test_age_on(birth: date, on: date, age: int) -> None:
-    assert idn.age_on(birth, on) == age
