@@ -23,7 +23,7 @@ from govhub.permits.v1 import permits_pb2_grpc
 from govhub.residence.v1 import residence_pb2 as rpb
 from govhub.residence.v1 import residence_pb2_grpc
 from services.residence.seed import DEMO_HOUSEHOLDS
-from tests.e2e.conftest import Hub, start_hub, stop_hub
+from tests.e2e.conftest import TRANSPORTS, Hub, start_hub, stop_hub
 
 pytestmark = pytest.mark.e2e
 
@@ -33,9 +33,10 @@ XUHUI = next(h for h in DEMO_HOUSEHOLDS if h.region_code == "310104" and len(h.m
 JINGAN = next(h for h in DEMO_HOUSEHOLDS if h.region_code == "310106")
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    running = start_hub(tmp_path_factory.mktemp("matters"), today=TODAY.isoformat())
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The hub in plaintext and over mutual TLS with every grant enforced (``make test`` runs both)."""
+    running = start_hub(tmp_path_factory.mktemp("matters"), today=TODAY.isoformat(), tls=request.param)
     yield running
     code = stop_hub(running.process)
     assert running.process.stdout is not None
@@ -50,9 +51,7 @@ def rid() -> str:
 
 class Departments:
     def __init__(self, hub: Hub) -> None:
-        self.channels = [
-            grpc.aio.insecure_channel(hub.targets[n]) for n in ("identity", "residence", "permits")
-        ]
+        self.channels = [hub.channel(n) for n in ("identity", "residence", "permits")]
         self.identity = identity_pb2_grpc.IdentityServiceStub(self.channels[0])
         self.residence = residence_pb2_grpc.ResidenceServiceStub(self.channels[1])
         self.permits = permits_pb2_grpc.PermitsServiceStub(self.channels[2])
@@ -466,5 +465,6 @@ async def test_zz_every_trail_is_intact_and_no_log_holds_a_raw_number(hub: Hub) 
     assert keys.id_number("360102199205200454") in keyed  # the renewal above was recorded, by key
     assert "360102199205200454" not in dump
     log = hub.log()
+    assert hub.refusals_of_access() == []
     for number in RAW_NUMBERS:
         assert number not in log, f"{number[:3]}… appears in a log line"
