@@ -228,7 +228,7 @@ def _database_url(env: Mapping[str, str], prefix: str, name: str, var_dir: Path)
 
 def database_url_from_env(process: str, env: Mapping[str, str]) -> str:
     """One process's database URL (``GOVHUB_<PROCESS>_DATABASE_URL``, default under ``GOVHUB_VAR_DIR``),
-    read without the process's other settings: ``python -m services.common.migrate`` needs nothing else."""
+    read without the process's other settings: ``python -m deploy.migrate`` needs nothing else."""
     if process not in (*SERVICES, "gateway"):
         raise SettingsError(f"unknown process {process!r}")
     return _database_url(env, f"GOVHUB_{process.upper()}", process, CommonSettings.from_env(env).var_dir)
