@@ -1,23 +1,23 @@
 """The identity department's rules: resident ID card applications, the card register, loss reports,
-lost-and-found, temporary cards and cross-province acceptance (DOMAIN.md §2).
+lost-and-found, temporary cards and cross-province acceptance (docs/domain.md §2).
 
 Pure: no I/O, no clock (every "today" is a parameter), no grpc, protobuf or SQL. Every rule that
-DOMAIN.md marks unverified or policy-driven comes from an `IdentityPolicy` (loaded from ``policy.toml`` by
-``services.identity.policy``) passed in by the caller. Objects are frozen; a change returns a new object.
+docs/domain.md marks unverified or policy-driven comes from an `IdentityPolicy` (loaded from
+``policy.toml`` by ``services.identity.policy``) passed in by the caller. Objects are frozen; a change
+returns a new object.
 
 Refusals raise ``FailedPrecondition(reason, message)`` with one of the reason constants below.
 """
 
 from __future__ import annotations
 
-import calendar
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
+from services.common.dates import add_months, add_years, age_on
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ValidationCollector
-from services.common.idnumber import age_on
 
 # -- refusal reasons (FailedPrecondition.reason) ----------------------------------------------------
 ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
@@ -223,20 +223,6 @@ class IdentityPolicy:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def add_years(day: date, years: int) -> date:
-    """Same month and day `years` later; 29 February becomes 1 March in a non-leap year (as birthdays)."""
-    if day.month == 2 and day.day == 29 and not calendar.isleap(day.year + years):
-        return date(day.year + years, 3, 1)
-    return day.replace(year=day.year + years)
-
-
-def add_months(day: date, months: int) -> date:
-    """Same day `months` later (negative: earlier), clamped to the month's last day."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
-
-
 def validity_years(age: int, policy: IdentityPolicy) -> int | None:
     """Years of validity for a holder of `age` (None = long-term)."""
     for bracket in policy.validity.brackets:
@@ -359,7 +345,7 @@ class CrossProvinceDecision:
 def _check_province(code: str, policy: IdentityPolicy) -> None:
     if code not in policy.mainland_province_codes:
         raise InvalidArgument.one(
-            "hukou_province_code", "UNKNOWN_PROVINCE", "Not a mainland province code (DOMAIN.md §6)."
+            "hukou_province_code", "UNKNOWN_PROVINCE", "Not a mainland province code (docs/domain.md §6)."
         )
 
 
@@ -762,7 +748,7 @@ def check_card_address(region_code: str, address: str) -> tuple[str, str]:
 
 def record_address(card: Card | None, region_code: str, address: str, on: date) -> Card:
     """A hukou move does not need a new card: the PSB records the new address in the card's
-    machine-readable data (Law Art. 11, 2011 text; DOMAIN.md §2.3). Only a card VALID on `on` is updated
+    machine-readable data (Law Art. 11, 2011 text; docs/domain.md §2.3). Only a card VALID on `on` is updated
     (``NO_CURRENT_CARD`` for none, or one reported lost, superseded, invalidated or past its end); the
     card's number, validity and status are unchanged."""
     region, text = check_card_address(region_code, address)

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from govhub.common.v1 import common_pb2
 from govhub.identity.v1 import identity_pb2 as pb
@@ -205,6 +207,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def _repo(self, uow: UnitOfWork) -> IdentityRepository:
         return IdentityRepository(uow.session, self.ctx.clock.now())
 
+    def _reader(self, session: AsyncSession) -> IdentityRepository:
+        """The repository over a read-only session (``ctx.read()``)."""
+        return IdentityRepository(session, self.ctx.clock.now())
+
     async def _mutate(
         self,
         method: str,
@@ -238,8 +244,11 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
 
     async def _answered(self, request_id: str) -> bool:
         """Whether this request_id already has a stored answer (then nobody else need be asked)."""
-        async with self.ctx.sessions() as session:
-            return await session.get(IdempotencyRecord, check_request_id(request_id)) is not None
+        stmt = select(IdempotencyRecord.request_id).where(
+            IdempotencyRecord.request_id == check_request_id(request_id)
+        )
+        async with self.ctx.read() as session:
+            return await session.scalar(stmt) is not None
 
     async def _hukou(self, context: grpc.aio.ServicerContext, id_number: str, name: str) -> d.HukouRecord:
         return await self.hukou.verify(
@@ -335,7 +344,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 current_card=await repo.current_card(id_number.value),
                 existing=[open_app] if open_app else [],
             ).accept(today)
-            created, updated = await repo.save_application(app)
+            created, updated = repo.add_application(app)
             await self._event(uow, "CardApplicationSubmitted", app.id, _application_event(app), request)
             return pb.CreateCardApplicationResponse(card_application=application_proto(app, created, updated))
 
@@ -344,8 +353,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def GetCardApplication(
         self, request: pb.GetCardApplicationRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCardApplicationResponse:
-        async with self.ctx.uow() as uow:
-            repo = self._repo(uow)
+        async with self.ctx.read() as session:
+            repo = self._reader(session)
             app = await self._get_application(repo, request.id)
             return pb.GetCardApplicationResponse(card_application=await self._application_proto(repo, app))
 
@@ -356,8 +365,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         if request.id_number:
             id_number = require_id_number(request.id_number, "id_number", self.ctx.clock.today()).value
         size = page_size(request.page_size)
-        async with self.ctx.uow() as uow:
-            items, token = await self._repo(uow).list_applications(id_number, size, request.page_token)
+        async with self.ctx.read() as session:
+            items, token = await self._reader(session).list_applications(id_number, size, request.page_token)
         return pb.ListCardApplicationsResponse(
             card_applications=[application_proto(*item) for item in items], next_page_token=token
         )
@@ -486,8 +495,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     ) -> pb.GetCurrentCardResponse:
         today = self.ctx.clock.today()
         id_number = require_id_number(request.id_number, "id_number", today)
-        async with self.ctx.uow() as uow:
-            card = await self._repo(uow).current_card(id_number.value)
+        async with self.ctx.read() as session:
+            card = await self._reader(session).current_card(id_number.value)
         if card is None:
             raise NotFound("The register holds no card for this person.")
         return pb.GetCurrentCardResponse(card=card_proto(d.mark_expired(card, today)))
@@ -498,8 +507,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         today = self.ctx.clock.today()
         id_number = require_id_number(request.id_number, "id_number", today)
         size = page_size(request.page_size)
-        async with self.ctx.uow() as uow:
-            cards, token = await self._repo(uow).list_cards(id_number.value, size, request.page_token)
+        async with self.ctx.read() as session:
+            cards, token = await self._reader(session).list_cards(id_number.value, size, request.page_token)
         return pb.ListCardsResponse(
             cards=[card_proto(d.mark_expired(c, today)) for c in cards], next_page_token=token
         )
@@ -513,8 +522,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         id_number = _collect_id_number(v, request.id_number, "id_number", today)
         v.raise_if_any()
         assert id_number is not None
-        async with self.ctx.uow() as uow:
-            card = await self._repo(uow).get_card(card_number)
+        async with self.ctx.read() as session:
+            card = await self._reader(session).get_card(card_number)
         if card is None or card.id_number != id_number.value:
             return pb.VerifyCardResponse(valid=False, result=pb.CARD_VERIFICATION_RESULT_UNKNOWN_CARD)
         answer = d.verify(card, today)
@@ -670,8 +679,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     ) -> pb.SearchFoundCardsResponse:
         id_number = require_id_number(request.id_number, "id_number", self.ctx.clock.today())
         size = page_size(request.page_size)
-        async with self.ctx.uow() as uow:
-            found, token = await self._repo(uow).found_cards_of(id_number.value, size, request.page_token)
+        async with self.ctx.read() as session:
+            repo = self._reader(session)
+            found, token = await repo.found_cards_of(id_number.value, size, request.page_token)
         return pb.SearchFoundCardsResponse(
             found_cards=[found_card_proto(f) for f in found], next_page_token=token
         )
@@ -761,8 +771,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def GetTemporaryCard(
         self, request: pb.GetTemporaryCardRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTemporaryCardResponse:
-        async with self.ctx.uow() as uow:
-            found = await self._repo(uow).get_temporary_card(_required_id(request.id))
+        async with self.ctx.read() as session:
+            found = await self._reader(session).get_temporary_card(_required_id(request.id))
         if found is None:
             raise NotFound("No such temporary card.")
         return pb.GetTemporaryCardResponse(temporary_card=temporary_card_proto(request.id, *found))

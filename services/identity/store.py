@@ -324,6 +324,14 @@ class IdentityRepository:
         row = await self.session.get(CardApplicationRow, application_id)
         return (row.created_at, row.updated_at) if row else None
 
+    def add_application(self, app: CardApplication) -> tuple[dt.datetime, dt.datetime]:
+        """Insert a new application (no read first); answers (created_at, updated_at)."""
+        row = CardApplicationRow(id=app.id, created_at=self.now)
+        _fill_application(row, app)
+        row.updated_at = self.now
+        self.session.add(row)
+        return row.created_at, row.updated_at
+
     async def save_application(self, app: CardApplication) -> tuple[dt.datetime, dt.datetime]:
         """Insert or update; answers (created_at, updated_at)."""
         row = await self.session.get(CardApplicationRow, app.id)

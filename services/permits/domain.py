@@ -1,8 +1,8 @@
-"""Pure rules of the permits department (DOMAIN.md §4): employers, the foreigner's work permit
+"""Pure rules of the permits department (docs/domain.md §4): employers, the foreigner's work permit
 (外国人工作许可) and the work-type residence permit (工作类居留许可).
 
 No I/O, no grpc, no protobuf, no SQL, and no clock: every rule that depends on the date takes ``today``
-as a parameter. Everything DOMAIN.md marks U or policy-driven (points tables, local average salaries,
+as a parameter. Everything docs/domain.md marks U or policy-driven (points tables, local average salaries,
 deadlines, validity limits, fee tiers, materials lists, the holiday calendar) is data, loaded by
 ``services.permits.policy`` into the frozen dataclasses defined here.
 
@@ -23,7 +23,8 @@ Errors (``services.common.errors``):
                                    malformed field, so it is checked after the fields are valid)
   ``NO_POINTS_TABLE``              no points table is in force on that date
   ``LOCAL_AVERAGE_SALARY_UNKNOWN`` no local average salary for the work region on that date
-  ``CALENDAR_NOT_COVERED``         a working-day computation leaves the years the holiday calendar covers
+  ``CALENDAR_NOT_COVERED``         a working-day computation reaches a year no holiday notice covers
+                                   (``CalendarNotCovered``; the message names the year)
   ``ILLEGAL_TRANSITION``           the application is not in a state that allows the step
   ``MATERIALS_INCOMPLETE``         a step needs materials that are still missing (the message lists them all)
   ``EXTENSION_NOT_ALLOWED``        a review extension for a stay ≤ 90 days
@@ -40,6 +41,7 @@ Errors (``services.common.errors``):
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import enum
 import re
@@ -52,46 +54,28 @@ from stdnum import exceptions as stdnum_exceptions
 from stdnum.cn import uscc as stdnum_uscc
 from stdnum.iso7064 import mod_11_2
 
+from services.common.dates import add_months, add_years, age_on
 from services.common.errors import FailedPrecondition, InvalidArgument, ValidationCollector
 from services.common.foreigner import nationality_problem, normalise_passport_number, passport_number_problem
 
 ONE_DAY = dt.timedelta(days=1)
 
 # ----------------------------------------------------------------------------------------------------------
-# Dates
-# ----------------------------------------------------------------------------------------------------------
-
-
-def add_years(day: dt.date, years: int) -> dt.date:
-    """The same day `years` later; 29 February becomes 28 February in a common year."""
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:
-        return day.replace(year=day.year + years, day=28)
-
-
-def add_months(day: dt.date, months: int) -> dt.date:
-    """The same day `months` later, clamped to the end of a shorter month."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    month += 1
-    for candidate in (day.day, 30, 29, 28):
-        try:
-            return dt.date(year, month, min(day.day, candidate))
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def age_on(birth_date: dt.date, day: dt.date) -> int:
-    """Completed years (周岁) on `day`. Someone born on 29 February turns a year older on 1 March in a
-    common year."""
-    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Working-day calendar (holidays and 调休 as data)
 # ----------------------------------------------------------------------------------------------------------
+
+
+class CalendarNotCovered(FailedPrecondition):
+    """A working-day computation reached a year for which no holiday notice is known. An operator's
+    matter (the calendar data must be updated), refused rather than guessed."""
+
+    def __init__(self, year: int) -> None:
+        super().__init__(
+            "CALENDAR_NOT_COVERED",
+            f"the working-day calendar has no State Council holiday notice for {year} yet; "
+            "working days in that year cannot be counted",
+        )
+        self.year = year
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,22 +83,41 @@ class HolidayCalendar:
     """Public holidays and adjusted working days (调休) of the State Council's yearly notices.
 
     A day is a working day when it is an adjusted working day, or a Monday to Friday that is not a
-    holiday. Dates outside `years` raise ``FailedPrecondition(CALENDAR_NOT_COVERED)`` rather than
-    silently assuming a plain Monday-to-Friday week.
+    holiday. A date in a year outside `years` raises ``CalendarNotCovered`` (FAILED_PRECONDITION,
+    ``CALENDAR_NOT_COVERED``) rather than silently assuming a plain Monday-to-Friday week.
     """
 
     years: frozenset[int]
     holidays: frozenset[dt.date]
     adjusted_working_days: frozenset[dt.date]
+    # Weekday holidays and adjusted working days, sorted, for counting spans without walking them.
+    _weekday_holidays: tuple[dt.date, ...] = field(init=False, repr=False, compare=False)
+    _workdays: tuple[dt.date, ...] = field(init=False, repr=False, compare=False)
 
-    def _covered(self, day: dt.date) -> None:
-        if day.year not in self.years:
-            raise FailedPrecondition(
-                "CALENDAR_NOT_COVERED", f"the holiday calendar has no data for {day.year}"
-            )
+    def __post_init__(self) -> None:
+        both = self.holidays & self.adjusted_working_days
+        if both:
+            raise ValueError(f"both a holiday and an adjusted working day: {sorted(both)}")
+        weekend_workdays = [day for day in self.adjusted_working_days if day.weekday() < 5]
+        if weekend_workdays:
+            raise ValueError(f"adjusted working days must be weekend days: {sorted(weekend_workdays)}")
+        object.__setattr__(
+            self, "_weekday_holidays", tuple(sorted(day for day in self.holidays if day.weekday() < 5))
+        )
+        object.__setattr__(self, "_workdays", tuple(sorted(self.adjusted_working_days)))
+
+    @property
+    def last_year(self) -> int | None:
+        """The latest year the calendar covers (None when it covers none)."""
+        return max(self.years) if self.years else None
+
+    def _cover(self, first: dt.date, last: dt.date) -> None:
+        for year in range(first.year, last.year + 1):
+            if year not in self.years:
+                raise CalendarNotCovered(year)
 
     def is_working_day(self, day: dt.date) -> bool:
-        self._covered(day)
+        self._cover(day, day)
         if day in self.adjusted_working_days:
             return True
         return day.weekday() < 5 and day not in self.holidays
@@ -133,13 +136,28 @@ class HolidayCalendar:
 
     def working_days_between(self, start: dt.date, end: dt.date) -> int:
         """Working days `d` with ``start < d <= end`` (0 when `end` is not after `start`), so that
-        ``working_days_between(s, add_working_days(s, n)) == n``."""
-        count = 0
-        day = start + ONE_DAY
-        while day <= end:
-            count += self.is_working_day(day)
-            day += ONE_DAY
-        return count
+        ``working_days_between(s, add_working_days(s, n)) == n``. Counted, not walked: any span length
+        costs the same."""
+        if end <= start:
+            return 0
+        first = start + ONE_DAY
+        self._cover(first, end)
+        return (
+            _weekdays_through(end)
+            - _weekdays_through(start)
+            - _count_in(self._weekday_holidays, first, end)
+            + _count_in(self._workdays, first, end)
+        )
+
+
+def _weekdays_through(day: dt.date) -> int:
+    """Mondays to Fridays from an arbitrary fixed Monday up to and including `day`."""
+    weeks, rest = divmod(day.toordinal() - 1, 7)  # ordinal 1 (0001-01-01) is a Monday
+    return weeks * 5 + min(rest + 1, 5)
+
+
+def _count_in(days: tuple[dt.date, ...], first: dt.date, last: dt.date) -> int:
+    return bisect.bisect_right(days, last) - bisect.bisect_left(days, first)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from stdnum.cn import uscc as stdnum_uscc
 
 from govhub.common.v1 import common_pb2
 from govhub.permits.v1 import permits_pb2, permits_pb2_grpc
+from services.common.dates import age_on
 from services.common.db import UnitOfWork, new_id
 from services.common.errors import (
     FailedPrecondition,
@@ -41,6 +42,7 @@ from services.common.protoconv import (
 )
 from services.common.service import ServiceContext
 from services.permits import domain as d
+from services.permits.calendar import CalendarAlarm
 from services.permits.policy import default_policy
 from services.permits.store import (
     EmployerRepository,
@@ -59,6 +61,7 @@ S = d.PermitState
 
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 500
+MAX_WORKING_DAY_SPANS = 1000
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Domain field names that the request spells differently.
 _FIELD_PATHS = {"annual_salary": "annual_salary_fen"}
@@ -210,6 +213,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     def __init__(self, ctx: ServiceContext, policy: d.PermitsPolicy | None = None) -> None:
         self.ctx = ctx
         self.policy = policy or default_policy()
+        self.calendar_alarm = CalendarAlarm(self.policy.calendar)
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -220,9 +224,13 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         response_type: type[R],
         handler: Callable[[UnitOfWork], Awaitable[R]],
     ) -> R:
-        return await run_idempotent(
-            self.ctx.uow, IdempotencyRecord, method, request, response_type, handler, self.ctx.clock.now
-        )
+        try:
+            return await run_idempotent(
+                self.ctx.uow, IdempotencyRecord, method, request, response_type, handler, self.ctx.clock.now
+            )
+        except d.CalendarNotCovered as exc:
+            self.calendar_alarm.raised(exc, method)
+            raise
 
     async def _publish(
         self,
@@ -248,7 +256,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         app, row = record.app, record.row
         req = app.request
         if app.state in (S.SUBMITTED, S.AWAITING_MATERIALS, S.UNDER_REVIEW):
-            age = d.age_on(app.applicant.birth_date, today)
+            age = age_on(app.applicant.birth_date, today)
             missing = _missing_out(
                 d.check_materials(
                     d.Stage.WORK_PERMIT_NOTICE, app.supplied_materials, age, app.category, self.policy
@@ -313,7 +321,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     ) -> permits_pb2.ResidencePermitApplication:
         app, row = record.app, record.row
         if app.state in (S.SUBMITTED, S.AWAITING_MATERIALS, S.UNDER_REVIEW, S.APPROVED):
-            age = d.age_on(app.applicant.birth_date, today)
+            age = age_on(app.applicant.birth_date, today)
             missing = _missing_out(
                 d.check_materials(
                     d.Stage.RESIDENCE_PERMIT, app.supplied_materials, age, app.category, self.policy
@@ -924,6 +932,29 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             category=enum_out(permits_pb2.Category, "CATEGORY_", v.category),
             valid_from=date_to_proto(v.validity.valid_from if v.validity else None),
             valid_until=date_to_proto(v.validity.valid_until if v.validity else None),
+        )
+
+    async def CountWorkingDays(
+        self, request: permits_pb2.CountWorkingDaysRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.CountWorkingDaysResponse:
+        errors = ValidationCollector()
+        if not 1 <= len(request.spans) <= MAX_WORKING_DAY_SPANS:
+            errors.add("spans", "OUT_OF_RANGE", f"1 to {MAX_WORKING_DAY_SPANS} spans")
+        spans = []
+        for i, span in enumerate(request.spans[:MAX_WORKING_DAY_SPANS]):
+            start = date_in(span.start_date, f"spans[{i}].start_date", errors)
+            end = date_in(span.end_date, f"spans[{i}].end_date", errors)
+            if start is not None and end is not None:
+                spans.append((start, end))
+        errors.raise_if_any()
+        calendar = self.policy.calendar
+        try:
+            counts = [calendar.working_days_between(start, end) for start, end in spans]
+        except d.CalendarNotCovered as exc:
+            self.calendar_alarm.raised(exc, "CountWorkingDays")
+            raise
+        return permits_pb2.CountWorkingDaysResponse(
+            working_days=counts, last_covered_year=calendar.last_year or 0
         )
 
     async def WatchEvents(

@@ -1,4 +1,4 @@
-"""The household register (户口登记, DOMAIN.md §3): households, register entries and the events of §3.4.
+"""The household register (户口登记, docs/domain.md §3): households, register entries and the events of §3.4.
 
 Pure rules: no I/O, no grpc, no protobuf, no SQL. Every operation is a function that takes the current
 state (a `Household`, a `PersonEntry`, a `MigrationCertificate`), a command and "today" (always a
@@ -6,7 +6,7 @@ parameter, never read from a clock), validates the command (every field problem 
 `InvalidArgument`), applies the business rules (`FailedPrecondition` with a machine-readable reason) and
 returns the new state plus the domain events to write to the outbox in the same transaction.
 
-Model (DOMAIN.md §3.1-3.3):
+Model (docs/domain.md §3.1-3.3):
 
 * A `Household` is registered by one `PoliceStation`; the station's jurisdiction is a county-level
   region code, the "registering area". Its `members` are the people *registered* in it now, in the
@@ -26,7 +26,6 @@ Model (DOMAIN.md §3.1-3.3):
 
 from __future__ import annotations
 
-import calendar
 import enum
 import re
 from collections.abc import Container, Iterable, Iterator, Mapping
@@ -35,9 +34,10 @@ from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from services.common.dates import add_months, age_on
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, ValidationCollector
 from services.common.foreigner import nationality_problem, normalise_passport_number, passport_number_problem
-from services.common.idnumber import Sex, age_on, build_id_number, check_id_number
+from services.common.idnumber import Sex, build_id_number, check_id_number
 
 __all__ = [
     "ADULT_AGE",
@@ -85,7 +85,6 @@ __all__ = [
     "ResidencePolicy",
     "Result",
     "Sex",
-    "add_months",
     "assign_id_number",
     "cancel_accommodation",
     "cancel_move_out",
@@ -226,7 +225,7 @@ class HostKind(enum.Enum):
     RESIDENT = "RESIDENT"  # a resident host (住宿在居民家中)
 
 
-# -- relationship codes (GB/T 4761-2008, DOMAIN.md §3.3) --------------------------------------------------
+# -- relationship codes (GB/T 4761-2008, docs/domain.md §3.3) ---------------------------------------------
 
 # Order of the groups on the register (§3.2): head, spouse, children, grandchildren, parents,
 # grandparents, siblings, other relatives, non-relatives. Children-in-law (28, 38) are listed with the
@@ -297,7 +296,8 @@ class RelationshipTable:
 
 @dataclass(frozen=True, slots=True)
 class ResidencePolicy:
-    """Time limits and switches that may change by policy (DOMAIN.md §3.4), loaded from ``policy.toml``."""
+    """Time limits and switches that may change by policy (docs/domain.md §3.4), loaded from
+    ``policy.toml``."""
 
     birth_registration_months: int  # 出生登记: within 1 month of birth
     move_in_city_days: int  # 迁入: city, within 3 days of arrival
@@ -371,7 +371,7 @@ class PendingMove:
 
 @dataclass(frozen=True, slots=True)
 class PersonEntry:
-    """A register entry (常住人口登记表, DOMAIN.md §3.2)."""
+    """A register entry (常住人口登记表, docs/domain.md §3.2)."""
 
     id_number: str
     name: str
@@ -690,13 +690,6 @@ class Result:
 
 
 # -- small helpers -------------------------------------------------------------------------------------
-
-
-def add_months(day: date, months: int) -> date:
-    """The same day `months` later; the month's last day when it is shorter (31 Jan + 1 = 28/29 Feb)."""
-    month_index = day.month - 1 + months
-    year, month = day.year + month_index // 12, month_index % 12 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def same_city(region_a: str, region_b: str) -> bool:

@@ -17,6 +17,8 @@ from typing import TypeVar
 import grpc
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from govhub.common.v1 import common_pb2
 from govhub.residence.v1 import residence_pb2 as pb
@@ -49,6 +51,13 @@ from services.residence.store import (
     accommodation_to_domain,
     certificate_to_domain,
     record_events,
+)
+
+# VerifyHukou's one read: three columns by the unique ID number index, built once.
+_VERIFY_HUKOU = (
+    select(PersonRow.name, PersonRow.status, HouseholdRow.region_code)
+    .join_from(PersonRow, HouseholdRow, PersonRow.household_id == HouseholdRow.id)
+    .where(PersonRow.id_number == bindparam("id_number"))
 )
 
 R = TypeVar("R", bound=Message)
@@ -295,6 +304,10 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
     def _repo(self, uow: UnitOfWork) -> RegisterRepository:
         return RegisterRepository(uow.session, self.policy)
 
+    def _reader(self, session: AsyncSession) -> RegisterRepository:
+        """The repository over a read-only session (``ctx.read()``)."""
+        return RegisterRepository(session, self.policy)
+
     async def _events(
         self,
         uow: UnitOfWork,
@@ -329,8 +342,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         self, request: pb.GetPersonRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetPersonResponse:
         number = require_id_number(request.id_number, "id_number").value
-        async with self.ctx.uow() as uow:
-            repo = self._repo(uow)
+        async with self.ctx.read() as session:
+            repo = self._reader(session)
             person = await repo.person(number)
             household = await repo.household(id=person.row.household_id)
             return pb.GetPersonResponse(
@@ -342,15 +355,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         self, request: pb.VerifyHukouRequest, context: grpc.aio.ServicerContext
     ) -> pb.VerifyHukouResponse:
         number = require_id_number(request.id_number, "id_number").value
-        async with self.ctx.uow() as uow:
-            found = (
-                await uow.session.execute(
-                    HouseholdRow.__table__.join(PersonRow.__table__)
-                    .select()
-                    .with_only_columns(PersonRow.name, PersonRow.status, HouseholdRow.region_code)
-                    .where(PersonRow.id_number == number)
-                )
-            ).first()
+        async with self.ctx.read() as session:
+            found = (await session.execute(_VERIFY_HUKOU, {"id_number": number})).first()
         if found is None:
             return pb.VerifyHukouResponse(found=False)
         name, status, region_code = found
@@ -367,8 +373,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         self, request: pb.GetHouseholdRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetHouseholdResponse:
         id, number = self._household_key(request.id, request.number, "id")
-        async with self.ctx.uow() as uow:
-            record = await self._repo(uow).household(number, id=id)
+        async with self.ctx.read() as session:
+            record = await self._reader(session).household(number, id=id)
             return pb.GetHouseholdResponse(household=self.views.household(record.household, record.row))
 
     async def ListMembers(
@@ -379,8 +385,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         token = _decode_token(request.page_token, errors)
         errors.raise_if_any()
         id, number = self._household_key(request.household_id, request.household_number)
-        async with self.ctx.uow() as uow:
-            repo = self._repo(uow)
+        async with self.ctx.read() as session:
+            repo = self._reader(session)
             household = await repo.household_row(id=id, number=number)
             if token is not None and token[0] != household.id:
                 raise InvalidArgument.one("page_token", "BAD_PAGE_TOKEN", "a page token of another household")
@@ -396,8 +402,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
     ) -> pb.GetMigrationCertificateResponse:
         if not request.number:
             raise InvalidArgument.one("number", "REQUIRED")
-        async with self.ctx.uow() as uow:
-            row = await self._repo(uow).certificate(request.number)
+        async with self.ctx.read() as session:
+            row = await self._reader(session).certificate(request.number)
             if row is None:
                 raise NotFound("no such migration certificate")
             return pb.GetMigrationCertificateResponse(certificate=self.views.certificate(row))
@@ -407,8 +413,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
     ) -> pb.GetAccommodationRegistrationResponse:
         if not request.id and not request.registration_number:
             raise InvalidArgument.one("id", "REQUIRED", "give the id or the registration number")
-        async with self.ctx.uow() as uow:
-            row = await AccommodationRepository(uow.session).get(
+        async with self.ctx.read() as session:
+            row = await AccommodationRepository(session).get(
                 id=request.id, registration_number=request.registration_number
             )
             return pb.GetAccommodationRegistrationResponse(

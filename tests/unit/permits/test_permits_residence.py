@@ -1,4 +1,4 @@
-"""The work-type residence permit (DOMAIN.md §4.3–4.4) and verify_permit."""
+"""The work-type residence permit (docs/domain.md §4.3–4.4) and verify_permit."""
 
 from __future__ import annotations
 

@@ -659,11 +659,6 @@ def test_accommodation_problems_are_collected(policy):
 # -- helpers and events ----------------------------------------------------------------------------------
 
 
-def test_add_months_clamps_to_the_end_of_the_month():
-    assert d.add_months(date(2016, 1, 31), 1) == date(2016, 2, 29)
-    assert d.add_months(date(2015, 12, 15), 1) == date(2016, 1, 15)
-
-
 def test_event_payloads_are_json_ready(policy, family):
     event = d.register_birth(
         family, birth(date(2016, 6, 1)), policy=policy, today=TODAY, used_sequences=()
