@@ -23,6 +23,7 @@ from gateway.events import EventConsumer
 from gateway.feedback import Stats
 from gateway.materials import MaterialFiles
 from gateway.metrics import Metrics
+from gateway.migrations import DATABASE
 from gateway.notify import Notifier, Sender
 from gateway.problems import problem_middleware
 from gateway.ratelimit import RateLimiter
@@ -140,7 +141,7 @@ def create_app(
             settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider
         )
         try:
-            await prepare_schema(engine, "gateway", settings.common.auto_migrate)
+            await prepare_schema(engine, DATABASE, settings.common.auto_migrate)
         except BaseException as exc:
             await engine.dispose()
             if isinstance(exc, SchemaNotCurrent):
