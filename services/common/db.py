@@ -62,7 +62,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 
 # The SQLite writer queue: how long a unit of work may wait for the one write connection.
-WRITE_WAIT = 1.0
+WRITE_WAIT = 2.0
 # Read-only connections beside the writer of a SQLite file (each is a thread of aiosqlite's).
 SQLITE_READERS = 4
 

@@ -13,6 +13,7 @@ from services.common.migrate import prepare_schema
 from services.common.outbox import EventFeed
 from services.common.service import ServiceContext
 from services.common.settings import ServiceSettings
+from services.identity.deaths import RegisterFollower, follow
 from services.identity.migrations import DATABASE
 from services.identity.policy import default_policy
 from services.identity.residence import GrpcHukouDirectory, HukouDirectory
@@ -77,6 +78,7 @@ async def build_server(
         await engine.dispose()
         await reader.dispose()
         raise
+    service.background.append(lambda: follow(RegisterFollower(ctx, directory)))
     service.closers.append(lambda: dispose_engine(engine))
     if reader is not engine:
         service.closers.append(lambda: dispose_engine(reader))

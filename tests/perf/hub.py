@@ -137,7 +137,7 @@ class Hub:
     households: int
     postgres_url: str = DEFAULT_POSTGRES
     ports: dict[str, int] = field(default_factory=dict)
-    urls: dict[str, str] = field(default_factory=dict)  # per process, the database URL
+    urls: dict[str, str] = field(default_factory=dict)  # per process (and the bare baseline), a database
     process: subprocess.Popen[str] | None = None
     pg_names: list[str] = field(default_factory=list)
 
@@ -178,13 +178,15 @@ class Hub:
         if self.database == "postgresql":
             suffix = uuid.uuid4().hex[:10]
             base = self.postgres_url.rsplit("/", 1)[0]
-            for name in PROCESSES:
+            for name in (*PROCESSES, "bare"):
                 db = f"govhub_bench_{name}_{suffix}"
                 asyncio.run(_admin(self.postgres_url, f'CREATE DATABASE "{db}"'))
                 self.pg_names.append(db)
                 self.urls[name] = f"{base}/{db}"
         else:
-            self.urls = {name: f"sqlite+aiosqlite:///{self.var / f'{name}.db'}" for name in PROCESSES}
+            self.urls = {
+                name: f"sqlite+aiosqlite:///{self.var / f'{name}.db'}" for name in (*PROCESSES, "bare")
+            }
         # A large population takes minutes to load: the launcher's own seeding has no deadline here.
         timeout = START_TIMEOUT + self.households / 100
         self.process = start(

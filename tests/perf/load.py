@@ -126,31 +126,26 @@ async def open_loop(
     seconds: float,
     limit: int,
     ok: frozenset[int],
-    max_in_flight: int = 512,
+    max_in_flight: int = 64,
 ) -> Result:
-    """Start request i at `i / rate` seconds (a fixed arrival rate) for `seconds` or `limit` requests,
-    never more than `max_in_flight` at once (a request due while that many are out waits, and its wait
-    counts in its latency). The phase ends when the last request started has answered."""
+    """Request i is due at `i / rate` seconds (a fixed arrival rate), for `seconds` or `limit` requests.
+    `max_in_flight` clients take the requests in order and send each at its due time; a request due
+    while every client is still waiting for an answer goes out late, and its latency counts from when
+    it was due (what its user would have waited). The phase ends when the last request has answered."""
     result = Result(name, "open", offered_rate=rate, concurrency=max_in_flight)
     total = min(limit, max(1, int(rate * seconds)))
-    slots = asyncio.Semaphore(max_in_flight)
-    tasks: list[asyncio.Task[None]] = []
+    counter = iter(range(total))
     started = time.perf_counter()
 
-    async def one(i: int, due: float) -> None:
-        try:
+    async def client() -> None:
+        for i in counter:
+            due = started + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
             status = await _status(call, i)
-        finally:
-            slots.release()
-        _record(result, status, time.perf_counter() - due, ok)
+            _record(result, status, time.perf_counter() - due, ok)
 
-    for i in range(total):
-        due = started + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await slots.acquire()
-        tasks.append(asyncio.create_task(one(i, due)))
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*(client() for _ in range(max_in_flight)))
     result.elapsed = max(time.perf_counter() - started, total / rate)
     return result
