@@ -13,6 +13,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
+from gateway import web as web_pages
 from gateway.actions import known_actions
 from gateway.audit import audit_middleware, trail_for, trail_key
 from gateway.auth import TokenVerifier, auth_middleware, load_keys
@@ -133,6 +134,7 @@ def create_app(
     app[metrics_key] = metrics
     app[progress_limiter_key] = RateLimiter(settings.progress_rate, settings.progress_burst)
     app.add_routes(routes)
+    web_pages.setup(app)  # /hall/, /counter/, /backoffice/ on the API above
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(

@@ -146,9 +146,7 @@ async def test_a_service_refuses_a_database_behind_head_and_names_the_command(
     message = str(refused.value)
     assert "identity database" in message and f"at {RELEASED_HEAD}, behind head 9999" in message
     assert "make migrate" in message and f"{HINT} identity" in message
-    assert (await schema_state(engine, DATABASES["identity"])).revisions == (
-        RELEASED_HEAD,
-    )  # nothing was changed
+    assert (await schema_state(engine, DATABASES["identity"])).revisions == (RELEASED_HEAD,)  # unchanged
 
     code = await asyncio.to_thread(main, ["check", "identity"], {"GOVHUB_IDENTITY_DATABASE_URL": db_url})
     out = capsys.readouterr().out
