@@ -23,6 +23,7 @@ import msgspec
 from services.common.tomlfile import Policy, PolicyError, decode, read_packaged
 from services.identity.domain import (
     ALL_FEE_CASES,
+    OTHER_REJECTION,
     TEMPORARY_CARD,
     AgeBasis,
     ApplicationKind,
@@ -48,6 +49,9 @@ Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
 Code = Annotated[str, msgspec.Meta(min_length=1)]
 Codes = Annotated[list[Code], msgspec.Meta(min_length=1)]
 ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{2}$")]
+# A rejection reason's machine code (UPPER_SNAKE) and the words an applicant reads.
+ReasonCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]*$", max_length=40)]
+Text = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 # -- the file's shape -------------------------------------------------------------------------------------
@@ -123,6 +127,7 @@ class PolicyFile(Policy):
     cross_province: CrossProvinceRow
     materials: dict[str, Codes]
     material_names: dict[str, Code]
+    rejection_codes: dict[ReasonCode, Text]
 
 
 # -- the rules a type cannot say ----------------------------------------------------------------------------
@@ -238,6 +243,12 @@ def _materials(rows: Mapping[str, list[str]], names: Mapping[str, str]) -> Mappi
     return MappingProxyType(materials)
 
 
+def _rejection_codes(codes: Mapping[str, str]) -> Mapping[str, str]:
+    if OTHER_REJECTION not in codes:
+        raise PolicyError(f"{SOURCE}: rejection_codes: {OTHER_REJECTION} is required")
+    return MappingProxyType(dict(codes))
+
+
 def build_policy(doc: PolicyFile) -> IdentityPolicy:
     """The domain's policy from the decoded file; raises `PolicyError`."""
     provinces = frozenset(_unique(doc.mainland_province_codes, "mainland_province_codes"))
@@ -262,6 +273,7 @@ def build_policy(doc: PolicyFile) -> IdentityPolicy:
         cross_province=_cross_province(doc.cross_province, provinces),
         materials=_materials(doc.materials, names),
         material_names=names,
+        rejection_codes=_rejection_codes(doc.rejection_codes),
     )
 
 

@@ -13,6 +13,8 @@ from services.common.migrate import prepare_schema
 from services.common.outbox import EventFeed
 from services.common.service import ServiceContext
 from services.common.settings import ServiceSettings
+from services.identity.deaths import RegisterFollower, follow
+from services.identity.migrations import DATABASE
 from services.identity.policy import default_policy
 from services.identity.residence import GrpcHukouDirectory, HukouDirectory
 from services.identity.servicer import IdentityServicer
@@ -36,7 +38,7 @@ async def build_server(
         settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider
     )
     try:
-        await prepare_schema(engine, "identity", settings.common.auto_migrate)
+        await prepare_schema(engine, DATABASE, settings.common.auto_migrate)
     except BaseException:
         await engine.dispose()
         raise
@@ -76,6 +78,7 @@ async def build_server(
         await engine.dispose()
         await reader.dispose()
         raise
+    service.background.append(lambda: follow(RegisterFollower(ctx, directory)))
     service.closers.append(lambda: dispose_engine(engine))
     if reader is not engine:
         service.closers.append(lambda: dispose_engine(reader))

@@ -20,6 +20,7 @@ import msgspec
 from services.common.tomlfile import Policy, PolicyError, decode, read_packaged
 from services.permits.calendar import default_calendar
 from services.permits.domain import (
+    OTHER_REJECTION,
     POINT_FLAGS,
     AgeBracket,
     CategoryRules,
@@ -46,6 +47,8 @@ NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Text = Annotated[str, msgspec.Meta(min_length=1, pattern=r"\S")]
 Region = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
+# A rejection reason's machine code (UPPER_SNAKE).
+ReasonCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]*$", max_length=40)]
 
 
 # -- the file's shape -------------------------------------------------------------------------------------
@@ -159,9 +162,16 @@ class PolicyFile(Policy):
     validity: ValidityRow
     residence_fee_tiers: Annotated[list[FeeTierRow], msgspec.Meta(min_length=1)]
     materials: dict[str, Annotated[list[MaterialRow], msgspec.Meta(min_length=1)]]  # by Stage
+    rejection_codes: dict[ReasonCode, Text]
 
 
 # -- the rules a type cannot say ----------------------------------------------------------------------------
+
+
+def _rejection_codes(codes: dict[str, str]) -> dict[str, str]:
+    if OTHER_REJECTION not in codes:
+        raise PolicyError(f"{SOURCE}: rejection_codes: {OTHER_REJECTION} is required")
+    return codes
 
 
 def _thresholds(rows: list[ThresholdRow], path: str) -> tuple[Threshold, ...]:
@@ -281,6 +291,7 @@ def build_policy(doc: PolicyFile, calendar: HolidayCalendar) -> PermitsPolicy:
         residence_fee_tiers=tuple(FeeTier(t.min_months, t.fee_yuan) for t in doc.residence_fee_tiers),
         materials=frozen_mapping(_materials(doc.materials)),
         calendar=calendar,
+        rejection_codes=frozen_mapping(_rejection_codes(doc.rejection_codes)),
     )
 
 

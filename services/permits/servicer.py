@@ -238,7 +238,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         app: d.WorkPermitApplication | d.ResidencePermitApplication,
         request_id: str,
         now: dt.datetime,
-        extra: dict[str, dict[str, str]] | None = None,
+        extra: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         facts = dict(extra or {})
         if isinstance(app, d.WorkPermitApplication):
@@ -308,6 +308,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             decision_due_date=date_to_proto(app.decision_due),
             review_extended=app.extended,
             rejection_reasons=list(app.rejection_reasons),
+            rejection_codes=list(app.rejection_codes),
             cancellation_reason=row.cancellation_reason,
             permit_number=app.permit_number or "",
             valid_from=date_to_proto(app.validity.valid_from if app.validity else None),
@@ -345,6 +346,9 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             decision_target_date=date_to_proto(app.decision_target),
             fee_fen=(app.fee_yuan or 0) * 100,
             rejection_reasons=list(app.rejection_reasons),
+            rejection_codes=list(app.rejection_codes),
+            awaiting_work_permit=app.awaiting_work_permit,
+            replaces_id=app.replaces_id or "",
             cancellation_reason=row.cancellation_reason,
             permit_number=app.permit_number or "",
             valid_from=date_to_proto(app.validity.valid_from if app.validity else None),
@@ -625,6 +629,9 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     ) -> permits_pb2.ApproveWorkPermitApplicationResponse:
         async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> None:
             record.app.approve(today)
+            await self._residence_follows(
+                uow, record, request.request_id, now, lambda rp: rp.work_permit_approved(today, self.policy)
+            )
 
         return await self._change_work_permit(
             "ApproveWorkPermitApplication", request, permits_pb2.ApproveWorkPermitApplicationResponse, change
@@ -633,8 +640,20 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     async def RejectWorkPermitApplication(
         self, request: permits_pb2.RejectWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
     ) -> permits_pb2.RejectWorkPermitApplicationResponse:
+        codes = d.check_rejection_codes(request.reason_codes, self.policy)
+
         async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> None:
-            record.app.reject(request.reasons, today)
+            record.app.reject(request.reasons, today, codes)
+            await self._residence_follows(
+                uow,
+                record,
+                request.request_id,
+                now,
+                lambda rp: (
+                    rp.state is not S.ISSUED and rp.follow_work_permit_end(today, "WORK_PERMIT_REJECTED")
+                ),
+                reason="工作许可申请未获批准",
+            )
 
         return await self._change_work_permit(
             "RejectWorkPermitApplication", request, permits_pb2.RejectWorkPermitApplicationResponse, change
@@ -661,11 +680,38 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     ) -> permits_pb2.CancelWorkPermitApplicationResponse:
         async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> dict:
             record.app.cancel(today)
+            await self._residence_follows(
+                uow,
+                record,
+                request.request_id,
+                now,
+                lambda rp: rp.follow_work_permit_end(today, "WORK_PERMIT_CANCELLED"),
+                reason="所依据的工作许可已注销",
+            )
             return {"cancellation_reason": request.reason.strip()}
 
         return await self._change_work_permit(
             "CancelWorkPermitApplication", request, permits_pb2.CancelWorkPermitApplicationResponse, change
         )
+
+    async def _residence_follows(
+        self,
+        uow: UnitOfWork,
+        work_permit: WorkPermitRecord,
+        request_id: str,
+        now: dt.datetime,
+        change: Callable[[d.ResidencePermitApplication], bool],
+        *,
+        reason: str | None = None,
+    ) -> None:
+        """A work permit decision reaches the residence permits resting on it, in the same transaction:
+        approval starts their decision clock, rejection cancels the open ones, cancellation cancels every
+        one (an issued permit verifies invalid from then on). Each change publishes its own events."""
+        repo = ResidencePermitRepository(uow.session)
+        for record in await repo.resting_on(work_permit.app.id):
+            if change(record.app):
+                await repo.save(record, now, cancellation_reason=reason)
+                await self._publish(uow, record.app, request_id, now)
 
     # -- residence permits -----------------------------------------------------------------------------------
 
@@ -678,11 +724,13 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             errors.add("passport_number", problem)
         if problem := nationality_problem(request.nationality):
             errors.add("nationality", problem)
-        entry_date = date_in(request.entry_date, "entry_date", errors)
+        held_number = request.held_residence_permit_number.strip().upper()
+        if held_number and (problem := d.permit_number_problem(held_number)):
+            errors.add("held_residence_permit_number", problem)
+        entry_date = date_in(request.entry_date, "entry_date", errors, required=not held_number)
         requested = date_in(request.requested_valid_until, "requested_valid_until", errors, required=False)
         materials = _materials_in(request.materials, "materials", errors, self.policy)
         errors.raise_if_any()
-        assert entry_date is not None
         # Only nationality and passport number identify the person; the rest comes from the work permit.
         person = d.Applicant(passport, request.nationality, "", "", _PLACEHOLDER_BIRTH_DATE, d.Sex.FEMALE)
 
@@ -690,6 +738,11 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             today, now = self.ctx.clock.today(), self.ctx.clock.now()
             work_permit = await WorkPermitRepository(uow.session).for_residence(
                 request.nationality, passport, request.work_permit_id
+            )
+            held = (
+                await ResidencePermitRepository(uow.session).get_by_number(held_number)
+                if held_number
+                else None
             )
             app = d.submit_residence_permit(
                 new_id(),
@@ -699,17 +752,13 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
                 requested,
                 today,
                 self.policy,
+                held_permit=held.app if held else None,
+                job_change=bool(held_number),
             )
             if materials:
                 app.supply_materials([m["kind"] for m in materials], today, self.policy)
             record = await ResidencePermitRepository(uow.session).add(app, materials, now)
-            await self._publish(
-                uow,
-                app,
-                request.request_id,
-                now,
-                {"ResidencePermitSubmitted": {"work_permit_id": app.work_permit_id}},
-            )
+            await self._publish(uow, app, request.request_id, now)
             return permits_pb2.CreateResidencePermitApplicationResponse(
                 residence_permit_application=self._residence_permit_out(record, today)
             )
@@ -842,10 +891,12 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     async def RejectResidencePermitApplication(
         self, request: permits_pb2.RejectResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
     ) -> permits_pb2.RejectResidencePermitApplicationResponse:
+        codes = d.check_rejection_codes(request.reason_codes, self.policy)
+
         async def change(
             record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
         ) -> None:
-            record.app.reject(request.reasons, today)
+            record.app.reject(request.reasons, today, codes)
 
         return await self._change_residence_permit(
             "RejectResidencePermitApplication",
@@ -868,6 +919,14 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
                 work_permit.app.request.work_region, now
             )
             app.issue(number, today)
+            if app.replaces_id:  # a job change: the permit held until now is replaced
+                repo = ResidencePermitRepository(uow.session)
+                old = await repo.get(app.replaces_id, for_update=True)
+                if old.app.replaced(today):
+                    await repo.save(
+                        old, now, cancellation_reason=f"由新居留许可 {number} 取代（变更工作单位）"
+                    )
+                    await self._publish(uow, old.app, request.request_id, now)
 
         return await self._change_residence_permit(
             "IssueResidencePermit", request, permits_pb2.IssueResidencePermitResponse, change
@@ -879,7 +938,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         async def change(
             record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
         ) -> dict:
-            record.app.cancel(today)
+            record.app.cancel(today, cause="WITHDRAWN")
             return {"cancellation_reason": request.reason.strip()}
 
         return await self._change_residence_permit(
@@ -932,6 +991,57 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             category=enum_out(permits_pb2.Category, "CATEGORY_", v.category),
             valid_from=date_to_proto(v.validity.valid_from if v.validity else None),
             valid_until=date_to_proto(v.validity.valid_until if v.validity else None),
+        )
+
+    async def QuotePermits(
+        self, request: permits_pb2.QuotePermitsRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.QuotePermitsResponse:
+        errors = ValidationCollector()
+        on = date_in(request.on, "on", errors, required=False) or self.ctx.clock.today()
+        valid_from = date_in(request.valid_from, "valid_from", errors, required=False)
+        valid_until = date_in(request.valid_until, "valid_until", errors, required=False)
+        if (valid_from is None) != (valid_until is None):
+            errors.add("valid_until" if valid_until is None else "valid_from", "REQUIRED", "both or neither")
+        elif valid_from is not None and valid_until is not None and valid_until < valid_from:
+            errors.add("valid_until", "END_BEFORE_START", "the validity ends before it starts")
+        errors.raise_if_any()
+        p, dl = self.policy, self.policy.deadlines
+        try:
+            wp_due = p.calendar.add_working_days(on, dl.work_permit_working_days)
+            short_due = p.calendar.add_working_days(on, dl.work_permit_short_stay_working_days)
+        except d.CalendarNotCovered as exc:
+            self.calendar_alarm.raised(exc, "QuotePermits")
+            raise
+        fee_fen = 0
+        if valid_from is not None and valid_until is not None:
+            validity = d.Validity(valid_from, valid_until)
+            if validity.days < p.validity.residence_min_days:
+                raise FailedPrecondition(
+                    "VALIDITY_TOO_SHORT",
+                    f"a residence permit is valid for at least {p.validity.residence_min_days} days",
+                )
+            fee_fen = d.residence_fee(validity, p.residence_fee_tiers) * 100
+        return permits_pb2.QuotePermitsResponse(
+            on=date_to_proto(on),
+            work_permit_working_days=dl.work_permit_working_days,
+            work_permit_short_stay_working_days=dl.work_permit_short_stay_working_days,
+            work_permit_extension_working_days=dl.work_permit_extension_working_days,
+            work_permit_decision_due=date_to_proto(wp_due),
+            work_permit_short_stay_decision_due=date_to_proto(short_due),
+            residence_permit_decision_days=dl.residence_decision_calendar_days,
+            residence_permit_target_working_days=dl.residence_target_working_days,
+            residence_permit_decision_due=date_to_proto(
+                on + dt.timedelta(days=dl.residence_decision_calendar_days)
+            ),
+            residence_permit_apply_within_days_of_entry=dl.residence_apply_within_days_of_entry,
+            residence_permit_fee_tiers=[
+                permits_pb2.ResidencePermitFeeTier(min_months=t.min_months, fee_fen=t.fee_yuan * 100)
+                for t in p.residence_fee_tiers
+            ],
+            residence_permit_fee_fen=fee_fen,
+            rejection_codes=[
+                permits_pb2.RejectionCode(code=code, text=text) for code, text in p.rejection_codes.items()
+            ],
         )
 
     async def CountWorkingDays(

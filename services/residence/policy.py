@@ -50,6 +50,8 @@ class RelationshipRow(Policy):
     name: Text
     group: Text
     sex: Literal["M", "F"] | None = None
+    # A relationship a newborn can have towards the head (birth registration).
+    newborn: bool = False
 
 
 class RelationshipsFile(Policy):
@@ -100,12 +102,16 @@ def build_relationships(doc: RelationshipsFile) -> RelationshipTable:
         expected = _group_of(row.code)
         if row.group != expected:
             raise PolicyError(f"{where}.group: code {row.code} belongs to group {expected}, not {row.group}")
-        by_code[row.code] = Relationship(row.code, row.name, row.group, _SEXES[row.sex] if row.sex else None)
+        by_code[row.code] = Relationship(
+            row.code, row.name, row.group, _SEXES[row.sex] if row.sex else None, row.newborn
+        )
     for group in _GROUPS:
         if group not in by_code:
             raise PolicyError(f"{RELATIONSHIPS_SOURCE}: the category code {group} is missing")
     if by_code[HEAD_CODE].name != "户主":
         raise PolicyError(f"{RELATIONSHIPS_SOURCE}: code 02 must be 户主")
+    if not any(r.newborn for r in by_code.values()):
+        raise PolicyError(f"{RELATIONSHIPS_SOURCE}: no code is marked newborn = true")
     return RelationshipTable(by_code)
 
 

@@ -85,6 +85,25 @@ def _id_number_in(raw: str, field: str, errors: ValidationCollector, *, required
         return ""
 
 
+def _guardian_out(guardian: d.Guardian | None) -> pb.Guardian | None:
+    if guardian is None:
+        return None
+    return pb.Guardian(
+        id_number=guardian.id_number,
+        name=guardian.name,
+        relationship=guardian.relationship,
+        phone=guardian.phone,
+    )
+
+
+def _guardian_in(request: pb.DeregisterRequest, errors: ValidationCollector) -> d.Guardian | None:
+    if not request.HasField("guardian"):
+        return None
+    g = request.guardian
+    number = _id_number_in(g.id_number, "guardian.id_number", errors)
+    return d.Guardian(number, g.name.strip(), g.relationship.strip(), g.phone.strip())
+
+
 def _updates_in(updates: Mapping[str, str], field: str, errors: ValidationCollector) -> dict[str, str]:
     out = {}
     for key in sorted(updates):
@@ -113,8 +132,9 @@ def _arrival_out(arrival: d.Arrival | None) -> pb.Arrival | None:
 class Views:
     """Domain objects and rows to proto messages."""
 
-    def __init__(self, policy: d.ResidencePolicy) -> None:
+    def __init__(self, policy: d.ResidencePolicy, today: Callable[[], dt.date]) -> None:
         self.policy = policy
+        self.today = today  # full civil capacity is read as of today
 
     def person(self, entry: d.PersonEntry, row: PersonRow, household: HouseholdRow) -> pb.Person:
         relationship = self.policy.relationships.get(entry.relationship_code)
@@ -166,7 +186,9 @@ class Views:
                 )
                 for c in entry.change_log
             ],
-            full_civil_capacity=entry.full_civil_capacity,
+            full_civil_capacity=entry.has_full_capacity(self.today()),
+            civil_capacity=enum_out(pb.CivilCapacity, "CIVIL_CAPACITY_", entry.civil_capacity),
+            civil_capacity_since=date_to_proto(entry.civil_capacity_since),
             update_time=timestamp(row.updated_at),
         )
 
@@ -186,6 +208,10 @@ class Views:
             establish_date=date_to_proto(household.established_on),
             close_date=date_to_proto(household.closed_on),
             update_time=timestamp(row.updated_at),
+            follow_up_required=bool(household.follow_up),
+            follow_up_reason=household.follow_up,
+            follow_up_since=date_to_proto(household.follow_up_since),
+            guardian=_guardian_out(household.guardian),
         )
 
     @staticmethod
@@ -286,7 +312,7 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
     def __init__(self, ctx: ServiceContext, policy: d.ResidencePolicy | None = None) -> None:
         self.ctx = ctx
         self.policy = policy or default_policy()
-        self.views = Views(self.policy)
+        self.views = Views(self.policy, ctx.clock.today)
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -430,12 +456,18 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         p = request.person
         sex = enum_in(common_pb2.Sex, p.sex, d.Sex, "SEX_", "person.sex", errors, required=False)
         birth_date = date_in(p.birth_date, "person.birth_date", errors, required=False)
+        declarant = _id_number_in(request.declarant_id_number, "declarant_id_number", errors, required=False)
+        mother = _id_number_in(request.mother_id_number, "mother_id_number", errors, required=False)
+        father = _id_number_in(request.father_id_number, "father_id_number", errors, required=False)
         errors.raise_if_any()
         id, number = self._household_key(request.household_id, request.household_number)
         cmd = d.RegisterBirth(
             household_number="",
             person=d.NewbornDetails(p.name, sex, birth_date, p.birth_place, p.ethnicity, p.native_place),
             relationship_code=request.relationship_code,
+            declarant_id_number=declarant,
+            mother_id_number=mother,
+            father_id_number=father,
         )
 
         async def handler(uow: UnitOfWork) -> pb.RegisterBirthResponse:
@@ -671,8 +703,9 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
             required=False,
         )
         occurred_on = date_in(request.occurred_on, "occurred_on", errors, required=False)
+        guardian = _guardian_in(request, errors)
         errors.raise_if_any()
-        cmd = d.Deregister(number, reason, occurred_on, new_head or None, updates)
+        cmd = d.Deregister(number, reason, occurred_on, new_head or None, updates, guardian)
 
         async def handler(uow: UnitOfWork) -> pb.DeregisterResponse:
             today, now = self.ctx.clock.today(), self.ctx.clock.now()
@@ -738,6 +771,37 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         await repo.save_household(record, result.household, now)
         await self._events(uow, result, request_id, now, person_id=person.id, households=(record.row,))
         return result, self.views.person(result.person, person.row, record.row)
+
+    async def RecordCivilCapacity(
+        self, request: pb.RecordCivilCapacityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecordCivilCapacityResponse:
+        errors = ValidationCollector()
+        number = _id_number_in(request.id_number, "id_number", errors)
+        capacity = enum_in(
+            pb.CivilCapacity,
+            request.civil_capacity,
+            d.CivilCapacity,
+            "CIVIL_CAPACITY_",
+            "civil_capacity",
+            errors,
+            required=False,
+        )
+        since = date_in(request.since, "since", errors, required=False)
+        errors.raise_if_any()
+        cmd = d.RecordCivilCapacity(number, capacity, since, request.reference.strip())
+
+        async def handler(uow: UnitOfWork) -> pb.RecordCivilCapacityResponse:
+            _, person = await self._change_entry(
+                uow,
+                number,
+                request.request_id,
+                lambda household, today: d.record_civil_capacity(
+                    household, cmd, policy=self.policy, today=today
+                ),
+            )
+            return pb.RecordCivilCapacityResponse(person=person)
+
+        return await self._idempotent("RecordCivilCapacity", request, pb.RecordCivilCapacityResponse, handler)
 
     async def ChangeName(
         self, request: pb.ChangeNameRequest, context: grpc.aio.ServicerContext
