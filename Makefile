@@ -89,12 +89,15 @@ audit-verify: $(GEN_STAMP) ## check the audit chains of the databases under var/
 bench: $(GEN_STAMP) ## benchmarks (not part of make test): gateway beside bare, saturation and half load; var/bench/
 	$(PY) -m tests.perf.bench $(BENCH_ARGS)
 
-.PHONY: bench-postgres bench-scale
+.PHONY: bench-postgres bench-scale bench-soak
 bench-postgres: $(GEN_STAMP) ## make bench on the local PostgreSQL (GOVHUB_BENCH_POSTGRES_URL; own databases, dropped after)
 	$(PY) -m tests.perf.bench --database postgresql $(BENCH_ARGS)
 
 bench-scale: $(GEN_STAMP) ## make bench at 10 k and at 1 M seeded people, lookups compared (seeding 1 M takes minutes)
 	$(PY) -m tests.perf.bench --people 10000,1000000 $(BENCH_ARGS)
+
+bench-soak: $(GEN_STAMP) ## make bench, then 100 k more requests watching each process's memory
+	$(PY) -m tests.perf.bench --soak 100000 $(BENCH_ARGS)
 
 clean: ## remove the venv, generated code and local databases
 	rm -rf $(VENV) $(GEN) var .tools .pytest_cache .ruff_cache
