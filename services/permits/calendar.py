@@ -126,6 +126,10 @@ def check_law(law: HolidayLaw, source: str = LAW_FILE) -> HolidayLaw:
                     1 <= md.month <= 12 and 1 <= md.day <= (30 if md is h.lunar else 31)
                 ):
                     raise PolicyError(f"{where}: no such date {md.month}-{md.day}")
+            try:
+                _anchor(h, version.effective.year)
+            except ValueError as exc:  # e.g. 2-30, or a lunar date outside lunardate's range
+                raise PolicyError(f"{where}: cannot place it in {version.effective.year}: {exc}") from None
     return law
 
 

@@ -193,6 +193,7 @@ def test_a_2027_deadline_counts_the_derived_spring_festival(law) -> None:
         ({"holidays": [{"name": "x", "solar_term": "Qingming"}]}, "unknown solar term"),
         ({"holidays": [{"name": "x", "lunar": {"month": 13, "day": 1}}]}, "no such date"),
         ({"holidays": [{"name": "x", "gregorian": {"month": 1, "day": 1}, "days": 0}]}, "days must be"),
+        ({"holidays": [{"name": "x", "gregorian": {"month": 2, "day": 30}}]}, "cannot place it in 2025"),
         ({"holidays": [{"name": "x", "gregorian": {"month": 1, "day": 1}, "colour": "red"}]}, "colour"),
     ],
 )
