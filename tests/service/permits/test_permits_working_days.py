@@ -158,3 +158,27 @@ async def test_a_work_permit_deadline_in_a_published_year_is_not_provisional(db_
     [review] = [e for e in events if e.type == "WorkPermitUnderReview" and e.aggregate_id == app.id]
     assert "calendar_provisional" not in review.data
     assert metrics.registry.get_sample_value("govhub_calendar_provisional_total", {"year": "2027"}) is None
+
+
+async def test_a_residence_permit_target_in_a_year_without_a_notice_says_so(db_url: str) -> None:
+    async with _server(db_url, D(2026, 12, 24)) as (permits, metrics):
+        await permits.employer()
+        contract = pb.Contract(start_date=date(D(2027, 2, 1)), end_date=date(D(2029, 1, 31)))
+        await permits.work_permit(state="ISSUED", contract=contract)
+        app = await permits.residence_permit(entry_date=date(D(2026, 12, 20)))
+        events = await permits.events()
+    assert app.state == pb.PERMIT_STATE_UNDER_REVIEW
+    # statutory: 15 calendar days; target: 7 working days from Thursday 2026-12-24, 元旦 2027 off
+    assert (app.decision_due_date.year, app.decision_due_date.month, app.decision_due_date.day) == (
+        2027,
+        1,
+        8,
+    )
+    target = app.decision_target_date
+    assert (target.year, target.month, target.day) == (2027, 1, 5)
+    assert app.calendar_provisional
+    [review] = [e for e in events if e.type == "ResidencePermitUnderReview" and e.aggregate_id == app.id]
+    assert review.data["calendar_provisional"] is True
+    assert (
+        metrics.registry.get_sample_value("govhub_calendar_provisional_total", {"year": "2027"}) == 2
+    )  # work permit deadline, residence target
