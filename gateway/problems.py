@@ -61,6 +61,13 @@ class Problem(Exception):
         return problem_response(self.status, self.body(instance), self.headers)
 
 
+def problem_body(status: int, slug: str, title: str, instance: str = "") -> dict[str, Any]:
+    body: dict[str, Any] = {"type": f"/problems/{slug}", "title": title, "status": status}
+    if instance:
+        body["instance"] = instance
+    return body
+
+
 def problem_response(
     status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -99,17 +106,7 @@ async def problem_middleware(
             raise
         slug = _HTTP_SLUGS.get(exc.status, "error")
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
-        return problem_response(
-            exc.status, {"type": f"/problems/{slug}", "title": exc.reason, "status": exc.status}, headers
-        )
+        return problem_response(exc.status, problem_body(exc.status, slug, exc.reason), headers)
     except Exception:
         log.exception("unhandled error", path=request.path, method=request.method)
-        return problem_response(
-            500,
-            {
-                "type": "/problems/internal",
-                "title": "Internal error",
-                "status": 500,
-                "instance": request.path,
-            },
-        )
+        return problem_response(500, problem_body(500, "internal", "Internal error", request.path))

@@ -164,14 +164,18 @@ async def withdraw_case(request: web.Request) -> web.Response:
     """The applicant withdraws — with a bearer token as the applicant, or with the query code. Steps not
     yet sent are cancelled; the departments' records are cancelled in reverse order (compensation)."""
     who = principal(request)
-    body = await json_body(request, required=who is None)
+    as_applicant = who is not None and who.role == "citizen"
+    if not as_applicant:
+        _limit(request)  # before the body is read: a flood of bodies costs the caller its lookups
+    body = await json_body(request, required=not as_applicant)
     app = request.app
-    if who is not None and who.role == "citizen" and "code" not in body:
+    if as_applicant and "code" not in body:
         loaded = await load_case(app[sessions_key], request.match_info["case_no"])
         if loaded is None or not can_see(who, *loaded):
             raise Problem(404, "not-found", "No such case")
     else:
-        _limit(request)
+        if as_applicant:
+            _limit(request)
         loaded = await _by_code(request, body.get("code"))
     case, _ = loaded
     if case.state in saga.CASE_FINAL:
