@@ -16,7 +16,7 @@ from aiohttp.http_exceptions import LineTooLong
 from opentelemetry.trace import TracerProvider
 
 from gateway.actions import known_actions
-from gateway.audit import audit_middleware, trail_for, trail_key
+from gateway.audit import audit_middleware, purpose_middleware, trail_for, trail_key
 from gateway.auth import TokenVerifier, auth_middleware, load_keys
 from gateway.catalogue import load_catalogue
 from gateway.clients import Department, grpc_departments
@@ -198,6 +198,7 @@ def create_app(
         audit_middleware,
         problem_middleware,
         auth_middleware(lambda request: request.app[verifier_key]),
+        purpose_middleware,
     ]
     app = web.Application(middlewares=middlewares, client_max_size=settings.material_max_bytes + 256 * 1024)
     app.on_response_prepare.append(security_headers)

@@ -335,8 +335,8 @@ OPERATIONS: dict[tuple[str, str], S] = {
         ),
     },
     ("GET", "/api/v1/me/access-log"): {
-        "summary": "Who looked at my records, when and for what purpose (newest first)",
-        "parameters": [PAGING[0]],
+        "summary": "Who looked at my records, when and for what purpose (newest first, paged by cursor)",
+        "parameters": PAGING,
         "responses": ok(
             obj(
                 {
@@ -358,9 +358,10 @@ OPERATIONS: dict[tuple[str, str], S] = {
                             },
                             ("time", "department", "organisation", "action", "outcome"),
                         ),
-                    }
+                    },
+                    "next_page_token": {"type": "string"},
                 },
-                ("entries",),
+                ("entries", "next_page_token"),
             )
         ),
     },

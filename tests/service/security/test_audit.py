@@ -448,3 +448,20 @@ async def test_log_lines_carry_no_raw_numbers(
     assert TIANJIN not in text
     [row] = await identity.audit_rows()
     assert TIANJIN not in row.purpose  # a number inside a purpose is masked too
+
+
+async def test_an_outside_system_cannot_choose_its_role_and_numbers_in_its_purpose_are_masked(
+    identity: Running, pki: Pki
+) -> None:
+    """Issue 15: `x-govhub-actor-role: citizen` from an outside system is ignored (its grant's role is
+    recorded), and a passport or phone number in a purpose is never stored raw."""
+    request = pb.VerifyCardRequest(card_number="120101198503120115A", id_number=HENAN)
+    purpose = f"check for passport {PASSPORT_NUMBERS[0]}, call 13812345678 or 021-62345678"
+    spoof = ((md.PURPOSE, purpose), (md.ACTOR_ROLE, "citizen"), (md.ACTOR, "someone"))
+    async with channel(identity, pki, "social-security") as ch:
+        await identity_pb2_grpc.IdentityServiceStub(ch).VerifyCard(request, timeout=5, metadata=spoof)
+    [row] = await identity.audit_rows()
+    assert row.actor_role == "outside system"
+    for raw in (PASSPORT_NUMBERS[0], "13812345678", "62345678"):
+        assert raw not in row.purpose, row.purpose
+    assert row.purpose.startswith("check for passport ") and row.purpose.endswith("78")
