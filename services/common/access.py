@@ -325,9 +325,10 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         size = min(request.page_size or 50, 500)
         before = None
         if request.page_token:
-            if not (request.page_token.isdecimal() and request.page_token.isascii()) or len(
-                request.page_token
-            ) > 18:
+            if (
+                not (request.page_token.isdecimal() and request.page_token.isascii())
+                or len(request.page_token) > 18
+            ):
                 raise InvalidArgument.one("page_token", "MALFORMED", "pass next_page_token unchanged")
             before = int(request.page_token)
         rows = await self.trail.about(record_key, before=before, limit=size + 1)

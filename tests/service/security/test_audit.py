@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import io
 import uuid
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -465,3 +466,52 @@ async def test_an_outside_system_cannot_choose_its_role_and_numbers_in_its_purpo
     for raw in (PASSPORT_NUMBERS[0], "13812345678", "62345678"):
         assert raw not in row.purpose, row.purpose
     assert row.purpose.startswith("check for passport ") and row.purpose.endswith("78")
+
+
+def make_audit_verify(env: dict[str, str]) -> tuple[int, list[str]]:
+    """`make audit-verify` as an operator runs it, with `env` as the processes' settings."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GOVHUB_")}
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-s", "audit-verify"],
+        cwd=root,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stdout.strip().splitlines()
+
+
+async def test_make_audit_verify_reads_the_processes_settings_and_fails_on_nothing(tmp_path: Path) -> None:
+    """Issue 15: with GOVHUB_VAR_DIR elsewhere it read ./var, found nothing and passed."""
+    status, lines = await asyncio.to_thread(make_audit_verify, {"GOVHUB_VAR_DIR": str(tmp_path)})
+    assert status != 0
+    assert len([line for line in lines if "NOT CHECKED" in line]) == 4, lines
+    assert lines[-1].startswith("no audit chain was checked")
+
+
+async def test_make_audit_verify_checks_every_chain_including_the_gateways(tmp_path: Path) -> None:
+    names = ("identity", "residence", "permits", "gateway")
+    for name in names:
+        engine = await chain(f"sqlite+aiosqlite:///{tmp_path / (name + '.db')}", 3)
+        if name == "permits":
+            await tamper(engine, update(Entry).where(Entry.sequence == 2).values(purpose="rewritten"))
+        await dispose_engine(engine)
+    elsewhere = tmp_path / "pg-like"
+    elsewhere.mkdir()
+    (tmp_path / "gateway.db").rename(elsewhere / "gateway.db")
+    env = {
+        "GOVHUB_VAR_DIR": str(tmp_path),
+        "GOVHUB_GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{elsewhere / 'gateway.db'}",
+    }
+    status, lines = await asyncio.to_thread(make_audit_verify, env)
+    assert status != 0, lines  # make exits 2 when the verifier exits 1
+    assert [line.split(":", 1)[0] for line in lines] == list(names)
+    assert lines[0].startswith("identity: audit chain intact: 3 entries")
+    assert lines[2].startswith("permits: audit chain BROKEN at entry #2")
+    assert lines[3].startswith("gateway: audit chain intact: 3 entries")
