@@ -75,13 +75,16 @@ migrate: $(INSTALLED) ## upgrade every database (GOVHUB_<PROCESS>_DATABASE_URL, 
 token: $(GEN_STAMP) ## mint a development bearer token: make token ROLE=citizen SUB=me ID=<id number> [HALL= DEPT=]
 	@$(PY) -m gateway.auth token --role "$(ROLE)" --sub "$(SUB)" $(if $(ID),--id "$(ID)") $(if $(HALL),--hall "$(HALL)") $(if $(DEPT),--dept "$(DEPT)")
 
-.PHONY: certs audit-verify audit-deps
+.PHONY: certs audit-verify audit-deps lock
 certs: $(INSTALLED) ## development CA + server/client certificates in var/certs/ and var/audit.key, for GOVHUB_TLS=on
 	$(PY) -m services.common.certs --dir "$${GOVHUB_VAR_DIR:-var}/certs"
 
 audit-verify: $(GEN_STAMP) ## check every audit chain (the processes' settings: GOVHUB_VAR_DIR, GOVHUB_<PROCESS>_DATABASE_URL; or DB=<url>); one line per chain
 	@if [ -n "$(DB)" ]; then exec $(PY) -m services.common.audit verify --database "$(DB)"; fi; \
 	exec $(PY) -m services.common.audit verify-all
+
+lock: $(INSTALLED) ## write requirements.lock: the exact versions of everything installed (what make audit-deps checks)
+	$(PY) -m pip freeze --exclude-editable --disable-pip-version-check | grep -v '^govhub' > requirements.lock
 
 audit-deps: $(INSTALLED) ## check the locked dependencies for known vulnerabilities (pip-audit; not part of make test)
 	@$(PY) -m deploy.audit_deps
