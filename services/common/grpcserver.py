@@ -135,6 +135,7 @@ class GrpcService:
     service_names: tuple[str, ...]
     is_healthy: Callable[[], Awaitable[bool]]
     health_interval: float = 5.0
+    health_timeout: float = 2.0  # how long the database may take to answer the health ping
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Prometheus: the registry the interceptor records into, and where to serve it (None: nowhere).
@@ -153,9 +154,20 @@ class GrpcService:
         for name in ("", *self.service_names):
             await self.health.set(name, status)
 
+    async def _healthy(self) -> bool:
+        """The database answers within the health timeout (a hung database is NOT_SERVING, not SERVING)."""
+        try:
+            return await asyncio.wait_for(self.is_healthy(), self.health_timeout)
+        except TimeoutError:
+            log.warning("health check timed out", timeout=self.health_timeout)
+            return False
+        except Exception as exc:
+            log.warning("health check failed", error=type(exc).__name__)
+            return False
+
     async def _monitor(self) -> None:
         while not self._stopping:
-            await self._set(await self.is_healthy())
+            await self._set(await self._healthy())
             await asyncio.sleep(self.health_interval)
 
     async def _start_metrics(self) -> None:
