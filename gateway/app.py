@@ -26,7 +26,7 @@ from gateway.materials import MaterialFiles
 from gateway.metrics import Metrics
 from gateway.notify import Notifier, Sender
 from gateway.problems import problem_body, problem_middleware
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import CodeGuard
 from gateway.routes import routes
 from gateway.saga import RunnerSettings, SagaRunner
 from gateway.typedefs import (
@@ -214,7 +214,6 @@ def create_app(
         leeway=settings.jwt_leeway,
     )
     app[metrics_key] = metrics
-    app[progress_limiter_key] = RateLimiter(settings.progress_rate, settings.progress_burst)
     app.add_routes(routes)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
@@ -230,6 +229,9 @@ def create_app(
             raise
         app[engine_key] = engine
         app[sessions_key] = session_factory(engine)
+        app[progress_limiter_key] = CodeGuard(
+            app[sessions_key], app[clock_key], settings.progress_rate, settings.progress_burst
+        )
         app[trail_key] = trail_for(app)
         app[stats_key] = Stats(app[sessions_key])
         yield

@@ -84,7 +84,7 @@ SCHEMAS: S = {
             "steps": {"type": "array", "items": ref("Step")},
             "reason": STRING,
             "fee_fen": INT,
-            "query_code": {"type": "string", "pattern": "^[0-9]{6}$"},
+            "query_code": {"type": "string", "pattern": "^[2-9A-HJ-NP-Z]{8}$"},
             "applicant": OPEN,
             "materials": {"type": "array", "items": OPEN},
             "hall": STRING,
