@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import time
 import uuid
 from pathlib import Path
@@ -62,6 +63,15 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def _private_file(path: Path) -> None:
+    """Create the database file readable by its owner only (0600) before SQLite opens it; SQLite gives
+    its -wal and -shm files the database file's mode. An existing file is narrowed to 0600 as well."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
 def make_engine(
     url: str, *, pool_size: int = 20, tracer_provider: TracerProvider | None = None
 ) -> AsyncEngine:
@@ -70,6 +80,7 @@ def make_engine(
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(database))
             engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=30)
         else:
             engine = create_async_engine(url, poolclass=StaticPool)
