@@ -69,7 +69,7 @@ seed: $(GEN_STAMP) ## load the synthetic demo population (default 300 households
 
 .PHONY: migrate
 migrate: $(INSTALLED) ## upgrade every database (GOVHUB_<PROCESS>_DATABASE_URL, default var/) to the schema head
-	$(PY) -m services.common.migrate upgrade all
+	$(PY) -m deploy.migrate upgrade all
 
 .PHONY: token
 token: $(GEN_STAMP) ## mint a development bearer token: make token ROLE=citizen SUB=me ID=<id number> [HALL= DEPT=]
@@ -89,8 +89,15 @@ lock: $(INSTALLED) ## write requirements.lock: the exact versions of everything 
 audit-deps: $(INSTALLED) ## check the locked dependencies for known vulnerabilities (pip-audit; not part of make test)
 	@$(PY) -m deploy.audit_deps
 
-bench: $(GEN_STAMP) ## benchmarks (not part of make test)
-	$(PY) -m tests.perf.bench
+bench: $(GEN_STAMP) ## benchmarks (not part of make test): gateway beside bare, saturation and half load; var/bench/
+	$(PY) -m tests.perf.bench $(BENCH_ARGS)
+
+.PHONY: bench-postgres bench-scale
+bench-postgres: $(GEN_STAMP) ## make bench on the local PostgreSQL (GOVHUB_BENCH_POSTGRES_URL; own databases, dropped after)
+	$(PY) -m tests.perf.bench --database postgresql $(BENCH_ARGS)
+
+bench-scale: $(GEN_STAMP) ## make bench at 10 k and at 1 M seeded people, lookups compared (seeding 1 M takes minutes)
+	$(PY) -m tests.perf.bench --people 10000,1000000 $(BENCH_ARGS)
 
 clean: ## remove the venv, generated code and local databases
 	rm -rf $(VENV) $(GEN) var .tools .pytest_cache .ruff_cache

@@ -15,6 +15,7 @@ from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import LineTooLong
 from opentelemetry.trace import TracerProvider
 
+from gateway import web as web_pages
 from gateway.actions import known_actions
 from gateway.audit import audit_middleware, purpose_middleware, trail_for, trail_key
 from gateway.auth import TokenVerifier, auth_middleware, load_keys
@@ -24,6 +25,7 @@ from gateway.events import EventConsumer
 from gateway.feedback import Stats
 from gateway.materials import MaterialFiles
 from gateway.metrics import Metrics
+from gateway.migrations import DATABASE
 from gateway.notify import Notifier, Sender
 from gateway.problems import problem_body, problem_middleware
 from gateway.ratelimit import CodeGuard
@@ -215,13 +217,14 @@ def create_app(
     )
     app[metrics_key] = metrics
     app.add_routes(routes)
+    web_pages.setup(app)  # /hall/, /counter/, /backoffice/ on the API above
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(
             settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider
         )
         try:
-            await prepare_schema(engine, "gateway", settings.common.auto_migrate)
+            await prepare_schema(engine, DATABASE, settings.common.auto_migrate)
         except BaseException as exc:
             await engine.dispose()
             if isinstance(exc, SchemaNotCurrent):
@@ -233,7 +236,7 @@ def create_app(
             app[sessions_key], app[clock_key], settings.progress_rate, settings.progress_burst
         )
         app[trail_key] = trail_for(app)
-        app[stats_key] = Stats(app[sessions_key])
+        app[stats_key] = Stats(app[sessions_key], lambda: app[departments_key].get("permits"))
         yield
         await dispose_engine(engine)
 

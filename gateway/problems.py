@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from services.common.db import Overloaded
 from services.common.errors import FieldViolation
 
 log = structlog.get_logger("govhub.http")
@@ -107,6 +108,12 @@ async def problem_middleware(
         slug = _HTTP_SLUGS.get(exc.status, "error")
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return problem_response(exc.status, problem_body(exc.status, slug, exc.reason), headers)
+    except Overloaded:
+        # The gateway's own database queue is full (services.common.db): a quick 503, not a long wait.
+        log.warning("refused: the database queue is full", path=request.path)
+        return problem_response(
+            503, problem_body(503, "busy", "Busy; try again shortly"), {"Retry-After": "1"}
+        )
     except Exception:
         log.exception("unhandled error", path=request.path, method=request.method)
         return problem_response(500, problem_body(500, "internal", "Internal error", request.path))

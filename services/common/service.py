@@ -25,22 +25,29 @@ from services.common.tracing import configure_tracing
 
 @dataclass
 class ServiceContext:
-    """The one engine, session factory, event feed and clock of a service process."""
+    """The one engine, session factory, event feed and clock of a service process; `read_sessions`
+    (default: `sessions`) serve the units that only read (``db.make_read_engine``)."""
 
     settings: ServiceSettings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     feed: EventFeed
     clock: Clock
+    read_sessions: async_sessionmaker[AsyncSession] | None = None
 
     def __post_init__(self) -> None:
         # Built inside ``metrics.collecting`` (service_main), the outbox gauges read this store.
         metrics = building()
         if metrics is not None:
-            metrics.watch_outbox(self.feed.model, self.sessions, self.clock)
+            metrics.watch_outbox(self.feed.model, self.read_sessions or self.sessions, self.clock)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessions)
+
+    def read(self) -> AsyncSession:
+        """A session for reading only (``async with ctx.read() as session``): on SQLite it never waits
+        for the writer."""
+        return (self.read_sessions or self.sessions)()
 
 
 Builder = Callable[[ServiceSettings, TracerProvider], Awaitable[GrpcService]]
@@ -62,6 +69,8 @@ def service_main(name: str, build: Builder) -> int:
             service = await build(settings, tracer_provider)
         service.metrics_address = settings.metrics_listen
         service.metrics_listen_setting = settings.metrics_listen_setting
+        service.probe_address = settings.probe_listen
+        service.probe_listen_setting = settings.probe_listen_setting
         await serve(service, settings.shutdown_grace)
 
     try:

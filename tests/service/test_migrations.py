@@ -14,19 +14,19 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from deploy.migrate import DATABASES, main
 from gateway.app import create_app
 from services.common.db import create_schema, dispose_engine, make_engine
 from services.common.migrate import (
-    DATABASES,
     Database,
     SchemaNotCurrent,
     alembic_config,
     auto_migrate_mode,
     check,
-    main,
     prepare_schema,
     schema_state,
     upgrade,
@@ -35,7 +35,14 @@ from services.common.settings import CommonSettings, ServiceSettings
 from services.identity.server import build_server
 from tests.service.gateway_support import settings as gateway_settings
 
-HINT = "python -m services.common.migrate upgrade"
+HINT = "python -m deploy.migrate upgrade"
+# The identity revisions' head as released (a test revision is added after it).
+RELEASED_HEAD = (
+    ScriptDirectory(
+        str(Path(__file__).resolve().parents[2] / "services" / "identity" / "migrations")
+    ).get_current_head()
+    or ""
+)
 
 
 @pytest.fixture
@@ -54,16 +61,16 @@ async def tables(engine: AsyncEngine) -> set[str]:
 async def test_every_revision_from_empty_matches_the_models_and_downgrades_to_nothing(
     engine: AsyncEngine, name: str
 ) -> None:
-    before, after = await upgrade(engine, name)
+    before, after = await upgrade(engine, DATABASES[name])
     assert before.empty and after.at_head
-    state, differences = await check(engine, name)
+    state, differences = await check(engine, DATABASES[name])
     assert state.at_head and differences == []
     assert await tables(engine) == {*DATABASES[name].metadata().tables, "alembic_version"}
 
     async with engine.begin() as conn:
         await conn.run_sync(lambda c: command.downgrade(alembic_config(DATABASES[name], c), "base"))
     assert await tables(engine) <= {"alembic_version"}
-    assert (await schema_state(engine, name)).empty
+    assert (await schema_state(engine, DATABASES[name])).empty
 
 
 def service_settings(db_url: str, auto_migrate: str) -> ServiceSettings:
@@ -78,12 +85,13 @@ def service_settings(db_url: str, auto_migrate: str) -> ServiceSettings:
 
 @pytest.fixture
 def identity_with_a_new_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
-    """The identity environment with one more revision (0002, a nullable column): a database at 0001 is
-    then one release behind, as after deploying a release whose migrations have not run."""
+    """The identity environment with one more revision (9999, a nullable column) after the released head:
+    a database at that head is then one release behind, as after deploying a release whose migrations
+    have not run."""
     scripts = tmp_path / "migrations"
     source = Path(__file__).resolve().parents[2] / "services" / "identity" / "migrations"
     shutil.copytree(source, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_card_note.py").write_text(
+    (scripts / "versions" / "9999_card_note.py").write_text(
         textwrap.dedent(
             '''\
             """A note on each card (test only)."""
@@ -91,8 +99,8 @@ def identity_with_a_new_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             import sqlalchemy as sa
             from alembic import op
 
-            revision = "0002"
-            down_revision = "0001"
+            revision = "9999"
+            down_revision = "RELEASED_HEAD"
             branch_labels = None
             depends_on = None
 
@@ -106,7 +114,7 @@ def identity_with_a_new_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                 with op.batch_alter_table("cards") as batch_op:
                     batch_op.drop_column("note")
             '''
-        )
+        ).replace("RELEASED_HEAD", RELEASED_HEAD)
     )
 
     class Moved(Database):
@@ -116,6 +124,7 @@ def identity_with_a_new_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     moved = Moved(**{f.name: getattr(DATABASES["identity"], f.name) for f in dataclasses.fields(Database)})
     monkeypatch.setitem(DATABASES, "identity", moved)
+    monkeypatch.setattr("services.identity.server.DATABASE", moved)
     return moved
 
 
@@ -125,9 +134,9 @@ async def test_a_service_refuses_a_database_behind_head_and_names_the_command(
     identity_with_a_new_revision: Database,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    async with engine.begin() as conn:  # the database as the previous release left it: at 0001
+    async with engine.begin() as conn:  # the database as the previous release left it
         await conn.run_sync(
-            lambda c: command.upgrade(alembic_config(identity_with_a_new_revision, c), "0001")
+            lambda c: command.upgrade(alembic_config(identity_with_a_new_revision, c), RELEASED_HEAD)
         )
 
     # PostgreSQL's default (auto) refuses a database behind head; on SQLite auto upgrades, so ask for off.
@@ -135,30 +144,32 @@ async def test_a_service_refuses_a_database_behind_head_and_names_the_command(
     with pytest.raises(SchemaNotCurrent) as refused:
         await build_server(service_settings(db_url, mode))
     message = str(refused.value)
-    assert "identity database" in message and "at 0001, behind head 0002" in message
+    assert "identity database" in message and f"at {RELEASED_HEAD}, behind head 9999" in message
     assert "make migrate" in message and f"{HINT} identity" in message
-    assert (await schema_state(engine, "identity")).revisions == ("0001",)  # nothing was changed
+    assert (await schema_state(engine, DATABASES["identity"])).revisions == (RELEASED_HEAD,)  # unchanged
 
     code = await asyncio.to_thread(main, ["check", "identity"], {"GOVHUB_IDENTITY_DATABASE_URL": db_url})
     out = capsys.readouterr().out
-    assert code == 1 and "identity: OUT OF DATE: at 0001, behind head 0002" in out and HINT in out
+    assert code == 1 and f"identity: OUT OF DATE: at {RELEASED_HEAD}, behind head 9999" in out and HINT in out
 
     service = await build_server(service_settings(db_url, "on"))  # GOVHUB_AUTO_MIGRATE=on upgrades at start
     await service.stop(0)
-    assert (await schema_state(engine, "identity")).at_head
+    assert (await schema_state(engine, DATABASES["identity"])).at_head
 
     code = await asyncio.to_thread(main, ["current", "identity"], {"GOVHUB_IDENTITY_DATABASE_URL": db_url})
-    assert code == 0 and "identity: at head 0002" in capsys.readouterr().out
+    assert code == 0 and "identity: at head 9999" in capsys.readouterr().out
 
 
 async def test_off_refuses_even_an_empty_database_and_auto_creates_it(
     db_url: str, engine: AsyncEngine
 ) -> None:
     with pytest.raises(SchemaNotCurrent, match=rf"permits database .* is empty .*{HINT} permits"):
-        await prepare_schema(engine, "permits", "off")
+        await prepare_schema(engine, DATABASES["permits"], "off")
     assert await tables(engine) == set()
-    await prepare_schema(engine, "permits", "auto")  # SQLite: upgrade; PostgreSQL: an empty database only
-    assert (await schema_state(engine, "permits")).at_head
+    await prepare_schema(
+        engine, DATABASES["permits"], "auto"
+    )  # SQLite: upgrade; PostgreSQL: an empty database only
+    assert (await schema_state(engine, DATABASES["permits"])).at_head
 
 
 def test_auto_means_upgrade_on_sqlite_and_create_only_empty_on_postgresql() -> None:
@@ -171,18 +182,18 @@ def test_auto_means_upgrade_on_sqlite_and_create_only_empty_on_postgresql() -> N
 async def test_a_revision_this_release_does_not_know_is_refused_whatever_the_setting(
     engine: AsyncEngine,
 ) -> None:
-    await upgrade(engine, "permits")
+    await upgrade(engine, DATABASES["permits"])
     async with engine.begin() as conn:
         await conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
     for mode in ("on", "auto", "off"):
         with pytest.raises(SchemaNotCurrent, match="0099, which this release does not know"):
-            await prepare_schema(engine, "permits", mode)
+            await prepare_schema(engine, DATABASES["permits"], mode)
 
 
 async def test_the_gateway_refuses_to_start_on_a_database_it_may_not_migrate(
     db_url: str, engine: AsyncEngine
 ) -> None:
-    await upgrade(engine, "gateway")
+    await upgrade(engine, DATABASES["gateway"])
     async with engine.begin() as conn:  # tables without a migration history
         await conn.execute(text("DELETE FROM alembic_version"))
     app = create_app(dataclasses.replace(gateway_settings(db_url), common=CommonSettings(auto_migrate="off")))
@@ -197,7 +208,7 @@ async def test_a_pre_migration_database_is_adopted_only_if_it_matches_the_models
 ) -> None:
     residence = DATABASES["residence"].metadata()
     await create_schema(engine, residence)  # as every process made its schema before migrations
-    before, after = await upgrade(engine, "residence")
+    before, after = await upgrade(engine, DATABASES["residence"])
     assert before.unversioned and after.at_head
 
     async with engine.begin() as conn:  # the same database, cleared, as identity's before the address record
@@ -207,7 +218,7 @@ async def test_a_pre_migration_database_is_adopted_only_if_it_matches_the_models
         for column in ("address_region_code", "address", "address_recorded_on"):
             await conn.execute(text(f"ALTER TABLE cards DROP COLUMN {column}"))
     with pytest.raises(SchemaNotCurrent, match=r"no migration history, and its schema differs .*cards"):
-        await upgrade(engine, "identity")
+        await upgrade(engine, DATABASES["identity"])
     with pytest.raises(SchemaNotCurrent, match=r"identity database .* differs"):
         await build_server(service_settings(db_url, "on"))
-    assert not (await schema_state(engine, "identity")).revisions  # left as it was
+    assert not (await schema_state(engine, DATABASES["identity"])).revisions  # left as it was
