@@ -71,11 +71,16 @@ CACHEABLE = ("/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """On every answer as it is prepared (errors and streams included): the security headers, a
-    Server header without versions, and ``Cache-Control: no-store`` on anything but the public catalogue."""
-    response.headers.update(SECURITY_HEADERS)
+    Server header without versions, and ``Cache-Control: no-store`` on anything but the public catalogue.
+    A response that set its own (the web pages' policy, which lets their own styles and scripts load;
+    the static files' caching) keeps them."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
     response.headers["Server"] = SERVER_NAME
     path = request.path
-    if not any(path == p or path.startswith(p + "/") for p in CACHEABLE):
+    if "Cache-Control" not in response.headers and not any(
+        path == p or path.startswith(p + "/") for p in CACHEABLE
+    ):
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"
 
