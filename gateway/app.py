@@ -156,7 +156,7 @@ def run(app: web.Application, sock: socket.socket, shutdown_timeout: float) -> N
     """Serve `app` on `sock` until SIGINT or SIGTERM, then drain for `shutdown_timeout` seconds."""
 
     async def serve() -> None:
-        runner = GatewayRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+        runner = GatewayRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, handle_signals=True)
         await runner.setup()
         try:
             await web.SockSite(runner, sock).start()
