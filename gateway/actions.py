@@ -423,6 +423,7 @@ def _birth_request(step: StepInput) -> Any:
             native_place=get_value(data, "newborn.native_place") or "",
         ),
         relationship_code=get_value(data, "relationship_code"),
+        declarant_id_number=get_value(data, "guardian.id_number"),  # who registers the birth
     )
 
 
