@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway import actions as A
 from gateway import saga
+from gateway.saga.model import StepState as A
 from gateway.store import Case, CaseStep, Feedback
 from services.common.clock import CST
 

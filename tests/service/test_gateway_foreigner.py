@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway import actions as A
+from gateway.saga.model import StepState as A
 from gateway.typedefs import runner_key, sessions_key
 from tests.fakes import accepting_permits, accepting_residence
 from tests.service.gateway_support import citizen
