@@ -168,10 +168,8 @@ class SagaRunner:
         due = select(CaseStep).where(CaseStep.ready.is_(True))
         if case_id is not None:
             due = due.where(CaseStep.case_id == case_id)
-        if first:  # only its steps not yet tried: retries are the background loop's
-            due = due.where(CaseStep.attempts == 0)
-        else:
-            due = due.where(CaseStep.next_attempt_at <= now)
+        # `first`: only the case's steps not yet tried (retries are the background loop's)
+        due = due.where(CaseStep.attempts == 0) if first else due.where(CaseStep.next_attempt_at <= now)
         lost = select(CaseStep).where(CaseStep.lease_until < now)
         if case_id is not None:
             lost = lost.where(CaseStep.case_id == case_id)

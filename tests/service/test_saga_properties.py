@@ -23,10 +23,9 @@ from sqlalchemy import select
 from gateway.cases import open_case
 from gateway.catalogue import load_catalogue
 from gateway.clients import CallContext, Refused, Unavailable
-from gateway.saga.model import CASE_FINAL
-from gateway.saga.runner import RunnerSettings, SagaRunner
-from gateway.saga.model import FINAL
+from gateway.saga.model import CASE_FINAL, FINAL
 from gateway.saga.model import StepState as A
+from gateway.saga.runner import RunnerSettings, SagaRunner
 from gateway.store import Base, Case, CaseStep
 from services.common.clock import Clock
 from services.common.db import create_schema, dispose_engine, make_engine, session_factory
