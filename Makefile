@@ -86,8 +86,15 @@ audit-verify: $(GEN_STAMP) ## check the audit chains of the databases under var/
 	    $(PY) -m services.common.audit verify --database "sqlite+aiosqlite:///var/$$s.db" || status=1; fi; \
 	done; exit $$status
 
-bench: $(GEN_STAMP) ## benchmarks (not part of make test)
-	$(PY) -m tests.perf.bench
+bench: $(GEN_STAMP) ## benchmarks (not part of make test): gateway beside bare, saturation and half load; var/bench/
+	$(PY) -m tests.perf.bench $(BENCH_ARGS)
+
+.PHONY: bench-postgres bench-scale
+bench-postgres: $(GEN_STAMP) ## make bench on the local PostgreSQL (GOVHUB_BENCH_POSTGRES_URL; own databases, dropped after)
+	$(PY) -m tests.perf.bench --database postgresql $(BENCH_ARGS)
+
+bench-scale: $(GEN_STAMP) ## make bench at 10 k and at 1 M seeded people, lookups compared (seeding 1 M takes minutes)
+	$(PY) -m tests.perf.bench --people 10000,1000000 $(BENCH_ARGS)
 
 clean: ## remove the venv, generated code and local databases
 	rm -rf $(VENV) $(GEN) var .tools .pytest_cache .ruff_cache

@@ -148,7 +148,7 @@ def create_app(
         app[engine_key] = engine
         app[sessions_key] = session_factory(engine)
         app[trail_key] = trail_for(app)
-        app[stats_key] = Stats(app[sessions_key])
+        app[stats_key] = Stats(app[sessions_key], lambda: app[departments_key].get("permits"))
         yield
         await dispose_engine(engine)
 

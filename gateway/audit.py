@@ -1,5 +1,5 @@
-"""The gateway's own audit trail (DESIGN.md, "Security"): who read or changed whose personal data through
-which route, with the outcome — allowed, denied (401/403/404) or failed. Entries go to the same
+"""The gateway's own audit trail (docs/architecture.md, "Security"): who read or changed whose personal data
+through which route, with the outcome — allowed, denied (401/403/404) or failed. Entries go to the same
 append-only, hash-chained ``audit_log`` the departments keep (services/common/audit.py), in the gateway's
 database, keyed by an HMAC of the person's number (never the number itself); the departments record
 the calls the gateway makes for people, with the person acting forwarded as metadata.

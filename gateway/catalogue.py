@@ -86,6 +86,16 @@ class Matter:
     fees: tuple[tuple[str, int], ...]  # (item, fen)
     statutory_days: int
     applicant_field: str  # the field whose value identifies the applicant
+    available_from: dt.date  # the first day it can be applied for
+    available_until: dt.date | None = None  # the last day, if it is withdrawn
+
+    def available_on(self, day: dt.date) -> bool:
+        return self.available_from <= day and (self.available_until is None or day <= self.available_until)
+
+    def availability(self) -> str:
+        """For people: "from 2016-07-01" or "from 2016-07-01 to 2019-12-31"."""
+        until = f" to {self.available_until.isoformat()}" if self.available_until else ""
+        return f"from {self.available_from.isoformat()}{until}"
 
     def public(self) -> dict[str, Any]:
         """Everything a citizen needs to know up front (GET /api/v1/matters/{id})."""
@@ -128,6 +138,8 @@ class Matter:
             ],
             "fees": [{"item": item, "amount_fen": fen} for item, fen in self.fees],
             "statutory_days": self.statutory_days,
+            "available_from": self.available_from.isoformat(),
+            "available_until": self.available_until.isoformat() if self.available_until else None,
         }
 
 
@@ -307,6 +319,10 @@ def _matter(raw: dict[str, Any], source: str, known_actions: Mapping[str, Action
             fees=tuple((fee["item"], int(fee["amount_fen"])) for fee in raw.get("fees", [])),
             statutory_days=int(raw["statutory_days"]),
             applicant_field=raw["applicant_field"],
+            available_from=_toml_date(raw["available_from"], "available_from"),
+            available_until=(
+                _toml_date(raw["available_until"], "available_until") if "available_until" in raw else None
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CatalogueError(f"{source}: missing or malformed entry ({exc})") from None
@@ -314,7 +330,16 @@ def _matter(raw: dict[str, Any], source: str, known_actions: Mapping[str, Action
     return matter
 
 
+def _toml_date(value: Any, key: str) -> dt.date:
+    """A TOML date (``available_from = 2016-07-01``), not a string or a date-time."""
+    if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+        raise ValueError(f"{key} must be a TOML date like 2016-07-01")
+    return value
+
+
 def _check(matter: Matter, source: str, known_actions: Mapping[str, Action]) -> None:
+    if matter.available_until is not None and matter.available_until < matter.available_from:
+        raise CatalogueError(f"{source}: available_until is before available_from")
     paths = {f.path for f in matter.fields}
     if matter.applicant_field not in paths:
         raise CatalogueError(f"{source}: applicant_field {matter.applicant_field!r} is not a field")

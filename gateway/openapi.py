@@ -114,8 +114,22 @@ SCHEMAS: S = {
             "steps": {"type": "array", "items": OPEN},
             "fees": {"type": "array", "items": OPEN},
             "statutory_days": INT,
+            "available_from": {**DATE, "description": "The first day the matter can be applied for"},
+            "available_until": nullable(
+                "string", format="date", description="The last day it can be applied for; null: no end"
+            ),
         },
-        ("id", "title", "fields", "materials", "steps", "fees", "statutory_days"),
+        (
+            "id",
+            "title",
+            "fields",
+            "materials",
+            "steps",
+            "fees",
+            "statutory_days",
+            "available_from",
+            "available_until",
+        ),
     ),
     "Submission": obj(
         {
@@ -199,6 +213,14 @@ CASE_NO = path_param("case_no")
 CODE = query("code", {"type": "string", "maxLength": 16})
 REASONS = obj({"reasons": {"type": "array", "items": {"type": "string", "maxLength": 500}}}, ("reasons",))
 
+NOT_AVAILABLE: S = {
+    "422": {
+        "description": "Refused by the rules; type /problems/matter-not-available: the matter cannot be "
+        "applied for today (the answer carries available_from, available_until and today)",
+        "content": {PROBLEM: {"schema": ref("Problem")}},
+    }
+}
+
 OPERATIONS: dict[tuple[str, str], S] = {
     ("GET", "/healthz"): {
         "summary": "The process answers",
@@ -270,7 +292,7 @@ OPERATIONS: dict[tuple[str, str], S] = {
             }
         ],
         "requestBody": body(ref("Submission")),
-        "responses": ok(ref("Case"), 201, "The case is opened"),
+        "responses": {**ok(ref("Case"), 201, "The case is opened"), **NOT_AVAILABLE},
     },
     ("POST", "/api/v1/cases/{case_no}/withdraw"): {
         "summary": "Withdraw: as the applicant (bearer token) or with the query code",
@@ -418,9 +440,10 @@ OPERATIONS: dict[tuple[str, str], S] = {
             }
         ],
         "requestBody": body(ref("Submission")),
-        "responses": ok(
-            {"allOf": [ref("Case"), obj({"receipt": ref("Receipt")}, ("receipt",))]}, 201, "Opened"
-        ),
+        "responses": {
+            **ok({"allOf": [ref("Case"), obj({"receipt": ref("Receipt")}, ("receipt",))]}, 201, "Opened"),
+            **NOT_AVAILABLE,
+        },
     },
     ("GET", "/api/v1/counter/queue"): {
         "summary": "The hall's cases, by department and state",

@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from services.common.db import Overloaded
 from services.common.errors import FieldViolation
 
 log = structlog.get_logger("govhub.http")
@@ -101,6 +102,14 @@ async def problem_middleware(
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return problem_response(
             exc.status, {"type": f"/problems/{slug}", "title": exc.reason, "status": exc.status}, headers
+        )
+    except Overloaded:
+        # The gateway's own database queue is full (services.common.db): a quick 503, not a long wait.
+        log.warning("refused: the database queue is full", path=request.path)
+        return problem_response(
+            503,
+            {"type": "/problems/busy", "title": "Busy; try again shortly", "status": 503},
+            {"Retry-After": "1"},
         )
     except Exception:
         log.exception("unhandled error", path=request.path, method=request.method)

@@ -82,10 +82,22 @@ async def submit(request: web.Request, body: dict[str, Any], opening: Opening) -
             [FieldViolation("matter", "UNKNOWN_MATTER", f"one of: {', '.join(sorted(catalogue))}")]
         )
     matter = catalogue[matter_id]
+    today = app[clock_key].today()
+    if not matter.available_on(today):
+        raise Problem(
+            422,
+            "matter-not-available",
+            "This matter cannot be applied for today",
+            f"{matter.title} can be applied for {matter.availability()}; today is {today.isoformat()}.",
+            matter=matter.id,
+            today=today.isoformat(),
+            available_from=matter.available_from.isoformat(),
+            available_until=matter.available_until.isoformat() if matter.available_until else None,
+        )
     violations: list[FieldViolation] = []
     data: dict[str, Any] = {}
     try:
-        data = validate_submission(matter, body.get("data"), app[clock_key].today())
+        data = validate_submission(matter, body.get("data"), today)
     except InvalidArgument as exc:
         violations.extend(exc.violations)
     chosen, problems = validate_materials(matter, body.get("materials"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -11,6 +12,18 @@ from gateway.clients import CallContext, Refused, Unavailable
 from govhub.audit.v1 import audit_pb2
 from govhub.common.v1 import common_pb2
 from govhub.identity.v1 import identity_pb2
+from govhub.permits.v1 import permits_pb2
+
+
+def _weekdays_only(request: permits_pb2.CountWorkingDaysRequest) -> permits_pb2.CountWorkingDaysResponse:
+    """Permits' CountWorkingDays with Monday to Friday as the only rule (no holiday data in the fake)."""
+    counts = []
+    for span in request.spans:
+        start = dt.date(span.start_date.year, span.start_date.month, span.start_date.day)
+        end = dt.date(span.end_date.year, span.end_date.month, span.end_date.day)
+        days = (start + dt.timedelta(days=k) for k in range(1, (end - start).days + 1))
+        counts.append(sum(day.weekday() < 5 for day in days))
+    return permits_pb2.CountWorkingDaysResponse(working_days=counts)
 
 
 class FakeDepartment:
@@ -22,6 +35,7 @@ class FakeDepartment:
         self.calls: list[tuple[str, Any, CallContext]] = []
         self.handlers: dict[str, Callable[[Any], Any]] = {
             "ListAccessEntries": lambda _request: audit_pb2.ListAccessEntriesResponse(),
+            "CountWorkingDays": _weekdays_only,
         }
         self.answers: dict[str, Any] = {}
         self.down = False

@@ -124,7 +124,8 @@ async def visible_case(request: web.Request, who: Principal | None) -> tuple[Cas
 
 
 def department_problem(exc: Exception) -> Problem:
-    """A department's answer to a call made for a person, as the HTTP error of DESIGN.md's table."""
+    """A department's answer to a call made for a person, as the HTTP error of the table in
+    docs/architecture.md."""
     if isinstance(exc, Unavailable):
         return Problem(
             503, "department-unavailable", "The department did not answer", headers={"Retry-After": "5"}

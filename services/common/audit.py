@@ -256,13 +256,44 @@ class AuditTrail:
         self.keys = keys
         self._sessions = sessions
         self._lock = asyncio.Lock()
+        self._pending: list[tuple[list[Access], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def append(self, accesses: Sequence[Access]) -> None:
+        """Chain and insert `accesses`; returns once they are committed. Appends that arrive while a
+        transaction is being written are committed together in the next one (group commit): one write
+        transaction per batch instead of one per call, and the chain order is the order of arrival."""
+        if not accesses:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((list(accesses), done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="audit-append")
+        await done
+
+    async def _flush(self) -> None:
+        # One flusher at a time: it runs until nothing is pending (no await between its last look at
+        # `_pending` and its end, so an append never finds a finished flusher with its entries queued).
+        async with self._lock:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._write([access for accesses, _ in batch for access in accesses])
+                except Exception as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _write(self, accesses: Sequence[Access]) -> None:
         """Chain and insert `accesses` in one short transaction of their own."""
         if not accesses:
             return
         model = self.model
-        async with self._lock, self._sessions() as session, session.begin():
+        async with self._sessions() as session, session.begin():
             if session.bind.dialect.name == "postgresql":
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
             last = await session.scalar(select(model.entry_hash).order_by(model.sequence.desc()).limit(1))

@@ -224,12 +224,18 @@ def write_dev_pki(
 def write_audit_key(path: Path) -> bool:
     """Create a random 32-byte audit key (hex) at `path` unless one exists; True if it was created."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
+    # Written whole under a private name, then linked into place: processes starting together never read
+    # a half-written key, and the first link wins.
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32) + "\n")
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        return False
+    finally:
+        temp.unlink()
     return True
 
 

@@ -27,7 +27,7 @@ class Clock:
         return (start + dt.timedelta(seconds=time.monotonic() - self._origin)).astimezone(dt.UTC)
 
     def today(self) -> dt.date:
-        """Today's date in China Standard Time (the date the rules of DOMAIN.md are written in)."""
+        """Today's date in China Standard Time (the date the rules of docs/domain.md are written in)."""
         if self.fixed_today is not None:
             return self.fixed_today
         return dt.datetime.now(CST).date()

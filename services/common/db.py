@@ -1,7 +1,13 @@
 """Persistence shared by every process: one async engine per process, a unit of work per request.
 
-SQLite (aiosqlite, WAL, one connection: SQLite has one writer and a larger pool only queues on its
-lock) is the embedded default; a ``postgresql+asyncpg://`` URL switches the same code to PostgreSQL.
+SQLite (aiosqlite, WAL) is the embedded default; a ``postgresql+asyncpg://`` URL switches the same code to
+PostgreSQL. SQLite has one writer: the engine of ``make_engine`` holds one connection, and every unit of
+work queues for it. That queue is bounded in time: a unit that waits longer than `write_wait` seconds for
+the connection fails at once with ``Overloaded`` (the services answer RESOURCE_EXHAUSTED, the gateway 503
+with Retry-After) instead of joining a tail that grows without end under excess load. Reads need not wait
+behind the writer at all: WAL lets readers run beside it, so ``make_read_engine`` gives a SQLite file a
+small pool of read-only connections of its own (on PostgreSQL, and for an in-memory database, it answers
+the one engine: its pool already serves reads concurrently).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from opentelemetry.trace import TracerProvider
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -54,6 +61,16 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+# The SQLite writer queue: how long a unit of work may wait for the one write connection.
+WRITE_WAIT = 2.0
+# Read-only connections beside the writer of a SQLite file (each is a thread of aiosqlite's).
+SQLITE_READERS = 4
+
+Overloaded = PoolTimeout
+"""Raised by a unit of work that waited longer than its engine allows for a connection: the database is
+saturated and the caller should retry later (``sqlalchemy.exc.TimeoutError``, the pool's own error)."""
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -62,34 +79,72 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(
-    url: str, *, pool_size: int = 20, tracer_provider: TracerProvider | None = None
-) -> AsyncEngine:
-    """Create the process's one engine. Call inside the running event loop, never at import."""
-    if is_sqlite(url):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=30)
-        else:
-            engine = create_async_engine(url, poolclass=StaticPool)
+def _sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL, None for an in-memory database."""
+    database = make_url(url).database
+    return database if database and database != ":memory:" else None
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=5000")
-            cur.close()
 
-    else:
-        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+def _sqlite_pragmas(engine: AsyncEngine, *, read_only: bool = False) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=5000")
+        if read_only:
+            cur.execute("PRAGMA query_only=ON")
+        cur.close()
+
+
+def _instrument(engine: AsyncEngine, tracer_provider: TracerProvider | None) -> None:
     if tracer_provider is not None:
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
         SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=tracer_provider)
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 20,
+    tracer_provider: TracerProvider | None = None,
+    write_wait: float = WRITE_WAIT,
+) -> AsyncEngine:
+    """Create the process's one engine (on SQLite: its one writer, waited for at most `write_wait` s).
+    Call inside the running event loop, never at import."""
+    if is_sqlite(url):
+        database = _sqlite_file(url)
+        if database is not None:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=write_wait)
+        else:
+            engine = create_async_engine(url, poolclass=StaticPool)
+        _sqlite_pragmas(engine)
+    else:
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    _instrument(engine, tracer_provider)
     return engine
+
+
+def make_read_engine(
+    engine: AsyncEngine,
+    *,
+    readers: int = SQLITE_READERS,
+    tracer_provider: TracerProvider | None = None,
+    read_wait: float = WRITE_WAIT,
+) -> AsyncEngine:
+    """The engine reads go through: for a SQLite file, `readers` read-only connections beside the
+    writer `engine` (WAL: they never wait for it, and see every committed change); otherwise `engine`
+    itself. Dispose of it with ``dispose_engine`` when it is not `engine`."""
+    url = engine.url.render_as_string(hide_password=False)
+    if not is_sqlite(url) or _sqlite_file(url) is None:
+        return engine
+    reader = create_async_engine(url, pool_size=readers, max_overflow=0, pool_timeout=read_wait)
+    _sqlite_pragmas(reader, read_only=True)
+    _instrument(reader, tracer_provider)
+    return reader
 
 
 async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
@@ -160,14 +215,18 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 __all__ = [
     "NAMING",
+    "SQLITE_READERS",
+    "WRITE_WAIT",
     "BigIntPK",
     "JsonType",
+    "Overloaded",
     "UTCDateTime",
     "UnitOfWork",
     "create_schema",
     "dispose_engine",
     "is_sqlite",
     "make_engine",
+    "make_read_engine",
     "new_id",
     "ping",
     "session_factory",

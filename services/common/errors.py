@@ -1,7 +1,7 @@
 """Domain errors shared by every service.
 
 Pure Python: domain code raises these, the gRPC error interceptor maps them to status codes
-(DESIGN.md, "Errors") and the gateway maps the status codes to problem+json.
+(docs/architecture.md, "Errors") and the gateway maps the status codes to problem+json.
 """
 
 from __future__ import annotations

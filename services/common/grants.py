@@ -1,4 +1,4 @@
-"""Grants: which client identity may call which method (DESIGN.md, "Security").
+"""Grants: which client identity may call which method (docs/architecture.md, "Security").
 
 The grants file is data (``services/common/grants.toml``, its header documents the format): each client
 identity, the subject CN of its client certificate, is mapped to the fully-qualified methods it may call.

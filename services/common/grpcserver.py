@@ -33,6 +33,7 @@ from services.common.access import (
     ServiceSecurity,
     add_audit_service,
 )
+from services.common.db import Overloaded
 from services.common.errors import (
     AlreadyExists,
     DomainError,
@@ -46,6 +47,8 @@ from services.common.metrics import MetricsInterceptor, MetricsServer, ServiceMe
 log = structlog.get_logger("govhub.grpc")
 
 ERROR_DOMAIN = "govhub.gov.cn"
+# What an overloaded service tells its caller to wait before trying again.
+OVERLOAD_RETRY_SECONDS = 1
 _STATUS_CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
@@ -86,6 +89,18 @@ def domain_error_status(err: DomainError, service: str) -> status_pb2.Status:
         code = code_pb2.FAILED_PRECONDITION
         detail.Pack(error_details_pb2.ErrorInfo(reason="REFUSED", domain=f"{service}.{ERROR_DOMAIN}"))
     return status_pb2.Status(code=code, message=err.message, details=[detail])
+
+
+def overloaded_status(service: str) -> status_pb2.Status:
+    """RESOURCE_EXHAUSTED with ErrorInfo OVERLOADED and RetryInfo: the database queue is full."""
+    info, retry = any_pb2.Any(), any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason="OVERLOADED", domain=f"{service}.{ERROR_DOMAIN}"))
+    retry.Pack(error_details_pb2.RetryInfo(retry_delay={"seconds": OVERLOAD_RETRY_SECONDS}))
+    return status_pb2.Status(
+        code=code_pb2.RESOURCE_EXHAUSTED,
+        message="The service is busy; try again shortly.",
+        details=[info, retry],
+    )
 
 
 async def _abort(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
@@ -132,6 +147,9 @@ class ContextAndErrorsInterceptor(grpc.aio.ServerInterceptor):
             if isinstance(exc, DomainError):
                 log.info("rpc refused", error=type(exc).__name__, reason=getattr(exc, "reason", None))
                 await _abort(context, domain_error_status(exc, service))
+            if isinstance(exc, Overloaded):
+                log.warning("rpc refused: the database queue is full")
+                await _abort(context, overloaded_status(service))
             log.exception("rpc failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 

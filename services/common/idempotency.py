@@ -1,4 +1,4 @@
-"""``request_id`` idempotency for mutating RPCs (DESIGN.md, "Contracts").
+"""``request_id`` idempotency for mutating RPCs (docs/architecture.md, "Contracts").
 
 The first result for a request_id is stored, in the same transaction as the state change; the same
 request_id again returns that result and changes nothing. The same request_id with a different

@@ -1,4 +1,4 @@
-"""The citizen ID number (公民身份号码, GB 11643-1999), shared by every service (DOMAIN.md §1).
+"""The citizen ID number (公民身份号码, GB 11643-1999), shared by every service (docs/domain.md §1).
 
 Pure functions, no I/O besides reading the county code table that ships with `python-stdnum`
 (``stdnum/cn/loc.dat`` through ``stdnum.numdb``; its source is Wikipedia's list of GB/T 2260 codes
@@ -18,8 +18,8 @@ Rules worth knowing before changing anything:
   83/81/82 numbers are the 2018 residence permits, after our 2016 scope: reported as
   ``UNKNOWN_ADDRESS_CODE``.
 * **Centenarian sequence codes.** The 1989 standard reserved sequence codes for people over 100 (996-999,
-  unverified, DOMAIN.md §1.2 and §7.8): such 15-digit numbers are reported ``CENTENARIAN_SEQUENCE`` and are
-  not upgraded, because their century is unknown.
+  unverified, docs/domain.md §1.2 and §7.8): such 15-digit numbers are reported ``CENTENARIAN_SEQUENCE``
+  and are not upgraded, because their century is unknown.
 * Birth years before `EARLIEST_BIRTH_YEAR` (1800) are ``IMPOSSIBLE_DATE``.
 """
 
@@ -112,7 +112,7 @@ class IdNumber:
 
 
 def calc_check_digit(first17: str) -> str:
-    """ISO 7064 MOD 11-2 check character of the first 17 digits (DOMAIN.md §1.1)."""
+    """ISO 7064 MOD 11-2 check character of the first 17 digits (docs/domain.md §1.1)."""
     if len(first17) != 17 or not set(first17) <= _DIGITS:
         raise ValueError("calc_check_digit needs exactly 17 digits")
     total = sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True))
@@ -138,24 +138,6 @@ def sequence_for(sex: Sex, ordinal: int) -> int:
     if not 1 <= sequence <= 999:
         raise ValueError("no sequence number left for this region and birth date")
     return sequence
-
-
-def age_on(birth_date: date, on: date) -> int:
-    """Age in whole years on `on`. A 29 February birthday counts as 1 March in non-leap years."""
-    age = on.year - birth_date.year
-    if (on.month, on.day) < _birthday_in(birth_date, on.year):
-        age -= 1
-    return age
-
-
-def _birthday_in(birth_date: date, year: int) -> tuple[int, int]:
-    if birth_date.month == 2 and birth_date.day == 29 and not _is_leap(year):
-        return (3, 1)
-    return (birth_date.month, birth_date.day)
-
-
-def _is_leap(year: int) -> bool:
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
 # -- county code table (python-stdnum) ---------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The gRPC metadata keys of the access-control and audit trail (DESIGN.md, "Security"), defined once.
+"""The gRPC metadata keys of the access-control and audit trail (docs/architecture.md, "Security"),
+defined once.
 
 A caller sets them on every department call; the service's access interceptor reads them:
 

@@ -25,22 +25,29 @@ from services.common.tracing import configure_tracing
 
 @dataclass
 class ServiceContext:
-    """The one engine, session factory, event feed and clock of a service process."""
+    """The one engine, session factory, event feed and clock of a service process; `read_sessions`
+    (default: `sessions`) serve the units that only read (``db.make_read_engine``)."""
 
     settings: ServiceSettings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     feed: EventFeed
     clock: Clock
+    read_sessions: async_sessionmaker[AsyncSession] | None = None
 
     def __post_init__(self) -> None:
         # Built inside ``metrics.collecting`` (service_main), the outbox gauges read this store.
         metrics = building()
         if metrics is not None:
-            metrics.watch_outbox(self.feed.model, self.sessions, self.clock)
+            metrics.watch_outbox(self.feed.model, self.read_sessions or self.sessions, self.clock)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessions)
+
+    def read(self) -> AsyncSession:
+        """A session for reading only (``async with ctx.read() as session``): on SQLite it never waits
+        for the writer."""
+        return (self.read_sessions or self.sessions)()
 
 
 Builder = Callable[[ServiceSettings, TracerProvider], Awaitable[GrpcService]]

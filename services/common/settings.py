@@ -141,7 +141,7 @@ class TlsFiles:
 
 @dataclass(frozen=True, slots=True)
 class SecuritySettings:
-    """Mutual TLS, grants and the audit trail (DESIGN.md, "Security").
+    """Mutual TLS, grants and the audit trail (docs/architecture.md, "Security").
 
     ``GOVHUB_TLS=on`` turns on mutual TLS; every file below must then exist (checked at start, naming the
     variable). The files default to the layout ``make certs`` writes under ``GOVHUB_TLS_DIR``

@@ -1,5 +1,5 @@
-"""Mutual TLS for gRPC (DESIGN.md, "Security"): server credentials that demand a client certificate from
-the one trusted CA, channel credentials that present ours, and the peer's identity.
+"""Mutual TLS for gRPC (docs/architecture.md, "Security"): server credentials that demand a client certificate
+from the one trusted CA, channel credentials that present ours, and the peer's identity.
 
 The client identity is the **subject common name (CN)** of the client certificate: the name the grants
 file (``services/common/grants.toml``) uses. The handshake itself refuses a client with no certificate,

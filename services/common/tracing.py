@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 
@@ -90,7 +91,12 @@ def configure_tracing(
     (tuned by the standard OTEL_EXPORTER_OTLP_* variables) or file (`file`: ``GOVHUB_TRACE_FILE``; a
     ``{service}`` in it becomes the service's name). W3C trace context is the propagator. Call
     ``shutdown()`` on the provider when the process stops: that flushes the batching exporters."""
-    provider = TracerProvider(resource=Resource.create({"service.name": f"govhub-{service}"}))
+    # With no exporter nothing would ever read a span: record none (trace ids still propagate, flagged
+    # unsampled), so that the hot path does not build and drop spans for every call and query.
+    sampler = ALWAYS_OFF if exporter == "none" else None
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": f"govhub-{service}"}), sampler=sampler
+    )
     if exporter == "console":
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     elif exporter == "otlp":

@@ -1,23 +1,23 @@
 """The identity department's rules: resident ID card applications, the card register, loss reports,
-lost-and-found, temporary cards and cross-province acceptance (DOMAIN.md §2).
+lost-and-found, temporary cards and cross-province acceptance (docs/domain.md §2).
 
 Pure: no I/O, no clock (every "today" is a parameter), no grpc, protobuf or SQL. Every rule that
-DOMAIN.md marks unverified or policy-driven comes from an `IdentityPolicy` (loaded from ``policy.toml`` by
-``services.identity.policy``) passed in by the caller. Objects are frozen; a change returns a new object.
+docs/domain.md marks unverified or policy-driven comes from an `IdentityPolicy` (loaded from
+``policy.toml`` by ``services.identity.policy``) passed in by the caller. Objects are frozen; a change
+returns a new object.
 
 Refusals raise ``FailedPrecondition(reason, message)`` with one of the reason constants below.
 """
 
 from __future__ import annotations
 
-import calendar
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
+from services.common.dates import add_months, add_years, age_on
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ValidationCollector
-from services.common.idnumber import age_on
 
 # -- refusal reasons (FailedPrecondition.reason) ----------------------------------------------------
 ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
@@ -48,6 +48,9 @@ HUKOU_RECORD_NOT_FOUND = "HUKOU_RECORD_NOT_FOUND"
 HUKOU_NAME_MISMATCH = "HUKOU_NAME_MISMATCH"
 HUKOU_NOT_ACTIVE = "HUKOU_NOT_ACTIVE"
 NO_CURRENT_CARD = "NO_CURRENT_CARD"
+NOT_A_REPLACEMENT = "NOT_A_REPLACEMENT"
+UNKNOWN_REASON_CODE = "UNKNOWN_REASON_CODE"
+OTHER_REJECTION = "OTHER"
 
 REFUSAL_REASONS = frozenset(
     {
@@ -216,25 +219,24 @@ class IdentityPolicy:
     cross_province: CrossProvincePolicy
     materials: Mapping[str, tuple[str, ...]]  # fee case or "<case>+CROSS_PROVINCE" / "+UNDER_16"
     material_names: Mapping[str, str]
+    # The rejection reasons the department answers with: machine code -> words the applicant reads
+    # (always holds OTHER, for a reason stated only in words).
+    rejection_codes: Mapping[str, str] = field(default_factory=lambda: {OTHER_REJECTION: "其他原因"})
+
+
+def rejection_code(code: str, policy: IdentityPolicy) -> str:
+    """A rejection's machine code: one of the policy's published codes (OTHER when none is given)."""
+    value = code.strip().upper() or OTHER_REJECTION
+    if value not in policy.rejection_codes:
+        raise InvalidArgument.one(
+            "reason_code", UNKNOWN_REASON_CODE, f"not one of {', '.join(sorted(policy.rejection_codes))}"
+        )
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Validity (§2.1)
 # ----------------------------------------------------------------------------------------------------------
-
-
-def add_years(day: date, years: int) -> date:
-    """Same month and day `years` later; 29 February becomes 1 March in a non-leap year (as birthdays)."""
-    if day.month == 2 and day.day == 29 and not calendar.isleap(day.year + years):
-        return date(day.year + years, 3, 1)
-    return day.replace(year=day.year + years)
-
-
-def add_months(day: date, months: int) -> date:
-    """Same day `months` later (negative: earlier), clamped to the month's last day."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
 def validity_years(age: int, policy: IdentityPolicy) -> int | None:
@@ -299,6 +301,44 @@ def required_materials(
     return tuple(items)
 
 
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """What an application of one kind costs and how long it may take, on a date (QuoteCardApplication)."""
+
+    fee_fen: int
+    statutory_days: int
+    statutory_deadline: date
+    required_materials: tuple[str, ...]
+
+
+def quote(
+    kind: ApplicationKind,
+    reason: RenewalReason | None,
+    reduction: FeeReduction,
+    on: date,
+    policy: IdentityPolicy,
+    *,
+    cross_province: bool = False,
+    under_16: bool = False,
+) -> Quote:
+    """The same fee, deadline and materials `new_application` fixes, for an application made on `on`.
+    A cross-province quote for a kind not accepted cross-province is refused as the application would be."""
+    case = fee_case(kind, reason)
+    if cross_province and kind not in policy.cross_province.kinds:
+        reason_code = (
+            FIRST_ISSUE_NOT_ACCEPTED_CROSS_PROVINCE
+            if kind is ApplicationKind.FIRST_ISSUE
+            else KIND_NOT_ACCEPTED_CROSS_PROVINCE
+        )
+        raise FailedPrecondition(reason_code, f"{kind.value} is not accepted cross-province.")
+    return Quote(
+        fee_fen=fee_fen(case, reduction, policy),
+        statutory_days=policy.deadlines.statutory_days,
+        statutory_deadline=statutory_deadline(on, policy),
+        required_materials=required_materials(case, policy, cross_province=cross_province, under_16=under_16),
+    )
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Hukou facts (§2.3: no hukou record, no card), as the household register answers them
 # ----------------------------------------------------------------------------------------------------------
@@ -359,7 +399,7 @@ class CrossProvinceDecision:
 def _check_province(code: str, policy: IdentityPolicy) -> None:
     if code not in policy.mainland_province_codes:
         raise InvalidArgument.one(
-            "hukou_province_code", "UNKNOWN_PROVINCE", "Not a mainland province code (DOMAIN.md §6)."
+            "hukou_province_code", "UNKNOWN_PROVINCE", "Not a mainland province code (docs/domain.md §6)."
         )
 
 
@@ -517,10 +557,19 @@ class CardApplication:
     cancellation_reason: str = ""
     card_number: str = ""
     history: tuple[tuple[ApplicationState, date], ...] = field(default=())
+    # A replacement's loss report: filed with it, or (loss_already_reported) earlier on its own.
+    loss_report: LossReport | None = None
+    loss_already_reported: bool = False
+    rejection_code: str = ""
 
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+    @property
+    def ready_on(self) -> date | None:
+        """The day the card reached the collection point."""
+        return next((on for s, on in self.history if s is ApplicationState.READY_FOR_PICKUP), None)
 
     def _to(self, action: Action, on: date, **changes: object) -> CardApplication:
         state = next_state(self.state, action)
@@ -532,10 +581,10 @@ class CardApplication:
     def approve(self, on: date) -> CardApplication:
         return self._to(Action.APPROVE, on)
 
-    def reject(self, reason: str, on: date) -> CardApplication:
+    def reject(self, reason: str, on: date, code: str = OTHER_REJECTION) -> CardApplication:
         if not reason.strip():
             raise InvalidArgument.one("reason", "REQUIRED", "A rejection states its reason.")
-        return self._to(Action.REJECT, on, rejection_reason=reason)
+        return self._to(Action.REJECT, on, rejection_reason=reason, rejection_code=code)
 
     def cancel(self, reason: str, on: date) -> CardApplication:
         return self._to(Action.CANCEL, on, cancellation_reason=reason)
@@ -586,6 +635,8 @@ def new_application(
     bad_credit_record: bool = False,
     existing: Iterable[CardApplication] = (),
     accepting_province_code: str | None = None,
+    report_loss: bool = False,
+    require_cross_province: bool = False,
 ) -> CardApplication:
     """A submitted application with its fee, deadline and materials, after every rule that can refuse it.
 
@@ -594,13 +645,23 @@ def new_application(
     The application is cross-province when the hukou province differs from `accepting_province_code`
     (default: the policy's acceptance province); cross-province applications are accepted only in the
     policy's acceptance province (``CROSS_PROVINCE_NOT_OFFERED_HERE``). A replacement while the register
-    still holds the person's card as VALID or EXPIRED needs a loss report first (``LOSS_NOT_REPORTED``).
+    still holds the person's card as VALID or EXPIRED needs a loss report first (``LOSS_NOT_REPORTED``)
+    unless `report_loss` (the report is filed with the application: ``take_loss_report``). With
+    `require_cross_province` (the applicant chose cross-province acceptance) a hukou in the accepting
+    province is refused with ``NOT_CROSS_PROVINCE``.
     """
     ensure_no_open_application(existing)
     case = fee_case(kind, renewal_reason)
     _check_province(hukou_province_code, policy)
     accepting = accepting_province_code or policy.cross_province.acceptance_province_code
     cross = hukou_province_code != accepting
+    if require_cross_province and not cross:
+        raise FailedPrecondition(
+            NOT_CROSS_PROVINCE,
+            f"The hukou is in province {accepting}: this is a local application, not a cross-province one.",
+        )
+    if report_loss and kind is not ApplicationKind.REPLACEMENT:
+        raise InvalidArgument.one("report_loss", NOT_A_REPLACEMENT, "Only a replacement reports a loss.")
     if cross and accepting != policy.cross_province.acceptance_province_code:
         raise FailedPrecondition(
             CROSS_PROVINCE_NOT_OFFERED_HERE,
@@ -610,6 +671,7 @@ def new_application(
         kind is ApplicationKind.REPLACEMENT
         and current_card is not None
         and current_card.status in (CardStatus.VALID, CardStatus.EXPIRED)
+        and not report_loss
     ):
         raise FailedPrecondition(LOSS_NOT_REPORTED, "A replacement follows a loss report of the card.")
     if cross:
@@ -659,6 +721,7 @@ class CardStatus(enum.Enum):
     EXPIRED = "EXPIRED"
     SUPERSEDED = "SUPERSEDED"
     INVALIDATED = "INVALIDATED"
+    CANCELLED = "CANCELLED"  # 注销 on the holder's death
 
 
 @dataclass(frozen=True, slots=True)
@@ -673,6 +736,7 @@ class Card:
     address_region_code: str = ""
     address: str = ""
     address_recorded_on: date | None = None
+    cancelled_on: date | None = None
 
     @property
     def long_term(self) -> bool:
@@ -685,9 +749,12 @@ class CardVerification:
 
     valid: bool
     reason: str  # VALID, NOT_YET_VALID, or a CardStatus value
+    since: date | None = None  # for CANCELLED: the day it was cancelled
 
 
 def verify(card: Card, today: date) -> CardVerification:
+    if card.status is CardStatus.CANCELLED:
+        return CardVerification(False, card.status.value, card.cancelled_on)
     if card.status is not CardStatus.VALID:
         return CardVerification(False, card.status.value)
     if today < card.valid_from:
@@ -742,6 +809,15 @@ def invalidate(card: Card) -> Card:
     return replace(card, status=CardStatus.INVALIDATED)
 
 
+def cancel_on_death(card: Card, on: date) -> Card | None:
+    """The household register deregistered the holder on death: the card is cancelled (注销) from `on`
+    (the death date) and every check refuses it. None when nothing changes (already cancelled, or a card
+    no longer in use: superseded or invalidated)."""
+    if card.status in (CardStatus.CANCELLED, CardStatus.SUPERSEDED, CardStatus.INVALIDATED):
+        return None
+    return replace(card, status=CardStatus.CANCELLED, cancelled_on=on)
+
+
 def check_card_address(region_code: str, address: str) -> tuple[str, str]:
     """The (region code, address) of a hukou address to record, stripped; InvalidArgument listing every
     problem: ``region_code`` REQUIRED / BAD_REGION_CODE (not six digits), ``address`` REQUIRED / TOO_LONG
@@ -762,7 +838,7 @@ def check_card_address(region_code: str, address: str) -> tuple[str, str]:
 
 def record_address(card: Card | None, region_code: str, address: str, on: date) -> Card:
     """A hukou move does not need a new card: the PSB records the new address in the card's
-    machine-readable data (Law Art. 11, 2011 text; DOMAIN.md §2.3). Only a card VALID on `on` is updated
+    machine-readable data (Law Art. 11, 2011 text; docs/domain.md §2.3). Only a card VALID on `on` is updated
     (``NO_CURRENT_CARD`` for none, or one reported lost, superseded, invalidated or past its end); the
     card's number, validity and status are unchanged."""
     region, text = check_card_address(region_code, address)
@@ -785,6 +861,15 @@ class LossReport:
     # Inside the hukou area the replacement is applied for on the spot; outside it, only under the
     # cross-province conditions of §2.7 (`assess_cross_province`) or back in the hukou area.
     inside_hukou_area: bool
+    id: str = ""
+    # The card application it was filed with ("" for a report filed on its own): it stands or falls
+    # with that application.
+    application_id: str = ""
+    withdrawn_on: date | None = None
+
+    @property
+    def standing(self) -> bool:
+        return self.withdrawn_on is None
 
 
 def report_lost(
@@ -803,6 +888,55 @@ def report_lost(
         station_region_code == hukou_region_code,
     )
     return replace(card, status=CardStatus.REPORTED_LOST), report
+
+
+def take_loss_report(
+    app: CardApplication,
+    current_card: Card | None,
+    standing_report: LossReport | None,
+    *,
+    report_loss: bool,
+    report_id: str,
+    on: date,
+) -> tuple[CardApplication, Card | None, LossReport | None]:
+    """The loss report a new replacement application rests on (§2.9): (application, card changed, report
+    filed). A card already reported lost brings its standing report, answered as "already reported"
+    (`loss_already_reported`, the report's date). With `report_loss`, a card still VALID or EXPIRED is
+    reported lost at the accepting station, filed with the application (its id on the report) and
+    committed with it: a refused application leaves no report behind. Other kinds pass unchanged."""
+    if app.kind is not ApplicationKind.REPLACEMENT or current_card is None:
+        return app, None, None
+    card = mark_expired(current_card, on)
+    if card.status is CardStatus.REPORTED_LOST:
+        if standing_report is None:
+            return app, None, None
+        return replace(app, loss_report=standing_report, loss_already_reported=True), None, None
+    if not report_loss or card.status not in (CardStatus.VALID, CardStatus.EXPIRED):
+        return app, None, None
+    lost, report = report_lost(card, app.accepting_region_code, app.hukou_region_code, on)
+    report = replace(report, id=report_id, application_id=app.id)
+    return replace(app, loss_report=report), lost, report
+
+
+def withdraw_loss_report(
+    app: CardApplication, card: Card | None, on: date
+) -> tuple[CardApplication, Card | None, LossReport | None]:
+    """When an application is rejected or cancelled, the loss report filed with it goes with it: the
+    report is withdrawn and the card, if still REPORTED_LOST on that report, is VALID again (the register
+    reads it EXPIRED when past its end). A report filed on its own, or one taken over as "already
+    reported", stays. Answers (application, card changed, report withdrawn), Nones when nothing changes."""
+    report = app.loss_report
+    if report is None or app.loss_already_reported or report.application_id != app.id or not report.standing:
+        return app, None, None
+    withdrawn = replace(report, withdrawn_on=on)
+    restored = None
+    if (
+        card is not None
+        and card.card_number == report.card_number
+        and card.status is CardStatus.REPORTED_LOST
+    ):
+        restored = replace(card, status=CardStatus.VALID)
+    return replace(app, loss_report=withdrawn), restored, withdrawn
 
 
 class FoundCardStatus(enum.Enum):

@@ -1,16 +1,22 @@
 """Where identity gets hukou facts: the household register of the residence service, over gRPC.
 
-`HukouDirectory` is the one question identity asks (VerifyHukou: does this ID number and name match a
-register entry, and where is that hukou). `GrpcHukouDirectory` asks the residence service;
-`FakeHukouDirectory` answers from memory for tests. Identity never keeps hukou facts in its own tables.
+`HukouDirectory` is the question identity asks (VerifyHukou: does this ID number and name match a
+register entry, and where is that hukou) and the register's deregistrations it follows (WatchEvents,
+PersonDeregistered: the card is cancelled, see ``services.identity.deaths``). `GrpcHukouDirectory` asks the
+residence service; `FakeHukouDirectory` answers from memory for tests. Identity never keeps hukou facts in
+its own tables.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
+from google.protobuf import json_format
 from opentelemetry.trace import TracerProvider
 
 from govhub.residence.v1 import residence_pb2, residence_pb2_grpc
@@ -25,9 +31,39 @@ _NOT_ANSWERED = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Deregistration:
+    """A PersonDeregistered event of the household register, at its position in residence's stream."""
+
+    sequence: int
+    id_number: str
+    reason: str  # DEATH, CONSCRIPTION, ...
+    occurred_on: dt.date
+    cancel_id_card: bool
+
+
+def deregistration(sequence: int, data: dict[str, Any]) -> Deregistration | None:
+    """The event's facts, or None when they are not readable (logged and skipped by the consumer)."""
+    try:
+        return Deregistration(
+            sequence=sequence,
+            id_number=str(data["id_number"]),
+            reason=str(data["reason"]),
+            occurred_on=dt.date.fromisoformat(str(data["occurred_on"])),
+            cancel_id_card=bool(data.get("cancel_id_card")),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
 class HukouDirectory(Protocol):
     async def verify(self, id_number: str, name: str, *, timeout: float) -> HukouRecord:
         """The register's answer for this person; `Unavailable` when it does not answer in `timeout` s."""
+        ...
+
+    def deregistrations(self, after_sequence: int) -> AsyncIterator[tuple[int, Deregistration | None]]:
+        """The register's PersonDeregistered events after `after_sequence`, then new ones as they come:
+        (sequence, facts or None when unreadable). Ends or raises when the stream breaks."""
         ...
 
     async def close(self) -> None: ...
@@ -69,6 +105,18 @@ class GrpcHukouDirectory:
             region_code=reply.hukou_region_code,
         )
 
+    async def deregistrations(self, after_sequence: int) -> AsyncIterator[tuple[int, Deregistration | None]]:
+        call = self._stub.WatchEvents(
+            residence_pb2.WatchEventsRequest(after_sequence=after_sequence, types=["PersonDeregistered"]),
+            wait_for_ready=True,
+        )
+        try:
+            async for reply in call:
+                event = reply.event
+                yield event.sequence, deregistration(event.sequence, json_format.MessageToDict(event.data))
+        finally:
+            call.cancel()
+
     async def close(self) -> None:
         await self._channel.close()
 
@@ -80,6 +128,27 @@ class FakeHukouDirectory:
     people: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # id -> (name, region, status)
     down: bool = False
     calls: list[tuple[str, float]] = field(default_factory=list)
+    events: list[Deregistration] = field(default_factory=list)
+    _published: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def deregister(self, id_number: str, reason: str, occurred_on: dt.date, *, cancel_id_card: bool) -> None:
+        """The register deregisters a person: the person's status changes and the event is published."""
+        name, region, _ = self.people[id_number]
+        self.people[id_number] = (name, region, "DEREGISTERED")
+        sequence = len(self.events) + 1
+        self.events.append(Deregistration(sequence, id_number, reason, occurred_on, cancel_id_card))
+        self._published.set()
+
+    async def deregistrations(self, after_sequence: int) -> AsyncIterator[tuple[int, Deregistration | None]]:
+        position = after_sequence
+        while True:
+            for event in self.events[position:]:
+                position = event.sequence
+                yield event.sequence, event
+            self._published.clear()
+            if len(self.events) > position:
+                continue
+            await self._published.wait()
 
     def add(self, id_number: str, name: str, region_code: str, status: str = "REGISTERED") -> None:
         self.people[id_number] = (name, region_code, status)

@@ -7,12 +7,13 @@ from opentelemetry.trace import TracerProvider
 from govhub.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common.access import ServiceSecurity
 from services.common.clock import Clock
-from services.common.db import dispose_engine, make_engine, ping, session_factory
+from services.common.db import dispose_engine, make_engine, make_read_engine, ping, session_factory
 from services.common.grpcserver import GrpcService, build_grpc_server
 from services.common.migrate import prepare_schema
 from services.common.outbox import EventFeed
 from services.common.service import ServiceContext
 from services.common.settings import ServiceSettings
+from services.identity.deaths import RegisterFollower, follow
 from services.identity.policy import default_policy
 from services.identity.residence import GrpcHukouDirectory, HukouDirectory
 from services.identity.servicer import IdentityServicer
@@ -41,8 +42,16 @@ async def build_server(
         await engine.dispose()
         raise
     sessions = session_factory(engine)
+    # Reads (lookups, the event feed) on read-only connections beside the one SQLite writer.
+    reader = make_read_engine(engine, tracer_provider=tracer_provider)
+    read_sessions = session_factory(reader)
     ctx = ServiceContext(
-        settings, engine, sessions, EventFeed(OutboxEvent, sessions), clock or Clock(settings.common.today)
+        settings,
+        engine,
+        sessions,
+        EventFeed(OutboxEvent, read_sessions),
+        clock or Clock(settings.common.today),
+        read_sessions,
     )
     directory = hukou or GrpcHukouDirectory(
         settings.residence_target, tracer_provider=tracer_provider, tls=settings.security.client_tls
@@ -66,7 +75,11 @@ async def build_server(
     except BaseException:
         await directory.close()
         await engine.dispose()
+        await reader.dispose()
         raise
+    service.background.append(lambda: follow(RegisterFollower(ctx, directory)))
     service.closers.append(lambda: dispose_engine(engine))
+    if reader is not engine:
+        service.closers.append(lambda: dispose_engine(reader))
     service.closers.append(directory.close)
     return service

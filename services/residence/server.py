@@ -7,7 +7,7 @@ from opentelemetry.trace import TracerProvider
 from govhub.residence.v1 import residence_pb2, residence_pb2_grpc
 from services.common.access import ServiceSecurity
 from services.common.clock import Clock
-from services.common.db import make_engine, ping, session_factory
+from services.common.db import dispose_engine, make_engine, make_read_engine, ping, session_factory
 from services.common.grpcserver import GrpcService, build_grpc_server
 from services.common.migrate import prepare_schema
 from services.common.outbox import EventFeed
@@ -32,8 +32,16 @@ async def build_server(
         await engine.dispose()
         raise
     sessions = session_factory(engine)
+    # Reads (lookups, the event feed) on read-only connections beside the one SQLite writer.
+    reader = make_read_engine(engine, tracer_provider=tracer_provider)
+    read_sessions = session_factory(reader)
     ctx = ServiceContext(
-        settings, engine, sessions, EventFeed(OutboxEvent, sessions), clock or Clock(settings.common.today)
+        settings,
+        engine,
+        sessions,
+        EventFeed(OutboxEvent, read_sessions),
+        clock or Clock(settings.common.today),
+        read_sessions,
     )
     servicer = ResidenceServicer(ctx)
     service = build_grpc_server(
@@ -48,5 +56,7 @@ async def build_server(
         health_interval=settings.health_interval,
         security=ServiceSecurity.from_settings(settings, sessions, AuditEntry),
     )
-    service.closers.append(engine.dispose)
+    service.closers.append(lambda: dispose_engine(engine))
+    if reader is not engine:
+        service.closers.append(lambda: dispose_engine(reader))
     return service

@@ -17,6 +17,8 @@ from typing import TypeVar
 import grpc
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from govhub.common.v1 import common_pb2
 from govhub.residence.v1 import residence_pb2 as pb
@@ -51,6 +53,13 @@ from services.residence.store import (
     record_events,
 )
 
+# VerifyHukou's one read: three columns by the unique ID number index, built once.
+_VERIFY_HUKOU = (
+    select(PersonRow.name, PersonRow.status, HouseholdRow.region_code)
+    .join_from(PersonRow, HouseholdRow, PersonRow.household_id == HouseholdRow.id)
+    .where(PersonRow.id_number == bindparam("id_number"))
+)
+
 R = TypeVar("R", bound=Message)
 
 PAGE_SIZE_DEFAULT = 50
@@ -74,6 +83,25 @@ def _id_number_in(raw: str, field: str, errors: ValidationCollector, *, required
     except InvalidArgument as exc:
         errors.violations.extend(exc.violations)
         return ""
+
+
+def _guardian_out(guardian: d.Guardian | None) -> pb.Guardian | None:
+    if guardian is None:
+        return None
+    return pb.Guardian(
+        id_number=guardian.id_number,
+        name=guardian.name,
+        relationship=guardian.relationship,
+        phone=guardian.phone,
+    )
+
+
+def _guardian_in(request: pb.DeregisterRequest, errors: ValidationCollector) -> d.Guardian | None:
+    if not request.HasField("guardian"):
+        return None
+    g = request.guardian
+    number = _id_number_in(g.id_number, "guardian.id_number", errors)
+    return d.Guardian(number, g.name.strip(), g.relationship.strip(), g.phone.strip())
 
 
 def _updates_in(updates: Mapping[str, str], field: str, errors: ValidationCollector) -> dict[str, str]:
@@ -104,8 +132,9 @@ def _arrival_out(arrival: d.Arrival | None) -> pb.Arrival | None:
 class Views:
     """Domain objects and rows to proto messages."""
 
-    def __init__(self, policy: d.ResidencePolicy) -> None:
+    def __init__(self, policy: d.ResidencePolicy, today: Callable[[], dt.date]) -> None:
         self.policy = policy
+        self.today = today  # full civil capacity is read as of today
 
     def person(self, entry: d.PersonEntry, row: PersonRow, household: HouseholdRow) -> pb.Person:
         relationship = self.policy.relationships.get(entry.relationship_code)
@@ -157,7 +186,9 @@ class Views:
                 )
                 for c in entry.change_log
             ],
-            full_civil_capacity=entry.full_civil_capacity,
+            full_civil_capacity=entry.has_full_capacity(self.today()),
+            civil_capacity=enum_out(pb.CivilCapacity, "CIVIL_CAPACITY_", entry.civil_capacity),
+            civil_capacity_since=date_to_proto(entry.civil_capacity_since),
             update_time=timestamp(row.updated_at),
         )
 
@@ -177,6 +208,10 @@ class Views:
             establish_date=date_to_proto(household.established_on),
             close_date=date_to_proto(household.closed_on),
             update_time=timestamp(row.updated_at),
+            follow_up_required=bool(household.follow_up),
+            follow_up_reason=household.follow_up,
+            follow_up_since=date_to_proto(household.follow_up_since),
+            guardian=_guardian_out(household.guardian),
         )
 
     @staticmethod
@@ -277,7 +312,7 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
     def __init__(self, ctx: ServiceContext, policy: d.ResidencePolicy | None = None) -> None:
         self.ctx = ctx
         self.policy = policy or default_policy()
-        self.views = Views(self.policy)
+        self.views = Views(self.policy, ctx.clock.today)
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -294,6 +329,10 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
 
     def _repo(self, uow: UnitOfWork) -> RegisterRepository:
         return RegisterRepository(uow.session, self.policy)
+
+    def _reader(self, session: AsyncSession) -> RegisterRepository:
+        """The repository over a read-only session (``ctx.read()``)."""
+        return RegisterRepository(session, self.policy)
 
     async def _events(
         self,
@@ -329,8 +368,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         self, request: pb.GetPersonRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetPersonResponse:
         number = require_id_number(request.id_number, "id_number").value
-        async with self.ctx.uow() as uow:
-            repo = self._repo(uow)
+        async with self.ctx.read() as session:
+            repo = self._reader(session)
             person = await repo.person(number)
             household = await repo.household(id=person.row.household_id)
             return pb.GetPersonResponse(
@@ -342,15 +381,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         self, request: pb.VerifyHukouRequest, context: grpc.aio.ServicerContext
     ) -> pb.VerifyHukouResponse:
         number = require_id_number(request.id_number, "id_number").value
-        async with self.ctx.uow() as uow:
-            found = (
-                await uow.session.execute(
-                    HouseholdRow.__table__.join(PersonRow.__table__)
-                    .select()
-                    .with_only_columns(PersonRow.name, PersonRow.status, HouseholdRow.region_code)
-                    .where(PersonRow.id_number == number)
-                )
-            ).first()
+        async with self.ctx.read() as session:
+            found = (await session.execute(_VERIFY_HUKOU, {"id_number": number})).first()
         if found is None:
             return pb.VerifyHukouResponse(found=False)
         name, status, region_code = found
@@ -367,8 +399,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         self, request: pb.GetHouseholdRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetHouseholdResponse:
         id, number = self._household_key(request.id, request.number, "id")
-        async with self.ctx.uow() as uow:
-            record = await self._repo(uow).household(number, id=id)
+        async with self.ctx.read() as session:
+            record = await self._reader(session).household(number, id=id)
             return pb.GetHouseholdResponse(household=self.views.household(record.household, record.row))
 
     async def ListMembers(
@@ -379,8 +411,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         token = _decode_token(request.page_token, errors)
         errors.raise_if_any()
         id, number = self._household_key(request.household_id, request.household_number)
-        async with self.ctx.uow() as uow:
-            repo = self._repo(uow)
+        async with self.ctx.read() as session:
+            repo = self._reader(session)
             household = await repo.household_row(id=id, number=number)
             if token is not None and token[0] != household.id:
                 raise InvalidArgument.one("page_token", "BAD_PAGE_TOKEN", "a page token of another household")
@@ -396,8 +428,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
     ) -> pb.GetMigrationCertificateResponse:
         if not request.number:
             raise InvalidArgument.one("number", "REQUIRED")
-        async with self.ctx.uow() as uow:
-            row = await self._repo(uow).certificate(request.number)
+        async with self.ctx.read() as session:
+            row = await self._reader(session).certificate(request.number)
             if row is None:
                 raise NotFound("no such migration certificate")
             return pb.GetMigrationCertificateResponse(certificate=self.views.certificate(row))
@@ -407,8 +439,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
     ) -> pb.GetAccommodationRegistrationResponse:
         if not request.id and not request.registration_number:
             raise InvalidArgument.one("id", "REQUIRED", "give the id or the registration number")
-        async with self.ctx.uow() as uow:
-            row = await AccommodationRepository(uow.session).get(
+        async with self.ctx.read() as session:
+            row = await AccommodationRepository(session).get(
                 id=request.id, registration_number=request.registration_number
             )
             return pb.GetAccommodationRegistrationResponse(
@@ -424,12 +456,18 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         p = request.person
         sex = enum_in(common_pb2.Sex, p.sex, d.Sex, "SEX_", "person.sex", errors, required=False)
         birth_date = date_in(p.birth_date, "person.birth_date", errors, required=False)
+        declarant = _id_number_in(request.declarant_id_number, "declarant_id_number", errors, required=False)
+        mother = _id_number_in(request.mother_id_number, "mother_id_number", errors, required=False)
+        father = _id_number_in(request.father_id_number, "father_id_number", errors, required=False)
         errors.raise_if_any()
         id, number = self._household_key(request.household_id, request.household_number)
         cmd = d.RegisterBirth(
             household_number="",
             person=d.NewbornDetails(p.name, sex, birth_date, p.birth_place, p.ethnicity, p.native_place),
             relationship_code=request.relationship_code,
+            declarant_id_number=declarant,
+            mother_id_number=mother,
+            father_id_number=father,
         )
 
         async def handler(uow: UnitOfWork) -> pb.RegisterBirthResponse:
@@ -665,8 +703,9 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
             required=False,
         )
         occurred_on = date_in(request.occurred_on, "occurred_on", errors, required=False)
+        guardian = _guardian_in(request, errors)
         errors.raise_if_any()
-        cmd = d.Deregister(number, reason, occurred_on, new_head or None, updates)
+        cmd = d.Deregister(number, reason, occurred_on, new_head or None, updates, guardian)
 
         async def handler(uow: UnitOfWork) -> pb.DeregisterResponse:
             today, now = self.ctx.clock.today(), self.ctx.clock.now()
@@ -732,6 +771,37 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         await repo.save_household(record, result.household, now)
         await self._events(uow, result, request_id, now, person_id=person.id, households=(record.row,))
         return result, self.views.person(result.person, person.row, record.row)
+
+    async def RecordCivilCapacity(
+        self, request: pb.RecordCivilCapacityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecordCivilCapacityResponse:
+        errors = ValidationCollector()
+        number = _id_number_in(request.id_number, "id_number", errors)
+        capacity = enum_in(
+            pb.CivilCapacity,
+            request.civil_capacity,
+            d.CivilCapacity,
+            "CIVIL_CAPACITY_",
+            "civil_capacity",
+            errors,
+            required=False,
+        )
+        since = date_in(request.since, "since", errors, required=False)
+        errors.raise_if_any()
+        cmd = d.RecordCivilCapacity(number, capacity, since, request.reference.strip())
+
+        async def handler(uow: UnitOfWork) -> pb.RecordCivilCapacityResponse:
+            _, person = await self._change_entry(
+                uow,
+                number,
+                request.request_id,
+                lambda household, today: d.record_civil_capacity(
+                    household, cmd, policy=self.policy, today=today
+                ),
+            )
+            return pb.RecordCivilCapacityResponse(person=person)
+
+        return await self._idempotent("RecordCivilCapacity", request, pb.RecordCivilCapacityResponse, handler)
 
     async def ChangeName(
         self, request: pb.ChangeNameRequest, context: grpc.aio.ServicerContext

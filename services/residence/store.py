@@ -108,6 +108,11 @@ class HouseholdRow(Base):
     closed_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # A household without a head for now: why ("" when it has one), since when, and its guardian contact
+    # ({"id_number", "name", "relationship", "phone"} or NULL).
+    follow_up: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    follow_up_since: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    guardian: Mapped[dict[str, str] | None] = mapped_column(JsonType, nullable=True)
 
     @property
     def station(self) -> d.PoliceStation:
@@ -141,7 +146,9 @@ class PersonRow(Base):
     # {"from": place, "on": ISO date} or NULL.
     arrived_in_city: Mapped[dict[str, str] | None] = mapped_column(JsonType, nullable=True)
     arrived_at_address: Mapped[dict[str, str] | None] = mapped_column(JsonType, nullable=True)
-    full_civil_capacity: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The basis of the person's civil capacity (domain.CivilCapacity) and since when a recorded one holds.
+    civil_capacity: Mapped[str] = mapped_column(String(14), default="BY_AGE", server_default="BY_AGE")
+    civil_capacity_since: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     status: Mapped[str] = mapped_column(String(14))
     status_reason: Mapped[str | None] = mapped_column(String(14), nullable=True)
     status_since: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
@@ -273,7 +280,8 @@ def person_to_domain(row: PersonRow) -> d.PersonEntry:
         employer=row.employer,
         arrived_in_city=_arrival_in(row.arrived_in_city),
         arrived_at_address=_arrival_in(row.arrived_at_address),
-        full_civil_capacity=row.full_civil_capacity,
+        civil_capacity=d.CivilCapacity(row.civil_capacity),
+        civil_capacity_since=row.civil_capacity_since,
         status=d.PersonStatus(row.status),
         status_reason=_opt_enum(d.DeregistrationReason, row.status_reason),
         status_since=row.status_since,
@@ -319,7 +327,8 @@ def person_values(
         "employer": entry.employer,
         "arrived_in_city": _arrival_out(entry.arrived_in_city),
         "arrived_at_address": _arrival_out(entry.arrived_at_address),
-        "full_civil_capacity": entry.full_civil_capacity,
+        "civil_capacity": entry.civil_capacity.value,
+        "civil_capacity_since": entry.civil_capacity_since,
         "status": entry.status.value,
         "status_reason": entry.status_reason.value if entry.status_reason else None,
         "status_since": entry.status_since,
@@ -344,7 +353,27 @@ def household_values(household: d.Household) -> dict[str, Any]:
         "rural": station.rural,
         "established_on": household.established_on,
         "closed_on": household.closed_on,
+        "follow_up": household.follow_up,
+        "follow_up_since": household.follow_up_since,
+        "guardian": _guardian_out(household.guardian),
     }
+
+
+def _guardian_out(guardian: d.Guardian | None) -> dict[str, str] | None:
+    if guardian is None:
+        return None
+    return {
+        "id_number": guardian.id_number,
+        "name": guardian.name,
+        "relationship": guardian.relationship,
+        "phone": guardian.phone,
+    }
+
+
+def guardian_in(doc: dict[str, str] | None) -> d.Guardian | None:
+    if not doc:
+        return None
+    return d.Guardian(doc["id_number"], doc["name"], doc["relationship"], doc.get("phone", ""))
 
 
 def certificate_to_domain(row: CertificateRow) -> d.MigrationCertificate:
@@ -487,6 +516,9 @@ class RegisterRepository:
             members=tuple(person_to_domain(m) for m in member_rows),
             established_on=row.established_on,
             closed_on=row.closed_on,
+            guardian=guardian_in(row.guardian),
+            follow_up=row.follow_up,
+            follow_up_since=row.follow_up_since,
         )
         return HouseholdRecord(household, row, {m.id_number: m for m in member_rows})
 
@@ -756,9 +788,9 @@ async def record_events(
     aggregate_id: str | None = None,
 ) -> None:
     """Write a result's events to the outbox, in the unit of work of the change. Events about a household
-    (HeadChanged, HouseholdClosed) carry the household's id as aggregate_id; events about a person the
-    person's id; `aggregate_id` overrides both (accommodation). `household_ids` maps household numbers to
-    ids, added to the payload as ``household_id``."""
+    (HeadChanged, HouseholdClosed, HouseholdAwaitingHead) carry the household's id as aggregate_id; events
+    about a person the person's id; `aggregate_id` overrides both (accommodation). `household_ids` maps
+    household numbers to ids, added to the payload as ``household_id``."""
     for event in events:
         payload = {k: v for k, v in event.payload().items() if k not in _PAYLOAD_OMIT.get(event.type, ())}
         number = payload.get("household_number")
@@ -766,7 +798,7 @@ async def record_events(
             payload["household_id"] = household_ids[number]
         if aggregate_id is not None:
             aggregate = aggregate_id
-        elif isinstance(event, d.HeadChanged | d.HouseholdClosed):
+        elif isinstance(event, d.HeadChanged | d.HouseholdClosed | d.HouseholdAwaitingHead):
             aggregate = household_ids[event.household_number]
         else:
             assert person_id is not None

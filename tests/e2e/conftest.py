@@ -78,11 +78,13 @@ def hub_env(
     var_dir: Path, ports: dict[str, int], today: str, extra: dict[str, str] | None = None
 ) -> dict[str, str]:
     """The environment of a hub on `ports`; each service's metrics port is a free one too (or
-    ``ports["<service>-metrics"]``), so hubs running side by side do not collide. `extra` goes last."""
+    ``ports["<service>-metrics"]``), so hubs running side by side do not collide. `extra` goes last.
+    An empty `today` leaves GOVHUB_TODAY out: the hub runs on the real date."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVHUB_")}
+    if today:
+        env["GOVHUB_TODAY"] = today
     env.update(
         GOVHUB_VAR_DIR=str(var_dir),
-        GOVHUB_TODAY=today,
         GOVHUB_LOG_FORMAT="json",
         GOVHUB_SEED_HOUSEHOLDS="40",
         GOVHUB_IDENTITY_LISTEN=f"127.0.0.1:{ports['identity']}",

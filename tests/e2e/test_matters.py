@@ -1,6 +1,10 @@
 """Every matter of the catalogue run to its end over real processes: submitted over HTTP by a citizen
 or at a counter, decided by the departments' back offices over gRPC, moved on by their events, handed
-over at the counter — and a refusal that compensates what the departments already hold."""
+over at the counter — and a refusal that compensates what the departments already hold.
+
+Every test runs twice (``mode``): on a pinned day of the 2016 replay, and with no GOVHUB_TODAY at all (the
+real date), so the suite cannot pass only in the demo year. Dates in the data — entry dates, births,
+contracts, permit validity — are computed from the day in force (``day``)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import hashlib
 import sqlite3
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -22,20 +27,46 @@ from govhub.permits.v1 import permits_pb2 as ppb
 from govhub.permits.v1 import permits_pb2_grpc
 from govhub.residence.v1 import residence_pb2 as rpb
 from govhub.residence.v1 import residence_pb2_grpc
+from services.common.clock import Clock
+from services.common.dates import add_years
 from services.residence.seed import DEMO_HOUSEHOLDS
 from tests.e2e.conftest import Hub, start_hub, stop_hub
 
 pytestmark = pytest.mark.e2e
 
-TODAY = dt.date(2016, 11, 15)  # the work-permit points table of the 2016 pilot is in force
+REPLAY_DAY = dt.date(2016, 11, 15)  # every matter is available; the 2016 pilot's points table is in force
+
+
+@dataclass(frozen=True)
+class Mode:
+    today: str  # GOVHUB_TODAY; "" leaves it unset: the real date
+    env: tuple[tuple[str, str], ...] = ()  # more settings of the hub (a TLS run adds GOVHUB_TLS here)
+
+
+MODES = {"replay-2016": Mode(REPLAY_DAY.isoformat()), "real-date": Mode("")}
+ONE_DAY = dt.timedelta(days=1)
 EMPLOYER = "91110000600037341L"
 XUHUI = next(h for h in DEMO_HOUSEHOLDS if h.region_code == "310104" and len(h.members) == 3)
 JINGAN = next(h for h in DEMO_HOUSEHOLDS if h.region_code == "310106")
 
 
+@pytest.fixture(scope="module", params=sorted(MODES))
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    running = start_hub(tmp_path_factory.mktemp("matters"), today=TODAY.isoformat())
+def day(mode: str) -> dt.date:
+    """The day in force in the hub of this mode."""
+    today = MODES[mode].today
+    return dt.date.fromisoformat(today) if today else Clock().today()
+
+
+@pytest.fixture(scope="module")
+def hub(mode: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    running = start_hub(
+        tmp_path_factory.mktemp(f"matters-{mode}"), today=MODES[mode].today, extra_env=dict(MODES[mode].env)
+    )
     yield running
     code = stop_hub(running.process)
     assert running.process.stdout is not None
@@ -95,9 +126,10 @@ class Departments:
 
 
 class Client:
-    def __init__(self, hub: Hub, http: aiohttp.ClientSession) -> None:
+    def __init__(self, hub: Hub, http: aiohttp.ClientSession, day: dt.date) -> None:
         self.hub = hub
         self.http = http
+        self.day = day  # the day in force in the hub
         self.counter = {"Authorization": f"Bearer {hub.token('counter', 'staff-0042', hall='310104')}"}
         self.admin = {"Authorization": f"Bearer {hub.token('admin', 'admin-01')}"}
 
@@ -157,10 +189,10 @@ class Client:
 
 
 @pytest.fixture
-async def env(hub: Hub) -> Any:
+async def env(hub: Hub, day: dt.date) -> Any:
     departments = Departments(hub)
     async with aiohttp.ClientSession() as http:
-        yield Client(hub, http), departments
+        yield Client(hub, http, day), departments
     await departments.close()
 
 
@@ -178,7 +210,10 @@ async def test_cross_province_renewal_to_pickup(env: Any) -> None:
                 "applicant": person,
                 "renewal_reason": "EXPIRY",
                 "accepting_region_code": "310104",
-                "residence_permit": {"number": "SH3101042016000999", "valid_until": "2017-12-31"},
+                "residence_permit": {
+                    "number": "SH3101042016000999",
+                    "valid_until": add_years(client.day, 1).isoformat(),
+                },
             },
         },
         client.hub.citizen(person["id_number"]),
@@ -215,20 +250,21 @@ async def test_lost_card_with_a_temporary_card(env: Any) -> None:
     assert (await client.pickup(case))["state"] == "COMPLETED"
 
 
-def foreigner(passport: str, entry: dt.date) -> dict[str, Any]:
+def foreigner(passport: str, entry: dt.date, day: dt.date) -> dict[str, Any]:
+    """A foreign employee who entered on `entry`, applying on `day`: a two-year contract from `day`."""
     return {
         "applicant": {
             "passport_number": passport,
             "nationality": "DEU",
             "surname": "Beispiel",
             "given_names": "Kim",
-            "birth_date": "1986-03-03",
+            "birth_date": add_years(day, -30).isoformat(),
             "sex": "FEMALE",
         },
         "employer_uscc": EMPLOYER,
         "position": "Software engineer",
         "work_region": "310115",
-        "contract": {"start_date": "2016-10-01", "end_date": "2018-09-30"},
+        "contract": {"start_date": day.isoformat(), "end_date": (add_years(day, 2) - ONE_DAY).isoformat()},
         "annual_salary_yuan": 450000,
         "education": "MASTER",
         "experience_years": 8,
@@ -241,9 +277,9 @@ def foreigner(passport: str, entry: dt.date) -> dict[str, Any]:
             "host_kind": "HOTEL",
             "host_name": "测试酒店",
             "host_identifier": "HOTEL-310115-01",
-            "arrived_at": f"{TODAY.isoformat()}T08:00:00+08:00",
-            "from_date": TODAY.isoformat(),
-            "to_date": "2016-12-31",
+            "arrived_at": f"{day.isoformat()}T08:00:00+08:00",
+            "from_date": day.isoformat(),
+            "to_date": (day + dt.timedelta(days=45)).isoformat(),
         },
     }
 
@@ -285,7 +321,7 @@ async def test_foreigner_employment_three_windows_in_one(env: Any) -> None:
     case = await client.at_counter(
         {
             "matter": "foreigner-employment",
-            "data": foreigner("C01X00T47", TODAY - dt.timedelta(days=5)),
+            "data": foreigner("C01X00T47", client.day - dt.timedelta(days=5), client.day),
             "materials": materials,
         }
     )
@@ -323,7 +359,7 @@ async def test_a_late_residence_permit_is_refused_and_everything_undone(env: Any
     case = await client.at_counter(
         {
             "matter": "foreigner-employment",
-            "data": foreigner("C01X00T48", TODAY - dt.timedelta(days=40)),
+            "data": foreigner("C01X00T48", client.day - dt.timedelta(days=40), client.day),
             "materials": materials,
         }
     )
@@ -370,7 +406,7 @@ async def test_same_city_move_in_updates_the_register(env: Any) -> None:
                     "household_number": XUHUI.number,
                 },
                 "relationship_code": "99",
-                "arrived_on": TODAY.isoformat(),
+                "arrived_on": client.day.isoformat(),
             },
         }
     )
@@ -385,6 +421,7 @@ async def test_newborn_registered_and_first_card(env: Any) -> None:
     client, dept = env
     head = XUHUI.members[0]
     birth_certificate = await client.upload("birth_certificate")
+    born = client.day - dt.timedelta(days=14)  # registered within the month
     case = await client.submit(
         {
             "matter": "newborn-registration",
@@ -394,7 +431,7 @@ async def test_newborn_registered_and_first_card(env: Any) -> None:
                 "newborn": {
                     "name": "张小玉",
                     "sex": "FEMALE",
-                    "birth_date": "2016-11-01",
+                    "birth_date": born.isoformat(),
                     "birth_place": "上海市徐汇区",
                     "ethnicity": "汉",
                     "native_place": "上海",
@@ -410,7 +447,7 @@ async def test_newborn_registered_and_first_card(env: Any) -> None:
     assert steps(case) == {"birth": "DONE", "first_card": "ACCEPTED"}
     members = await dept.residence.ListMembers(rpb.ListMembersRequest(household_number=XUHUI.number))
     newborn = next(m for m in members.members if m.name == "张小玉")
-    assert newborn.id_number[:6] == "310104" and newborn.id_number[6:14] == "20161101"
+    assert newborn.id_number[:6] == "310104" and newborn.id_number[6:14] == born.strftime("%Y%m%d")
     app = await dept.card_application(newborn.id_number)
     await dept.decide_card(app.id, issue=False)
     await client.until(case, "READY_FOR_PICKUP")

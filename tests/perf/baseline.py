@@ -2,10 +2,11 @@
 
 - ``GET /json``: a small JSON answer (what any aiohttp route costs);
 - ``POST /submit``: what one cross-province renewal costs the gateway underneath — the same one gRPC call
-  (identity ``CreateCardApplication``) and the same three write transactions on its own SQLite database
-  (one connection, WAL), with no validation, auth, saga, idempotency or views.
+  (identity ``CreateCardApplication``) and the same three write transactions on a database of its own
+  (SQLite: the same one-writer engine as the gateway's), with no validation, auth, saga, idempotency or
+  views.
 
-``python -m tests.perf.baseline --port P --identity HOST:PORT --database PATH`` (loopback only)."""
+``python -m tests.perf.baseline --port P --identity HOST:PORT --database URL`` (loopback only)."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def create_app(identity: str, database: str) -> web.Application:
     app.router.add_post("/submit", submit)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        engine = make_engine(f"sqlite+aiosqlite:///{database}")
+        engine = make_engine(database)
         await create_schema(engine, Base.metadata)
         app[sessions_key] = session_factory(engine)
         channel = grpc.aio.insecure_channel(identity)

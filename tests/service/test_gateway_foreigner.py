@@ -3,6 +3,7 @@ permit after the work permit's approval, both handed over together, compensation
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from typing import Any
 
@@ -10,10 +11,23 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.app import create_app
 from gateway.saga.model import StepState as A
 from gateway.typedefs import runner_key, sessions_key
-from tests.fakes import accepting_permits, accepting_residence
-from tests.service.gateway_support import citizen
+from services.common.clock import Clock
+from tests.fakes import FakeDepartment, accepting_permits, accepting_residence
+from tests.service.gateway_support import citizen, settings
+
+# The matter is available from the 2016 pilot of the merged work permit (2016-10-01), within 30 days of
+# this applicant's entry (2016-09-10).
+TODAY = dt.date(2016, 10, 8)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, db_url: str, departments: dict[str, FakeDepartment]) -> TestClient:
+    app = create_app(settings(db_url), departments=departments, clock=Clock(TODAY), background=False)
+    return await aiohttp_client(app)
+
 
 MATERIALS = [
     "passport",
@@ -216,3 +230,30 @@ async def test_bad_foreigner_fields_are_named(client: TestClient, permits: Any) 
         "data.applicant.nationality": "UNKNOWN_COUNTRY_CODE",
         "data.annual_salary_yuan": "TOO_SMALL",
     }
+
+
+async def test_before_the_pilot_the_matter_cannot_be_applied_for(
+    aiohttp_client: Any, db_url: str, departments: dict[str, FakeDepartment]
+) -> None:
+    app = create_app(
+        settings(db_url), departments=departments, clock=Clock(dt.date(2016, 9, 30)), background=False
+    )
+    client = await aiohttp_client(app)
+    matter = await (await client.get("/api/v1/matters/foreigner-employment")).json()
+    assert (matter["available_from"], matter["available_until"]) == ("2016-10-01", None)
+    resp = await client.post(
+        "/api/v1/cases",
+        json={"matter": "foreigner-employment", "data": DATA},
+        headers=citizen(DATA["applicant"]["passport_number"]),
+    )
+    assert resp.status == 422
+    assert resp.content_type == "application/problem+json"
+    problem = await resp.json()
+    assert problem["type"] == "/problems/matter-not-available"
+    assert (problem["available_from"], problem["available_until"], problem["today"]) == (
+        "2016-10-01",
+        None,
+        "2016-09-30",
+    )
+    assert "from 2016-10-01" in problem["detail"]
+    assert departments["permits"].calls == []  # nothing was asked of any department

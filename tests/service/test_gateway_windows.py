@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.clients import Refused
 from gateway.saga.model import StepState as A
 from gateway.store import Notification
-from gateway.typedefs import notifier_key, runner_key, sessions_key
+from gateway.typedefs import notifier_key, runner_key, sessions_key, stats_key
 from govhub.identity.v1 import identity_pb2
+from tests.fakes import FakeDepartment
 from tests.service.gateway_fakes import deciding_identity, household_residence
 from tests.service.gateway_support import bearer, citizen, counter, department
 from tests.service.test_gateway_cases import APPLICANT, VALID
@@ -204,7 +206,7 @@ async def completed_case(client: TestClient, identity: Any) -> str:
 
 
 async def test_feedback_once_by_the_applicant_replies_by_staff_and_stats(
-    client: TestClient, identity: Any
+    client: TestClient, identity: Any, departments: dict[str, FakeDepartment]
 ) -> None:
     open_case = await submit(client)
     resp = await client.post(
@@ -239,7 +241,35 @@ async def test_feedback_once_by_the_applicant_replies_by_staff_and_stats(
     assert stats["satisfaction"] == {"ratings": 1, "satisfied": 0, "rate": 0.0, "average": 2.0}
     assert stats["working_days"]["completed_cases"] == 1
     assert stats["working_days"]["average"] == 0  # completed the day it was submitted
+    assert "unavailable" not in stats["working_days"]
+    [(asked, _)] = departments["permits"].calls_to("CountWorkingDays")  # permits keeps the calendar
+    assert len(asked.spans) == 1 and asked.spans[0].start_date == asked.spans[0].end_date
     assert stats["on_time"]["rate"] == 1.0
+
+
+async def test_stats_say_when_permits_cannot_count_working_days(
+    client: TestClient, identity: Any, departments: dict[str, FakeDepartment]
+) -> None:
+    await completed_case(client, identity)
+
+    def not_covered(_request: Any) -> Any:
+        raise Refused(
+            "permits", "CALENDAR_NOT_COVERED", "no holiday notice for 2027 yet", "FAILED_PRECONDITION"
+        )
+
+    departments["permits"].handlers["CountWorkingDays"] = not_covered
+    stats = await (await client.get("/api/v1/stats")).json()
+    assert stats["working_days"] == {
+        "completed_cases": 1,
+        "average": None,
+        "unavailable": "no holiday notice for 2027 yet",
+    }
+    client.app[stats_key].invalidate()
+    departments["permits"].down = True
+    stats = await (await client.get("/api/v1/stats")).json()
+    assert stats["working_days"]["average"] is None
+    assert stats["working_days"]["unavailable"] == "the permits department did not answer"
+    assert stats["cases"]["total"] == 1  # the rest of the statistics still answer
 
 
 async def test_my_card_found_cards_and_loss_report(client: TestClient, identity: Any) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -36,6 +37,13 @@ from services.identity.server import build_server
 from tests.service.gateway_support import settings as gateway_settings
 
 HINT = "python -m services.common.migrate upgrade"
+# The identity revisions' head as released (a test revision is added after it).
+RELEASED_HEAD = (
+    ScriptDirectory(
+        str(Path(__file__).resolve().parents[2] / "services" / "identity" / "migrations")
+    ).get_current_head()
+    or ""
+)
 
 
 @pytest.fixture
@@ -78,12 +86,13 @@ def service_settings(db_url: str, auto_migrate: str) -> ServiceSettings:
 
 @pytest.fixture
 def identity_with_a_new_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Database:
-    """The identity environment with one more revision (0002, a nullable column): a database at 0001 is
-    then one release behind, as after deploying a release whose migrations have not run."""
+    """The identity environment with one more revision (9999, a nullable column) after the released head:
+    a database at that head is then one release behind, as after deploying a release whose migrations
+    have not run."""
     scripts = tmp_path / "migrations"
     source = Path(__file__).resolve().parents[2] / "services" / "identity" / "migrations"
     shutil.copytree(source, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_card_note.py").write_text(
+    (scripts / "versions" / "9999_card_note.py").write_text(
         textwrap.dedent(
             '''\
             """A note on each card (test only)."""
@@ -91,8 +100,8 @@ def identity_with_a_new_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             import sqlalchemy as sa
             from alembic import op
 
-            revision = "0002"
-            down_revision = "0001"
+            revision = "9999"
+            down_revision = "RELEASED_HEAD"
             branch_labels = None
             depends_on = None
 
@@ -106,7 +115,7 @@ def identity_with_a_new_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                 with op.batch_alter_table("cards") as batch_op:
                     batch_op.drop_column("note")
             '''
-        )
+        ).replace("RELEASED_HEAD", RELEASED_HEAD)
     )
 
     class Moved(Database):
@@ -125,9 +134,9 @@ async def test_a_service_refuses_a_database_behind_head_and_names_the_command(
     identity_with_a_new_revision: Database,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    async with engine.begin() as conn:  # the database as the previous release left it: at 0001
+    async with engine.begin() as conn:  # the database as the previous release left it
         await conn.run_sync(
-            lambda c: command.upgrade(alembic_config(identity_with_a_new_revision, c), "0001")
+            lambda c: command.upgrade(alembic_config(identity_with_a_new_revision, c), RELEASED_HEAD)
         )
 
     # PostgreSQL's default (auto) refuses a database behind head; on SQLite auto upgrades, so ask for off.
@@ -135,20 +144,20 @@ async def test_a_service_refuses_a_database_behind_head_and_names_the_command(
     with pytest.raises(SchemaNotCurrent) as refused:
         await build_server(service_settings(db_url, mode))
     message = str(refused.value)
-    assert "identity database" in message and "at 0001, behind head 0002" in message
+    assert "identity database" in message and f"at {RELEASED_HEAD}, behind head 9999" in message
     assert "make migrate" in message and f"{HINT} identity" in message
-    assert (await schema_state(engine, "identity")).revisions == ("0001",)  # nothing was changed
+    assert (await schema_state(engine, "identity")).revisions == (RELEASED_HEAD,)  # nothing was changed
 
     code = await asyncio.to_thread(main, ["check", "identity"], {"GOVHUB_IDENTITY_DATABASE_URL": db_url})
     out = capsys.readouterr().out
-    assert code == 1 and "identity: OUT OF DATE: at 0001, behind head 0002" in out and HINT in out
+    assert code == 1 and f"identity: OUT OF DATE: at {RELEASED_HEAD}, behind head 9999" in out and HINT in out
 
     service = await build_server(service_settings(db_url, "on"))  # GOVHUB_AUTO_MIGRATE=on upgrades at start
     await service.stop(0)
     assert (await schema_state(engine, "identity")).at_head
 
     code = await asyncio.to_thread(main, ["current", "identity"], {"GOVHUB_IDENTITY_DATABASE_URL": db_url})
-    assert code == 0 and "identity: at head 0002" in capsys.readouterr().out
+    assert code == 0 and "identity: at head 9999" in capsys.readouterr().out
 
 
 async def test_off_refuses_even_an_empty_database_and_auto_creates_it(

@@ -1,5 +1,5 @@
 """UpdateCardAddress through a real identity server: a hukou move is recorded in the current card's
-machine-readable data, without a new card (DOMAIN.md §2.3, Law Art. 11)."""
+machine-readable data, without a new card (docs/domain.md §2.3, Law Art. 11)."""
 
 from __future__ import annotations
 

@@ -205,20 +205,32 @@ async def test_residence_permit_needs_an_approved_work_permit(permits: Permits) 
 
     await permits.employer()
     app = await permits.work_permit("UNDER_REVIEW")
-    exc = await _fails(permits.residence_permit())
-    assert reason(exc) == "WORK_PERMIT_REQUIRED"
     exc = await _fails(permits.residence_permit(passport="E7654321", work_permit_id=app.id))
     assert reason(exc) == "WORK_PERMIT_REQUIRED"  # someone else's work permit
+    exc = await _fails(permits.residence_permit(entry_date=date(TODAY - dt.timedelta(days=31))))
+    assert reason(exc) == "APPLICATION_TOO_LATE"
+
+    # Lodged with the work permit still in review (the one-window case): it waits, with no decision clock.
+    residence = await permits.residence_permit(work_permit_id=app.id)
+    assert residence.state == pb.PERMIT_STATE_UNDER_REVIEW and residence.awaiting_work_permit
+    assert not residence.HasField("decision_due_date")
+    exc = await _fails(
+        permits.stub.ApproveResidencePermitApplication(
+            pb.ApproveResidencePermitApplicationRequest(request_id=rid(), id=residence.id)
+        )
+    )
+    assert reason(exc) == "WORK_PERMIT_NOT_YET_APPROVED"
+    exc = await _fails(permits.residence_permit())
+    assert exc.code() == grpc.StatusCode.ALREADY_EXISTS
 
     await permits.stub.ApproveWorkPermitApplication(
         pb.ApproveWorkPermitApplicationRequest(request_id=rid(), id=app.id)
     )
-    exc = await _fails(permits.residence_permit(entry_date=date(TODAY - dt.timedelta(days=31))))
-    assert reason(exc) == "APPLICATION_TOO_LATE"
-    residence = await permits.residence_permit()
-    assert residence.state == pb.PERMIT_STATE_UNDER_REVIEW
-    exc = await _fails(permits.residence_permit())
-    assert exc.code() == grpc.StatusCode.ALREADY_EXISTS
+    reply = await permits.stub.GetResidencePermitApplication(
+        pb.GetResidencePermitApplicationRequest(id=residence.id)
+    )
+    waited = reply.residence_permit_application
+    assert not waited.awaiting_work_permit and waited.HasField("decision_due_date")
 
 
 async def test_residence_permit_fields(permits: Permits) -> None:

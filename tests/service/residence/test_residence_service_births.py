@@ -4,6 +4,7 @@ never a duplicate, race-free (the unique ID number and the retry), on SQLite and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 from collections import Counter
@@ -74,6 +75,7 @@ async def test_a_thousand_births_get_valid_unique_numbers(db_url: str, id_valida
                 record = await repo.household(numbers[i % len(numbers)], for_update=True)
                 if record.household.closed_on is not None:
                     continue
+                cmd = dataclasses.replace(cmd, declarant_id_number=record.household.head.id_number)
                 result, row = await repo.add_newborn(
                     record,
                     cmd,
@@ -113,6 +115,10 @@ async def test_concurrent_births_never_share_a_number(residence: Residence) -> N
     """Twenty births of boys born the same day in the same area, all at once, in two households (so that
     on PostgreSQL the household locks do not serialise them all)."""
     households = (XUHUI_FAMILY.number, DEMO_HOUSEHOLDS[2].number)  # both 310104 徐汇
+    heads = [
+        next(m.id_number for m in h.members if m.relationship_code == "02")
+        for h in (XUHUI_FAMILY, DEMO_HOUSEHOLDS[2])
+    ]
     born = TODAY - dt.timedelta(days=3)
 
     async def register(i: int) -> str:
@@ -129,6 +135,7 @@ async def test_concurrent_births_never_share_a_number(residence: Residence) -> N
                     native_place="上海市",
                 ),
                 relationship_code="20",
+                declarant_id_number=heads[i % 2],
             )
         )
         return response.id_number

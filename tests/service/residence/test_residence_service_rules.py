@@ -42,6 +42,7 @@ def birth_request(**overrides: Any) -> pb.RegisterBirthRequest:
             native_place="上海市",
         ),
         "relationship_code": "32",
+        "declarant_id_number": XUHUI_FAMILY.members[0].id_number,  # the head
     }
     fields.update(overrides)
     return pb.RegisterBirthRequest(**fields)

@@ -36,6 +36,9 @@ async def test_household_walkthrough(residence: Residence) -> None:
                 native_place="上海市",
             ),
             relationship_code="42",
+            declarant_id_number=mother,
+            mother_id_number=mother,
+            father_id_number=father,
         )
     )
     baby = birth.id_number

@@ -1,13 +1,18 @@
-"""The working-day calendar (holidays and 调休 from calendar.toml) and the work permit decision deadline."""
+"""The working-day calendar (holidays and 调休 from the chinese-calendar package, plus the override file for
+later years), its alarm, and the work permit decision deadline."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
+import structlog
 
 from services.common.errors import FailedPrecondition
+from services.common.metrics import ServiceMetrics, collecting
+from services.common.tomlfile import PolicyError
 from services.permits import domain as d
+from services.permits.calendar import CalendarAlarm, build_calendar, parse_overrides
 
 D = dt.date
 
@@ -97,16 +102,116 @@ def test_negative_days_are_refused(cal) -> None:
         cal.add_working_days(D(2016, 3, 1), -1)
 
 
-@pytest.mark.parametrize("day", [D(2015, 12, 31), D(2019, 1, 2)])
+@pytest.mark.parametrize("day", [D(2003, 12, 31), D(2027, 1, 4)])
 def test_days_outside_the_calendar_fail_loudly(cal, day) -> None:
     with pytest.raises(FailedPrecondition) as exc:
         cal.is_working_day(day)
     assert exc.value.reason == "CALENDAR_NOT_COVERED"
+    assert str(day.year) in exc.value.message
 
 
-def test_a_deadline_running_out_of_the_calendar_fails(cal) -> None:
-    with pytest.raises(FailedPrecondition):
-        cal.add_working_days(D(2018, 12, 20), 20)
+def test_a_deadline_running_out_of_the_calendar_fails_naming_the_year(cal) -> None:
+    with pytest.raises(d.CalendarNotCovered) as exc:
+        cal.add_working_days(D(2026, 12, 20), 20)
+    assert exc.value.year == 2027 and exc.value.reason == "CALENDAR_NOT_COVERED"
+    with pytest.raises(d.CalendarNotCovered):
+        cal.working_days_between(D(2026, 12, 1), D(2027, 1, 5))
+
+
+@pytest.mark.parametrize(
+    ("day", "working"),
+    [
+        (D(2020, 1, 31), False),  # 2020: 春节 extended for Covid-19 (the State Council's notice of 27 Jan)
+        (D(2025, 1, 26), True),  # Sunday, 调休 for 春节 2025
+        (D(2025, 1, 28), False),  # 除夕 2025, a statutory holiday from 2025
+        (D(2026, 1, 4), True),  # Sunday, 调休 for 元旦 2026
+        (D(2026, 10, 7), False),  # 国庆 2026 (Wednesday)
+        (D(2026, 10, 10), True),  # Saturday, 调休
+        (D(2026, 12, 1), True),
+    ],
+)
+def test_the_package_covers_every_year_to_today(cal, day, working) -> None:
+    assert cal.is_working_day(day) is working
+
+
+def test_counting_agrees_with_walking_day_by_day(cal) -> None:
+    start = D(2016, 1, 1)
+    walked = 0
+    for offset in range(1, 3 * 366, 7):
+        end = start + dt.timedelta(days=offset)
+        walked = sum(cal.is_working_day(start + dt.timedelta(days=k)) for k in range(1, offset + 1))
+        assert cal.working_days_between(start, end) == walked
+    assert walked > 0
+
+
+def test_the_override_file_adds_a_year_the_package_lacks() -> None:
+    doc = parse_overrides(
+        {
+            "notices": [
+                {
+                    "year": 2027,
+                    "notice": "a synthetic notice for the test",
+                    "holidays": [{"name": "元旦", "from": D(2027, 1, 1), "to": D(2027, 1, 3)}],
+                    "adjusted_working_days": [D(2027, 1, 9)],
+                }
+            ]
+        }
+    )
+    cal = build_calendar(doc)
+    assert 2027 in cal.years and cal.last_year == 2027
+    assert not cal.is_working_day(D(2027, 1, 1)) and cal.is_working_day(D(2027, 1, 9))
+    assert cal.add_working_days(D(2026, 12, 30), 2) == D(2027, 1, 4)
+
+
+def _notice(**changes):
+    notice = {
+        "year": 2027,
+        "notice": "synthetic",
+        "holidays": [{"name": "元旦", "from": D(2027, 1, 1), "to": D(2027, 1, 1)}],
+        "adjusted_working_days": [],
+    }
+    notice.update(changes)
+    return {"notices": [notice]}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_notice(year=2026), "already covers 2026"),
+        (_notice(adjusted_working_days=[D(2027, 1, 8)]), "not a Saturday or Sunday"),  # a Friday
+        (_notice(adjusted_working_days=[D(2028, 1, 8)]), "outside 2027"),
+        (_notice(holidays=[{"name": "x", "from": D(2027, 10, 1), "to": D(2027, 10, 20)}]), "implausible"),
+        (
+            _notice(holidays=[{"name": "x", "from": D(2027, 1, 1), "to": D(2027, 1, 1), "colour": "red"}]),
+            "colour",
+        ),
+        (
+            _notice(
+                adjusted_working_days=[D(2027, 1, 2)],
+                holidays=[{"name": "x", "from": D(2027, 1, 1), "to": D(2027, 1, 3)}],
+            ),
+            "both",
+        ),
+        ({"notice": []}, "unknown field `notice`"),
+    ],
+)
+def test_bad_overrides_fail_loudly(data, message) -> None:
+    with pytest.raises(PolicyError, match=message) as exc:
+        build_calendar(parse_overrides(data))
+    assert str(exc.value).startswith("calendar_overrides.toml")
+
+
+def test_the_alarm_counts_and_logs_the_missing_year(cal) -> None:
+    with collecting(ServiceMetrics("permits")) as metrics:
+        alarm = CalendarAlarm(cal)
+    registry = metrics.registry
+    assert registry.get_sample_value("govhub_calendar_last_covered_year") == 2026
+    with pytest.raises(d.CalendarNotCovered) as exc:
+        cal.add_working_days(D(2026, 12, 28), 10)
+    with structlog.testing.capture_logs() as logs:
+        alarm.raised(exc.value, "test")
+    assert registry.get_sample_value("govhub_calendar_not_covered_total", {"year": "2027"}) == 1
+    assert logs[0]["log_level"] == "error" and logs[0]["year"] == 2027
 
 
 # ---- work permit decision deadline: from the complete-materials date ----

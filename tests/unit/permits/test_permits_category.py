@@ -1,4 +1,4 @@
-"""Category A/B/C boundaries (DOMAIN.md §4.2) with the rules from policy.toml."""
+"""Category A/B/C boundaries (docs/domain.md §4.2) with the rules from policy.toml."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Materials checklists of DOMAIN.md §4.3 with a completeness check that lists every missing item at once."""
+"""Materials checklists of docs/domain.md §4.3 with a completeness check that lists every missing item
+at once."""
 
 from __future__ import annotations
 

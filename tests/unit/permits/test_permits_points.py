@@ -1,4 +1,5 @@
-"""The points table of DOMAIN.md §4.2 (April 2017 trial version), row by row, as loaded from policy.toml."""
+"""The points table of docs/domain.md §4.2 (April 2017 trial version), row by row, as loaded from
+policy.toml."""
 
 from __future__ import annotations
 

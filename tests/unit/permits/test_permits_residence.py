@@ -1,4 +1,4 @@
-"""The work-type residence permit (DOMAIN.md §4.3–4.4) and verify_permit."""
+"""The work-type residence permit (docs/domain.md §4.3–4.4) and verify_permit."""
 
 from __future__ import annotations
 
@@ -55,14 +55,33 @@ def make_residence(policy, work_permit, residence_items):
 # ---- the work permit comes first ----
 
 
-@pytest.mark.parametrize(
-    "wp_state", [S.SUBMITTED, S.AWAITING_MATERIALS, S.UNDER_REVIEW, S.REJECTED, S.CANCELLED]
-)
-def test_refused_without_an_approved_or_issued_work_permit(policy, make_work_permit, wp_state) -> None:
+@pytest.mark.parametrize("wp_state", [S.REJECTED, S.CANCELLED])
+def test_refused_without_a_pending_approved_or_issued_work_permit(policy, make_work_permit, wp_state) -> None:
     wp = make_work_permit(wp_state)
     with pytest.raises(FailedPrecondition) as exc:
         d.submit_residence_permit("rp-1", wp.applicant, wp, ENTRY, None, DAY, policy)
     assert exc.value.reason == "WORK_PERMIT_REQUIRED"
+
+
+@pytest.mark.parametrize("wp_state", [S.SUBMITTED, S.AWAITING_MATERIALS, S.UNDER_REVIEW])
+def test_lodged_with_a_pending_work_permit_and_decided_after_it(
+    policy, make_work_permit, residence_items, wp_state
+) -> None:
+    wp = make_work_permit(wp_state)
+    app = d.submit_residence_permit("rp-1", wp.applicant, wp, ENTRY, None, DAY, policy)
+    assert app.awaiting_work_permit and app.events[0].data["awaiting_work_permit"] is True
+    app.supply_materials(residence_items, DAY, policy)
+    assert app.state is S.UNDER_REVIEW and app.decision_due is None  # no clock while the work permit waits
+    with pytest.raises(FailedPrecondition) as exc:
+        app.approve(wp, DAY, policy)
+    assert exc.value.reason == "WORK_PERMIT_NOT_YET_APPROVED"
+    # Decided after the work permit, on day 43 after entry: the 30 days counted to the application date.
+    later = ENTRY + dt.timedelta(days=43)
+    approved_wp = make_work_permit(S.APPROVED)
+    assert app.work_permit_approved(later, policy)
+    assert app.decision_due == later + dt.timedelta(days=15) and not app.awaiting_work_permit
+    app.approve(approved_wp, later, policy)
+    assert app.state is S.APPROVED and app.fee_yuan is not None
 
 
 def test_refused_with_no_work_permit_at_all(policy, make_applicant) -> None:
@@ -189,7 +208,12 @@ def test_approval_fixes_validity_and_fee(make_residence) -> None:
     app = make_residence(S.APPROVED)
     assert app.validity == d.Validity(DAY, D(2019, 4, 30))
     assert app.fee_yuan == 800
-    assert app.events[-1].data == {"valid_until": "2019-04-30", "fee_yuan": "800"}
+    assert app.events[-1].data == {
+        "valid_until": "2019-04-30",
+        "valid_from": "2017-05-02",
+        "fee_yuan": "800",
+        "fee_fen": 80000,
+    }
 
 
 def test_approval_rechecks_the_work_permit(policy, make_residence, work_permit) -> None:

@@ -155,19 +155,6 @@ def test_applicant_must_be_18(policy, employer, make_request, make_applicant, bi
     assert exc.value.reason == "APPLICANT_UNDER_AGE"
 
 
-@pytest.mark.parametrize(
-    ("birth", "day", "age"),
-    [
-        (D(1990, 6, 15), D(2017, 6, 14), 26),
-        (D(1990, 6, 15), D(2017, 6, 15), 27),
-        (D(1992, 2, 29), D(2017, 2, 28), 24),  # a leap-day birthday counts from 1 March in a common year
-        (D(1992, 2, 29), D(2017, 3, 1), 25),
-    ],
-)
-def test_age_on(birth, day, age) -> None:
-    assert d.age_on(birth, day) == age
-
-
 def test_no_points_table_before_the_first_version(policy, employer, make_request) -> None:
     with pytest.raises(FailedPrecondition) as exc:
         d.submit_work_permit("wp-1", make_request(), employer, D(2016, 9, 30), policy)

@@ -103,3 +103,22 @@ def test_missing_policy_key_fails(policy):
     del doc["migration_certificate"]["validity_days"]
     with pytest.raises(PolicyError, match="validity_days"):
         parse_policy(doc, policy.relationships)
+
+
+def test_an_unknown_key_is_refused_naming_the_file_and_the_key(policy):
+    doc = copy.deepcopy(_doc("policy.toml"))
+    doc["deadlines"]["coffee_break_minutes"] = 15
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(doc, policy.relationships)
+    assert str(exc.value) == (
+        "services/residence/policy.toml: "
+        "Object contains unknown field `coffee_break_minutes` - at `$.deadlines`"
+    )
+    relationships = copy.deepcopy(_doc("relationships.toml"))
+    relationships["relationship"][5]["colour"] = "red"
+    with pytest.raises(PolicyError) as exc:
+        parse_relationships(relationships)
+    assert str(exc.value) == (
+        "services/residence/relationships.toml: "
+        "Object contains unknown field `colour` - at `$.relationship[5]`"
+    )

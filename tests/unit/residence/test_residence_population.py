@@ -110,7 +110,10 @@ def test_thousand_births_through_register_birth(policy, fast_id_validator):
         born = date(2016, 6, 1 + i % 29)
         sex = d.Sex.MALE if i % 3 else d.Sex.FEMALE
         cmd = d.RegisterBirth(
-            "H", d.NewbornDetails("甲乙", sex, born, "上海", "汉", "上海"), "41" if i % 3 else "42"
+            "H",
+            d.NewbornDetails("甲乙", sex, born, "上海", "汉", "上海"),
+            "41" if i % 3 else "42",
+            declarant_id_number=household.head.id_number,
         )
         result = d.register_birth(
             household, cmd, policy=policy, today=AS_OF, used_sequences=used.setdefault(born, set())

@@ -35,7 +35,11 @@ def test_household_walkthrough(policy, make_household, fast_id_validator):
     r = d.register_birth(
         home,
         d.RegisterBirth(
-            home.number, d.NewbornDetails("甲小宝", Sex.MALE, born, "上海市徐汇区", "汉", "上海市"), "41"
+            home.number,
+            d.NewbornDetails("甲小宝", Sex.MALE, born, "上海市徐汇区", "汉", "上海市"),
+            "41",
+            declarant_id_number=son.id_number,  # the father
+            father_id_number=son.id_number,
         ),
         policy=policy,
         today=day,
