@@ -189,6 +189,7 @@ def create_app(
         app[notifier_key] = notifier
         health = DepartmentHealth(app[departments_key], settings.call_timeout)
         health.listeners.append(lambda name, up: metrics.department_up.labels(name).set(1 if up else 0))
+        health.on_recovery.append(lambda name: runner.spawn(runner.resume(name)))
         app[health_key] = health
         app[consumers_key] = []
         tasks: list[asyncio.Task[None]] = []

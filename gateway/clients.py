@@ -209,7 +209,8 @@ class DepartmentHealth:
         self._timeout = timeout
         self._interval = interval
         self.status: dict[str, dict[str, Any]] = {name: {"status": "unknown"} for name in departments}
-        self.listeners: list[Callable[[str, bool], None]] = []
+        self.listeners: list[Callable[[str, bool], None]] = []  # (department, up) after each check
+        self.on_recovery: list[Callable[[str], None]] = []  # a department answers again after being down
 
     async def check(self, now: Callable[[], dt.datetime]) -> None:
         names = list(self._departments)
@@ -219,6 +220,9 @@ class DepartmentHealth:
         for name, ok in zip(names, checks, strict=True):
             up = ok is True
             before = self.status.get(name, {})
+            if up and before.get("status") == "down":
+                for recovered in self.on_recovery:
+                    recovered(name)
             changed_at = before.get("since") if before.get("status") == ("up" if up else "down") else None
             self.status[name] = {"status": "up" if up else "down", "since": changed_at or now().isoformat()}
             for listener in self.listeners:

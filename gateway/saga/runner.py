@@ -609,6 +609,41 @@ class SagaRunner:
             await session.commit()
         return int(result.rowcount or 0)
 
+    async def resume(self, department: str) -> int:
+        """The department answers again: the steps that gave up waiting for it (retries spent) are taken
+        up afresh. Returns how many."""
+        async with self._sessions() as session:
+            ids = list(
+                await session.scalars(
+                    select(CaseStep.id).where(
+                        CaseStep.department == department,
+                        CaseStep.state == StepState.NEEDS_ATTENTION,
+                        CaseStep.reason == M.FAILURE_REASONS[Failure.TRANSPORT],
+                    )
+                )
+            )
+        for step_id in ids:
+
+            async def again(session: AsyncSession, step_id: str = step_id) -> None:
+                case, step, steps = await self._load(session, step_id)
+                if step.state != StepState.NEEDS_ATTENTION:
+                    return
+                if case.outcome.get("rejected") or case.outcome.get("withdrawn"):  # the case failed meanwhile
+                    then = StepState.COMPENSATING if step.resource_id else StepState.CANCELLED
+                else:
+                    then = StepState.PENDING
+                step.state = M.check(StepState.NEEDS_ATTENTION, then)
+                step.attempts = 0
+                step.reason = ""
+                step.next_attempt_at = self._clock.now()
+                self._settle(case, steps)
+
+            await self._write(again)
+        if ids:
+            log.info("department back: steps resumed", department=department, steps=len(ids))
+            self.wake()
+        return len(ids)
+
     async def withdraw(self, case_id: str) -> None:
         async def withdraw(session: AsyncSession) -> None:
             case = await session.get_one(Case, case_id)

@@ -5,7 +5,8 @@
 Seeds foreign-employee cases whose residence-permit step waits for its work permit's decision (two
 waiting steps a case: the work permit under review, the residence permit not ready), in bulk, at 10,000
 and 100,000 waiting steps, plus one due step; then times the runner's own queries (median of 20).
-Default database: a temporary SQLite file; pass a PostgreSQL URL (postgresql+asyncpg://...) as well.
+Default database: a temporary SQLite file. Pass a PostgreSQL server URL (postgresql+asyncpg://.../postgres)
+to measure there too: a scratch database is created on it for the run and dropped afterwards.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ from tests.service.test_saga_runner import _seed_backlog
 
 async def measure(url: str, waiting_steps: int) -> tuple[float, float]:
     engine = make_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.drop_all)
     await create_schema(engine, Base.metadata)
     sessions = session_factory(engine)
     clock = Clock()
@@ -54,13 +53,42 @@ async def measure(url: str, waiting_steps: int) -> tuple[float, float]:
     return statistics.median(timings) * 1000, max(timings) * 1000
 
 
+async def _scratch_postgres(server: str) -> tuple[str, str]:
+    import asyncpg
+
+    name = f"govhub_due_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return f"{server.rsplit('/', 1)[0]}/{name}", name
+
+
+async def _drop_postgres(server: str, name: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(server.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 async def main(urls: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        urls = urls or [f"sqlite+aiosqlite:///{Path(tmp) / f'due-{uuid.uuid4().hex[:6]}.db'}"]
-        for url in urls:
-            backend = url.split(":", 1)[0]
+        urls = [f"sqlite+aiosqlite:///{Path(tmp) / 'due.db'}", *urls]
+        for server in urls:
+            backend = server.split(":", 1)[0]
+            url, scratch = (
+                (await _scratch_postgres(server)) if backend.startswith("postgresql") else (server, "")
+            )
             for waiting in (10_000, 100_000):
-                median, worst = await measure(url, waiting)
+                try:
+                    median, worst = await measure(url, waiting)
+                finally:
+                    if scratch and waiting == 100_000:
+                        await _drop_postgres(server, scratch)
                 print(f"{backend:24} {waiting:>7} waiting steps: median {median:.2f} ms, max {worst:.2f} ms")
 
 
