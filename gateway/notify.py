@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Protocol
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import saga
@@ -132,7 +132,7 @@ class Notifier:
         async with self._sessions() as session:
             changed = list(
                 await session.scalars(
-                    select(Case).where(Case.notify_due.is_(True)).order_by(Case.updated_at).limit(BATCH)
+                    select(Case).where(Case.notify_due == true()).order_by(Case.updated_at).limit(BATCH)
                 )
             )
         sent = 0

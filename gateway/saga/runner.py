@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -165,7 +165,7 @@ class SagaRunner:
         """Ready steps whose time has come (oldest first, one page), then claimed steps whose lease
         expired. `first`: the submitting request's own drive, for which its new steps are held."""
         now = self._clock.now()
-        due = select(CaseStep).where(CaseStep.ready.is_(True))
+        due = select(CaseStep).where(CaseStep.ready == true())  # (`IS TRUE` would not use the index)
         if case_id is not None:
             due = due.where(CaseStep.case_id == case_id)
         # `first`: only the case's steps not yet tried (retries are the background loop's)
