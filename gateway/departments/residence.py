@@ -135,6 +135,7 @@ def _birth_request(step: StepInput) -> Any:
             native_place=step.get("newborn.native_place") or "",
         ),
         relationship_code=step.get("relationship_code"),
+        declarant_id_number=step.get("guardian.id_number"),  # who registers it: a parent, guardian or head
     )
 
 
@@ -240,6 +241,7 @@ ACTIONS = [
                 "newborn.ethnicity",
                 "newborn.native_place",
                 "relationship_code",
+                "guardian.id_number",
             }
         ),
     ),

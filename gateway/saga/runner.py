@@ -286,7 +286,7 @@ class SagaRunner:
 
     async def _execute(self, step: CaseStep) -> None:
         action = ACTIONS[step.action]
-        if not await self._still_ready(step.id):
+        if step.depends_on and not await self._still_ready(step.id):
             return
         async with self._sessions() as session:
             case = await session.get_one(Case, step.case_id)
