@@ -16,11 +16,10 @@ from aiohttp.http_exceptions import LineTooLong
 from opentelemetry.trace import TracerProvider
 
 from gateway import web as web_pages
-from gateway.actions import known_actions
 from gateway.audit import audit_middleware, purpose_middleware, trail_for, trail_key
 from gateway.auth import TokenVerifier, auth_middleware, load_keys
 from gateway.catalogue import load_catalogue
-from gateway.clients import Department, grpc_departments
+from gateway.clients import Department, DepartmentHealth, grpc_departments
 from gateway.events import EventConsumer
 from gateway.feedback import Stats
 from gateway.materials import MaterialFiles
@@ -30,12 +29,14 @@ from gateway.notify import Notifier, Sender
 from gateway.problems import problem_body, problem_middleware
 from gateway.ratelimit import CodeGuard
 from gateway.routes import routes
-from gateway.saga import RunnerSettings, SagaRunner
+from gateway.saga.runner import RunnerSettings, SagaRunner
 from gateway.typedefs import (
     catalogue_key,
     clock_key,
+    consumers_key,
     departments_key,
     engine_key,
+    health_key,
     material_files_key,
     metrics_key,
     notifier_key,
@@ -211,7 +212,7 @@ def create_app(
     app.on_response_prepare.append(security_headers)
     app[settings_key] = settings
     app[clock_key] = clock or Clock(settings.common.today)
-    app[catalogue_key] = load_catalogue(known_actions())
+    app[catalogue_key] = load_catalogue()
     app[tracer_provider_key] = provider
     app[material_files_key] = MaterialFiles(settings.materials_dir, settings.material_max_bytes)
     app[verifier_key] = TokenVerifier(
@@ -273,20 +274,30 @@ def create_app(
                 retry_max=settings.retry_max,
                 max_attempts=settings.max_attempts,
             ),
+            alarm=lambda department, _step, _reason: metrics.operator_faults.labels(department).inc(),
         )
         app[runner_key] = runner
         notifier = Notifier(
             app[sessions_key], app[catalogue_key], app[clock_key], sender, settings.notify_interval
         )
         app[notifier_key] = notifier
+        health = DepartmentHealth(app[departments_key], settings.call_timeout)
+        health.listeners.append(lambda name, up: metrics.department_up.labels(name).set(1 if up else 0))
+        health.on_recovery.append(lambda name: runner.spawn(runner.resume(name)))
+        app[health_key] = health
+        app[consumers_key] = []
         tasks: list[asyncio.Task[None]] = []
         if background:
             tasks.append(asyncio.create_task(runner.run_forever(), name="saga-runner"))
             tasks.append(asyncio.create_task(notifier.run_forever(), name="notifier"))
+            tasks.append(asyncio.create_task(health.run_forever(app[clock_key].now), name="health"))
             for client in app[departments_key].values():
                 consumer = EventConsumer(client, runner, app[sessions_key], app[clock_key])
-                tasks.append(asyncio.create_task(consumer.run(), name=f"events-{client.name}"))
+                consumer.task = asyncio.create_task(consumer.run(), name=f"events-{client.name}")
+                app[consumers_key].append(consumer)
+                tasks.append(consumer.task)
         yield
+        await runner.close()
         for task in tasks:
             task.cancel()
         for task in tasks:

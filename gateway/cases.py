@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway import actions as A
 from gateway.catalogue import Matter, get_value
-from gateway.saga import SagaRunner
+from gateway.saga.model import FINAL, StepState, ready_steps
+from gateway.saga.runner import SagaRunner
 from gateway.store import Case, CaseStep, IdempotencyKey
 from services.common.clock import Clock
 
@@ -83,6 +83,7 @@ async def open_case(
         case_no=case_no,
         matter=matter.id,
         state="RECEIVED",
+        notify_due=True,
         query_code_hash=hash_code(case_no, code),
         applicant_key=applicant_key(str(get_value(data, matter.applicant_field))),
         data=data,
@@ -96,32 +97,35 @@ async def open_case(
         checked_materials={},
         contact=contact or {},
     )
+    steps = [
+        CaseStep(
+            id=str(uuid.uuid4()),
+            case_id=case.id,
+            step_key=spec.key,
+            position=position,
+            department=spec.department,
+            action=spec.action,
+            depends_on=list(spec.depends_on),
+            starts_when=spec.starts_when,
+            materials=list(spec.materials),
+            state=StepState.SKIPPED
+            if spec.when and get_value(data, spec.when) is not True
+            else StepState.PENDING,
+            request_id=str(uuid.uuid4()),
+            result={},
+            updated_at=now,
+        )
+        for position, spec in enumerate(matter.steps)
+    ]
+    ready = ready_steps(steps)
+    for step in steps:
+        step.ready = step.step_key in ready
+        # the steps ready at once are held for the submitting request, which drives them (in its own
+        # trace); if its gateway dies first, the background loop takes them up when the hold ends
+        step.next_attempt_at = now + dt.timedelta(seconds=hold) if step.ready else None
     async with sessions() as session:
         session.add(case)
-        for position, spec in enumerate(matter.steps):
-            session.add(
-                CaseStep(
-                    id=str(uuid.uuid4()),
-                    case_id=case.id,
-                    step_key=spec.key,
-                    position=position,
-                    department=spec.department,
-                    action=spec.action,
-                    depends_on=list(spec.depends_on),
-                    starts_when=spec.starts_when,
-                    materials=list(spec.materials),
-                    state=A.SKIPPED if spec.when and get_value(data, spec.when) is not True else A.PENDING,
-                    request_id=str(uuid.uuid4()),
-                    result={},
-                    updated_at=now,
-                    # the steps ready at once are held for the submitting request, which drives them (in
-                    # its own trace); if its gateway dies first, the background loop takes them up when
-                    # the hold ends
-                    next_attempt_at=now + dt.timedelta(seconds=hold)
-                    if hold and not spec.depends_on
-                    else None,
-                )
-            )
+        session.add_all(steps)
         if idempotency_key is not None:
             await session.execute(
                 update(IdempotencyKey).where(IdempotencyKey.key == idempotency_key).values(case_id=case.id)
@@ -143,10 +147,8 @@ async def new_query_code_for(sessions: async_sessionmaker[AsyncSession], case_id
 async def drive_for(runner: SagaRunner, case_id: str, wait: float) -> None:
     """Run the case's ready steps now, answering within `wait` seconds; whatever is still running
     then goes on in the background (and the background runner picks up anything left)."""
-    task = asyncio.create_task(runner.drive(case_id, first=True))
-    done, _ = await asyncio.wait({task}, timeout=wait)
-    if not done:
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+    task = runner.spawn(runner.drive(case_id, first=True))
+    await asyncio.wait({task}, timeout=wait)
 
 
 async def load_case(
@@ -164,6 +166,13 @@ async def load_case(
     return case, steps
 
 
+# What the applicant is told of a step staff must look at: delayed, never refused.
+DELAYED = {
+    "DEPARTMENT_UNAVAILABLE": "Delayed: the department could not be reached; staff have been alerted.",
+    "": "Delayed: staff have been alerted and will move it on.",
+}
+
+
 def _step_view(step: CaseStep, matter: Matter | None, today: Any) -> dict[str, Any]:
     spec = next((s for s in matter.steps if s.key == step.step_key), None) if matter else None
     view: dict[str, Any] = {
@@ -176,11 +185,11 @@ def _step_view(step: CaseStep, matter: Matter | None, today: Any) -> dict[str, A
     }
     if step.statutory_deadline:
         view["statutory_deadline"] = step.statutory_deadline.isoformat()
-        view["overdue"] = step.state not in A.FINAL and today > step.statutory_deadline
+        view["overdue"] = step.state not in FINAL and today > step.statutory_deadline
     if step.reason:
         view["reason"] = step.reason
-    if step.state == A.NEEDS_ATTENTION:
-        view["message"] = "The department could not be reached; staff have been alerted."
+    if step.state == StepState.NEEDS_ATTENTION:
+        view["message"] = DELAYED.get(step.reason, DELAYED[""])
     return view
 
 
@@ -243,5 +252,5 @@ def materials_received(case: Case, matter: Matter) -> list[dict[str, Any]]:
 
 def expected_date(steps: list[CaseStep]) -> str | None:
     """The latest statutory deadline of the case's steps (ISO date)."""
-    deadlines = [s.statutory_deadline for s in steps if s.statutory_deadline and s.state != A.SKIPPED]
+    deadlines = [s.statutory_deadline for s in steps if s.statutory_deadline and s.state != StepState.SKIPPED]
     return max(deadlines).isoformat() if deadlines else None

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.common.errors import FieldViolation, ValidationCollector
 from services.common.foreigner import nationality_problem, normalise_passport_number, passport_number_problem
 from services.common.idnumber import check_id_number
+
+if TYPE_CHECKING:
+    from gateway.departments.base import Action
 
 FIELD_KINDS = (
     "string",
@@ -269,7 +273,7 @@ def get_value(data: dict[str, Any], path: str) -> Any:
     return _get(data, path)
 
 
-def _matter(raw: dict[str, Any], source: str, known_actions: dict[str, str]) -> Matter:
+def _matter(raw: dict[str, Any], source: str, known_actions: Mapping[str, Action]) -> Matter:
     try:
         fields = tuple(
             FieldSpec(
@@ -333,7 +337,7 @@ def _toml_date(value: Any, key: str) -> dt.date:
     return value
 
 
-def _check(matter: Matter, source: str, known_actions: dict[str, str]) -> None:
+def _check(matter: Matter, source: str, known_actions: Mapping[str, Action]) -> None:
     if matter.available_until is not None and matter.available_until < matter.available_from:
         raise CatalogueError(f"{source}: available_until is before available_from")
     paths = {f.path for f in matter.fields}
@@ -352,9 +356,13 @@ def _check(matter: Matter, source: str, known_actions: dict[str, str]) -> None:
     for step in matter.steps:
         if step.action not in known_actions:
             raise CatalogueError(f"{source}: step {step.key}: unknown action {step.action!r}")
-        if known_actions[step.action] != step.department:
+        action = known_actions[step.action]
+        if action.department != step.department:
+            raise CatalogueError(f"{source}: step {step.key}: {step.action} belongs to {action.department}")
+        undeclared = sorted(action.reads - paths)
+        if undeclared:
             raise CatalogueError(
-                f"{source}: step {step.key}: {step.action} belongs to {known_actions[step.action]}"
+                f"{source}: step {step.key}: {step.action} reads undeclared fields {', '.join(undeclared)}"
             )
         for dep in step.depends_on:
             if dep not in seen:
@@ -371,8 +379,11 @@ def _check(matter: Matter, source: str, known_actions: dict[str, str]) -> None:
         seen.add(step.key)
 
 
-def load_catalogue(known_actions: dict[str, str]) -> dict[str, Matter]:
-    """Every ``gateway/matters/*.toml``, checked against the known actions (action -> department)."""
+def load_catalogue(known_actions: Mapping[str, Action] | None = None) -> dict[str, Matter]:
+    """Every ``gateway/matters/*.toml``, checked against the department adapters' actions (by default
+    all of them): each step names a known action of its department, reading only the matter's fields."""
+    if known_actions is None:
+        from gateway.departments import ACTIONS as known_actions
     catalogue: dict[str, Matter] = {}
     for entry in sorted(resources.files("gateway.matters").iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".toml"):

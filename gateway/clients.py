@@ -1,14 +1,18 @@
 """The departments as the gateway sees them: small async interfaces with gRPC implementations.
 
 Every call carries a deadline, the step's request_id and the case number (as metadata, for the
-department's logs). gRPC failures become one of three outcomes the saga runner understands:
-``Refused`` (a business answer: never retried), ``Invalid`` (the department found a field at fault:
-never retried) and ``Unavailable`` (down, overloaded or too slow: retried with backoff).
+department's logs). gRPC failures become the outcomes the saga runner understands: ``Refused`` (a
+business answer: never retried), ``NotAllowed`` (PERMISSION_DENIED / UNAUTHENTICATED: the operator's
+configuration is at fault, never the applicant's), ``Invalid`` (the department found a field at fault:
+never retried), ``Unavailable`` (down, overloaded or too slow: retried with backoff) and ``Broken``
+(INTERNAL, UNKNOWN and the like: a fault of a program, which retrying does not mend).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,15 +30,22 @@ from services.common.settings import TlsFiles
 from services.common.tls import aio_channel
 
 DEPARTMENTS = ("identity", "residence", "permits")
-RETRYABLE = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.INTERNAL,
-}
+# Transport failures: the only ones worth repeating the call for.
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+BROKEN = frozenset(
+    {
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.DATA_LOSS,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
+NOT_ALLOWED = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
 
 
 class DepartmentError(Exception):
@@ -61,14 +72,26 @@ class Invalid(DepartmentError):
         self.violations = violations
 
 
+class NotAllowed(Refused):
+    """PERMISSION_DENIED or UNAUTHENTICATED: the department refused the gateway itself (a grant or a
+    certificate missing) — an operator's fault, never a refusal of the application."""
+
+
 class Unavailable(DepartmentError):
     """The department did not answer in time or is down; worth retrying."""
+
+
+class Broken(Unavailable):
+    """INTERNAL, UNKNOWN, UNIMPLEMENTED...: a program fault at either end. For a person waiting at a
+    route it is a 503 like any unavailability; the saga does not retry it (staff must look)."""
 
 
 def translate(department: str, err: grpc.aio.AioRpcError) -> DepartmentError:
     code = err.code()
     if code in RETRYABLE:
         return Unavailable(department, f"{department} {code.name.lower()}")
+    if code in BROKEN:
+        return Broken(department, f"{department} {code.name.lower()}")
     status = None
     for key, value in err.trailing_metadata() or ():
         if key == "grpc-status-details-bin":
@@ -88,6 +111,8 @@ def translate(department: str, err: grpc.aio.AioRpcError) -> DepartmentError:
     message = err.details() or code.name
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return Invalid(department, message, violations)
+    if code in NOT_ALLOWED:
+        return NotAllowed(department, reason, message, code.name)
     return Refused(department, reason, message, code.name)
 
 
@@ -174,6 +199,48 @@ class GrpcDepartment:
         await self.channel.close()
 
 
+class DepartmentHealth:
+    """Each department's last health check, refreshed in the background: reported on /metrics and to
+    staff (GET /api/v1/status), never a reason for the gateway itself to be unready — with one
+    department down the window still serves the others' matters and every progress lookup."""
+
+    def __init__(self, departments: Mapping[str, Department], timeout: float, interval: float = 5.0) -> None:
+        self._departments = departments
+        self._timeout = timeout
+        self._interval = interval
+        self.status: dict[str, dict[str, Any]] = {name: {"status": "unknown"} for name in departments}
+        self.listeners: list[Callable[[str, bool], None]] = []  # (department, up) after each check
+        self.on_recovery: list[Callable[[str], None]] = []  # a department answers again after being down
+
+    async def check(self, now: Callable[[], dt.datetime]) -> None:
+        names = list(self._departments)
+        checks = await asyncio.gather(
+            *(_ready(self._departments[name], self._timeout) for name in names), return_exceptions=True
+        )
+        for name, ok in zip(names, checks, strict=True):
+            up = ok is True
+            before = self.status.get(name, {})
+            if up and before.get("status") == "down":
+                for recovered in self.on_recovery:
+                    recovered(name)
+            changed_at = before.get("since") if before.get("status") == ("up" if up else "down") else None
+            self.status[name] = {"status": "up" if up else "down", "since": changed_at or now().isoformat()}
+            for listener in self.listeners:
+                listener(name, up)
+
+    async def run_forever(self, now: Callable[[], dt.datetime]) -> None:
+        while True:
+            await self.check(now)
+            await asyncio.sleep(self._interval)
+
+
+async def _ready(department: Department, timeout: float) -> bool:
+    ready = getattr(department, "ready", None)
+    if ready is None:
+        return True
+    return bool(await ready(timeout))
+
+
 def grpc_departments(
     targets: dict[str, str], tracer_provider: TracerProvider | None = None, tls: TlsFiles | None = None
 ) -> dict[str, GrpcDepartment]:
@@ -208,11 +275,14 @@ def grpc_departments(
 
 __all__: Sequence[str] = [
     "DEPARTMENTS",
+    "Broken",
     "CallContext",
     "Department",
     "DepartmentError",
+    "DepartmentHealth",
     "GrpcDepartment",
     "Invalid",
+    "NotAllowed",
     "Refused",
     "Unavailable",
     "grpc_departments",

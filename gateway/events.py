@@ -19,9 +19,10 @@ import structlog
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.clients import Department, DepartmentError
-from gateway.saga import SagaRunner
+from gateway.saga.runner import SagaRunner
 from gateway.store import EventCursor
 from services.common.clock import Clock
 
@@ -50,6 +51,9 @@ class EventConsumer:
         self.owner = runner.owner
         self.lease = dt.timedelta(seconds=lease_seconds)
         self.reconnect_max = reconnect_max
+        self.state = "starting"  # following | standby (another gateway holds it) | reconnecting
+        self.last_seen: dt.datetime | None = None  # when the last event arrived
+        self.task: asyncio.Task[None] | None = None  # the task running `run`, when the app started one
 
     async def acquire(self) -> int | None:
         """Take (or renew) the lease; the cursor when this gateway holds it, None when another does."""
@@ -88,8 +92,19 @@ class EventConsumer:
             )
             await session.commit()
 
-    async def apply(self, event_type: str, aggregate_id: str, sequence: int) -> bool:
-        """Apply one event and move the cursor in one transaction, only while holding the lease."""
+    async def apply(self, event_type: str, aggregate_id: str, sequence: int, request_id: str = "") -> bool:
+        """Apply one event and move the cursor in one transaction, only while holding the lease; a lost
+        race with the runner over the same case (StaleDataError) is tried again from the database."""
+        for attempt in range(5):
+            try:
+                return await self._apply_once(event_type, aggregate_id, sequence, request_id)
+            except StaleDataError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _apply_once(self, event_type: str, aggregate_id: str, sequence: int, request_id: str) -> bool:
         now = self.clock.now()
         async with self.sessions() as session:
             held = await session.execute(
@@ -104,7 +119,9 @@ class EventConsumer:
             if held.rowcount != 1:
                 await session.rollback()
                 raise LeaseLost
-            moved = await self.runner.apply_event(session, self.department.name, event_type, aggregate_id)
+            moved = await self.runner.apply_event(
+                session, self.department.name, event_type, aggregate_id, request_id, sequence
+            )
             await session.commit()
         return moved
 
@@ -118,8 +135,9 @@ class EventConsumer:
         async for event in self.department.watch(cursor):
             if event.sequence <= cursor:
                 continue
-            if await self.apply(event.type, event.aggregate_id, event.sequence):
-                log.info("department event applied", department=self.department.name, event=event.type)
+            self.last_seen = self.clock.now()
+            if await self.apply(event.type, event.aggregate_id, event.sequence, event.request_id):
+                log.info("department event applied", department=self.department.name, event_type=event.type)
                 self.runner.wake()
             cursor = event.sequence
 
@@ -130,8 +148,10 @@ class EventConsumer:
             while True:
                 cursor = await self.acquire()
                 if cursor is None:  # another gateway consumes this department
+                    self.state = "standby"
                     await asyncio.sleep(self.lease.total_seconds() / 3)
                     continue
+                self.state = "following"
                 follow = asyncio.create_task(self._follow(cursor))
                 renew = asyncio.create_task(self._renew())
                 try:
@@ -155,6 +175,7 @@ class EventConsumer:
                     for task in (follow, renew):
                         with contextlib.suppress(BaseException):
                             await task
+                self.state = "reconnecting"
                 await asyncio.sleep(delay)
                 delay = min(self.reconnect_max, delay * 2)
         finally:

@@ -22,9 +22,9 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway import actions as A
 from gateway import saga
 from gateway.clients import CallContext, Department, DepartmentError, Refused
+from gateway.saga.model import StepState as A
 from gateway.store import Case, CaseStep, Feedback
 from govhub.permits.v1 import permits_pb2
 from services.common.clock import CST

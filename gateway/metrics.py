@@ -48,6 +48,20 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.department_up = Gauge(
+            "govhub_department_up",
+            "Whether the department answered its last health check (1) or not (0)",
+            ["department"],
+            registry=self.registry,
+        )
+        self.operator_faults = Counter(
+            "govhub_department_operator_faults",
+            "Calls a department refused the gateway itself (PERMISSION_DENIED / UNAUTHENTICATED): fix grants "
+            "or certificates",
+            ["department"],
+            registry=self.registry,
+        )
+
     def middleware(self) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
         @web.middleware
         async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:

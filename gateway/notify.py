@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Protocol
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import saga
@@ -132,10 +132,7 @@ class Notifier:
         async with self._sessions() as session:
             changed = list(
                 await session.scalars(
-                    select(Case)
-                    .where(or_(Case.notified_state.is_(None), Case.notified_state != Case.state))
-                    .order_by(Case.updated_at)
-                    .limit(BATCH)
+                    select(Case).where(Case.notify_due == true()).order_by(Case.updated_at).limit(BATCH)
                 )
             )
         sent = 0
@@ -151,6 +148,9 @@ class Notifier:
         return sent
 
     async def _record(self, case_id: str, seen: str | None, state: str) -> Message | None:
+        if seen == state:  # nothing new (the state moved and came back before this pass)
+            await self._clear(case_id, state)
+            return None
         milestone = MILESTONES.get(state)
         if milestone == "received" and seen is not None:
             milestone = None  # told once
@@ -159,7 +159,8 @@ class Notifier:
             moved = await session.execute(
                 update(Case)
                 .where(Case.id == case_id, guard, Case.state == state)
-                .values(notified_state=state)
+                .values(notified_state=state, notify_due=False)
+                .execution_options(synchronize_session=False)
             )
             if moved.rowcount != 1:
                 await session.rollback()
@@ -188,6 +189,16 @@ class Notifier:
             )
             await session.commit()
         return message
+
+    async def _clear(self, case_id: str, state: str) -> None:
+        async with self._sessions() as session:
+            await session.execute(
+                update(Case)
+                .where(Case.id == case_id, Case.state == state, Case.notified_state == state)
+                .values(notify_due=False)
+                .execution_options(synchronize_session=False)
+            )
+            await session.commit()
 
     async def run_forever(self) -> None:
         while True:

@@ -227,11 +227,24 @@ OPERATIONS: dict[tuple[str, str], S] = {
         "responses": ok(obj({"status": STRING}, ("status",))),
     },
     ("GET", "/readyz"): {
-        "summary": "Every department answers its health check",
+        "summary": "The gateway can serve: its database answers and its event consumers run (a department "
+        "being down is shown on /api/v1/status and /metrics, not here)",
         "responses": {
-            **ok(obj({"status": STRING, "departments": OPEN}, ("status", "departments"))),
-            "503": {"description": "A department does not answer", "content": {JSON: {"schema": OPEN}}},
+            **ok(
+                obj(
+                    {"status": STRING, "database": STRING, "event_consumers": OPEN},
+                    ("status", "database", "event_consumers"),
+                )
+            ),
+            "503": {
+                "description": "The gateway's database does not answer or an event consumer stopped",
+                "content": {JSON: {"schema": OPEN}},
+            },
         },
+    },
+    ("GET", "/api/v1/status"): {
+        "summary": "For staff: each department's health, its event stream and its steps needing attention",
+        "responses": ok(obj({"departments": OPEN}, ("departments",))),
     },
     ("GET", "/metrics"): {
         "summary": "Prometheus metrics",

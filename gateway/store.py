@@ -4,7 +4,7 @@ Idempotency-Key records, feedback and the notifications sent. No department's ta
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -40,11 +40,18 @@ class Case(Base):
     checked_materials: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     contact: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)  # phone/email/language
     notified_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Set whenever `state` changes and cleared once the notifier has dealt with it: the notifier reads
+    # this index, never every case.
+    notify_due: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     steps: Mapped[list[CaseStep]] = relationship(
         back_populates="case", lazy="raise", order_by="CaseStep.position", cascade="all, delete-orphan"
     )
+
+    # Every ORM write is guarded by the version it read (UPDATE ... WHERE version = :read): a writer
+    # that lost a race gets StaleDataError and starts again from the database.
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
 
 
 class CaseStep(Base):
@@ -52,7 +59,11 @@ class CaseStep(Base):
     __table_args__ = (
         UniqueConstraint("case_id", "step_key"),
         Index("ix_case_steps_department_resource", "department", "resource_id"),
-        Index("ix_case_steps_due", "state", "next_attempt_at"),
+        # The saga's due query: ready steps by retry time (a backlog of waiting steps is never read).
+        Index("ix_case_steps_due", "ready", "next_attempt_at"),
+        # Lease recovery: claimed steps whose runner died.
+        Index("ix_case_steps_lease", "lease_until"),
+        Index("ix_case_steps_request", "department", "request_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -78,8 +89,33 @@ class CaseStep(Base):
     statutory_deadline: Mapped[dt.date | None] = mapped_column(nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer, default=0)
+    # Whether the runner may take the step up once `next_attempt_at` comes: PENDING with every dependency
+    # satisfied, or COMPENSATING with no later step still compensating, and not claimed. Kept by the
+    # runner whenever a step of the case changes (see gateway.saga.model.ready_steps).
+    ready: Mapped[bool] = mapped_column(Boolean, default=False)
 
     case: Mapped[Case] = relationship(back_populates="steps", lazy="raise")
+
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
+
+
+class ParkedEvent(Base):
+    """A department event about a resource no step holds yet (e.g. the answer to the create call was lost
+    and the department decided before the retry): kept, and applied when a step binds that resource."""
+
+    __tablename__ = "parked_events"
+    __table_args__ = (
+        UniqueConstraint("department", "sequence"),
+        Index("ix_parked_events_resource", "department", "aggregate_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    department: Mapped[str] = mapped_column(String(16))
+    sequence: Mapped[int] = mapped_column(BigIntPK)
+    event_type: Mapped[str] = mapped_column(String(64))
+    aggregate_id: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class EventCursor(Base):

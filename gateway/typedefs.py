@@ -12,12 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.catalogue import Matter
 from gateway.clients import Department
 from gateway.materials import MaterialFiles
-from gateway.saga import SagaRunner
+from gateway.saga.runner import SagaRunner
 from services.common.clock import Clock
 from services.common.settings import GatewaySettings
 
 if TYPE_CHECKING:
     from gateway.auth import Principal, TokenVerifier
+    from gateway.clients import DepartmentHealth
+    from gateway.events import EventConsumer
     from gateway.feedback import Stats
     from gateway.metrics import Metrics
     from gateway.notify import Notifier
@@ -37,4 +39,6 @@ metrics_key: web.AppKey[Metrics] = web.AppKey("metrics")
 progress_limiter_key: web.AppKey[CodeGuard] = web.AppKey("progress_limiter")
 notifier_key: web.AppKey[Notifier] = web.AppKey("notifier")
 stats_key: web.AppKey[Stats] = web.AppKey("stats")
+consumers_key: web.AppKey[list[EventConsumer]] = web.AppKey("consumers")
+health_key: web.AppKey[DepartmentHealth] = web.AppKey("department_health")
 principal_key: web.RequestKey[Optional[Principal]] = web.RequestKey("principal")  # noqa: UP045

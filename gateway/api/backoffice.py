@@ -12,14 +12,14 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from gateway import actions as A
 from gateway.api.common import department_problem, invalid, json_body, next_token, page, visible_case
 from gateway.auth import Principal, allow, require
 from gateway.calls import call_as, derived_request_id
 from gateway.clients import CallContext, DepartmentError, Refused
-from gateway.decisions import DECISIONS
+from gateway.departments import ACTIONS
 from gateway.feedback import feedback_view
 from gateway.problems import Problem
+from gateway.saga.model import StepState as A
 from gateway.store import Case, CaseStep, Feedback
 from gateway.typedefs import clock_key, departments_key, sessions_key, settings_key
 
@@ -82,7 +82,7 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
         ):
             raise invalid("reasons", "REQUIRED", f"1 to {MAX_REASONS} reasons the applicant will read")
         reasons = [r.strip() for r in reasons]
-    decision = DECISIONS.get(step.action)
+    decision = ACTIONS[step.action].decision
     if decision is None or step.state != A.ACCEPTED or not step.resource_id:
         raise Problem(409, "nothing-to-decide", "This step is not waiting for a decision", state=step.state)
     purpose = "approve" if approve else "reject"
@@ -92,7 +92,7 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
         if approve
         else decision.reject(step.resource_id, request_id, reasons)
     )
-    method = decision.approve_method if approve else decision.reject_method
+    method = (decision.approve_rpc if approve else decision.reject_rpc).name
     ctx = CallContext(
         request_id=request_id, case_no=case.case_no, timeout=request.app[settings_key].call_timeout
     )

@@ -10,7 +10,6 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import exists, select
 
-from gateway import actions as A
 from gateway import saga
 from gateway.api.common import department_problem, invalid, json_body, next_token, page, visible_case
 from gateway.auth import Principal, allow, require
@@ -18,8 +17,9 @@ from gateway.calls import call_as, derived_request_id
 from gateway.cases import expected_date, load_case, materials_received
 from gateway.catalogue import Matter
 from gateway.clients import CallContext, DepartmentError
-from gateway.handover import CARD_ACTIONS, issue_card_request, mark_handed_over
+from gateway.departments import ACTIONS
 from gateway.problems import Problem
+from gateway.saga.model import StepState as A
 from gateway.store import Case, CaseStep
 from gateway.submission import Opening, submit
 from gateway.typedefs import catalogue_key, clock_key, departments_key, runner_key, sessions_key, settings_key
@@ -175,13 +175,10 @@ async def pickup(request: web.Request) -> web.Response:
     ready = [s for s in steps if s.state == A.READY]
     results: dict[str, dict[str, Any]] = {}
     for step in ready:
-        if step.action in CARD_ACTIONS:
+        if ACTIONS[step.action].handover is not None:
             results[step.id] = await _issue_card(request, case, step, who, surrendered)
     app = request.app
-    case = await mark_handed_over(
-        app[sessions_key], app[clock_key].now(), case.id, {s.id for s in ready}, who.subject, results
-    )
-    app[runner_key].wake()
+    case = await app[runner_key].hand_over(case.id, {s.id for s in ready}, who.subject, results)
     loaded = await load_case(app[sessions_key], case.case_no)
     assert loaded is not None
     return web.json_response(receipt(*loaded, app[catalogue_key].get(case.matter)))
@@ -194,11 +191,13 @@ async def _issue_card(
     ctx = CallContext(
         request_id=request_id, case_no=case.case_no, timeout=request.app[settings_key].call_timeout
     )
+    action = ACTIONS[step.action]
+    assert action.handover is not None and action.handover_rpc is not None
     try:
         reply = await call_as(
-            request.app[departments_key]["identity"],
-            "IssueCard",
-            issue_card_request(step, request_id, surrendered),
+            request.app[departments_key][step.department],
+            action.handover_rpc.name,
+            action.handover(step.resource_id or "", request_id, surrendered),
             ctx,
             who,
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from gateway import saga
@@ -18,12 +19,14 @@ from gateway.cases import case_view, code_matches, drive_for, load_case
 from gateway.materials import SIGNATURES, MaterialTooLarge, MaterialTypeNotAllowed
 from gateway.problems import Problem
 from gateway.ratelimit import CodeGuard, Locked, retry_after
+from gateway.saga.model import StepState
 from gateway.store import Case, CaseStep, Material
 from gateway.submission import Opening, submit
 from gateway.typedefs import (
     catalogue_key,
     clock_key,
-    departments_key,
+    consumers_key,
+    health_key,
     material_files_key,
     metrics_key,
     progress_limiter_key,
@@ -47,19 +50,57 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 @public
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: every department answers its health check."""
-    departments = request.app[departments_key]
-    timeout = request.app[settings_key].call_timeout
-    checks = await asyncio.gather(*(getattr(d, "ready", _always)(timeout) for d in departments.values()))
-    status = {name: "ok" if ok else "unavailable" for name, ok in zip(departments, checks, strict=True)}
-    ready = all(checks)
+    """Ready: the gateway itself can serve — its database answers and its event consumers run. A
+    department being down is not the gateway's unreadiness (its matters wait; see /api/v1/status)."""
+    app = request.app
+    timeout = app[settings_key].call_timeout
+    try:
+        async with asyncio.timeout(timeout), app[sessions_key]() as session:
+            await session.execute(text("SELECT 1"))
+        database = "ok"
+    except Exception:
+        database = "unavailable"
+    consumers = {
+        c.department.name: "stopped" if c.task is not None and c.task.done() else c.state
+        for c in app[consumers_key]
+    }
+    ready = database == "ok" and "stopped" not in consumers.values()
     return web.json_response(
-        {"status": "ok" if ready else "unavailable", "departments": status}, status=200 if ready else 503
+        {"status": "ok" if ready else "unavailable", "database": database, "event_consumers": consumers},
+        status=200 if ready else 503,
     )
 
 
-async def _always(_timeout: float) -> bool:
-    return True
+@routes.get("/api/v1/status")
+@allow("counter", "department", "admin")
+async def status(request: web.Request) -> web.Response:
+    """For staff: each department's last health check and its event stream, and the steps waiting on it."""
+    app = request.app
+    consumers = {c.department.name: c for c in app[consumers_key]}
+    async with app[sessions_key]() as session:
+        attention = dict(
+            (
+                await session.execute(
+                    select(CaseStep.department, func.count())
+                    .where(CaseStep.state == StepState.NEEDS_ATTENTION)
+                    .group_by(CaseStep.department)
+                )
+            ).all()
+        )
+    departments = {}
+    for name, health in app[health_key].status.items():
+        consumer = consumers.get(name)
+        departments[name] = {
+            **health,
+            "events": consumer.state if consumer is not None else "not consumed",
+            **(
+                {"last_event_at": consumer.last_seen.isoformat()}
+                if consumer is not None and consumer.last_seen
+                else {}
+            ),
+            "steps_needing_attention": attention.get(name, 0),
+        }
+    return web.json_response({"departments": departments})
 
 
 @routes.get("/metrics")

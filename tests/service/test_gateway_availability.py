@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.actions import known_actions
 from gateway.catalogue import CatalogueError, _matter
+from gateway.departments import ACTIONS
 
 EXPECTED = {
     "foreigner-employment": "2016-10-01",
@@ -53,13 +53,13 @@ def test_the_catalogue_refuses_a_bad_availability(change: dict[str, Any], messag
         else:
             raw[key] = value
     with pytest.raises(CatalogueError, match=message):
-        _matter(raw, "id-card-renewal-cross-province.toml", known_actions())
+        _matter(raw, "id-card-renewal-cross-province.toml", ACTIONS)
 
 
 def test_an_end_date_closes_the_window_after_it() -> None:
     raw = _raw("id-card-renewal-cross-province")
     raw["available_until"] = dt.date(2019, 12, 31)
-    matter = _matter(raw, "x.toml", known_actions())
+    matter = _matter(raw, "x.toml", ACTIONS)
     assert matter.available_on(dt.date(2019, 12, 31)) and not matter.available_on(dt.date(2020, 1, 1))
     assert not matter.available_on(dt.date(2016, 6, 30)) and matter.available_on(dt.date(2016, 7, 1))
     assert matter.availability() == "from 2016-07-01 to 2019-12-31"

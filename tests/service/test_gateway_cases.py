@@ -9,11 +9,11 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from gateway import actions as A
+from gateway.saga.model import StepState as A
 from gateway.store import Case
-from gateway.typedefs import runner_key, sessions_key
+from gateway.typedefs import clock_key, engine_key, health_key, runner_key, sessions_key
 from tests.fakes import accepting_identity
-from tests.service.gateway_support import citizen
+from tests.service.gateway_support import bearer, citizen
 
 VALID = {
     "matter": "id-card-renewal-cross-province",
@@ -238,13 +238,32 @@ async def test_matters_are_public(client: TestClient) -> None:
     assert (await client.get("/api/v1/matters/nope")).status == 404
 
 
-async def test_health_and_readiness(client: TestClient, departments: Any) -> None:
+async def test_a_department_down_leaves_the_gateway_ready_and_shows_on_status_and_metrics(
+    client: TestClient, departments: Any
+) -> None:
     assert (await client.get("/healthz")).status == 200
     assert (await client.get("/readyz")).status == 200
     departments["permits"].down = True
+    await client.app[health_key].check(client.app[clock_key].now)
+    resp = await client.get("/readyz")
+    assert resp.status == 200  # the gateway serves identity's matters and every progress lookup
+    assert (await resp.json())["database"] == "ok"
+    assert (await client.get("/api/v1/status")).status == 401  # staff only
+    assert (await client.get("/api/v1/status", headers=citizen("11010519491231002X"))).status == 403
+    status = await (await client.get("/api/v1/status", headers=bearer("admin", "admin-1"))).json()
+    assert status["departments"]["permits"]["status"] == "down"
+    assert status["departments"]["identity"]["status"] == "up"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'govhub_department_up{department="permits"} 0.0' in metrics
+    assert 'govhub_department_up{department="identity"} 1.0' in metrics
+
+
+async def test_readiness_fails_when_the_gateway_database_does_not_answer(client: TestClient) -> None:
+    await client.app[engine_key].dispose()
+    client.app[sessions_key].kw["bind"] = None  # every session now fails to connect
     resp = await client.get("/readyz")
     assert resp.status == 503
-    assert (await resp.json())["departments"]["permits"] == "unavailable"
+    assert (await resp.json())["database"] == "unavailable"
 
 
 async def test_withdrawal_cancels_the_department_record(client: TestClient, departments: Any) -> None:

@@ -9,11 +9,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from gateway.actions import known_actions
 from gateway.cases import open_case
 from gateway.catalogue import load_catalogue
 from gateway.events import EventConsumer
-from gateway.saga import RunnerSettings, SagaRunner
+from gateway.saga.runner import RunnerSettings, SagaRunner
 from gateway.store import Base, Case, CaseStep
 from services.common.clock import Clock
 from services.common.db import create_schema, dispose_engine, make_engine, session_factory
@@ -24,9 +23,9 @@ from tests.service.test_gateway_cases import VALID
 class CountingRunner(SagaRunner):
     applied: list[tuple[str, str]]
 
-    async def apply_event(self, session: Any, department: str, event_type: str, resource_id: str) -> bool:
+    async def apply_event(self, session: Any, department: str, event_type: str, *args: Any) -> bool:
         self.applied.append((self.owner, event_type))
-        return await super().apply_event(session, department, event_type, resource_id)
+        return await super().apply_event(session, department, event_type, *args)
 
 
 async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
@@ -47,7 +46,7 @@ async def test_two_gateways_apply_each_event_once_and_take_over_from_a_dead_one(
         runner = CountingRunner(sessions, departments, clock, RunnerSettings(), owner=owner)  # type: ignore[arg-type]
         runner.applied = []
         runners.append(runner)
-    matter = load_catalogue(known_actions())["id-card-renewal-cross-province"]
+    matter = load_catalogue()["id-card-renewal-cross-province"]
     case, _ = await open_case(sessions, clock, matter, VALID["data"], {})
     await runners[0].drive(case.id)
     async with sessions() as session:

@@ -3,6 +3,7 @@ permit after the work permit's approval, both handed over together, compensation
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 from typing import Any
@@ -11,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway import actions as A
 from gateway.app import create_app
+from gateway.saga.model import StepState as A
 from gateway.typedefs import runner_key, sessions_key
 from services.common.clock import Clock
 from tests.fakes import FakeDepartment, accepting_permits, accepting_residence
@@ -257,3 +258,64 @@ async def test_before_the_pilot_the_matter_cannot_be_applied_for(
     )
     assert "from 2016-10-01" in problem["detail"]
     assert departments["permits"].calls == []  # nothing was asked of any department
+
+
+async def test_with_permits_down_identity_matters_go_on_and_foreign_cases_resume_when_it_returns(
+    client: TestClient, permits: Any, departments: Any
+) -> None:
+    from gateway.typedefs import clock_key, health_key
+    from tests.fakes import accepting_identity
+    from tests.service.test_gateway_cases import APPLICANT as RENEWAL_APPLICANT
+    from tests.service.test_gateway_cases import VALID as RENEWAL
+
+    accepting_identity(departments["identity"])
+    app = client.app
+    permits.down = True
+    await app[health_key].check(app[clock_key].now)
+    assert (await client.get("/readyz")).status == 200
+
+    shas = await upload_all(client)
+    foreign = await (
+        await client.post(
+            "/api/v1/cases",
+            json={"matter": "foreigner-employment", "data": DATA, "materials": shas},
+            headers=APPLICANT,
+        )
+    ).json()
+    renewal = await (await client.post("/api/v1/cases", json=RENEWAL, headers=RENEWAL_APPLICANT)).json()
+    assert renewal["state"] == "IN_REVIEW"
+
+    # the renewal runs to its end while permits is down
+    card = next(
+        a.card_application.id
+        for a in departments["identity"].answers.values()
+        if a.DESCRIPTOR.name == "CreateCardApplicationResponse"
+    )
+    for event_type in ("CardApplicationApproved", "CardProduced", "CardReadyForPickup", "CardIssued"):
+        await event(client, "identity", event_type, card)
+    assert (await view(client, renewal))["state"] == "COMPLETED"
+
+    # the foreign employee's case waits (delayed, never refused), its progress still answers
+    for _ in range(4):
+        await asyncio.sleep(0.05)
+        await app[runner_key].drive()
+    waiting = await view(client, foreign)
+    steps = {s["key"]: s for s in waiting["steps"]}
+    assert waiting["state"] == "NEEDS_ATTENTION"
+    assert steps["work_permit"]["state"] == A.NEEDS_ATTENTION
+    assert steps["work_permit"]["message"].startswith("Delayed")
+    assert steps["accommodation"]["state"] == A.DONE
+
+    # permits returns: the health check notices and the steps are taken up again (by the runner's loop,
+    # which this test app drives by hand)
+    permits.down = False
+    await app[health_key].check(app[clock_key].now)
+    for _ in range(50):
+        await asyncio.sleep(0.05)
+        await app[runner_key].drive()
+        if (await view(client, foreign))["state"] == "IN_REVIEW":
+            break
+    resumed = {s["key"]: s for s in (await view(client, foreign))["steps"]}
+    assert resumed["work_permit"]["state"] == A.ACCEPTED
+    assert len(permits.calls_to("CreateWorkPermitApplication")) >= 2
+    assert len({c.request_id for _, c in permits.calls_to("CreateWorkPermitApplication")}) == 1

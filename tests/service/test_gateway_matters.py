@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from gateway import actions as A
+from gateway.saga.model import StepState as A
 from tests.service.gateway_support import citizen
 
 LOST = {

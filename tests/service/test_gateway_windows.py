@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway import actions as A
 from gateway.clients import Refused
+from gateway.saga.model import StepState as A
 from gateway.store import Notification
 from gateway.typedefs import notifier_key, runner_key, sessions_key, stats_key
 from govhub.identity.v1 import identity_pb2

@@ -20,19 +20,19 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import select
 
-from gateway import actions as A
-from gateway.actions import known_actions
 from gateway.cases import open_case
 from gateway.catalogue import load_catalogue
 from gateway.clients import CallContext, Refused, Unavailable
-from gateway.saga import CASE_FINAL, RunnerSettings, SagaRunner
+from gateway.saga.model import CASE_FINAL, FINAL
+from gateway.saga.model import StepState as A
+from gateway.saga.runner import RunnerSettings, SagaRunner
 from gateway.store import Base, Case, CaseStep
 from services.common.clock import Clock
 from services.common.db import create_schema, dispose_engine, make_engine, session_factory
 from tests.fakes import accepting_permits, accepting_residence
 from tests.service.test_gateway_foreigner import DATA
 
-CATALOGUE = load_catalogue(known_actions())
+CATALOGUE = load_catalogue()
 MATTER = CATALOGUE["foreigner-employment"]
 MODES = ("ok", "unavailable", "refuse", "crash")
 
@@ -246,7 +246,7 @@ class SagaMachine(RuleBasedStateMachine):
             if case.state in ("REJECTED", "WITHDRAWN"):
                 held = {s.resource_id for s in mine if s.resource_id}
                 assert not (held & live), f"{case.state} case still holds {held & live}"
-                assert all(s.state in A.FINAL for s in mine), [s.state for s in mine]
+                assert all(s.state in FINAL for s in mine), [s.state for s in mine]
             if all(s.state == A.DONE for s in mine):
                 assert case.state == "COMPLETED"
 

@@ -1,8 +1,8 @@
 """The query-code guard: lookup buckets per client address shared by every replica, and the wrong-code
 count and lock of each case number (issue 15).
 
-Revision ID: 0002_query_code_guard
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_query_code_guard"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,161 @@
+"""The saga's pure model: no database, no departments, no event loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from gateway.saga.model import (
+    RANK,
+    TRANSITIONS,
+    CaseFlags,
+    CaseState,
+    EventEffect,
+    Failure,
+    InvalidTransition,
+    StepState,
+    aggregate_state,
+    begin_compensation,
+    check,
+    on_event,
+    on_failure,
+    on_outcome,
+    ready_steps,
+    retry_delay,
+)
+
+S = StepState
+
+
+@dataclass
+class Step:
+    step_key: str
+    state: str = S.PENDING
+    department_state: str = ""
+    position: int = 0
+    depends_on: list[str] = field(default_factory=list)
+    starts_when: str = "approved"
+
+
+def test_states_are_the_strings_stored_and_shown() -> None:
+    assert S.PENDING == "PENDING" and CaseState.READY_FOR_PICKUP == "READY_FOR_PICKUP"
+    assert f"{S.DONE}" == "DONE"
+
+
+def test_every_state_has_its_row_in_the_transition_table() -> None:
+    assert set(TRANSITIONS) == set(S)
+
+
+@pytest.mark.parametrize("old", list(RANK))
+def test_a_live_step_never_moves_backwards(old: StepState) -> None:
+    for new in RANK:
+        if RANK[new] < RANK[old] and not (old == S.RUNNING and new == S.PENDING):
+            with pytest.raises(InvalidTransition):
+                check(old, new)
+
+
+def test_final_states_are_final() -> None:
+    for final in (S.REFUSED, S.COMPENSATED, S.CANCELLED, S.SKIPPED):
+        assert TRANSITIONS[final] == frozenset()
+        with pytest.raises(InvalidTransition):
+            check(final, S.PENDING)
+
+
+def test_an_answer_does_not_undo_what_an_event_already_told() -> None:
+    # The department approved (event) while the create call's answer was on its way (ACCEPTED).
+    assert on_outcome(S.APPROVED, S.ACCEPTED, case_failed=False, compensable=True) == S.APPROVED
+    assert on_outcome(S.RUNNING, S.ACCEPTED, case_failed=False, compensable=True) == S.ACCEPTED
+    assert on_outcome(S.RUNNING, S.DONE, case_failed=False, compensable=False) == S.DONE
+
+
+def test_an_answer_that_comes_after_the_case_failed_is_undone_if_it_can_be() -> None:
+    assert on_outcome(S.RUNNING, S.ACCEPTED, case_failed=True, compensable=True) == S.COMPENSATING
+    assert on_outcome(S.RUNNING, S.DONE, case_failed=True, compensable=False) == S.DONE
+
+
+def test_only_transport_failures_are_retried_and_only_up_to_the_limit() -> None:
+    assert on_failure(S.RUNNING, Failure.TRANSPORT, 1, 3).state == S.PENDING
+    assert on_failure(S.RUNNING, Failure.TRANSPORT, 1, 3).retry
+    spent = on_failure(S.RUNNING, Failure.TRANSPORT, 3, 3)
+    assert (spent.state, spent.reason, spent.retry) == (S.NEEDS_ATTENTION, "DEPARTMENT_UNAVAILABLE", False)
+    bug = on_failure(S.RUNNING, Failure.PROGRAMMING, 1, 8)
+    assert (bug.state, bug.reason, bug.retry) == (S.NEEDS_ATTENTION, "INTERNAL_ERROR", False)
+    operator = on_failure(S.RUNNING, Failure.OPERATOR, 1, 8)
+    assert (operator.state, operator.reason) == (S.NEEDS_ATTENTION, "OPERATOR_FAULT")
+    assert on_failure(S.COMPENSATING, Failure.TRANSPORT, 1, 3).state == S.COMPENSATING
+
+
+def test_retry_delay_grows_to_its_ceiling_and_spreads_by_jitter() -> None:
+    assert retry_delay(1, 0.5, 30, 1.0) == 0.5
+    assert retry_delay(1, 0.5, 30, 0.0) == 0.25
+    assert retry_delay(4, 0.5, 30, 1.0) == 4.0
+    assert retry_delay(20, 0.5, 30, 1.0) == 30
+    with pytest.raises(ValueError):
+        retry_delay(0, 0.5, 30, 1.0)
+
+
+def test_events_move_forward_change_substates_and_ignore_repeats_and_late_ones() -> None:
+    moved = on_event(S.ACCEPTED, "UNDER_REVIEW", S.APPROVED, "APPROVED")
+    assert (moved.effect, moved.state) == (EventEffect.MOVE, S.APPROVED)
+    assert on_event(S.APPROVED, "APPROVED", S.APPROVED, "APPROVED").effect == EventEffect.IGNORE
+    assert on_event(S.READY, "ISSUED", S.APPROVED, "APPROVED").effect == EventEffect.IGNORE
+    sub = on_event(S.ACCEPTED, "UNDER_REVIEW", S.ACCEPTED, "AWAITING_MATERIALS")
+    assert (sub.effect, sub.department_state) == (EventEffect.SUBSTATE, "AWAITING_MATERIALS")
+    assert on_event(S.ACCEPTED, "", S.REFUSED, "REJECTED").effect == EventEffect.REFUSE
+    assert on_event(S.ACCEPTED, "", S.CANCELLED, "CANCELLED").effect == EventEffect.CANCELLED
+    assert on_event(S.COMPENSATING, "", S.CANCELLED, "CANCELLED").effect == EventEffect.COMPENSATED
+    assert on_event(S.COMPENSATED, "", S.APPROVED, "APPROVED").effect == EventEffect.IGNORE
+    # a cancellation of a card already handed over is not followed
+    assert on_event(S.DONE, "ISSUED", S.CANCELLED, "CANCELLED").effect == EventEffect.IGNORE
+
+
+def test_a_decision_reaches_a_step_whose_answer_was_lost() -> None:
+    assert on_event(S.PENDING, "", S.APPROVED, "APPROVED").state == S.APPROVED
+    assert on_event(S.NEEDS_ATTENTION, "", S.APPROVED, "APPROVED").state == S.APPROVED
+
+
+def test_compensation_cancels_the_unstarted_and_undoes_what_a_department_holds() -> None:
+    steps = [
+        Step("a", S.DONE),
+        Step("b", S.APPROVED),
+        Step("c", S.PENDING),
+        Step("d", S.RUNNING),
+        Step("e", S.DONE),
+        Step("f", S.SKIPPED),
+    ]
+    changes = begin_compensation(steps, {"a": True, "b": True, "e": False})
+    assert changes == {"a": S.COMPENSATING, "b": S.COMPENSATING, "c": S.CANCELLED}
+
+
+def test_readiness_waits_for_dependencies_and_undo_runs_in_reverse() -> None:
+    steps = [
+        Step("wp", S.ACCEPTED, position=0),
+        Step("rp", S.PENDING, position=1, depends_on=["wp"]),
+        Step("temp", S.PENDING, position=2, depends_on=["wp"], starts_when="accepted"),
+        Step("acc", S.PENDING, position=3),
+    ]
+    assert ready_steps(steps) == {"temp", "acc"}
+    steps[0].state = S.APPROVED
+    assert ready_steps(steps) == {"rp", "temp", "acc"}
+    undo = [Step("x", S.COMPENSATING, position=0), Step("y", S.COMPENSATING, position=1)]
+    assert ready_steps(undo) == {"y"}
+    undo[1].state = S.COMPENSATED
+    assert ready_steps(undo) == {"x"}
+
+
+def test_the_case_status_is_derived_from_its_steps() -> None:
+    none = CaseFlags()
+    assert aggregate_state(none, [Step("a"), Step("b")]) == CaseState.RECEIVED
+    assert aggregate_state(none, [Step("a", S.ACCEPTED), Step("b")]) == CaseState.IN_REVIEW
+    waiting = Step("a", S.ACCEPTED, "AWAITING_MATERIALS")
+    assert aggregate_state(none, [waiting]) == CaseState.AWAITING_APPLICANT
+    assert aggregate_state(none, [Step("a", S.APPROVED), Step("b", S.SKIPPED)]) == CaseState.APPROVED
+    assert aggregate_state(none, [Step("a", S.READY), Step("b", S.DONE)]) == CaseState.READY_FOR_PICKUP
+    assert aggregate_state(none, [Step("a", S.DONE), Step("b", S.SKIPPED)]) == CaseState.COMPLETED
+    assert (
+        aggregate_state(none, [Step("a", S.NEEDS_ATTENTION), Step("b", S.DONE)]) == CaseState.NEEDS_ATTENTION
+    )
+    assert aggregate_state(none, [Step("a", S.REFUSED), Step("b", S.NEEDS_ATTENTION)]) == CaseState.REJECTED
+    assert aggregate_state(CaseFlags(withdrawn=True), [Step("a", S.COMPENSATED)]) == CaseState.WITHDRAWN
+    assert aggregate_state(CaseFlags(rejected=True), [Step("a", S.COMPENSATED)]) == CaseState.REJECTED
