@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.auth import PUBLIC, declared
+from gateway.departments import FOLLOW_UPS
 
 S = dict[str, Any]
 
@@ -472,8 +473,23 @@ OPERATIONS: dict[tuple[str, str], S] = {
     },
     ("POST", "/api/v1/counter/cases/{case_no}/pickup"): {
         "summary": "Hand every certificate over; the case completes",
+        "description": "Open once every step is READY (the card ready for pickup, the permit issued). "
+        "An ID card is handed over by identity's IssueCard: for a renewal (also one after a name change) "
+        "the old card is handed in at the window, sent as `old_card_surrendered: true`; without it the "
+        "answer is 422 with reason `OLD_CARD_NOT_SURRENDERED` and nothing is handed over. A first card, "
+        "or a replacement after a loss, has no old card to surrender.",
         "parameters": [CASE_NO],
-        "requestBody": body(obj({"old_card_surrendered": BOOL}), required=False),
+        "requestBody": body(
+            obj(
+                {
+                    "old_card_surrendered": {
+                        **BOOL,
+                        "description": "The applicant handed in the old card (required for a renewal)",
+                    }
+                }
+            ),
+            required=False,
+        ),
         "responses": ok(ref("Receipt")),
     },
     ("GET", "/api/v1/backoffice/steps"): {
@@ -512,6 +528,29 @@ OPERATIONS: dict[tuple[str, str], S] = {
         "responses": ok(page_of("feedback", ref("Feedback"))),
     },
 }
+
+# the decisions that follow an approval, one route each, as the department adapters declare them
+OPERATIONS.update(
+    {
+        ("POST", f"/api/v1/backoffice/cases/{{case_no}}/steps/{{step_key}}/{word}"): {
+            "summary": summary,
+            "description": "Open while the step is APPROVED and its department state allows it (the "
+            "step list's `decisions` names what is open now); otherwise 409. Sent with the department's "
+            "own RPC, with my identity.",
+            "parameters": [CASE_NO, path_param("step_key")],
+            "responses": ok(
+                obj(
+                    {"case_no": STRING, "step": STRING, "decision": STRING, "department_state": STRING},
+                    ("case_no", "step", "decision"),
+                ),
+                202,
+                "Sent to the department",
+            ),
+        }
+        for word, summary in FOLLOW_UPS.items()
+    }
+)
+
 
 ERRORS = {
     "400": "Invalid request (errors name the fields)",

@@ -16,7 +16,7 @@ from gateway.api.common import department_problem, invalid, json_body, next_toke
 from gateway.auth import Principal, allow, require
 from gateway.calls import call_as, derived_request_id
 from gateway.clients import CallContext, DepartmentError, Refused
-from gateway.departments import ACTIONS
+from gateway.departments import ACTIONS, FOLLOW_UPS
 from gateway.feedback import feedback_view
 from gateway.problems import Problem
 from gateway.saga.model import StepState as A
@@ -58,19 +58,55 @@ async def department_steps(request: web.Request) -> web.Response:
             "department_state": step.department_state,
             "statutory_deadline": step.statutory_deadline.isoformat() if step.statutory_deadline else None,
             "submitted_on": submitted.isoformat(),
+            "decisions": decisions_open(step),
         }
         for step, case_no, matter, submitted in rows[:size]
     ]
     return web.json_response({"steps": items, "next_page_token": next_token(offset, size, len(rows))})
 
 
-async def _decide(request: web.Request, approve: bool) -> web.Response:
-    who = require(request)
+async def _department_step(request: web.Request, who: Principal) -> tuple[Case, CaseStep]:
     case, steps = await visible_case(request, who)
     key = request.match_info["step_key"]
     step = next((s for s in steps if s.step_key == key and s.department == who.department), None)
     if step is None:
         raise Problem(404, "not-found", "No such step of your department")
+    return case, step
+
+
+def decisions_open(step: CaseStep) -> list[str]:
+    """The decisions my department may take on `step` now, by route word (what the back office offers)."""
+    decision = ACTIONS[step.action].decision
+    if decision is None or not step.resource_id:
+        return []
+    if step.state == A.ACCEPTED:
+        return ["approve", "reject"]
+    if step.state != A.APPROVED:
+        return []
+    return [word for word, f in decision.follow_ups.items() if step.department_state in f.after]
+
+
+async def _send(
+    request: web.Request, who: Principal, case: Case, step: CaseStep, word: str, method: str, message: Any
+) -> Any:
+    ctx = CallContext(
+        request_id=message.request_id, case_no=case.case_no, timeout=request.app[settings_key].call_timeout
+    )
+    try:
+        return await call_as(request.app[departments_key][step.department], method, message, ctx, who)
+    except Refused as exc:
+        if exc.reason == "ILLEGAL_TRANSITION":
+            raise Problem(
+                409, "nothing-to-decide", f"The department's record is not waiting for this decision ({word})"
+            ) from None
+        raise department_problem(exc) from None
+    except DepartmentError as exc:
+        raise department_problem(exc) from None
+
+
+async def _decide(request: web.Request, approve: bool) -> web.Response:
+    who = require(request)
+    case, step = await _department_step(request, who)
     reasons: list[str] = []
     if not approve:
         body = await json_body(request)
@@ -83,29 +119,17 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
             raise invalid("reasons", "REQUIRED", f"1 to {MAX_REASONS} reasons the applicant will read")
         reasons = [r.strip() for r in reasons]
     decision = ACTIONS[step.action].decision
-    if decision is None or step.state != A.ACCEPTED or not step.resource_id:
+    if decision is None or "approve" not in decisions_open(step):
         raise Problem(409, "nothing-to-decide", "This step is not waiting for a decision", state=step.state)
     purpose = "approve" if approve else "reject"
     request_id = derived_request_id(step.request_id, purpose)
     message: Any = (
-        decision.approve(step.resource_id, request_id)
+        decision.approve(step.resource_id or "", request_id)
         if approve
-        else decision.reject(step.resource_id, request_id, reasons)
+        else decision.reject(step.resource_id or "", request_id, reasons)
     )
     method = (decision.approve_rpc if approve else decision.reject_rpc).name
-    ctx = CallContext(
-        request_id=request_id, case_no=case.case_no, timeout=request.app[settings_key].call_timeout
-    )
-    try:
-        reply = await call_as(request.app[departments_key][step.department], method, message, ctx, who)
-    except Refused as exc:
-        if exc.reason == "ILLEGAL_TRANSITION":
-            raise Problem(
-                409, "nothing-to-decide", "The department's record is not waiting for a decision"
-            ) from None
-        raise department_problem(exc) from None
-    except DepartmentError as exc:
-        raise department_problem(exc) from None
+    reply = await _send(request, who, case, step, purpose, method, message)
     return web.json_response(
         {
             "case_no": case.case_no,
@@ -127,6 +151,44 @@ async def approve_step(request: web.Request) -> web.Response:
 @allow("department")
 async def reject_step(request: web.Request) -> web.Response:
     return await _decide(request, approve=False)
+
+
+def _follow_up_route(word: str) -> None:
+    """One route per decision the adapters declare after an approval (``FOLLOW_UPS``): the card produced,
+    ready for pickup, the permit issued. Open only while the step's department state allows it."""
+
+    @routes.post(f"/api/v1/backoffice/cases/{{case_no}}/steps/{{step_key}}/{word}")
+    @allow("department")
+    async def follow_up(request: web.Request) -> web.Response:
+        who = require(request)
+        case, step = await _department_step(request, who)
+        decision = ACTIONS[step.action].decision
+        if decision is None or word not in decision.follow_ups:
+            raise Problem(409, "not-this-steps-decision", f"This step takes no '{word}' decision")
+        if word not in decisions_open(step):
+            raise Problem(
+                409,
+                "nothing-to-decide",
+                f"This step is not waiting for this decision ({word})",
+                state=step.state,
+                department_state=step.department_state,
+            )
+        chosen = decision.follow_ups[word]
+        message = chosen.build(step.resource_id or "", derived_request_id(step.request_id, word))
+        reply = await _send(request, who, case, step, word, chosen.rpc.name, message)
+        return web.json_response(
+            {
+                "case_no": case.case_no,
+                "step": step.step_key,
+                "decision": word,
+                "department_state": decision.state_of(reply),
+            },
+            status=202,
+        )
+
+
+for _word in FOLLOW_UPS:
+    _follow_up_route(_word)
 
 
 async def _feedback_row(request: web.Request, who: Principal) -> tuple[Case, Feedback]:

@@ -7,11 +7,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from gateway.departments import identity, permits, residence
-from gateway.departments.base import Action, Decision, Outcome, Rpc, StepInput, UndeclaredField
+from gateway.departments.base import Action, Decision, FollowUp, Outcome, Rpc, StepInput, UndeclaredField
 
 ACTIONS: Mapping[str, Action] = {
     a.name: a for module in (identity, residence, permits) for a in module.ACTIONS
 }
 EVENT_TYPES = frozenset(event for a in ACTIONS.values() for event in a.events)
+# the back office's decisions after an approval, by route word (each a route of its own), with a summary
+FOLLOW_UPS: Mapping[str, str] = {
+    word: follow_up.summary
+    for a in ACTIONS.values()
+    if a.decision is not None
+    for word, follow_up in a.decision.follow_ups.items()
+}
 
-__all__ = ["ACTIONS", "EVENT_TYPES", "Action", "Decision", "Outcome", "Rpc", "StepInput", "UndeclaredField"]
+__all__ = [
+    "ACTIONS",
+    "EVENT_TYPES",
+    "FOLLOW_UPS",
+    "Action",
+    "Decision",
+    "FollowUp",
+    "Outcome",
+    "Rpc",
+    "StepInput",
+    "UndeclaredField",
+]

@@ -79,14 +79,27 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class FollowUp:
+    """A later back-office decision on an approved record (the card produced, ready for pickup; the permit
+    issued), open while the step's department state is one of ``after``."""
+
+    rpc: Rpc
+    build: Callable[[str, str], Message]  # (resource id, request id) -> request
+    after: frozenset[str]  # department states (the step's department_state) it may follow
+    summary: str  # what the decision records, for the API's document
+
+
+@dataclass(frozen=True)
 class Decision:
-    """A back-office approval or rejection of a step's record by the department's staff."""
+    """A back-office approval or rejection of a step's record by the department's staff, and the decisions
+    that follow an approval, by the word that names them in the back office's route."""
 
     approve_rpc: Rpc
     approve: Callable[[str, str], Message]  # (resource id, request id) -> request
     reject_rpc: Rpc
     reject: Callable[[str, str, list[str]], Message]  # (resource id, request id, reasons) -> request
     state_of: Callable[[Any], str]  # the department's state in the answer
+    follow_ups: Mapping[str, FollowUp] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gateway.departments.base import Action, Decision, Outcome, StepInput, date_of, proto_date, service
+from gateway.departments.base import (
+    Action,
+    Decision,
+    FollowUp,
+    Outcome,
+    StepInput,
+    date_of,
+    proto_date,
+    service,
+)
 from gateway.saga.model import StepState as S
 from govhub.identity.v1 import identity_pb2
 
@@ -16,6 +25,8 @@ CANCEL = rpc("CancelCardApplication")
 APPROVE = rpc("ApproveCardApplication")
 REJECT = rpc("RejectCardApplication")
 ISSUE = rpc("IssueCard")
+PRODUCED = rpc("MarkCardProduced")
+READY = rpc("MarkCardReadyForPickup")
 REPORT_LOST = rpc("ReportCardLost")
 TEMPORARY = rpc("IssueTemporaryCard")
 UPDATE_ADDRESS = rpc("UpdateCardAddress")
@@ -146,6 +157,20 @@ CARD_DECISION = Decision(
         request_id=req, id=rid, reason="; ".join(reasons)
     ),
     _card_state,
+    {
+        "produced": FollowUp(
+            PRODUCED,
+            lambda rid, req: identity_pb2.MarkCardProducedRequest(request_id=req, id=rid),
+            frozenset({"APPROVED"}),
+            "Mark the approved card produced (the production centre made it; the card number is assigned)",
+        ),
+        "ready-for-pickup": FollowUp(
+            READY,
+            lambda rid, req: identity_pb2.MarkCardReadyForPickupRequest(request_id=req, id=rid),
+            frozenset({"CARD_PRODUCED"}),
+            "Mark the produced card ready for pickup at the accepting office",
+        ),
+    },
 )
 
 

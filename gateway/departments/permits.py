@@ -7,7 +7,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gateway.departments.base import Action, Decision, Outcome, StepInput, date_of, proto_date, service
+from gateway.departments.base import (
+    Action,
+    Decision,
+    FollowUp,
+    Outcome,
+    StepInput,
+    date_of,
+    proto_date,
+    service,
+)
 from gateway.saga.model import StepState as S
 from govhub.common.v1 import common_pb2
 from govhub.permits.v1 import permits_pb2
@@ -17,10 +26,12 @@ CREATE_WORK = rpc("CreateWorkPermitApplication")
 CANCEL_WORK = rpc("CancelWorkPermitApplication")
 APPROVE_WORK = rpc("ApproveWorkPermitApplication")
 REJECT_WORK = rpc("RejectWorkPermitApplication")
+ISSUE_WORK = rpc("IssueWorkPermit")
 CREATE_RESIDENCE = rpc("CreateResidencePermitApplication")
 CANCEL_RESIDENCE = rpc("CancelResidencePermitApplication")
 APPROVE_RESIDENCE = rpc("ApproveResidencePermitApplication")
 REJECT_RESIDENCE = rpc("RejectResidencePermitApplication")
+ISSUE_RESIDENCE = rpc("IssueResidencePermit")
 
 
 def _permit_state(state: int) -> tuple[S, str]:
@@ -174,6 +185,14 @@ ACTIONS = [
                 request_id=req, id=rid, reasons=reasons
             ),
             _state_of("work_permit_application"),
+            {
+                "issue": FollowUp(
+                    ISSUE_WORK,
+                    lambda rid, req: permits_pb2.IssueWorkPermitRequest(request_id=req, id=rid),
+                    frozenset({"APPROVED"}),
+                    "Issue the approved permit (the permit number and validity are set by the department)",
+                )
+            },
         ),
     ),
     Action(
@@ -196,6 +215,14 @@ ACTIONS = [
                 request_id=req, id=rid, reasons=reasons
             ),
             _state_of("residence_permit_application"),
+            {
+                "issue": FollowUp(
+                    ISSUE_RESIDENCE,
+                    lambda rid, req: permits_pb2.IssueResidencePermitRequest(request_id=req, id=rid),
+                    frozenset({"APPROVED"}),
+                    "Issue the approved permit (the permit number and validity are set by the department)",
+                )
+            },
         ),
     ),
 ]

@@ -30,6 +30,16 @@ def deciding_identity(fake: FakeDepartment) -> FakeDepartment:
             card_application=card_app(request, identity_pb2.CARD_APPLICATION_STATE_REJECTED)
         )
 
+    def produced(request: Any) -> Any:
+        return identity_pb2.MarkCardProducedResponse(
+            card_application=card_app(request, identity_pb2.CARD_APPLICATION_STATE_CARD_PRODUCED)
+        )
+
+    def ready(request: Any) -> Any:
+        return identity_pb2.MarkCardReadyForPickupResponse(
+            card_application=card_app(request, identity_pb2.CARD_APPLICATION_STATE_READY_FOR_PICKUP)
+        )
+
     def issue(request: Any) -> Any:
         if not request.old_card_surrendered:
             raise Refused(
@@ -67,6 +77,8 @@ def deciding_identity(fake: FakeDepartment) -> FakeDepartment:
     fake.handlers.update(
         ApproveCardApplication=approve,
         RejectCardApplication=reject,
+        MarkCardProduced=produced,
+        MarkCardReadyForPickup=ready,
         IssueCard=issue,
         GetCurrentCard=current,
         SearchFoundCards=found,
@@ -107,5 +119,16 @@ def deciding_permits(fake: FakeDepartment) -> FakeDepartment:
             )
         )
 
-    fake.handlers.update(ApproveWorkPermitApplication=approve_wp, RejectWorkPermitApplication=reject_wp)
+    def issue_wp(request: Any) -> Any:
+        return permits_pb2.IssueWorkPermitResponse(
+            work_permit_application=permits_pb2.WorkPermitApplication(
+                id=request.id, state=permits_pb2.PERMIT_STATE_ISSUED
+            )
+        )
+
+    fake.handlers.update(
+        ApproveWorkPermitApplication=approve_wp,
+        RejectWorkPermitApplication=reject_wp,
+        IssueWorkPermit=issue_wp,
+    )
     return fake
