@@ -8,6 +8,7 @@ import urllib.parse
 
 from aiohttp import web
 
+from gateway.departments import FOLLOW_UPS
 from gateway.typedefs import catalogue_key
 from gateway.web.common import area_routes, form_page, matter_or_404, submit_form
 from gateway.web.i18n import translate
@@ -146,6 +147,8 @@ async def pickup(request: web.Request, session: Session) -> web.StreamResponse:
 
 # -- back office -----------------------------------------------------------------------------------------
 
+# the decisions the API's step list may offer (the buttons come from each step's ``decisions``)
+DECISION_WORDS = ("approve", "reject", *FOLLOW_UPS)
 STEP_STATES = ("ACCEPTED", "PENDING", "RUNNING", "APPROVED", "READY", "DONE", "REFUSED", "NEEDS_ATTENTION")
 
 
@@ -173,7 +176,7 @@ async def _steps_page(request: web.Request, *, errors: dict | None = None, notic
 @page("backoffice")
 async def steps(request: web.Request, session: Session) -> web.StreamResponse:
     notice = ""
-    if request.query.get("done") in ("approve", "reject"):
+    if request.query.get("done") in DECISION_WORDS:
         lang = language(request)
         q = request.query
         notice = translate(
@@ -230,5 +233,7 @@ routes = [
     *area_routes("backoffice"),
     web.get("/backoffice/", steps),
     web.get("/backoffice/cases/{case_no}", backoffice_case),
-    web.post("/backoffice/cases/{case_no}/steps/{step_key}/{decision:approve|reject}", decide),
+    web.post(
+        "/backoffice/cases/{case_no}/steps/{step_key}/{decision:" + "|".join(DECISION_WORDS) + "}", decide
+    ),
 ]

@@ -159,6 +159,9 @@ WORDS: dict[str, tuple[str, str]] = {
     "pending_steps": ("待审批环节", "Steps waiting for a decision"),
     "approve": ("批准", "Approve"),
     "reject": ("不予批准", "Reject"),
+    "produced": ("证件已制作", "Card produced"),
+    "ready-for-pickup": ("可领取", "Ready for pickup"),
+    "issue": ("签发证件", "Issue the permit"),
     "reject_reasons": (
         "不予批准的理由（每行一条，申请人可见）",
         "Reasons (one a line; the applicant reads them)",

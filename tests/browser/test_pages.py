@@ -7,15 +7,12 @@ widths into var/screenshots/."""
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
-from govhub.identity.v1 import identity_pb2 as ipb
-from govhub.identity.v1 import identity_pb2_grpc
+from gateway.cases import QUERY_CODE_LENGTH
 from services.residence.seed import DEMO_HOUSEHOLDS
 from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS
 from tests.e2e.conftest import Hub
@@ -115,21 +112,21 @@ def wait_state(driver: Any, url: str, state: str, timeout: float = 30) -> None:
         time.sleep(0.5)
 
 
-def produce_card(hub: Hub, id_number: str) -> None:
-    """The identity department's own system marks the card produced and ready (not a web page's job)."""
-    with grpc.insecure_channel(hub.targets["identity"]) as channel:
-        stub = identity_pb2_grpc.IdentityServiceStub(channel)
-        [application] = [
-            a
-            for a in stub.ListCardApplications(
-                ipb.ListCardApplicationsRequest(id_number=id_number), timeout=10
-            ).card_applications
-            if a.state == ipb.CARD_APPLICATION_STATE_APPROVED
-        ]
-        stub.MarkCardProduced(ipb.MarkCardProducedRequest(request_id=str(uuid.uuid4()), id=application.id))
-        stub.MarkCardReadyForPickup(
-            ipb.MarkCardReadyForPickupRequest(request_id=str(uuid.uuid4()), id=application.id), timeout=10
-        )
+def back_office_decides(driver: Any, base: str, case_no: str, decision: str, state: str) -> None:
+    """The department's clerk takes `decision` on the case's step from the back office's list of steps in
+    `state` (the button is there only while the step allows it); the event moves the step on."""
+    deadline = time.monotonic() + 30
+    action = f"form[action$='/{decision}'] button"
+    while True:
+        driver.get(f"{base}/backoffice/?state={state}")
+        sections = driver.find_elements(*by("xpath", f"//section[.//a[text()='{case_no}']]"))
+        buttons = sections[0].find_elements(*by("css", action)) if sections else []
+        if buttons:
+            break
+        assert time.monotonic() < deadline, f"no '{decision}' for {case_no} among the {state} steps"
+        time.sleep(0.5)
+    press(driver, buttons[0])
+    assert case_no in driver.find_element(*by("css", ".notice")).text
 
 
 def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> None:
@@ -162,7 +159,7 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     assert "/receipt" in driver.current_url, driver.find_element(*by("css", "main")).text
     case_no = driver.find_element(*by("css", ".case-no")).text
     code = driver.find_element(*by("id", "query-code")).text
-    assert case_no.startswith("GH20160915") and len(code) == 6 and code.isdigit()
+    assert case_no.startswith("GH20160915") and len(code) == QUERY_CODE_LENGTH and code.isalnum()
     assert state_of(driver) == "IN_REVIEW"
     assert "2016-11-14" in driver.page_source  # the statutory deadline: 60 days
     shoot(driver, "hall-receipt")
@@ -182,8 +179,12 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     assert "2016-11-14" in driver.find_element(*by("css", "table.steps")).text
     shoot(driver, "hall-case-approved")
 
-    # Produced by the department, handed over at the counter of the accepting district, old card in.
-    produce_card(hub, TIANJIN[0])
+    # The department's clerk marks the card produced, then ready for pickup, in the back office (each
+    # button only in its turn); handed over at the counter of the accepting district, old card in.
+    sign_in(driver, base, "backoffice", staff="psb-0042", dept="identity")
+    back_office_decides(driver, base, case_no, "produced", "APPROVED")
+    shoot(driver, "backoffice-produced")
+    back_office_decides(driver, base, case_no, "ready-for-pickup", "APPROVED")
     sign_in(driver, base, "counter", staff="window-07", hall="310104")
     wait_state(driver, f"{base}/counter/cases/{case_no}", "READY_FOR_PICKUP")
     shoot(driver, "counter-pickup")
