@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 
 from gateway.clients import Refused
+from gateway.store import AuditEntry
+from gateway.typedefs import sessions_key
 from tests.service.gateway_fakes import deciding_identity
 from tests.service.gateway_support import department
 from tests.service.test_gateway_cases import APPLICANT
@@ -91,6 +94,16 @@ async def test_only_the_departments_own_staff_decide(client: TestClient, identit
     assert wrong.status == 409
     assert (await wrong.json())["type"].endswith("/not-this-steps-decision")
     assert identity.calls_to("MarkCardProduced") == []
+    # the looks at the case by another department's clerk and at a step that does not exist are audited
+    async with client.app[sessions_key]() as session:
+        rows = list(await session.scalars(select(AuditEntry).order_by(AuditEntry.sequence)))
+    tried = [
+        (r.actor_role, r.outcome, r.status)
+        for r in rows
+        if r.method == "POST /api/v1/backoffice/cases/{case_no}/steps/{step_key}/produced"
+    ]
+    assert tried == [("department", "denied", "404"), ("department", "denied", "404")]
+    assert all(r.resource == case_no for r in rows if r.method.endswith("/produced"))
 
 
 async def test_the_departments_refusal_is_a_conflict(client: TestClient, identity: Any) -> None:
