@@ -65,6 +65,12 @@ async def test_a_card_is_produced_then_ready_for_pickup_each_in_its_turn(
     assert ("MarkCardProduced", {"x-govhub-actor": "officer-7", "x-govhub-actor-role": "officer"}) in (
         identity.metadata
     )
+    async with client.app[sessions_key]() as session:
+        rows = list(await session.scalars(select(AuditEntry).order_by(AuditEntry.sequence)))
+    assert [(r.actor, r.outcome, r.status, r.resource) for r in rows if r.method.endswith("/produced")] == [
+        ("officer-7", "failed", "409", case_no),
+        ("officer-7", "allowed", "202", case_no),
+    ]
     await event(client, "identity", "CardProduced", produced.id)
     assert await listed(client, "APPROVED") == [(case_no, ["ready-for-pickup"])]
 
