@@ -69,7 +69,7 @@ seed: $(GEN_STAMP) ## load the synthetic demo population (default 300 households
 
 .PHONY: migrate
 migrate: $(INSTALLED) ## upgrade every database (GOVHUB_<PROCESS>_DATABASE_URL, default var/) to the schema head
-	$(PY) -m services.common.migrate upgrade all
+	$(PY) -m deploy.migrate upgrade all
 
 .PHONY: token
 token: $(GEN_STAMP) ## mint a development bearer token: make token ROLE=citizen SUB=me ID=<id number> [HALL= DEPT=]

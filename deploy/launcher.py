@@ -161,6 +161,8 @@ def main() -> int:
     print(
         f"\ngovhub is up.\n"
         f"  gateway    {base}  (try {base}/api/v1/matters)\n"
+        f"  hall       {base}/hall/  (online affairs hall, for residents)\n"
+        f"  counter    {base}/counter/  (service-hall counter; back office: {base}/backoffice/)\n"
         + "".join(f"  {name:<10} {target}  (gRPC, reflection on)\n" for name, target in targets.items())
         + f"\n  curl -s {base}/api/v1/matters/id-card-renewal-cross-province\n"
         f"\nSee README.md for the walk-through. Press Ctrl-C to stop.\nREADY {base}\n",

@@ -13,6 +13,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
+from gateway import web as web_pages
 from gateway.audit import audit_middleware, trail_for, trail_key
 from gateway.auth import TokenVerifier, auth_middleware, load_keys
 from gateway.catalogue import load_catalogue
@@ -21,6 +22,7 @@ from gateway.events import EventConsumer
 from gateway.feedback import Stats
 from gateway.materials import MaterialFiles
 from gateway.metrics import Metrics
+from gateway.migrations import DATABASE
 from gateway.notify import Notifier, Sender
 from gateway.problems import problem_middleware
 from gateway.ratelimit import RateLimiter
@@ -133,13 +135,14 @@ def create_app(
     app[metrics_key] = metrics
     app[progress_limiter_key] = RateLimiter(settings.progress_rate, settings.progress_burst)
     app.add_routes(routes)
+    web_pages.setup(app)  # /hall/, /counter/, /backoffice/ on the API above
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(
             settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider
         )
         try:
-            await prepare_schema(engine, "gateway", settings.common.auto_migrate)
+            await prepare_schema(engine, DATABASE, settings.common.auto_migrate)
         except BaseException as exc:
             await engine.dispose()
             if isinstance(exc, SchemaNotCurrent):

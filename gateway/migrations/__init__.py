@@ -1,1 +1,5 @@
 """The gateway database's migration environment (Alembic), driven by services.common.migrate."""
+
+from services.common.migrate import Database
+
+DATABASE = Database.of("gateway")

@@ -7,7 +7,9 @@ audit trail: ``services.common.access``) right before the handlers; the standard
 (NOT_SERVING until started, while stopping, and whenever the database does not answer), server
 reflection, and with a ``security`` the ``AuditService``. The port is mutual TLS when the security has
 TLS files, plaintext otherwise. ``serve`` runs it until SIGTERM or SIGINT and drains gracefully. With a
-``metrics_address`` the service also serves ``GET /metrics`` there, from start to stop.
+``metrics_address`` the service also serves ``GET /metrics`` there, from start to stop. With a
+``probe_address`` it also serves the health service, and nothing else, on a plaintext port of its own:
+probes (Kubernetes' native gRPC probes) cannot present a client certificate to the mutual-TLS port.
 """
 
 from __future__ import annotations
@@ -213,9 +215,14 @@ class GrpcService:
     metrics_address: tuple[str, int] | None = None
     metrics_listen_setting: str = "the metrics listen setting"
     metrics_port: int | None = None  # the bound port once started
+    # The plaintext health-only port for probes (None: none), and where it was bound once started.
+    probe_address: tuple[str, int] | None = None
+    probe_listen_setting: str = "the probe listen setting"
+    probe_port: int | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: bool = False
     _metrics_server: MetricsServer | None = None
+    _probe_server: grpc.aio.Server | None = None
 
     async def _set(self, serving: bool) -> None:
         status = (
@@ -244,8 +251,31 @@ class GrpcService:
         self._metrics_server = metrics_server
         log.info("metrics", address=f"http://{host}:{self.metrics_port}/metrics")
 
+    async def _start_probe(self) -> None:
+        """The health service alone on a plaintext port: no other service, no reflection, no
+        interceptors; it answers what the main port's health service answers (the same servicer)."""
+        if self.probe_address is None:
+            return
+        host, port = self.probe_address
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 8)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        try:
+            bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise PortInUse(
+                f"cannot serve the probe port on {host}:{port} (port in use?); "
+                f"set {self.probe_listen_setting} to move it (or to off)"
+            )
+        await server.start()
+        self._probe_server = server
+        self.probe_port = bound
+        log.info("probe port (health only, plaintext)", port=bound)
+
     async def start(self) -> None:
         await self._start_metrics()
+        await self._start_probe()
         await self.server.start()
         self._tasks.append(asyncio.create_task(self._monitor(), name=f"{self.name}-health"))
         for job in self.background:
@@ -258,6 +288,9 @@ class GrpcService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.server.stop(grace)
+        if self._probe_server is not None:
+            await self._probe_server.stop(0)
+            self._probe_server = None
         if self._metrics_server is not None:
             await self._metrics_server.stop()
             self._metrics_server = None

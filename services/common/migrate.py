@@ -1,18 +1,17 @@
 """Schema migrations: one Alembic environment per database, all driven from this module.
 
-Every process owns one database and one migration environment, inside its package so that it ships with
-the code: ``services/identity/migrations``, ``services/residence/migrations``,
-``services/permits/migrations`` and ``gateway/migrations`` (each an ``env.py`` that calls
-:func:`run_environment`, a ``script.py.mako`` and ``versions/``). There is no ``alembic.ini``: the Config is
-built here, and every command runs on a connection of an async engine made by ``make_engine``
+Every process owns one database and one migration environment, inside its package so that it ships with the
+code: ``<package>/migrations`` holds an ``env.py`` that calls :func:`run_environment`, a ``script.py.mako``,
+``versions/``, and in its ``__init__`` the process's :class:`Database` (``Database.of(<package>)``), which the
+process passes to :func:`prepare_schema`. This kit names no process: the list of govhub's databases, and the
+command that migrates them, are in ``deploy/migrate.py``. There is no ``alembic.ini``: the Config is built
+here, and every command runs on a connection of an async engine made by ``make_engine``
 (``config.attributes["connection"]``), so SQLite and PostgreSQL take the same path. A whole command runs in
 one transaction: on PostgreSQL (transactional DDL) under an advisory lock, so that replicas starting together
 migrate once; on SQLite with foreign keys off (batch migrations copy tables) and an explicit BEGIN (pysqlite
 would otherwise run DDL outside it). A failed migration leaves the database as it was.
 
-    python -m services.common.migrate [upgrade|current|check|revision] [NAME|all]
-
-where NAME is identity, residence, permits or gateway.
+    python -m deploy.migrate [upgrade|current|check|revision] [NAME|all]
 
 ``upgrade`` (the default) brings each database named by the usual settings (``GOVHUB_<PROCESS>_DATABASE_URL``,
 default under ``GOVHUB_VAR_DIR``) to head; ``current`` prints each one's revision; ``check`` exits 1 unless
@@ -36,12 +35,8 @@ the differences.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import importlib
-import os
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -54,8 +49,8 @@ from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.db import is_sqlite, make_engine
-from services.common.settings import SettingsError, database_url_from_env
+from services.common.db import is_sqlite
+from services.common.settings import SettingsError
 
 T = TypeVar("T")
 
@@ -81,16 +76,11 @@ class Database:
         metadata: MetaData = importlib.import_module(self.models).Base.metadata
         return metadata
 
-
-DATABASES: dict[str, Database] = {
-    db.name: db
-    for db in (
-        Database("identity", "services.identity", "services.identity.store"),
-        Database("residence", "services.residence", "services.residence.store"),
-        Database("permits", "services.permits", "services.permits.store"),
-        Database("gateway", "gateway", "gateway.store"),
-    )
-}
+    @classmethod
+    def of(cls, package: str) -> Database:
+        """A process's database by govhub's layout: named after the package's last part, the models in
+        ``<package>.store``, the migration environment in ``<package>/migrations``."""
+        return cls(package.rpartition(".")[2], package, f"{package}.store")
 
 
 class SchemaNotCurrent(SettingsError):
@@ -99,7 +89,7 @@ class SchemaNotCurrent(SettingsError):
 
 
 def upgrade_hint(name: str) -> str:
-    return f"run `make migrate` or `python -m services.common.migrate upgrade {name}`"
+    return f"run `make migrate` or `python -m deploy.migrate upgrade {name}`"
 
 
 def alembic_config(database: Database, connection: Connection | None = None) -> Config:
@@ -118,7 +108,7 @@ def run_environment() -> None:
     config = context.config
     connection: Connection | None = config.attributes.get("connection")
     if context.is_offline_mode() or connection is None:
-        raise RuntimeError("run migrations through `python -m services.common.migrate`, not the alembic CLI")
+        raise RuntimeError("run migrations through `python -m deploy.migrate`, not the alembic CLI")
     database: Database = config.attributes["database"]
     context.configure(
         connection=connection,
@@ -239,18 +229,17 @@ async def _run(engine: AsyncEngine, fn: Callable[[Connection], T], *, write: boo
         return result
 
 
-async def schema_state(engine: AsyncEngine, name: str) -> SchemaState:
-    database = DATABASES[name]
+async def schema_state(engine: AsyncEngine, database: Database) -> SchemaState:
     return await _run(engine, lambda conn: _state(database, conn, _shown(engine.url)), write=False)
 
 
 # -- commands -----------------------------------------------------------------------------------------------
 
 
-async def upgrade(engine: AsyncEngine, name: str) -> tuple[SchemaState, SchemaState]:
-    """Bring `name`'s database to head (adopting a pre-migration database whose schema is the models').
+async def upgrade(engine: AsyncEngine, database: Database) -> tuple[SchemaState, SchemaState]:
+    """Bring the database to head (adopting a pre-migration database whose schema is the models').
     Returns the state before and after. Raises SchemaNotCurrent when it cannot."""
-    database = DATABASES[name]
+    name = database.name
     url = _shown(engine.url)
 
     def run(conn: Connection) -> tuple[SchemaState, SchemaState]:
@@ -275,9 +264,8 @@ async def upgrade(engine: AsyncEngine, name: str) -> tuple[SchemaState, SchemaSt
     return await _run(engine, run, write=True)
 
 
-async def check(engine: AsyncEngine, name: str) -> tuple[SchemaState, list[Any]]:
+async def check(engine: AsyncEngine, database: Database) -> tuple[SchemaState, list[Any]]:
     """The database's state and, when it is at head, how its schema differs from the models (nothing: ok)."""
-    database = DATABASES[name]
 
     def run(conn: Connection) -> tuple[SchemaState, list[Any]]:
         state = _state(database, conn, _shown(engine.url))
@@ -286,9 +274,8 @@ async def check(engine: AsyncEngine, name: str) -> tuple[SchemaState, list[Any]]
     return await _run(engine, run, write=False)
 
 
-async def revision(engine: AsyncEngine, name: str, message: str) -> str:
-    """Autogenerate the next revision of `name` (numbered 0001, 0002, …) against a database at head."""
-    database = DATABASES[name]
+async def revision(engine: AsyncEngine, database: Database, message: str) -> str:
+    """Autogenerate the next revision (numbered 0001, 0002, …) against a database at head."""
 
     def run(conn: Connection) -> str:
         config = alembic_config(database, conn)
@@ -312,80 +299,14 @@ def auto_migrate_mode(url: str, setting: str) -> str:
     return setting
 
 
-async def prepare_schema(engine: AsyncEngine, name: str, auto_migrate: str = "auto") -> None:
-    """The start-up rule (module docstring): return when `name`'s database is at head, after upgrading it
-    if the setting allows; otherwise raise SchemaNotCurrent naming the database and the command to run."""
-    state = await schema_state(engine, name)
+async def prepare_schema(engine: AsyncEngine, database: Database, auto_migrate: str = "auto") -> None:
+    """The start-up rule (module docstring): return when the database is at head, after upgrading it if
+    the setting allows; otherwise raise SchemaNotCurrent naming the database and the command to run."""
+    state = await schema_state(engine, database)
     if state.at_head:
         return
     mode = auto_migrate_mode(engine.url.render_as_string(), auto_migrate)
     if not state.unknown and (mode == "on" or (mode == "empty" and state.empty)):
-        await upgrade(engine, name)
+        await upgrade(engine, database)
         return
     raise SchemaNotCurrent(state.refusal())
-
-
-# -- python -m services.common.migrate ----------------------------------------------------------------------
-
-
-async def _command(action: str, name: str, url: str, message: str) -> bool:
-    engine = make_engine(url, pool_size=1)
-    try:
-        if action == "upgrade":
-            before, after = await upgrade(engine, name)
-            change = "already at head" if before.at_head else f"{before.describe()} -> {after.describe()}"
-            print(f"{name}: {change} ({after.url})")
-            return True
-        if action == "current":
-            state = await schema_state(engine, name)
-            print(f"{name}: {state.describe()} ({state.url})")
-            return True
-        if action == "check":
-            state, differences = await check(engine, name)
-            if not state.at_head:
-                print(f"{name}: OUT OF DATE: {state.describe()} ({state.url}); {upgrade_hint(name)}")
-                return False
-            if differences:
-                print(f"{name}: at head but the schema differs from the models ({state.url}):")
-                for difference in differences:
-                    print(f"  {difference}")
-                return False
-            print(f"{name}: ok, {state.describe()} ({state.url})")
-            return True
-        path = await revision(engine, name, message)
-        print(f"{name}: wrote {path}: read it, tidy it, and run `make fmt`")
-        return True
-    except SchemaNotCurrent as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return False
-    finally:
-        await engine.dispose()
-
-
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m services.common.migrate", description="Schema migrations of govhub's databases."
-    )
-    parser.add_argument(
-        "action", nargs="?", default="upgrade", choices=("upgrade", "current", "check", "revision")
-    )
-    parser.add_argument("database", nargs="?", default="all", choices=(*DATABASES, "all"))
-    parser.add_argument("-m", "--message", default="", help="the new revision's message (revision only)")
-    args = parser.parse_args(argv)
-    names = list(DATABASES) if args.database == "all" else [args.database]
-    if args.action == "revision" and (args.database == "all" or not args.message):
-        parser.error("revision needs one database and -m MESSAGE")
-    environ = os.environ if env is None else env
-    try:
-        urls = {name: database_url_from_env(name, environ) for name in names}
-    except SettingsError as exc:
-        print(f"migrate: {exc}", file=sys.stderr)
-        return 2
-    ok = True
-    for name in names:
-        ok = asyncio.run(_command(args.action, name, urls[name], args.message)) and ok
-    return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -69,6 +69,8 @@ def service_main(name: str, build: Builder) -> int:
             service = await build(settings, tracer_provider)
         service.metrics_address = settings.metrics_listen
         service.metrics_listen_setting = settings.metrics_listen_setting
+        service.probe_address = settings.probe_listen
+        service.probe_listen_setting = settings.probe_listen_setting
         await serve(service, settings.shutdown_grace)
 
     try:

@@ -74,6 +74,13 @@ def _optional_listen(env: Mapping[str, str], name: str, default_port: int) -> tu
     return _listen(env, name, default_port)
 
 
+def _listen_or_off(env: Mapping[str, str], name: str) -> tuple[str, int] | None:
+    """HOST:PORT like `_listen`; unset or ``off``: None (a listener that is off unless asked for)."""
+    if _get(env, name, "off").lower() == "off":
+        return None
+    return _listen(env, name, 0)
+
+
 def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
     """A file that must exist when the variable is set."""
     raw = _get(env, name, "")
@@ -221,7 +228,7 @@ def _database_url(env: Mapping[str, str], prefix: str, name: str, var_dir: Path)
 
 def database_url_from_env(process: str, env: Mapping[str, str]) -> str:
     """One process's database URL (``GOVHUB_<PROCESS>_DATABASE_URL``, default under ``GOVHUB_VAR_DIR``),
-    read without the process's other settings: ``python -m services.common.migrate`` needs nothing else."""
+    read without the process's other settings: ``python -m deploy.migrate`` needs nothing else."""
     if process not in (*SERVICES, "gateway"):
         raise SettingsError(f"unknown process {process!r}")
     return _database_url(env, f"GOVHUB_{process.upper()}", process, CommonSettings.from_env(env).var_dir)
@@ -246,6 +253,10 @@ class ServiceSettings:
     # Prometheus metrics on a port of their own (GOVHUB_<SERVICE>_METRICS_LISTEN; None: off). Built
     # directly (tests) a service serves none; from the environment the default is 127.0.0.1:915x.
     metrics_listen: tuple[str, int] | None = None
+    # GOVHUB_<SERVICE>_PROBE_LISTEN: a plaintext port serving the gRPC health service and nothing else,
+    # for probes that cannot present a client certificate (Kubernetes' native gRPC probes) when
+    # GOVHUB_TLS=on. None (unset or "off"): no such port.
+    probe_listen: tuple[str, int] | None = None
 
     @property
     def listen_setting(self) -> str:
@@ -254,6 +265,10 @@ class ServiceSettings:
     @property
     def metrics_listen_setting(self) -> str:
         return f"GOVHUB_{self.service.upper()}_METRICS_LISTEN"
+
+    @property
+    def probe_listen_setting(self) -> str:
+        return f"GOVHUB_{self.service.upper()}_PROBE_LISTEN"
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str]) -> ServiceSettings:
@@ -277,6 +292,7 @@ class ServiceSettings:
             call_timeout=_float(env, "GOVHUB_CALL_TIMEOUT", 5.0),
             security=SecuritySettings.from_env(env, common, server=service, caller=service),
             metrics_listen=_optional_listen(env, f"{prefix}_METRICS_LISTEN", DEFAULT_METRICS_PORTS[service]),
+            probe_listen=_listen_or_off(env, f"{prefix}_PROBE_LISTEN"),
         )
 
 

@@ -14,6 +14,7 @@ from services.common.outbox import EventFeed
 from services.common.service import ServiceContext
 from services.common.settings import ServiceSettings
 from services.identity.deaths import RegisterFollower, follow
+from services.identity.migrations import DATABASE
 from services.identity.policy import default_policy
 from services.identity.residence import GrpcHukouDirectory, HukouDirectory
 from services.identity.servicer import IdentityServicer
@@ -37,7 +38,7 @@ async def build_server(
         settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider
     )
     try:
-        await prepare_schema(engine, "identity", settings.common.auto_migrate)
+        await prepare_schema(engine, DATABASE, settings.common.auto_migrate)
     except BaseException:
         await engine.dispose()
         raise

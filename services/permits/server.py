@@ -13,6 +13,7 @@ from services.common.migrate import prepare_schema
 from services.common.outbox import EventFeed
 from services.common.service import ServiceContext
 from services.common.settings import ServiceSettings
+from services.permits.migrations import DATABASE
 from services.permits.servicer import PermitsServicer
 from services.permits.store import AuditEntry, OutboxEvent
 
@@ -26,7 +27,7 @@ async def build_server(
         settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider
     )
     try:
-        await prepare_schema(engine, "permits", settings.common.auto_migrate)
+        await prepare_schema(engine, DATABASE, settings.common.auto_migrate)
     except BaseException:
         await engine.dispose()
         raise

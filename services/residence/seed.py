@@ -36,6 +36,7 @@ from services.common.idnumber import Sex, build_id_number
 from services.common.migrate import prepare_schema
 from services.common.settings import ServiceSettings, SettingsError
 from services.residence import domain as d
+from services.residence.migrations import DATABASE
 from services.residence.policy import default_policy
 from services.residence.population import AREAS, generate_population
 from services.residence.stations import first_station
@@ -291,7 +292,7 @@ async def seed(
     the demo data and `households` generated households."""
     started = time.monotonic()
     policy = default_policy()
-    await prepare_schema(engine, "residence", auto_migrate)
+    await prepare_schema(engine, DATABASE, auto_migrate)
     await ensure_stations(engine)
     before = await _counts(engine)
     async with engine.begin() as conn:

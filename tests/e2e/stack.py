@@ -1,5 +1,5 @@
 """A hub whose processes a test can kill and restart one by one (the fault tests), started with the same
-commands and settings that ``make run`` uses."""
+commands and settings that ``make run`` uses; with ``tls=True`` over mutual TLS (``conftest.tls_env``)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,16 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.e2e.conftest import ROOT, free_port, hub_env
+from services.common.settings import TlsFiles
+from services.common.tls import channel_credentials
+from tests.e2e.conftest import ROOT, department_channel, free_port, hub_env, tls_env
 
 SERVICES = ("identity", "residence", "permits")
 
 
-def _grpc_serving(target: str) -> bool:
-    with grpc.insecure_channel(target) as channel:
+def _grpc_serving(target: str, tls: TlsFiles | None = None) -> bool:
+    channel = grpc.secure_channel(target, channel_credentials(tls)) if tls else grpc.insecure_channel(target)
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
         except grpc.RpcError:
@@ -38,10 +41,18 @@ def _http_ok(port: int) -> bool:
 
 
 class Stack:
-    def __init__(self, var_dir: Path, today: str = "2016-09-15", **extra_env: str) -> None:
+    def __init__(
+        self, var_dir: Path, today: str = "2016-09-15", *, tls: bool = False, **extra_env: str
+    ) -> None:
         self.var_dir = var_dir
         self.ports = {name: free_port() for name in (*SERVICES, "gateway")}
         self.env = hub_env(var_dir, self.ports, today)
+        # The back office's client certificate under mutual TLS (None: plaintext).
+        self.back_office: TlsFiles | None = None
+        if tls:
+            var_dir.mkdir(parents=True, exist_ok=True)
+            secure, self.back_office = tls_env(var_dir)
+            self.env.update(secure)
         self.env.update(extra_env)
         self.env.update(
             GOVHUB_GATEWAY_IDENTITY_TARGET=self.target("identity"),
@@ -58,6 +69,10 @@ class Stack:
 
     def target(self, name: str) -> str:
         return f"127.0.0.1:{self.ports[name]}"
+
+    def channel(self, name: str) -> grpc.aio.Channel:
+        """A channel to a department as its back office: mutual TLS when the stack runs it."""
+        return department_channel(self.target(name), self.back_office)
 
     def _spawn(self, label: str, module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = self.var_dir / f"{label}-{len(self.logs)}.log"
@@ -76,7 +91,7 @@ class Stack:
 
     def start(self, name: str) -> None:
         self.procs[name] = self._spawn(name, f"services.{name}", self.env)
-        self._wait(lambda: _grpc_serving(self.target(name)), name)
+        self._wait(lambda: _grpc_serving(self.target(name), self.back_office), name)
 
     def start_gateway(self, port: int | None = None) -> str:
         port = port or self.ports["gateway"]

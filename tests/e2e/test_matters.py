@@ -40,10 +40,13 @@ REPLAY_DAY = dt.date(2016, 11, 15)  # every matter is available; the 2016 pilot'
 @dataclass(frozen=True)
 class Mode:
     today: str  # GOVHUB_TODAY; "" leaves it unset: the real date
-    env: tuple[tuple[str, str], ...] = ()  # more settings of the hub (a TLS run adds GOVHUB_TLS here)
+    tls: bool = False  # mutual TLS between every process, every grant enforced
+    env: tuple[tuple[str, str], ...] = ()  # more settings of the hub
 
 
-MODES = {"replay-2016": Mode(REPLAY_DAY.isoformat()), "real-date": Mode("")}
+# Two runs keep `make test` short and still cover both axes: the 2016 replay over plaintext gRPC, and the
+# real date (no GOVHUB_TODAY) over mutual TLS as production runs.
+MODES = {"replay-2016-plaintext": Mode(REPLAY_DAY.isoformat()), "real-date-tls": Mode("", tls=True)}
 ONE_DAY = dt.timedelta(days=1)
 EMPLOYER = "91110000600037341L"
 XUHUI = next(h for h in DEMO_HOUSEHOLDS if h.region_code == "310104" and len(h.members) == 3)
@@ -65,7 +68,10 @@ def day(mode: str) -> dt.date:
 @pytest.fixture(scope="module")
 def hub(mode: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     running = start_hub(
-        tmp_path_factory.mktemp(f"matters-{mode}"), today=MODES[mode].today, extra_env=dict(MODES[mode].env)
+        tmp_path_factory.mktemp(f"matters-{mode}"),
+        today=MODES[mode].today,
+        extra_env=dict(MODES[mode].env),
+        tls=MODES[mode].tls,
     )
     yield running
     code = stop_hub(running.process)
@@ -81,9 +87,7 @@ def rid() -> str:
 
 class Departments:
     def __init__(self, hub: Hub) -> None:
-        self.channels = [
-            grpc.aio.insecure_channel(hub.targets[n]) for n in ("identity", "residence", "permits")
-        ]
+        self.channels = [hub.channel(n) for n in ("identity", "residence", "permits")]
         self.identity = identity_pb2_grpc.IdentityServiceStub(self.channels[0])
         self.residence = residence_pb2_grpc.ResidenceServiceStub(self.channels[1])
         self.permits = permits_pb2_grpc.PermitsServiceStub(self.channels[2])
@@ -503,5 +507,6 @@ async def test_zz_every_trail_is_intact_and_no_log_holds_a_raw_number(hub: Hub) 
     assert keys.id_number("360102199205200454") in keyed  # the renewal above was recorded, by key
     assert "360102199205200454" not in dump
     log = hub.log()
+    assert hub.refusals_of_access() == []
     for number in RAW_NUMBERS:
         assert number not in log, f"{number[:3]}… appears in a log line"

@@ -18,16 +18,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from deploy.migrate import DATABASES, main
 from gateway.app import create_app
 from services.common.db import create_schema, dispose_engine, make_engine
 from services.common.migrate import (
-    DATABASES,
     Database,
     SchemaNotCurrent,
     alembic_config,
     auto_migrate_mode,
     check,
-    main,
     prepare_schema,
     schema_state,
     upgrade,
@@ -36,7 +35,7 @@ from services.common.settings import CommonSettings, ServiceSettings
 from services.identity.server import build_server
 from tests.service.gateway_support import settings as gateway_settings
 
-HINT = "python -m services.common.migrate upgrade"
+HINT = "python -m deploy.migrate upgrade"
 # The identity revisions' head as released (a test revision is added after it).
 RELEASED_HEAD = (
     ScriptDirectory(
@@ -62,16 +61,16 @@ async def tables(engine: AsyncEngine) -> set[str]:
 async def test_every_revision_from_empty_matches_the_models_and_downgrades_to_nothing(
     engine: AsyncEngine, name: str
 ) -> None:
-    before, after = await upgrade(engine, name)
+    before, after = await upgrade(engine, DATABASES[name])
     assert before.empty and after.at_head
-    state, differences = await check(engine, name)
+    state, differences = await check(engine, DATABASES[name])
     assert state.at_head and differences == []
     assert await tables(engine) == {*DATABASES[name].metadata().tables, "alembic_version"}
 
     async with engine.begin() as conn:
         await conn.run_sync(lambda c: command.downgrade(alembic_config(DATABASES[name], c), "base"))
     assert await tables(engine) <= {"alembic_version"}
-    assert (await schema_state(engine, name)).empty
+    assert (await schema_state(engine, DATABASES[name])).empty
 
 
 def service_settings(db_url: str, auto_migrate: str) -> ServiceSettings:
@@ -125,6 +124,7 @@ def identity_with_a_new_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     moved = Moved(**{f.name: getattr(DATABASES["identity"], f.name) for f in dataclasses.fields(Database)})
     monkeypatch.setitem(DATABASES, "identity", moved)
+    monkeypatch.setattr("services.identity.server.DATABASE", moved)
     return moved
 
 
@@ -146,7 +146,7 @@ async def test_a_service_refuses_a_database_behind_head_and_names_the_command(
     message = str(refused.value)
     assert "identity database" in message and f"at {RELEASED_HEAD}, behind head 9999" in message
     assert "make migrate" in message and f"{HINT} identity" in message
-    assert (await schema_state(engine, "identity")).revisions == (RELEASED_HEAD,)  # nothing was changed
+    assert (await schema_state(engine, DATABASES["identity"])).revisions == (RELEASED_HEAD,)  # unchanged
 
     code = await asyncio.to_thread(main, ["check", "identity"], {"GOVHUB_IDENTITY_DATABASE_URL": db_url})
     out = capsys.readouterr().out
@@ -154,7 +154,7 @@ async def test_a_service_refuses_a_database_behind_head_and_names_the_command(
 
     service = await build_server(service_settings(db_url, "on"))  # GOVHUB_AUTO_MIGRATE=on upgrades at start
     await service.stop(0)
-    assert (await schema_state(engine, "identity")).at_head
+    assert (await schema_state(engine, DATABASES["identity"])).at_head
 
     code = await asyncio.to_thread(main, ["current", "identity"], {"GOVHUB_IDENTITY_DATABASE_URL": db_url})
     assert code == 0 and "identity: at head 9999" in capsys.readouterr().out
@@ -164,10 +164,12 @@ async def test_off_refuses_even_an_empty_database_and_auto_creates_it(
     db_url: str, engine: AsyncEngine
 ) -> None:
     with pytest.raises(SchemaNotCurrent, match=rf"permits database .* is empty .*{HINT} permits"):
-        await prepare_schema(engine, "permits", "off")
+        await prepare_schema(engine, DATABASES["permits"], "off")
     assert await tables(engine) == set()
-    await prepare_schema(engine, "permits", "auto")  # SQLite: upgrade; PostgreSQL: an empty database only
-    assert (await schema_state(engine, "permits")).at_head
+    await prepare_schema(
+        engine, DATABASES["permits"], "auto"
+    )  # SQLite: upgrade; PostgreSQL: an empty database only
+    assert (await schema_state(engine, DATABASES["permits"])).at_head
 
 
 def test_auto_means_upgrade_on_sqlite_and_create_only_empty_on_postgresql() -> None:
@@ -180,18 +182,18 @@ def test_auto_means_upgrade_on_sqlite_and_create_only_empty_on_postgresql() -> N
 async def test_a_revision_this_release_does_not_know_is_refused_whatever_the_setting(
     engine: AsyncEngine,
 ) -> None:
-    await upgrade(engine, "permits")
+    await upgrade(engine, DATABASES["permits"])
     async with engine.begin() as conn:
         await conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
     for mode in ("on", "auto", "off"):
         with pytest.raises(SchemaNotCurrent, match="0099, which this release does not know"):
-            await prepare_schema(engine, "permits", mode)
+            await prepare_schema(engine, DATABASES["permits"], mode)
 
 
 async def test_the_gateway_refuses_to_start_on_a_database_it_may_not_migrate(
     db_url: str, engine: AsyncEngine
 ) -> None:
-    await upgrade(engine, "gateway")
+    await upgrade(engine, DATABASES["gateway"])
     async with engine.begin() as conn:  # tables without a migration history
         await conn.execute(text("DELETE FROM alembic_version"))
     app = create_app(dataclasses.replace(gateway_settings(db_url), common=CommonSettings(auto_migrate="off")))
@@ -206,7 +208,7 @@ async def test_a_pre_migration_database_is_adopted_only_if_it_matches_the_models
 ) -> None:
     residence = DATABASES["residence"].metadata()
     await create_schema(engine, residence)  # as every process made its schema before migrations
-    before, after = await upgrade(engine, "residence")
+    before, after = await upgrade(engine, DATABASES["residence"])
     assert before.unversioned and after.at_head
 
     async with engine.begin() as conn:  # the same database, cleared, as identity's before the address record
@@ -216,7 +218,7 @@ async def test_a_pre_migration_database_is_adopted_only_if_it_matches_the_models
         for column in ("address_region_code", "address", "address_recorded_on"):
             await conn.execute(text(f"ALTER TABLE cards DROP COLUMN {column}"))
     with pytest.raises(SchemaNotCurrent, match=r"no migration history, and its schema differs .*cards"):
-        await upgrade(engine, "identity")
+        await upgrade(engine, DATABASES["identity"])
     with pytest.raises(SchemaNotCurrent, match=r"identity database .* differs"):
         await build_server(service_settings(db_url, "on"))
-    assert not (await schema_state(engine, "identity")).revisions  # left as it was
+    assert not (await schema_state(engine, DATABASES["identity"])).revisions  # left as it was

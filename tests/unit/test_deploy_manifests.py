@@ -78,17 +78,29 @@ def test_known_settings_come_from_the_settings_code() -> None:
     assert "GOVHUB_IDENTITY_LISTN" not in known
 
 
-def test_json_patch_operations() -> None:
-    doc = {"spec": {"a": [1, 2], "b": {"c": 1}}}
-    validate.json_patch(doc, {"op": "add", "path": "/spec/a/-", "value": 3})
-    validate.json_patch(doc, {"op": "replace", "path": "/spec/b/c", "value": 2})
-    validate.json_patch(doc, {"op": "remove", "path": "/spec/a/0"})
-    validate.json_patch(doc, {"op": "add", "path": "/spec/d~1e", "value": "x"})
-    assert doc == {"spec": {"a": [2, 3], "b": {"c": 2}, "d/e": "x"}}
-    with pytest.raises(KeyError):
-        validate.json_patch(doc, {"op": "replace", "path": "/spec/missing", "value": 1})
-    with pytest.raises(ValueError):
-        validate.json_patch(doc, {"op": "move", "path": "/spec/a", "from": "/spec/b"})
+def test_production_runs_mutual_tls_and_probes_the_probe_port() -> None:
+    prod = {r.key: r.obj for r in validate.build_kustomization(validate.OVERLAYS_DIR / "production")}
+    settings = prod[("ConfigMap", "govhub-settings")]["data"]
+    assert settings["GOVHUB_TLS"] == "on"
+    assert settings["GOVHUB_IDENTITY_TLS_CLIENT_CERT"] == "/etc/govhub/tls/clients/identity.crt"
+    identity = prod[("Deployment", "identity")]["spec"]["template"]["spec"]
+    tls = identity["volumes"][0]
+    assert tls["name"] == "tls"
+    assert [(s["secret"]["name"], s["secret"]["optional"]) for s in tls["projected"]["sources"]] == [
+        ("govhub-identity-tls", False),
+        ("govhub-identity-client-tls", False),
+    ]
+    container = identity["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["probe"] == 9251
+    assert container["readinessProbe"]["grpc"] == {"port": 9251}
+    assert settings["GOVHUB_IDENTITY_PROBE_LISTEN"] == "0.0.0.0:9251"
+    dev = {r.key: r.obj for r in validate.build_kustomization(validate.OVERLAYS_DIR / "development")}
+    assert dev[("ConfigMap", "govhub-settings")]["data"]["GOVHUB_TLS"] == "off"
+
+
+def test_the_cert_manager_example_issues_what_production_mounts() -> None:
+    production = validate.build_kustomization(validate.OVERLAYS_DIR / "production")
+    assert validate.check_cert_manager_example(production) == 5
 
 
 # -- deliberately broken copies -----------------------------------------------------------------------
@@ -172,10 +184,89 @@ BROKEN_OVERLAYS: dict[str, tuple[Callable[[Path], None], str]] = {
     "a probe on the wrong port": (
         lambda d: edit(
             d / "k8s/base/residence.yaml",
+            "grpc:\n              port: 9252",
             "grpc:\n              port: 50052",
-            "grpc:\n              port: 50053",
         ),
-        "startupProbe must be a native gRPC probe on port 50052",
+        "startupProbe must be a native gRPC probe on the probe port 9252 (GOVHUB_RESIDENCE_PROBE_LISTEN)",
+    ),
+    "no probe port": (
+        lambda d: edit(d / "k8s/base/settings.yaml", "  GOVHUB_PERMITS_PROBE_LISTEN: 0.0.0.0:9253\n", ""),
+        "Deployment/permits: container permits: set GOVHUB_PERMITS_PROBE_LISTEN",
+    ),
+    "a probe port on loopback": (
+        lambda d: edit(d / "k8s/base/settings.yaml", "0.0.0.0:9253", "127.0.0.1:9253"),
+        "GOVHUB_PERMITS_PROBE_LISTEN must listen on 0.0.0.0:<port>",
+    ),
+    "a probe port that is the metrics port": (
+        lambda d: edit(d / "k8s/base/settings.yaml", "0.0.0.0:9253", "0.0.0.0:9153"),
+        "GOVHUB_PERMITS_PROBE_LISTEN (9153) must be a port of its own",
+    ),
+    "a probe container port out of step": (
+        lambda d: edit(d / "k8s/base/identity.yaml", "containerPort: 9251", "containerPort: 9250"),
+        "Deployment/identity: container identity: the container port named 'probe' must be 9251",
+    ),
+    "a Service offering the probe port": (
+        lambda d: edit(
+            d / "k8s/base/identity.yaml",
+            "    - name: metrics\n      port: 9151\n",
+            "    - name: probe\n      port: 9251\n      targetPort: probe\n      protocol: TCP\n"
+            "    - name: metrics\n      port: 9151\n",
+        ),
+        "Service/identity: exposes the probe port 9251 of identity: it is for the kubelet only",
+    ),
+    "production with mutual TLS off": (
+        lambda d: edit(
+            d / "k8s/overlays/production/patches/tls-settings.yaml", 'value: "on"', 'value: "off"'
+        ),
+        "a production overlay must run mutual TLS (GOVHUB_TLS=on)",
+    ),
+    "production without its TLS settings": (
+        lambda d: edit(
+            d / "k8s/overlays/production/kustomization.yaml",
+            "  - path: patches/tls-settings.yaml\n    target:\n      kind: ConfigMap\n"
+            "      name: govhub-settings\n",
+            "",
+        ),
+        "a production overlay must run mutual TLS",
+    ),
+    "a certificate Secret optional in production": (
+        lambda d: edit(
+            d / "k8s/overlays/production/patches/identity-client-tls-required.yaml",
+            "value: false",
+            "value: true",
+        ),
+        "Secret govhub-identity-client-tls (GOVHUB_IDENTITY_TLS_CLIENT_CERT) may not be optional",
+    ),
+    "a certificate file no Secret delivers": (
+        lambda d: edit(
+            d / "k8s/overlays/production/patches/tls-settings.yaml",
+            "/etc/govhub/tls/permits.key",
+            "/etc/govhub/tls/permits.pem",
+        ),
+        "GOVHUB_PERMITS_TLS_KEY=/etc/govhub/tls/permits.pem: no Secret of the volume at /etc/govhub/tls",
+    ),
+    "a certificate on no mounted Secret": (
+        lambda d: edit(
+            d / "k8s/overlays/production/patches/tls-settings.yaml",
+            "value: /etc/govhub/tls/ca.crt",
+            "value: /var/lib/govhub/ca.crt",
+        ),
+        "govhub refuses its settings: GOVHUB_TLS_CA=/var/lib/govhub/ca.crt: no such file",
+    ),
+    "a patch guard that does not hold": (
+        lambda d: edit(
+            d / "k8s/overlays/production/patches/tls-secrets-required.yaml", "value: tls", "value: tmp"
+        ),
+        "/gateway.yaml: Deployment/gateway: test /spec/template/spec/volumes/0/name: tls",
+    ),
+    "a gateway without the shared audit key": (
+        lambda d: edit(
+            d / "k8s/base/gateway.yaml",
+            "            - name: audit-key\n              mountPath: /etc/govhub/audit\n",
+            "            - name: audit-key\n              mountPath: /etc/govhub/audit-key\n",
+        ),
+        "Deployment/gateway: container gateway: the audit key /etc/govhub/audit/audit.key must come from a "
+        "mounted volume",
     ),
     "a writable root file system": (
         lambda d: edit(
@@ -241,15 +332,53 @@ BROKEN_OVERLAYS: dict[str, tuple[Callable[[Path], None], str]] = {
 
 
 @pytest.mark.parametrize("case", BROKEN_OVERLAYS)
-def test_a_broken_overlay_fails_naming_file_and_object(
-    case: str, deploy_copy: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_broken_overlay_fails_naming_file_and_object(case: str, deploy_copy: Path) -> None:
     breaks, message = BROKEN_OVERLAYS[case]
     breaks(deploy_copy)
-    monkeypatch.setattr(validate, "POSTGRES_INIT", deploy_copy / "postgres/init-databases.sh")
     with pytest.raises(DeployError) as caught:
         for name in OVERLAYS:
-            validate.check_overlay(deploy_copy / "k8s/overlays" / name, use_kubectl=False)
+            validate.check_overlay(
+                deploy_copy / "k8s/overlays" / name,
+                use_kubectl=False,
+                postgres_init=deploy_copy / "postgres/init-databases.sh",
+            )
+    assert message in str(caught.value)
+
+
+BROKEN_CERTIFICATES: dict[str, tuple[str, str, str]] = {
+    "a Secret nobody mounts": (
+        "secretName: govhub-permits-tls",
+        "secretName: govhub-permit-tls",
+        "the Certificates issue ['govhub-gateway-client-tls', 'govhub-identity-client-tls', "
+        "'govhub-identity-tls', 'govhub-permit-tls', 'govhub-residence-tls'], but the production overlay "
+        "mounts",
+    ),
+    "a client identity grants.toml does not know": (
+        "commonName: gateway",
+        "commonName: hall-gateway",
+        "Certificate/govhub-gateway-client-tls: a client certificate needs usage 'client auth' and "
+        "commonName 'gateway'",
+    ),
+    "a server certificate for another name": (
+        "    - residence.govhub.svc\n",
+        "    - residence.other.svc\n",
+        "Certificate/govhub-residence-tls: a server certificate needs usage 'server auth' and dnsNames",
+    ),
+    "a server certificate used as a client one": (
+        "    - server auth\n",
+        "    - client auth\n",
+        "Certificate/govhub-identity-tls: a server certificate needs usage 'server auth'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_CERTIFICATES)
+def test_a_broken_cert_manager_example_fails(case: str, deploy_copy: Path) -> None:
+    old, new, message = BROKEN_CERTIFICATES[case]
+    edit(deploy_copy / "k8s/cert-manager/certificates.yaml", old, new)
+    production = validate.build_kustomization(validate.OVERLAYS_DIR / "production")
+    with pytest.raises(DeployError) as caught:
+        validate.check_cert_manager_example(production, deploy_copy / "k8s/cert-manager")
     assert message in str(caught.value)
 
 

@@ -1,1 +1,5 @@
 """The identity database's migration environment (Alembic), driven by services.common.migrate."""
+
+from services.common.migrate import Database
+
+DATABASE = Database.of("services.identity")

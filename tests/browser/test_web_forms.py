@@ -1,0 +1,59 @@
+"""The generated forms (pure): every declared field of every matter gets a labelled control named by the
+API's path, and the posted form becomes the API's submission."""
+
+from __future__ import annotations
+
+from multidict import MultiDict, MultiDictProxy
+
+from gateway.actions import known_actions
+from gateway.catalogue import load_catalogue
+from gateway.web import forms
+
+CATALOGUE = load_catalogue(known_actions())
+LABELS = {"phone": "phone", "email": "email", "notify_language": "language"}
+
+
+def test_every_declared_field_has_a_control_named_by_its_api_path() -> None:
+    for matter in CATALOGUE.values():
+        fields, uploads, _ = forms.controls(matter, "zh", labels=LABELS)
+        assert [c.name for c in fields] == [f"data.{f.path}" for f in matter.fields]
+        assert [c.label for c in fields] == [f.title_zh for f in matter.fields]
+        assert [c.name for c in uploads] == [f"materials.{m.key}" for m in matter.materials if m.upload]
+        for control, spec in zip(fields, matter.fields, strict=True):
+            if spec.kind == "choice":
+                assert [v for v, _ in control.choices] == list(spec.choices)
+            assert len({c.id for c in fields}) == len(fields)  # every label points at one control
+
+
+def test_errors_go_to_the_field_they_name() -> None:
+    matter = CATALOGUE["id-card-renewal-cross-province"]
+    errors = {"data.applicant.id_number": ["bad"], "contact.phone": ["phone"]}
+    fields, _, contact = forms.controls(matter, "en", errors=errors, labels=LABELS)
+    assert {c.name: c.errors for c in fields if c.errors} == {"data.applicant.id_number": ("bad",)}
+    assert {c.name: c.errors for c in contact if c.errors} == {"contact.phone": ("phone",)}
+
+
+def test_the_posted_form_becomes_the_submission() -> None:
+    matter = CATALOGUE["newborn-registration"]
+    form = MultiDictProxy(
+        MultiDict(
+            {
+                "data.guardian.id_number": " 310104198004020010 ",
+                "data.guardian.name": "张沪生",
+                "data.newborn.sex": "FEMALE",
+                "data.newborn.birth_date": "2016-09-01",
+                "data.newborn.name": "",  # empty: left out, so the API names it as missing
+                "contact.phone": "13800000000",
+                "contact.language": "en",
+            }
+        )
+    )
+    body = forms.submission(matter, form, {"birth_certificate": "a" * 64})
+    assert body["matter"] == "newborn-registration"
+    assert body["data"]["guardian"] == {"id_number": "310104198004020010", "name": "张沪生"}
+    assert body["data"]["newborn"] == {"sex": "FEMALE", "birth_date": "2016-09-01"}
+    assert body["data"]["first_id_card"] is False  # an unticked box is a no
+    assert body["materials"] == {"birth_certificate": "a" * 64}
+    assert body["contact"] == {"phone": "13800000000", "language": "en"}
+    no_contact = forms.submission(matter, MultiDictProxy(MultiDict({"contact.language": "zh"})), {})
+    assert "contact" not in no_contact and "materials" not in no_contact
