@@ -25,6 +25,7 @@ from gateway.metrics import Metrics
 from gateway.migrations import DATABASE
 from gateway.notify import Notifier, Sender
 from gateway.problems import problem_middleware
+from gateway.quotes import Quotes
 from gateway.ratelimit import RateLimiter
 from gateway.routes import routes
 from gateway.saga.runner import RunnerSettings, SagaRunner
@@ -39,6 +40,7 @@ from gateway.typedefs import (
     metrics_key,
     notifier_key,
     progress_limiter_key,
+    quotes_key,
     runner_key,
     sessions_key,
     settings_key,
@@ -124,6 +126,7 @@ def create_app(
     app[settings_key] = settings
     app[clock_key] = clock or Clock(settings.common.today)
     app[catalogue_key] = load_catalogue()
+    app[quotes_key] = Quotes(lambda: app.get(departments_key) or {})
     app[tracer_provider_key] = provider
     app[material_files_key] = MaterialFiles(settings.materials_dir, settings.material_max_bytes)
     app[verifier_key] = TokenVerifier(
