@@ -12,6 +12,13 @@ from gateway.web import api, common, counter, hall
 from gateway.web.pages import sessions_app_key
 from gateway.web.session import Sessions, load_key
 
+PAGE_PREFIXES = ("/hall/", "/counter/", "/backoffice/", "/static/web/", "/lang/")
+
+
+def is_page(path: str) -> bool:
+    """A route of the pages (HTML for people), not of the API the OpenAPI document describes."""
+    return path == "/" or path.startswith(PAGE_PREFIXES)
+
 
 def setup(app: web.Application) -> None:
     """Mount the pages on the gateway `app` (its settings already set)."""

@@ -210,7 +210,12 @@ def form_page(
     fields, uploads, contact = forms.controls(matter, lang, values, errors, labels=labels)
     known = {c.name for c in (*fields, *uploads, *contact)}
     # errors the form has no field for (e.g. a department's finding on a step) go to the summary
-    others = [text for name, texts in (errors or {}).items() if name not in known for text in texts]
+    others = [
+        f"{name}: {text}" if name else text
+        for name, texts in (errors or {}).items()
+        if name not in known
+        for text in texts
+    ]
     invalid = [c for c in (*fields, *uploads, *contact) if c.errors]
     return render(
         request,

@@ -63,9 +63,9 @@ WORDS: dict[str, tuple[str, str]] = {
     "case_no": ("办件编号", "Case number"),
     "query_code": ("查询码", "Query code"),
     "query_code_once": (
-        "查询码只显示这一次，请妥善保存：凭办件编号和查询码可随时查询进度。",
-        "The query code is shown only this once: keep it. With the case number and the code anyone can "
-        "follow the case.",
+        "请妥善保存查询码：系统只保存它的校验值，日后无法再次显示。凭办件编号和查询码可随时查询进度。",
+        "Keep the query code: govhub keeps only a hash of it and cannot show it again later. With the case "
+        "number and the code anyone can follow the case.",
     ),
     "matter": ("事项", "Matter"),
     "state": ("状态", "Status"),

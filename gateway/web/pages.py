@@ -27,8 +27,8 @@ AREA_ROLES = {"hall": "citizen", "counter": "counter", "backoffice": "department
 # Every page: scripts and styles only from the gateway itself (none inline), no framing, forms post only
 # here, nothing cached. A stricter policy set by a later middleware replaces these.
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from multidict import MultiDict, MultiDictProxy
 
-from gateway.actions import known_actions
 from gateway.catalogue import load_catalogue
 from gateway.web import forms
 
-CATALOGUE = load_catalogue(known_actions())
+CATALOGUE = load_catalogue()
 LABELS = {"phone": "phone", "email": "email", "notify_language": "language"}
 
 
