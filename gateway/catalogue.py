@@ -69,6 +69,9 @@ class MaterialSpec:
     title_zh: str
     required: bool = True
     upload: bool = True  # False: shown to the applicant and checked at the counter, not uploaded
+    # evidence of a claim: required when this field is set (true, or a non-empty list), e.g. the proof of
+    # a talent programme when the applicant claims one
+    required_when: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,7 @@ class Matter:
                     "title_zh": m.title_zh,
                     "required": m.required,
                     "how": "upload" if m.upload else "in person",
+                    **({"required_when": m.required_when} if m.required_when else {}),
                 }
                 for m in self.materials
             ],
@@ -333,10 +337,12 @@ def _check_rules(
                 )
 
 
-def validate_materials(matter: Matter, materials: Any) -> tuple[dict[str, str], list[FieldViolation]]:
+def validate_materials(
+    matter: Matter, materials: Any, data: dict[str, Any] | None = None
+) -> tuple[dict[str, str], list[FieldViolation]]:
     """Check the submission's ``materials`` ({kind: sha256}) against the matter's list: every required
-    kind present, no unknown kind, each value a SHA-256. Returns the well-formed choices and every
-    problem; whether each was uploaded is the caller's check."""
+    kind present (evidence of a claim in `data` too), no unknown kind, each value a SHA-256. Returns the
+    well-formed choices and every problem; whether each was uploaded is the caller's check."""
     errors = ValidationCollector()
     if materials is None:
         materials = {}
@@ -351,14 +357,24 @@ def validate_materials(matter: Matter, materials: Any) -> tuple[dict[str, str], 
     for spec in known.values():
         value = materials.get(spec.key)
         if value is None or value == "":
+            claimed = spec.required_when is not None and _get(data or {}, spec.required_when) not in _UNSET
             if spec.required:
                 errors.add(f"materials.{spec.key}", "REQUIRED", f"{spec.title} is required")
+            elif claimed:
+                errors.add(
+                    f"materials.{spec.key}",
+                    "EVIDENCE_REQUIRED",
+                    f"{spec.title} is required with data.{spec.required_when}",
+                )
             continue
         if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
             errors.add(f"materials.{spec.key}", "NOT_A_SHA256", "give the sha256 that the upload answered")
             continue
         chosen[spec.key] = value
     return chosen, errors.violations
+
+
+_UNSET = (None, False, "", [], 0)
 
 
 def _set(data: dict[str, Any], path: str, value: Any) -> None:
@@ -392,7 +408,14 @@ def _matter(raw: dict[str, Any], source: str, known_actions: Mapping[str, Action
             for f in raw.get("fields", [])
         )
         materials = tuple(
-            MaterialSpec(m["key"], m["title"], m["title_zh"], m.get("required", True), m.get("upload", True))
+            MaterialSpec(
+                m["key"],
+                m["title"],
+                m["title_zh"],
+                m.get("required", "required_when" not in m),
+                m.get("upload", True),
+                m.get("required_when"),
+            )
             for m in raw.get("materials", [])
         )
         steps = tuple(
@@ -492,6 +515,11 @@ def _check(matter: Matter, source: str, known_actions: Mapping[str, Action]) -> 
     if len(set(keys)) != len(keys) or not keys:
         raise CatalogueError(f"{source}: step keys must be present and unique")
     material_keys = {m.key for m in matter.materials}
+    for m in matter.materials:
+        if m.required_when is not None and m.required_when not in paths:
+            raise CatalogueError(
+                f"{source}: material {m.key}: required_when {m.required_when!r} is not a field"
+            )
     seen: set[str] = set()
     for step in matter.steps:
         if step.action not in known_actions:

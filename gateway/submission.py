@@ -102,7 +102,7 @@ async def submit(request: web.Request, body: dict[str, Any], opening: Opening) -
         data = validate_submission(matter, body.get("data"), today, entry_within_days=within)
     except InvalidArgument as exc:
         violations.extend(exc.violations)
-    chosen, problems = validate_materials(matter, body.get("materials"))
+    chosen, problems = validate_materials(matter, body.get("materials"), data)
     violations.extend(problems)
     contact = _contact(body.get("contact"), violations)
     materials = await _uploaded(request, chosen, violations)

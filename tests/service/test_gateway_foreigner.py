@@ -79,9 +79,9 @@ DATA = {
 APPLICANT = citizen("E12345678")  # a foreigner's token names the passport number
 
 
-async def upload_all(client: TestClient) -> dict[str, str]:
+async def upload_all(client: TestClient, kinds: list[str] = MATERIALS) -> dict[str, str]:
     shas = {}
-    for kind in MATERIALS:
+    for kind in kinds:
         content = b"%PDF-1.4\n% " + kind.encode() + b"\n%%EOF\n"
         form = aiohttp.FormData()
         form.add_field("file", content, filename=f"{kind}.pdf", content_type="application/pdf")
@@ -253,6 +253,19 @@ async def test_a_job_change_inside_china_names_the_permit_held_and_all_category_
     data = {k: v for k, v in DATA.items() if k != "entry_date"}
     data["held_residence_permit_number"] = "RP-310000-0042"
     data["category"] = {"special_criteria": ["TALENT_PROGRAMME"], "top_university_or_fortune500": True}
+    # a claim needs its evidence: refused naming the material, before anything is sent
+    resp = await client.post(
+        "/api/v1/cases",
+        json={"matter": "foreigner-employment", "data": data, "materials": shas},
+        headers=APPLICANT,
+    )
+    assert resp.status == 400
+    assert {(e["field"], e["reason"]) for e in (await resp.json())["errors"]} == {
+        ("materials.talent_evidence", "EVIDENCE_REQUIRED"),
+        ("materials.top_university_or_fortune500_proof", "EVIDENCE_REQUIRED"),
+    }
+    assert not permits.calls_to("CreateWorkPermitApplication")
+    shas |= await upload_all(client, ["talent_evidence", "top_university_or_fortune500_proof"])
     resp = await client.post(
         "/api/v1/cases",
         json={"matter": "foreigner-employment", "data": data, "materials": shas},
