@@ -75,26 +75,32 @@ migrate: $(INSTALLED) ## upgrade every database (GOVHUB_<PROCESS>_DATABASE_URL, 
 token: $(GEN_STAMP) ## mint a development bearer token: make token ROLE=citizen SUB=me ID=<id number> [HALL= DEPT=]
 	@$(PY) -m gateway.auth token --role "$(ROLE)" --sub "$(SUB)" $(if $(ID),--id "$(ID)") $(if $(HALL),--hall "$(HALL)") $(if $(DEPT),--dept "$(DEPT)")
 
-.PHONY: certs audit-verify
+.PHONY: certs audit-verify audit-deps lock
 certs: $(INSTALLED) ## development CA + server/client certificates in var/certs/ and var/audit.key, for GOVHUB_TLS=on
 	$(PY) -m services.common.certs --dir "$${GOVHUB_VAR_DIR:-var}/certs"
 
-audit-verify: $(GEN_STAMP) ## check the audit chains of the databases under var/ (or DB=<database URL>); names the first tampered entry
+audit-verify: $(GEN_STAMP) ## check every audit chain (the processes' settings: GOVHUB_VAR_DIR, GOVHUB_<PROCESS>_DATABASE_URL; or DB=<url>); one line per chain
 	@if [ -n "$(DB)" ]; then exec $(PY) -m services.common.audit verify --database "$(DB)"; fi; \
-	status=0; for s in identity residence permits; do \
-	  if [ -f var/$$s.db ]; then printf '%s: ' $$s; \
-	    $(PY) -m services.common.audit verify --database "sqlite+aiosqlite:///var/$$s.db" || status=1; fi; \
-	done; exit $$status
+	exec $(PY) -m services.common.audit verify-all
+
+lock: $(INSTALLED) ## write requirements.lock: the exact versions of everything installed (what make audit-deps checks)
+	$(PY) -m pip freeze --exclude-editable --disable-pip-version-check | grep -v '^govhub' > requirements.lock
+
+audit-deps: $(INSTALLED) ## check the locked dependencies for known vulnerabilities (pip-audit; not part of make test)
+	@$(PY) -m deploy.audit_deps
 
 bench: $(GEN_STAMP) ## benchmarks (not part of make test): gateway beside bare, saturation and half load; var/bench/
 	$(PY) -m tests.perf.bench $(BENCH_ARGS)
 
-.PHONY: bench-postgres bench-scale
+.PHONY: bench-postgres bench-scale bench-soak
 bench-postgres: $(GEN_STAMP) ## make bench on the local PostgreSQL (GOVHUB_BENCH_POSTGRES_URL; own databases, dropped after)
 	$(PY) -m tests.perf.bench --database postgresql $(BENCH_ARGS)
 
 bench-scale: $(GEN_STAMP) ## make bench at 10 k and at 1 M seeded people, lookups compared (seeding 1 M takes minutes)
 	$(PY) -m tests.perf.bench --people 10000,1000000 $(BENCH_ARGS)
+
+bench-soak: $(GEN_STAMP) ## make bench, then 100 k more requests watching each process's memory
+	$(PY) -m tests.perf.bench --soak 100000 $(BENCH_ARGS)
 
 clean: ## remove the venv, generated code and local databases
 	rm -rf $(VENV) $(GEN) var .tools .pytest_cache .ruff_cache

@@ -7,9 +7,8 @@ import socket
 import sys
 
 import structlog
-from aiohttp import web
 
-from gateway.app import create_app
+from gateway.app import create_app, run
 from services.common.logging import configure_logging
 from services.common.settings import GatewaySettings, SettingsError
 from services.common.tracing import configure_tracing
@@ -45,7 +44,7 @@ def main() -> int:
     app = create_app(settings, tracer_provider=tracer_provider)
     log.info("serving", address=f"http://{settings.host}:{settings.port}")
     try:
-        web.run_app(app, sock=sock, print=None, shutdown_timeout=settings.shutdown_grace, access_log=None)
+        run(app, sock, settings.shutdown_grace)
     except SettingsError as exc:  # e.g. a database behind the migrations this release knows
         log.error("cannot start", error=str(exc))
         print(f"gateway: {exc}", file=sys.stderr)

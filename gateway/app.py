@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import socket
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import structlog
-from aiohttp import web
-from opentelemetry import context as otel_context
-from opentelemetry import propagate
-from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+from aiohttp import web, web_protocol
+from aiohttp.http_exceptions import LineTooLong
+from opentelemetry.trace import TracerProvider
 
 from gateway import web as web_pages
-from gateway.audit import audit_middleware, trail_for, trail_key
+from gateway.audit import audit_middleware, purpose_middleware, trail_for, trail_key
 from gateway.auth import TokenVerifier, auth_middleware, load_keys
 from gateway.catalogue import load_catalogue
 from gateway.clients import Department, DepartmentHealth, grpc_departments
@@ -24,9 +26,9 @@ from gateway.materials import MaterialFiles
 from gateway.metrics import Metrics
 from gateway.migrations import DATABASE
 from gateway.notify import Notifier, Sender
-from gateway.problems import problem_middleware
+from gateway.problems import problem_body, problem_middleware
 from gateway.quotes import Quotes
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import CodeGuard
 from gateway.routes import routes
 from gateway.saga.runner import RunnerSettings, SagaRunner
 from gateway.typedefs import (
@@ -58,30 +60,115 @@ log = structlog.get_logger("govhub.gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def tracing_middleware(
-    tracer_provider: TracerProvider,
+SERVER_NAME = "govhub"  # the Server header: no product or version for a scanner to match
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+# Answers that hold nothing personal and may be cached; every other answer is marked no-store.
+CACHEABLE = ("/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/matters", "/api/v1/stats")
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every answer as it is prepared (errors and streams included): the security headers, a
+    Server header without versions, and ``Cache-Control: no-store`` on anything but the public catalogue.
+    A response that set its own (the web pages' policy, which lets their own styles and scripts load;
+    the static files' caching) keeps them."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers["Server"] = SERVER_NAME
+    path = request.path
+    if "Cache-Control" not in response.headers and not any(
+        path == p or path.startswith(p + "/") for p in CACHEABLE
+    ):
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+
+
+class ProblemRequestHandler(web_protocol.RequestHandler):
+    """aiohttp's protocol, answering a request it cannot parse (oversized header or request line, bad
+    method, malformed message) as problem+json without echoing any of it, logged as a warning."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the answer has started; the connection is closed")
+        if isinstance(exc, LineTooLong):
+            status, title = 431, "A header or the request line is too long"
+        else:
+            title = "The request is not valid HTTP"
+        log.warning("unparsable request", status=status, error=type(exc).__name__ if exc else "")
+        response = web.Response(
+            status=status,
+            text=json.dumps(problem_body(status, "bad-request", title)),
+            content_type="application/problem+json",
+            headers={**SECURITY_HEADERS, "Server": SERVER_NAME, "Cache-Control": "no-store"},
+        )
+        response.force_close()
+        return response
+
+
+class ProblemServer(web.Server):
+    def __call__(self) -> web_protocol.RequestHandler:
+        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer unparsable requests with ``ProblemRequestHandler``."""
+
+    async def _make_server(self) -> web.Server:
+        made = await super()._make_server()
+        return ProblemServer(
+            made.request_handler,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            loop=made._loop,
+            **made._kwargs,
+        )
+
+
+def _http_tracing(
+    provider: TracerProvider,
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """A server span per request, continuing the caller's W3C trace context."""
-    tracer = tracer_provider.get_tracer("govhub.gateway")
+    """The OpenTelemetry aiohttp server middleware: a server span per request, continuing the caller's
+    W3C trace context. Its module keeps its meters and settings in globals that only ``instrument()``
+    sets; instrument and uninstrument once (which also puts back the ``web.Application`` it swaps for a
+    subclass) and use the middleware with this app's own tracer provider."""
+    from opentelemetry.instrumentation import aiohttp_server
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        token = otel_context.attach(propagate.extract(request.headers))
+    if aiohttp_server._excluded_urls is None:
+        instrumentor = aiohttp_server.AioHttpServerInstrumentor()
+        with warnings.catch_warnings():  # aiohttp frowns on the subclass the instrumentor defines
+            warnings.simplefilter("ignore", DeprecationWarning)
+            instrumentor.instrument()
+        instrumentor.uninstrument()
+    return aiohttp_server.create_aiohttp_middleware(tracer_provider=provider)  # type: ignore[no-any-return]
+
+
+def run(app: web.Application, sock: socket.socket, shutdown_timeout: float) -> None:
+    """Serve `app` on `sock` until SIGINT or SIGTERM, then drain for `shutdown_timeout` seconds."""
+
+    async def serve() -> None:
+        runner = GatewayRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, handle_signals=True)
+        await runner.setup()
         try:
-            route = request.match_info.route.resource
-            name = f"{request.method} {route.canonical if route else request.path}"
-            with tracer.start_as_current_span(name, kind=SpanKind.SERVER) as span:
-                span.set_attribute("http.request.method", request.method)
-                span.set_attribute("http.route", route.canonical if route else "")
-                response = await handler(request)
-                span.set_attribute("http.response.status_code", response.status)
-                if response.status >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
-                return response
+            await web.SockSite(runner, sock).start()
+            await asyncio.Event().wait()  # until the signal handlers raise GracefulExit
         finally:
-            otel_context.detach(token)
+            await runner.cleanup()
 
-    return middleware
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+        asyncio.run(serve())
 
 
 @web.middleware
@@ -115,14 +202,16 @@ def create_app(
     provider = tracer_provider or SdkTracerProvider()
     metrics = Metrics()
     middlewares = [
-        tracing_middleware(provider),
+        _http_tracing(provider),
         context_middleware,
         metrics.middleware(),
         audit_middleware,
         problem_middleware,
         auth_middleware(lambda request: request.app[verifier_key]),
+        purpose_middleware,
     ]
     app = web.Application(middlewares=middlewares, client_max_size=settings.material_max_bytes + 256 * 1024)
+    app.on_response_prepare.append(security_headers)
     app[settings_key] = settings
     app[clock_key] = clock or Clock(settings.common.today)
     app[catalogue_key] = load_catalogue()
@@ -136,7 +225,6 @@ def create_app(
         leeway=settings.jwt_leeway,
     )
     app[metrics_key] = metrics
-    app[progress_limiter_key] = RateLimiter(settings.progress_rate, settings.progress_burst)
     app.add_routes(routes)
     web_pages.setup(app)  # /hall/, /counter/, /backoffice/ on the API above
 
@@ -153,6 +241,9 @@ def create_app(
             raise
         app[engine_key] = engine
         app[sessions_key] = session_factory(engine)
+        app[progress_limiter_key] = CodeGuard(
+            app[sessions_key], app[clock_key], settings.progress_rate, settings.progress_burst
+        )
         app[trail_key] = trail_for(app)
         app[stats_key] = Stats(app[sessions_key], lambda: app[departments_key].get("permits"))
         yield

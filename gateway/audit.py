@@ -19,9 +19,11 @@ from aiohttp import web
 
 from gateway.auth import principal
 from gateway.catalogue import Matter, get_value
+from gateway.problems import Problem
 from gateway.store import AuditEntry, Case
 from gateway.typedefs import clock_key, sessions_key, settings_key
 from services.common.audit import Access, AuditTrail, RecordKeys, load_key
+from services.common.logging import mask_text
 
 log = structlog.get_logger("govhub.audit")
 
@@ -74,6 +76,66 @@ def note_applicant(request: web.Request, case: Case, matter: Matter | None) -> N
         note_person(request, id_number=value, resource=case.case_no)
 
 
+PURPOSE_HEADER = "X-Govhub-Purpose"
+# Why staff look at a person's records: they choose one of these (the X-Govhub-Purpose header); without a
+# choice, the route's declared purpose is recorded. A citizen's or an anonymous caller's header is ignored.
+STAFF_PURPOSES = {
+    "case-handling": "case handling",
+    "applicant-enquiry": "answering the applicant's enquiry",
+    "identity-check": "checking the applicant's identity at the counter",
+    "complaint-handling": "handling a complaint or a rating",
+    "supervision": "supervision of case handling",
+    "data-correction": "correcting a record at the person's request",
+}
+# The purpose each kind of caller's look is recorded under, unless staff chose one above.
+DECLARED_PURPOSES = {
+    "citizen": "the person's own request",
+    "public": "progress lookup with the case number and query code",
+    "counter": "case handling",
+    "department": "case handling",
+    "admin": "supervision of case handling",
+}
+STAFF_ROLES = frozenset({"counter", "department", "admin"})
+
+
+def purpose_of(request: web.Request) -> str:
+    """The purpose recorded for this request: the route's declared one, or a staff member's choice."""
+    who = principal(request)
+    role = who.role if who else "public"
+    chosen = request.headers.get(PURPOSE_HEADER, "").strip()
+    if role in STAFF_ROLES and chosen in STAFF_PURPOSES:
+        return STAFF_PURPOSES[chosen]
+    return DECLARED_PURPOSES.get(role, "case handling")
+
+
+@web.middleware
+async def purpose_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """After authentication: a staff member's purpose must come from the closed list (else 400)."""
+    _check_purpose(request)
+    return await handler(request)
+
+
+def _check_purpose(request: web.Request) -> None:
+    who = principal(request)
+    chosen = request.headers.get(PURPOSE_HEADER)
+    if (
+        who is not None
+        and who.role in STAFF_ROLES
+        and chosen is not None
+        and chosen.strip() not in STAFF_PURPOSES
+    ):
+        from services.common.errors import FieldViolation
+
+        raise Problem(
+            400,
+            "invalid-request",
+            "The purpose is not one of the recorded purposes",
+            errors=[
+                FieldViolation(PURPOSE_HEADER, "UNKNOWN_VALUE", "one of " + ", ".join(sorted(STAFF_PURPOSES)))
+            ],
+        )
+
+
 def _outcome(status: int) -> str:
     if status in (401, 403, 404):
         return "denied"
@@ -99,7 +161,7 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def _write(request: web.Request, noted: list[Noted], status: int) -> None:
     who = principal(request)
     route = request.match_info.route.resource
-    now: dt.datetime = request.app[clock_key].now()
+    now: dt.datetime = request.app[clock_key].now()  # the process's one clock (services/common/clock.py)
     accesses = [
         Access(
             occurred_at=now,
@@ -109,13 +171,13 @@ async def _write(request: web.Request, noted: list[Noted], status: int) -> None:
             outside=False,
             actor=who.subject if who else "anonymous",
             actor_role=who.role if who else "public",
-            purpose=request.headers.get("X-Govhub-Purpose", "")[:200] or "case handling",
+            purpose=purpose_of(request),
             record_key=n.record_key,
             resource=n.resource,
             method=f"{request.method} {route.canonical if route else request.path}",
             outcome=_outcome(status),
             status=str(status),
-            request_id=request.headers.get("X-Request-Id", "")[:64],
+            request_id=mask_text(request.headers.get("X-Request-Id", "")[:64]),
         )
         for n in noted
     ]

@@ -29,8 +29,12 @@ def new_case_no(clock: Clock) -> str:
     return f"GH{clock.today():%Y%m%d}{suffix}"
 
 
+QUERY_CODE_LENGTH = 8  # 8 of 32 symbols: 40 bits (the 6-digit codes of older cases still work)
+
+
 def new_query_code() -> str:
-    return f"{secrets.randbelow(10**6):06d}"
+    """A query code: QUERY_CODE_LENGTH characters of an alphabet with no 0/O or 1/I to misread."""
+    return "".join(secrets.choice(_CASE_ALPHABET) for _ in range(QUERY_CODE_LENGTH))
 
 
 def hash_code(case_no: str, code: str) -> str:

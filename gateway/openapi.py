@@ -92,7 +92,7 @@ SCHEMAS: S = {
             "steps": {"type": "array", "items": ref("Step")},
             "reason": STRING,
             "fee_fen": INT,
-            "query_code": {"type": "string", "pattern": "^[0-9]{6}$"},
+            "query_code": {"type": "string", "pattern": "^[2-9A-HJ-NP-Z]{8}$"},
             "applicant": OPEN,
             "materials": {"type": "array", "items": OPEN},
             "hall": STRING,
@@ -410,8 +410,8 @@ OPERATIONS: dict[tuple[str, str], S] = {
         ),
     },
     ("GET", "/api/v1/me/access-log"): {
-        "summary": "Who looked at my records, when and for what purpose (newest first)",
-        "parameters": [PAGING[0]],
+        "summary": "Who looked at my records, when and for what purpose (newest first, paged by cursor)",
+        "parameters": PAGING,
         "responses": ok(
             obj(
                 {
@@ -433,9 +433,10 @@ OPERATIONS: dict[tuple[str, str], S] = {
                             },
                             ("time", "department", "organisation", "action", "outcome"),
                         ),
-                    }
+                    },
+                    "next_page_token": {"type": "string"},
                 },
-                ("entries",),
+                ("entries", "next_page_token"),
             )
         ),
     },

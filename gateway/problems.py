@@ -62,6 +62,13 @@ class Problem(Exception):
         return problem_response(self.status, self.body(instance), self.headers)
 
 
+def problem_body(status: int, slug: str, title: str, instance: str = "") -> dict[str, Any]:
+    body: dict[str, Any] = {"type": f"/problems/{slug}", "title": title, "status": status}
+    if instance:
+        body["instance"] = instance
+    return body
+
+
 def problem_response(
     status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -100,25 +107,13 @@ async def problem_middleware(
             raise
         slug = _HTTP_SLUGS.get(exc.status, "error")
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
-        return problem_response(
-            exc.status, {"type": f"/problems/{slug}", "title": exc.reason, "status": exc.status}, headers
-        )
+        return problem_response(exc.status, problem_body(exc.status, slug, exc.reason), headers)
     except Overloaded:
         # The gateway's own database queue is full (services.common.db): a quick 503, not a long wait.
         log.warning("refused: the database queue is full", path=request.path)
         return problem_response(
-            503,
-            {"type": "/problems/busy", "title": "Busy; try again shortly", "status": 503},
-            {"Retry-After": "1"},
+            503, problem_body(503, "busy", "Busy; try again shortly"), {"Retry-After": "1"}
         )
     except Exception:
         log.exception("unhandled error", path=request.path, method=request.method)
-        return problem_response(
-            500,
-            {
-                "type": "/problems/internal",
-                "title": "Internal error",
-                "status": 500,
-                "instance": request.path,
-            },
-        )
+        return problem_response(500, problem_body(500, "internal", "Internal error", request.path))

@@ -1,40 +1,120 @@
-"""An in-memory token bucket per client address (one gateway process; replicas each keep their own)."""
+"""The guard of lookups by case number and query code (``CodeGuard``), shared by every gateway replica
+through the database."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.store import CodeFailures, LookupBucket
+from services.common.clock import Clock
 
 
-class RateLimiter:
-    """`rate` tokens a second, at most `burst` saved up, per key. ``take(key)`` answers 0 when the request
-    may go ahead, else the seconds to wait (for Retry-After)."""
+def retry_after(wait: float) -> str:
+    """A Retry-After header value: whole seconds, at least 1."""
+    return str(max(1, math.ceil(wait)))
+
+
+# -- the query-code guard, shared by every replica ---------------------------------------------------------
+
+MAX_WRONG_CODES = 5  # wrong query codes for one case number before it is locked
+LOCKOUT = dt.timedelta(minutes=15)
+_PRUNE_AFTER = dt.timedelta(hours=1)
+
+
+class Locked(Exception):
+    def __init__(self, wait: float) -> None:
+        super().__init__("locked")
+        self.wait = wait
+
+
+class CodeGuard:
+    """Guards lookups by case number and query code, in the gateway's database so that every replica
+    shares it (PostgreSQL in production; a table rather than Redis: the gateway already has the database,
+    every lookup reads the case from it anyway, and one more moving part would be one more thing to run
+    and secure):
+
+    * ``admit(address)``: a token bucket per client address (`rate` a second, `burst` saved up), the row
+      locked while it is updated; answers 0 or the seconds to wait;
+    * ``check(case_no)``: raises ``Locked`` while the number is locked, whatever code is given;
+    * ``failed(case_no)`` / ``succeeded(case_no)``: after MAX_WRONG_CODES wrong codes in a row the
+      number is locked for LOCKOUT; a right code clears the count.
+    """
 
     def __init__(
-        self, rate: float, burst: int, *, max_keys: int = 10_000, now: Callable[[], float] = time.monotonic
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock, rate: float, burst: int
     ) -> None:
+        self.sessions = sessions
+        self.clock = clock
         self.rate = rate
         self.burst = burst
-        self.max_keys = max_keys
-        self._now = now
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+        self._calls = 0
 
-    def take(self, key: str) -> float:
-        now = self._now()
-        tokens, at = self._buckets.pop(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
-        wait = 0.0
-        if tokens >= 1:
-            tokens -= 1
-        else:
-            wait = (1 - tokens) / self.rate
-        self._buckets[key] = (tokens, now)  # most recently used last
-        while len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
+    async def admit(self, address: str) -> float:
+        now = self.clock.now()
+        key = f"addr:{address}"[:80]
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                _insert(session)(LookupBucket)
+                .values(key=key, tokens=float(self.burst), updated_at=now)
+                .on_conflict_do_nothing()
+            )
+            bucket = await session.scalar(
+                select(LookupBucket).where(LookupBucket.key == key).with_for_update()
+            )
+            assert bucket is not None
+            elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
+            tokens = min(float(self.burst), bucket.tokens + elapsed * self.rate)
+            wait = 0.0
+            if tokens >= 1:
+                tokens -= 1
+            else:
+                wait = (1 - tokens) / self.rate
+            bucket.tokens, bucket.updated_at = tokens, now
+            self._calls += 1
+            if self._calls % 1000 == 0:
+                await session.execute(
+                    delete(LookupBucket).where(LookupBucket.updated_at < now - _PRUNE_AFTER)
+                )
         return wait
 
-    @staticmethod
-    def retry_after(wait: float) -> str:
-        return str(max(1, math.ceil(wait)))
+    async def check(self, case_no: str) -> None:
+        async with self.sessions() as session:
+            row = await session.get(CodeFailures, case_no)
+        if row is not None and row.locked_until is not None:
+            left = (row.locked_until - self.clock.now()).total_seconds()
+            if left > 0:
+                raise Locked(left)
+
+    async def failed(self, case_no: str) -> None:
+        now = self.clock.now()
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                _insert(session)(CodeFailures)
+                .values(case_no=case_no, failures=0, locked_until=None, updated_at=now)
+                .on_conflict_do_nothing()
+            )
+            row = await session.scalar(
+                select(CodeFailures).where(CodeFailures.case_no == case_no).with_for_update()
+            )
+            assert row is not None
+            if row.locked_until is not None and row.locked_until <= now:
+                row.failures, row.locked_until = 0, None  # the lock has run out: count afresh
+            row.failures += 1
+            row.updated_at = now
+            if row.failures >= MAX_WRONG_CODES:
+                row.locked_until = now + LOCKOUT
+
+    async def succeeded(self, case_no: str) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(delete(CodeFailures).where(CodeFailures.case_no == case_no))
+
+
+def _insert(session: AsyncSession) -> Any:
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert

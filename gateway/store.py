@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from services.common.audit import AuditMixin
@@ -190,3 +190,25 @@ class AuditEntry(AuditMixin, Base):
     """The gateway's audit trail (append-only, hash-chained; see services/common/audit.py)."""
 
     __tablename__ = "audit_log"
+
+
+class LookupBucket(Base):
+    """A token bucket of public lookups (by query code), per client address, shared by every gateway
+    replica: a row in the database all replicas use, updated under a row lock (gateway/ratelimit.py)."""
+
+    __tablename__ = "lookup_buckets"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class CodeFailures(Base):
+    """Wrong query codes given for one case number; past the limit the number is locked for a while."""
+
+    __tablename__ = "query_code_failures"
+
+    case_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from gateway.metrics import Metrics
     from gateway.notify import Notifier
     from gateway.quotes import Quotes
-    from gateway.ratelimit import RateLimiter
+    from gateway.ratelimit import CodeGuard
 
 settings_key = web.AppKey("settings", GatewaySettings)
 clock_key = web.AppKey("clock", Clock)
@@ -37,7 +37,7 @@ tracer_provider_key = web.AppKey("tracer_provider", TracerProvider)
 material_files_key = web.AppKey("material_files", MaterialFiles)
 verifier_key: web.AppKey[TokenVerifier] = web.AppKey("verifier")
 metrics_key: web.AppKey[Metrics] = web.AppKey("metrics")
-progress_limiter_key: web.AppKey[RateLimiter] = web.AppKey("progress_limiter")
+progress_limiter_key: web.AppKey[CodeGuard] = web.AppKey("progress_limiter")
 notifier_key: web.AppKey[Notifier] = web.AppKey("notifier")
 stats_key: web.AppKey[Stats] = web.AppKey("stats")
 quotes_key: web.AppKey[Quotes] = web.AppKey("quotes")

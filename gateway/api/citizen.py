@@ -4,7 +4,10 @@ no way to name somebody else."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -300,39 +303,75 @@ async def rate_case(request: web.Request) -> web.Response:
 _OUTCOMES = {1: "allowed", 2: "denied", 3: "failed"}
 
 
+_LOG_SOURCES = ("identity", "residence", "permits", "gateway")
+
+
+def _log_cursor(request: web.Request) -> dict[str, int | None]:
+    """Where each trail's page starts: the sequence to read before (None: from the newest; 0: done)."""
+    token = request.query.get("page_token", "")
+    if not token:
+        return dict.fromkeys(_LOG_SOURCES)
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(token.encode() + b"==").decode())
+        if not isinstance(raw, dict) or set(raw) != set(_LOG_SOURCES):
+            raise ValueError(token)
+        cursor = {k: None if raw[k] is None else int(raw[k]) for k in _LOG_SOURCES}
+        if any(v is not None and not 0 <= v < 2**63 for v in cursor.values()):
+            raise ValueError(token)
+        return cursor
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise invalid("page_token", "MALFORMED", "use next_page_token from the previous page") from None
+
+
 @routes.get("/api/v1/me/access-log")
 @allow("citizen")
 async def my_access_log(request: web.Request) -> web.Response:
     """Who looked at my records, when and for what (the Data Tracker idea): every department's audit
-    trail and the one window's own, newest first — organisations and systems, never staff details."""
+    trail and the one window's own, newest first — organisations and systems, never staff details.
+    Pages with a cursor over the four trails (``page_token``: where each one's page starts)."""
     who = require(request)
     id_number = _id_number(who)
     size = page_size(request)
-    entries: list[dict[str, Any]] = []
+    cursor = _log_cursor(request)
+    fetched: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for name in ("identity", "residence", "permits"):
+        if cursor[name] == 0:
+            fetched[name] = []
+            continue
         reply = await _call(
             request,
             name,
             "ListAccessEntries",
-            audit_pb2.ListAccessEntriesRequest(id_number=id_number, page_size=size),
+            audit_pb2.ListAccessEntriesRequest(
+                id_number=id_number, page_size=size, page_token=str(cursor[name] or "")
+            ),
             who,
         )
-        entries.extend(
-            {
-                "time": e.access_time.ToDatetime(dt.UTC).isoformat(),
-                "department": e.department or name,
-                "organisation": e.organisation,
-                "system": e.client_system,
-                "role": e.role,
-                "purpose": e.purpose,
-                "action": e.method,
-                "outcome": _OUTCOMES.get(e.outcome, "unknown"),
-            }
+        fetched[name] = [
+            (
+                e.sequence,
+                {
+                    "time": e.access_time.ToDatetime(dt.UTC).isoformat(),
+                    "department": e.department or name,
+                    "organisation": e.organisation,
+                    "system": e.client_system,
+                    "role": e.role,
+                    "purpose": e.purpose,
+                    "action": e.method,
+                    "outcome": _OUTCOMES.get(e.outcome, "unknown"),
+                },
+            )
             for e in reply.entries
-        )
+        ]
     trail = request.app[trail_key]
-    for row in await trail.about(trail.keys.id_number(id_number), before=None, limit=size):
-        entries.append(
+    rows = (
+        []
+        if cursor["gateway"] == 0
+        else await trail.about(trail.keys.id_number(id_number), before=cursor["gateway"], limit=size)
+    )
+    fetched["gateway"] = [
+        (
+            row.sequence,
             {
                 "time": row.occurred_at.isoformat(),
                 "department": "gateway",
@@ -342,7 +381,22 @@ async def my_access_log(request: web.Request) -> web.Response:
                 "purpose": row.purpose,
                 "action": row.method,
                 "outcome": row.outcome,
-            }
+            },
         )
-    entries.sort(key=lambda e: e["time"], reverse=True)
-    return web.json_response({"entries": entries[:size]})
+        for row in rows
+    ]
+    merged = sorted(
+        ((entry["time"], name, seq, entry) for name, got in fetched.items() for seq, entry in got),
+        key=lambda t: (t[0], t[1], t[2]),
+        reverse=True,
+    )[:size]
+    following: dict[str, int | None] = dict(cursor)
+    for name, got in fetched.items():
+        taken = [seq for _, source, seq, _ in merged if source == name]
+        if taken:
+            following[name] = min(taken)
+        if len(got) < size and len(taken) == len(got):
+            following[name] = 0  # this trail has nothing older
+    more = any(v != 0 for v in following.values())
+    token = base64.urlsafe_b64encode(json.dumps(following).encode()).decode().rstrip("=") if more else ""
+    return web.json_response({"entries": [e for *_, e in merged], "next_page_token": token})

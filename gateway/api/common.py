@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 from typing import Any
 
 from aiohttp import web
@@ -20,24 +22,90 @@ from gateway.typedefs import catalogue_key, sessions_key, settings_key
 from services.common.errors import FieldViolation
 
 MAX_JSON_BYTES = 256 * 1024
+# Deepest nesting of arrays and objects a body may have: the deepest form (a matter's data) is 4 levels.
+MAX_JSON_DEPTH = 32
 DEFAULT_PAGE_SIZE = 20
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest in `raw`, counted without parsing it (strings are skipped), so
+    that a hostile body cannot exhaust the parser's recursion."""
+    depth = deepest = 0
+    for char in _JSON_STRING.sub(b"", raw).translate(None, _BRACKETS):
+        if char in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def _no_constants(text: str) -> Any:
+    raise ValueError(text)
+
+
+def _encodable(value: Any) -> bool:
+    """No lone surrogate (``"\\ud800"``) anywhere: every string must be storable as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_encodable(v) for v in value)
+    return True
+
+
+def parse_json(raw: bytes) -> Any:
+    """`raw` as JSON within MAX_JSON_DEPTH, with finite numbers and UTF-8 text only: any other body is a
+    400 problem naming what is wrong with it."""
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise Problem(
+            400, "malformed-json", f"The body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
+        )
+    try:
+        body = json.loads(raw, parse_float=_finite, parse_constant=_no_constants)
+    except RecursionError:  # the bound above makes this unreachable; kept as the last line of defence
+        raise Problem(400, "malformed-json", f"The body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError, over-long integers, NaN, Infinity, 1e999
+        raise Problem(
+            400, "malformed-json", "The body is not valid JSON (or holds a number out of range)"
+        ) from None
+    if not _encodable(body):
+        raise Problem(400, "malformed-json", "The body holds text that is not valid Unicode")
+    return body
 
 
 async def json_body(request: web.Request, *, required: bool = True) -> dict[str, Any]:
-    """The request's JSON object, read within MAX_JSON_BYTES (413 beyond, whatever the headers say)."""
+    """The request's JSON object, read within MAX_JSON_BYTES (413 beyond, whatever the headers say) and
+    parsed within MAX_JSON_DEPTH (``parse_json``)."""
     if not request.can_read_body and not required:
         return {}
     if request.content_type != "application/json":
         raise Problem(415, "unsupported-media-type", "Send the request as application/json")
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise Problem(413, "payload-too-large", f"A JSON body may be at most {MAX_JSON_BYTES} bytes")
-    raw = await request.content.read(MAX_JSON_BYTES + 1)
+    raw = b""
+    while len(raw) <= MAX_JSON_BYTES:  # read() answers what has arrived: a chunked body comes in pieces
+        chunk = await request.content.read(MAX_JSON_BYTES + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
     if len(raw) > MAX_JSON_BYTES:
         raise Problem(413, "payload-too-large", f"A JSON body may be at most {MAX_JSON_BYTES} bytes")
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise Problem(400, "malformed-json", "The body is not valid JSON") from None
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise Problem(400, "malformed-json", "The body must be a JSON object")
     return body

@@ -19,7 +19,7 @@ from gateway.cases import case_view, code_matches, drive_for, load_case
 from gateway.materials import SIGNATURES, MaterialTooLarge, MaterialTypeNotAllowed
 from gateway.problems import Problem
 from gateway.quotes import public_matter
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import CodeGuard, Locked, retry_after
 from gateway.saga.model import StepState
 from gateway.store import Case, CaseStep, Material
 from gateway.submission import Opening, submit
@@ -147,22 +147,40 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(await request.app[stats_key].get())
 
 
-def _limit(request: web.Request) -> None:
-    limiter: RateLimiter = request.app[progress_limiter_key]
-    wait = limiter.take(request.remote or "unknown")
+async def _limit(request: web.Request) -> None:
+    """The per-address limit of lookups by query code (shared by every replica), before anything else."""
+    guard: CodeGuard = request.app[progress_limiter_key]
+    wait = await guard.admit(request.remote or "unknown")
     if wait > 0:
         raise Problem(
             429,
             "too-many-requests",
             "Too many progress lookups from this address",
-            headers={"Retry-After": RateLimiter.retry_after(wait)},
+            headers={"Retry-After": retry_after(wait)},
         )
 
 
 async def _by_code(request: web.Request, code: Any) -> tuple[Case, list[CaseStep]]:
-    loaded = await load_case(request.app[sessions_key], request.match_info["case_no"])
-    if loaded is None or not isinstance(code, str) or not code or not code_matches(loaded[0], code):
+    """The case named in the path if `code` is its query code. A case number given MAX_WRONG_CODES
+    wrong codes in a row is locked for a while, whatever code comes next (429 with Retry-After)."""
+    case_no = request.match_info["case_no"][:32]
+    guard: CodeGuard = request.app[progress_limiter_key]
+    try:
+        await guard.check(case_no)
+    except Locked as locked:
+        raise Problem(
+            429,
+            "case-locked",
+            "Too many wrong query codes for this case number; try again later",
+            headers={"Retry-After": retry_after(locked.wait)},
+        ) from None
+    loaded = await load_case(request.app[sessions_key], case_no)
+    given = code.strip().upper() if isinstance(code, str) else ""
+    if loaded is None or not given or not code_matches(loaded[0], given):
+        if loaded is not None:
+            await guard.failed(case_no)
         raise Problem(404, "not-found", "No case with this number and query code")
+    await guard.succeeded(case_no)
     return loaded
 
 
@@ -170,7 +188,7 @@ async def _by_code(request: web.Request, code: Any) -> tuple[Case, list[CaseStep
 @public
 async def progress(request: web.Request) -> web.Response:
     """Public progress for whoever holds the case number and its query code: no personal data."""
-    _limit(request)
+    await _limit(request)
     case, steps = await _by_code(request, request.query.get("code", ""))
     return web.json_response(
         case_view(case, steps, request.app[catalogue_key], request.app[clock_key], personal=False)
@@ -190,7 +208,7 @@ async def get_case(request: web.Request) -> web.Response:
         if who.role != "citizen":
             view["opened_by"] = case.opened_by
         return web.json_response(view)
-    _limit(request)
+    await _limit(request)
     case, steps = await _by_code(request, request.query.get("code", ""))
     return web.json_response(case_view(case, steps, app[catalogue_key], app[clock_key], personal=False))
 
@@ -209,14 +227,18 @@ async def withdraw_case(request: web.Request) -> web.Response:
     """The applicant withdraws — with a bearer token as the applicant, or with the query code. Steps not
     yet sent are cancelled; the departments' records are cancelled in reverse order (compensation)."""
     who = principal(request)
-    body = await json_body(request, required=who is None)
+    as_applicant = who is not None and who.role == "citizen"
+    if not as_applicant:
+        await _limit(request)  # before the body is read: a flood of bodies costs the caller its lookups
+    body = await json_body(request, required=not as_applicant)
     app = request.app
-    if who is not None and who.role == "citizen" and "code" not in body:
+    if as_applicant and "code" not in body:
         loaded = await load_case(app[sessions_key], request.match_info["case_no"])
         if loaded is None or not can_see(who, *loaded):
             raise Problem(404, "not-found", "No such case")
     else:
-        _limit(request)
+        if as_applicant:
+            await _limit(request)
         loaded = await _by_code(request, body.get("code"))
     case, _ = loaded
     if case.state in saga.CASE_FINAL:

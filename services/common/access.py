@@ -23,10 +23,10 @@ enforced**, the service says so in a warning at start, and entries are written w
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
+import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -49,9 +49,11 @@ from services.common.audit import (
     load_key,
     personal_methods,
 )
+from services.common.clock import Clock
 from services.common.errors import DomainError, InvalidArgument
 from services.common.grants import Grants, is_open
-from services.common.logging import mask_value
+from services.common.interceptors import Call, abort_with, wrap
+from services.common.logging import mask_text
 from services.common.settings import ServiceSettings, SettingsError, TlsFiles
 from services.common.tls import peer_identity
 
@@ -76,6 +78,7 @@ class ServiceSecurity:
     tls: TlsFiles | None
     grants: Grants
     trail: AuditTrail
+    clock: Clock = field(default_factory=Clock)  # the process's one clock: entries share its time
 
     @classmethod
     def from_settings(
@@ -94,6 +97,7 @@ class ServiceSecurity:
             security.server_tls if security.tls else None,
             Grants.load(security.grants_file),
             AuditTrail(model, sessions, RecordKeys(key)),
+            Clock(settings.common.today),
         )
 
     @property
@@ -102,9 +106,11 @@ class ServiceSecurity:
 
 
 def _clip(value: str | bytes | None) -> str:
+    """A metadata value as stored: decoded, trimmed, cut at MAX_LENGTH, and ID, passport and phone
+    numbers in it masked (every free-text field of an entry goes through here)."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    return (value or "").strip()[: md.MAX_LENGTH]
+    return mask_text((value or "").strip()[: md.MAX_LENGTH])
 
 
 @dataclass(frozen=True)
@@ -130,10 +136,11 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
 
     def _caller(self, method: str, metadata: dict[str, Any], context: grpc.aio.ServicerContext) -> _Caller:
         keys = self.security.trail.keys
-        actor = _clip(metadata.get(md.ACTOR))
-        if _LONG_DIGITS.search(actor):
-            actor = "key:" + keys.id_number(actor)
-        purpose = mask_value("purpose", _clip(metadata.get(md.PURPOSE)))
+        raw_actor = metadata.get(md.ACTOR)
+        actor = raw_actor.decode("utf-8", "replace") if isinstance(raw_actor, bytes) else raw_actor or ""
+        actor = actor.strip()[: md.MAX_LENGTH]
+        actor = "key:" + keys.id_number(actor) if _LONG_DIGITS.search(actor) else _clip(actor)
+        purpose = _clip(metadata.get(md.PURPOSE))
         role = _clip(metadata.get(md.ACTOR_ROLE))
         if not self.security.enforced:
             return _Caller("", "", False, actor, role, purpose, "")
@@ -144,6 +151,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
             denied = NOT_GRANTED
         elif client.outside and not purpose:
             denied = PURPOSE_REQUIRED
+        if client is not None and (client.outside or client.role):
+            role = client.role  # an outside system's role is its grant's, never what it sends
+        elif client is None:
+            role = ""
         return _Caller(
             name,
             client.organisation if client else "",
@@ -169,7 +180,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         records = keys.of_message(request) or (keys.of_message(response) if response is not None else [])
         resource = getattr(request, "id", "")
         request_id = getattr(request, "request_id", "")
-        now = dt.datetime.now(dt.UTC)
+        now = self.security.clock.now()
         accesses = [
             Access(
                 occurred_at=now,
@@ -203,11 +214,8 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
                 reason=caller.denied, domain=f"{self.service}.{ERROR_DOMAIN}", metadata={"method": method[1:]}
             )
         )
-        status = status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message=message, details=[detail])
-        await context.abort(
-            grpc.StatusCode.PERMISSION_DENIED,
-            message,
-            trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+        await abort_with(
+            context, status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message=message, details=[detail])
         )
 
     async def _before(
@@ -267,48 +275,24 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         method = details.method
         if handler is None or is_open(method):
             return handler
+        if handler.unary_unary is None and handler.unary_stream is None:
+            # Client- and bidirectional streaming methods: none exist; refuse rather than let one through.
+            return (
+                grpc.unary_unary_rpc_method_handler(self._unsupported) if self.security.enforced else handler
+            )
         metadata = dict(details.invocation_metadata or ())
 
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
+        @contextlib.asynccontextmanager
+        async def around(call: Call, context: grpc.aio.ServicerContext) -> AsyncIterator[Call]:
+            caller = await self._before(method, metadata, call.request, context)
+            try:
+                yield call
+            except Exception as exc:
+                await self._after_error(method, caller, call.request, context, exc)
+                raise
+            await self._after(method, caller, call.request, call.response, context)
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                caller = await self._before(method, metadata, request, context)
-                try:
-                    response = await inner(request, context)
-                except Exception as exc:
-                    await self._after_error(method, caller, request, context, exc)
-                    raise
-                await self._after(method, caller, request, response, context)
-                return response
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner_stream = handler.unary_stream
-
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                caller = await self._before(method, metadata, request, context)
-                try:
-                    async for item in inner_stream(request, context):
-                        yield item
-                except Exception as exc:
-                    await self._after_error(method, caller, request, context, exc)
-                    raise
-                await self._after(method, caller, request, None, context)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        # Client- and bidirectional streaming methods: none exist; refuse rather than let one through.
-        if self.security.enforced:
-            return grpc.unary_unary_rpc_method_handler(self._unsupported)
-        return handler
+        return wrap(handler, around)  # type: ignore[return-value]
 
     async def _unsupported(self, _request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "streaming requests are not granted")
@@ -341,7 +325,10 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         size = min(request.page_size or 50, 500)
         before = None
         if request.page_token:
-            if not request.page_token.isdigit():
+            if (
+                not (request.page_token.isdecimal() and request.page_token.isascii())
+                or len(request.page_token) > 18
+            ):
                 raise InvalidArgument.one("page_token", "MALFORMED", "pass next_page_token unchanged")
             before = int(request.page_token)
         rows = await self.trail.about(record_key, before=before, limit=size + 1)

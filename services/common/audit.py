@@ -34,8 +34,9 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from sqlalchemy import Boolean, MetaData, String, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -398,6 +400,53 @@ async def verify_database(url: str) -> Verdict:
     return verify_chain(rows)
 
 
+PROCESSES = ("identity", "residence", "permits", "gateway")
+
+
+def _verdict_line(name: str, verdict: Verdict, expect_head: str) -> tuple[bool, str]:
+    """(intact, the line that says so) for one chain."""
+    if verdict.finding is not None:
+        intact = (
+            "1 entry before it is" if verdict.checked == 1 else f"{verdict.checked} entries before it are"
+        )
+        return False, f"{name}: audit chain BROKEN at {verdict.finding} ({intact} intact)"
+    if expect_head and expect_head not in verdict.hashes:
+        return False, (
+            f"{name}: audit chain intact ({verdict.checked} entries, head {verdict.head}) but the expected "
+            f"head {expect_head} is not in it: entries at its end were removed or the chain was rewritten"
+        )
+    return True, f"{name}: audit chain intact: {verdict.checked} entries, head {verdict.head}"
+
+
+def verify_all(env: Mapping[str, str], expect_heads: Mapping[str, str]) -> int:
+    """Every process's chain, found with the processes' own settings (``GOVHUB_VAR_DIR``,
+    ``GOVHUB_<PROCESS>_DATABASE_URL``): one line each; 0 only when at least one chain was checked and
+    none is broken, missing or unreadable."""
+    from services.common.settings import SettingsError, database_url_from_env
+
+    checked, ok = 0, True
+    for name in PROCESSES:
+        try:
+            url = database_url_from_env(name, env)
+            verdict = asyncio.run(verify_database(url))
+        except NoAuditTrail as exc:
+            print(f"{name}: NOT CHECKED: {exc}")
+            ok = False
+            continue
+        except (SettingsError, OSError, SQLAlchemyError) as exc:
+            print(f"{name}: NOT CHECKED: the database could not be read ({type(exc).__name__}: {exc})")
+            ok = False
+            continue
+        checked += 1
+        intact, line = _verdict_line(name, verdict, expect_heads.get(name, ""))
+        ok = ok and intact
+        print(line)
+    if checked == 0:
+        print("no audit chain was checked: set GOVHUB_VAR_DIR or the GOVHUB_<PROCESS>_DATABASE_URL settings")
+        return 2
+    return 0 if ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.common.audit")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -406,26 +455,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument(
         "--expect-head", default="", help="the head hash recorded earlier (catches truncation)"
     )
+    every = commands.add_parser(
+        "verify-all", help="check every process's chain, with the processes' settings (the environment)"
+    )
+    every.add_argument(
+        "--expect-head",
+        action="append",
+        default=[],
+        metavar="PROCESS=HASH",
+        help="a head hash recorded earlier for one process (repeatable)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "verify-all":
+        heads = dict(item.split("=", 1) for item in args.expect_head if "=" in item)
+        return verify_all(os.environ, heads)
     try:
         verdict = asyncio.run(verify_database(args.database))
     except NoAuditTrail as exc:
         print(f"audit chain: {exc}")
         return 2
-    if verdict.finding is not None:
-        intact = (
-            "1 entry before it is" if verdict.checked == 1 else f"{verdict.checked} entries before it are"
-        )
-        print(f"audit chain BROKEN at {verdict.finding} ({intact} intact)")
-        return 1
-    if args.expect_head and args.expect_head not in verdict.hashes:
-        print(
-            f"audit chain intact ({verdict.checked} entries, head {verdict.head}) but the expected head "
-            f"{args.expect_head} is not in it: entries at its end were removed or the chain was rewritten"
-        )
-        return 1
-    print(f"audit chain intact: {verdict.checked} entries, head {verdict.head}")
-    return 0
+    intact, line = _verdict_line("audit chain", verdict, args.expect_head)
+    print(line.removeprefix("audit chain: "))
+    return 0 if intact else 1
 
 
 if __name__ == "__main__":

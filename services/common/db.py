@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import time
 import uuid
 from pathlib import Path
@@ -79,6 +80,15 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def _private_file(path: Path) -> None:
+    """Create the database file readable by its owner only (0600) before SQLite opens it; SQLite gives
+    its -wal and -shm files the database file's mode. An existing file is narrowed to 0600 as well."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
 def _sqlite_file(url: str) -> str | None:
     """The database file of a SQLite URL, None for an in-memory database."""
     database = make_url(url).database
@@ -118,6 +128,7 @@ def make_engine(
         database = _sqlite_file(url)
         if database is not None:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(database))
             engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=write_wait)
         else:
             engine = create_async_engine(url, poolclass=StaticPool)

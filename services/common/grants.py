@@ -20,7 +20,10 @@ from services.common.settings import SettingsError
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 _METHOD_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.[A-Z][A-Za-z0-9]*/[A-Z][A-Za-z0-9]*$")
-_CLIENT_KEYS = frozenset({"organisation", "outside", "methods"})
+_CLIENT_KEYS = frozenset({"organisation", "outside", "methods", "role"})
+OUTSIDE_ROLE = (
+    "outside system"  # the role an outside system's calls are recorded under when its grant names none
+)
 
 
 class GrantsError(SettingsError):
@@ -38,6 +41,7 @@ class Client:
     organisation: str
     outside: bool
     methods: frozenset[str]  # gRPC paths: "/package.Service/Method"
+    role: str = ""  # the role its calls are recorded under (outside systems: never what they send)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,12 @@ class Grants:
                         f"{where}: {method!r} is not a fully-qualified method (package.Service/Method; "
                         "wildcards are not supported)"
                     )
-            clients[name] = Client(name, organisation, outside, frozenset(f"/{m}" for m in methods))
+            role = entry.get("role", OUTSIDE_ROLE if outside else "")
+            if not isinstance(role, str) or (outside and not role.strip()):
+                raise GrantsError(f"{where}: role must be a non-empty string")
+            clients[name] = Client(
+                name, organisation, outside, frozenset(f"/{m}" for m in methods), role.strip()[:80]
+            )
         return cls(clients, source)
 
     def check_methods(self, service_names: Iterable[str]) -> None:

@@ -15,10 +15,10 @@ probes (Kubernetes' native gRPC probes) cannot present a client certificate to t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 import structlog
@@ -44,14 +44,15 @@ from services.common.errors import (
     NotFound,
     Unavailable,
 )
+from services.common.interceptors import Call, abort_with, bad_request, wrap
 from services.common.metrics import MetricsInterceptor, MetricsServer, ServiceMetrics, building
+from services.common.validation import check_request
 
 log = structlog.get_logger("govhub.grpc")
 
 ERROR_DOMAIN = "govhub.gov.cn"
 # What an overloaded service tells its caller to wait before trying again.
 OVERLOAD_RETRY_SECONDS = 1
-_STATUS_CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
 class PortInUse(RuntimeError):
@@ -60,36 +61,23 @@ class PortInUse(RuntimeError):
 
 def domain_error_status(err: DomainError, service: str) -> status_pb2.Status:
     """The google.rpc.Status for a domain error, with BadRequest or ErrorInfo details."""
-    detail = any_pb2.Any()
     if isinstance(err, InvalidArgument):
-        code = code_pb2.INVALID_ARGUMENT
-        detail.Pack(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description or v.reason, reason=v.reason
-                    )
-                    for v in err.violations
-                ]
-            )
+        return bad_request(err.message, [(v.field, v.reason, v.description) for v in err.violations])
+    reasons = {
+        FailedPrecondition: (code_pb2.FAILED_PRECONDITION, ""),
+        NotFound: (code_pb2.NOT_FOUND, "NOT_FOUND"),
+        Unavailable: (code_pb2.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE"),
+        AlreadyExists: (code_pb2.ALREADY_EXISTS, "ALREADY_EXISTS"),
+    }
+    code, reason = next(
+        (v for k, v in reasons.items() if isinstance(err, k)), (code_pb2.FAILED_PRECONDITION, "REFUSED")
+    )
+    detail = any_pb2.Any()
+    detail.Pack(
+        error_details_pb2.ErrorInfo(
+            reason=reason or getattr(err, "reason", "") or "REFUSED", domain=f"{service}.{ERROR_DOMAIN}"
         )
-    elif isinstance(err, FailedPrecondition):
-        code = code_pb2.FAILED_PRECONDITION
-        detail.Pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=f"{service}.{ERROR_DOMAIN}"))
-    elif isinstance(err, NotFound):
-        code = code_pb2.NOT_FOUND
-        detail.Pack(error_details_pb2.ErrorInfo(reason="NOT_FOUND", domain=f"{service}.{ERROR_DOMAIN}"))
-    elif isinstance(err, Unavailable):
-        code = code_pb2.UNAVAILABLE
-        detail.Pack(
-            error_details_pb2.ErrorInfo(reason="DEPENDENCY_UNAVAILABLE", domain=f"{service}.{ERROR_DOMAIN}")
-        )
-    elif isinstance(err, AlreadyExists):
-        code = code_pb2.ALREADY_EXISTS
-        detail.Pack(error_details_pb2.ErrorInfo(reason="ALREADY_EXISTS", domain=f"{service}.{ERROR_DOMAIN}"))
-    else:
-        code = code_pb2.FAILED_PRECONDITION
-        detail.Pack(error_details_pb2.ErrorInfo(reason="REFUSED", domain=f"{service}.{ERROR_DOMAIN}"))
+    )
     return status_pb2.Status(code=code, message=err.message, details=[detail])
 
 
@@ -105,17 +93,10 @@ def overloaded_status(service: str) -> status_pb2.Status:
     )
 
 
-async def _abort(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
-    await context.abort(
-        _STATUS_CODES[status.code],
-        status.message,
-        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
-    )
-
-
 class ContextAndErrorsInterceptor(grpc.aio.ServerInterceptor):
-    """Binds the log context (service, method, request_id, case_no) and maps domain errors to status
-    codes; any other exception becomes INTERNAL with no detail for the client (it is logged here)."""
+    """Binds the log context (service, method, request_id, case_no), checks the request's shape
+    (``services.common.validation``: string lengths, enum values, timestamps) and maps domain errors to
+    status codes; any other exception becomes INTERNAL with no detail for the client (it is logged here)."""
 
     def __init__(self, service: str) -> None:
         self.service = service
@@ -126,75 +107,41 @@ class ContextAndErrorsInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None:
-            return handler
         method = details.method
-        if method.startswith(("/grpc.health.", "/grpc.reflection.")):
+        if handler is None or method.startswith(("/grpc.health.", "/grpc.reflection.")):
             return handler
         metadata = dict(details.invocation_metadata or ())
         case_no = metadata.get("x-govhub-case")
         service = self.service
 
-        def bind(request: Any) -> None:
+        @contextlib.asynccontextmanager
+        async def around(call: Call, context: grpc.aio.ServicerContext) -> AsyncIterator[Call]:
             structlog.contextvars.clear_contextvars()
             ctx = {"rpc": method.rsplit("/", 1)[-1]}
-            request_id = getattr(request, "request_id", "") or metadata.get("x-request-id")
+            request_id = getattr(call.request, "request_id", "") or metadata.get("x-request-id")
             if request_id:
-                ctx["request_id"] = request_id
+                ctx["request_id"] = str(request_id)[:64]
             if case_no:
-                ctx["case_no"] = case_no
+                ctx["case_no"] = case_no[:64]
             structlog.contextvars.bind_contextvars(**ctx)
-
-        async def handle_error(exc: Exception, context: grpc.aio.ServicerContext) -> None:
-            if isinstance(exc, DomainError):
+            try:
+                check_request(call.request)
+                yield call
+            except grpc.aio.AbortError:
+                raise
+            except DomainError as exc:
                 log.info("rpc refused", error=type(exc).__name__, reason=getattr(exc, "reason", None))
-                await _abort(context, domain_error_status(exc, service))
-            if isinstance(exc, Overloaded):
+                await abort_with(context, domain_error_status(exc, service))
+            except Overloaded:
                 log.warning("rpc refused: the database queue is full")
-                await _abort(context, overloaded_status(service))
-            log.exception("rpc failed")
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                await abort_with(context, overloaded_status(service))
+            except Exception:
+                log.exception("rpc failed")
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            finally:
+                structlog.contextvars.clear_contextvars()
 
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                bind(request)
-                try:
-                    return await inner(request, context)
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as exc:
-                    await handle_error(exc, context)
-                finally:
-                    structlog.contextvars.clear_contextvars()
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner_stream = handler.unary_stream
-
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                bind(request)
-                try:
-                    async for item in inner_stream(request, context):
-                        yield item
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as exc:
-                    await handle_error(exc, context)
-                finally:
-                    structlog.contextvars.clear_contextvars()
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return wrap(handler, around)  # type: ignore[return-value]
 
 
 @dataclass
@@ -208,6 +155,7 @@ class GrpcService:
     service_names: tuple[str, ...]
     is_healthy: Callable[[], Awaitable[bool]]
     health_interval: float = 5.0
+    health_timeout: float = 2.0  # how long the database may take to answer the health ping
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Prometheus: the registry the interceptor records into, and where to serve it (None: nowhere).
@@ -231,9 +179,20 @@ class GrpcService:
         for name in ("", *self.service_names):
             await self.health.set(name, status)
 
+    async def _healthy(self) -> bool:
+        """The database answers within the health timeout (a hung database is NOT_SERVING, not SERVING)."""
+        try:
+            return await asyncio.wait_for(self.is_healthy(), self.health_timeout)
+        except TimeoutError:
+            log.warning("health check timed out", timeout=self.health_timeout)
+            return False
+        except Exception as exc:
+            log.warning("health check failed", error=type(exc).__name__)
+            return False
+
     async def _monitor(self) -> None:
         while not self._stopping:
-            await self._set(await self.is_healthy())
+            await self._set(await self._healthy())
             await asyncio.sleep(self.health_interval)
 
     async def _start_metrics(self) -> None:

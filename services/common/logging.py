@@ -38,6 +38,27 @@ PII_KEYS = frozenset(
 _ID_RE = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8}|\d{6})(\d{3}[0-9Xx]|\d)(?![0-9A-Za-z])")
 
 
+# Passport numbers (one or two letters and 7 to 9 digits, e.g. E12345678, standing alone) and phone
+# numbers (mainland mobiles, 1[3-9] + 9 digits, with or without +86; landlines 0 + area code + number).
+_PASSPORT_RE = re.compile(r"(?<![0-9A-Za-z])[A-Za-z]{1,2}\d{7,9}(?![0-9A-Za-z])")
+_PHONE_RE = re.compile(
+    r"(?<![0-9A-Za-z])(?:(?:\+|00)?86[- ]?)?(?:1[3-9]\d{9}|0\d{2,3}[- ]?\d{7,8})(?![0-9A-Za-z])"
+)
+
+
+def _star(match: re.Match[str]) -> str:
+    text = match.group(0)
+    return "*" * (len(text) - 2) + text[-2:]
+
+
+def mask_text(text: str) -> str:
+    """Free text with every ID, passport and phone number in it masked (all but the last two
+    characters; an ID number keeps its first three as well)."""
+    text = _ID_RE.sub(lambda m: m.group(0)[:3] + "*" * (len(m.group(0)) - 5) + m.group(0)[-2:], text)
+    text = _PASSPORT_RE.sub(_star, text)
+    return _PHONE_RE.sub(_star, text)
+
+
 def mask_value(key: str, value: Any) -> Any:
     if isinstance(value, str) and key in PII_KEYS:
         if not value:

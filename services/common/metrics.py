@@ -53,6 +53,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.common.interceptors import Call, wrap
+
 log = structlog.get_logger("govhub.metrics")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -172,7 +174,9 @@ def _code_name(code: Any) -> str:
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times every unary and server-streaming RPC by method and status code; follows the
-    events a ``WatchEvents`` stream sends (their ``event.sequence``)."""
+    events a ``WatchEvents`` stream sends (their ``event.sequence``). The outermost of govhub's own
+    interceptors, it also decodes the request (``interceptors.wrap(decode=True)``), so that a request
+    that does not decode is counted as INVALID_ARGUMENT like any other refusal."""
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self.metrics = metrics
@@ -183,14 +187,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None:
-            return handler
         service, method = _split(details.method)
         m = self.metrics
-
-        def finish(kind: str, code: str, started: float) -> None:
-            m.handled.labels(service, method, kind, code).inc()
-            m.handling.labels(service, method, kind, code).observe(time.perf_counter() - started)
+        watch = method == "WatchEvents"
 
         def status(context: grpc.aio.ServicerContext, exc: BaseException | None) -> str:
             if isinstance(exc, asyncio.CancelledError | GeneratorExit):
@@ -202,58 +201,37 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 return "UNKNOWN"
             return _code_name(code)
 
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
+        @contextlib.asynccontextmanager
+        async def around(call: Call, context: grpc.aio.ServicerContext) -> AsyncIterator[Call]:
+            kind = "server_stream" if call.streaming else "unary"
+            m.started.labels(service, method, kind).inc()
+            started = time.perf_counter()
+            if watch and call.streaming:
+                m.watchers.inc()
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                m.started.labels(service, method, "unary").inc()
-                started = time.perf_counter()
-                try:
-                    reply = await inner(request, context)
-                except BaseException as exc:
-                    finish("unary", status(context, exc), started)
-                    raise
-                finish("unary", status(context, None), started)
-                return reply
+                def on_item(item: Any) -> None:
+                    if call.items == 1:
+                        m.streamed(int(getattr(call.request, "after_sequence", 0)))
+                    m.events_streamed.inc()
+                    event = getattr(item, "event", None)
+                    if event is not None:
+                        m.streamed(int(event.sequence))
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner_stream = handler.unary_stream
-            watch = method == "WatchEvents"
+                call.on_item = on_item
+            code = ""
+            try:
+                yield call
+            except BaseException as exc:
+                code = status(context, exc)
+                raise
+            finally:
+                if watch and call.streaming:
+                    m.watchers.dec()
+                code = code or status(context, None)
+                m.handled.labels(service, method, kind, code).inc()
+                m.handling.labels(service, method, kind, code).observe(time.perf_counter() - started)
 
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                m.started.labels(service, method, "server_stream").inc()
-                started = time.perf_counter()
-                if watch:
-                    m.watchers.inc()
-                    m.streamed(int(getattr(request, "after_sequence", 0)))
-                try:
-                    async for item in inner_stream(request, context):
-                        if watch:
-                            m.events_streamed.inc()
-                            event = getattr(item, "event", None)
-                            if event is not None:
-                                m.streamed(int(event.sequence))
-                        yield item
-                except BaseException as exc:
-                    finish("server_stream", status(context, exc), started)
-                    raise
-                else:
-                    finish("server_stream", status(context, None), started)
-                finally:
-                    if watch:
-                        m.watchers.dec()
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return wrap(handler, around, decode=True)  # type: ignore[return-value]
 
 
 # -- the /metrics server --------------------------------------------------------------------------------

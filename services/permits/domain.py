@@ -85,11 +85,16 @@ class HolidayCalendar:
     A day is a working day when it is an adjusted working day, or a Monday to Friday that is not a
     holiday. A date in a year outside `years` raises ``CalendarNotCovered`` (FAILED_PRECONDITION,
     ``CALENDAR_NOT_COVERED``) rather than silently assuming a plain Monday-to-Friday week.
+
+    `provisional_years` (a subset of `years`, all after the published ones) have no notice yet: their
+    holidays are derived from the holiday law, without the notice's bridging days and 调休. A caller whose
+    answer reaches one says so (``provisional_year``).
     """
 
     years: frozenset[int]
     holidays: frozenset[dt.date]
     adjusted_working_days: frozenset[dt.date]
+    provisional_years: frozenset[int] = frozenset()
     # Weekday holidays and adjusted working days, sorted, for counting spans without walking them.
     _weekday_holidays: tuple[dt.date, ...] = field(init=False, repr=False, compare=False)
     _workdays: tuple[dt.date, ...] = field(init=False, repr=False, compare=False)
@@ -105,11 +110,37 @@ class HolidayCalendar:
             self, "_weekday_holidays", tuple(sorted(day for day in self.holidays if day.weekday() < 5))
         )
         object.__setattr__(self, "_workdays", tuple(sorted(self.adjusted_working_days)))
+        published = self.years - self.provisional_years
+        if not self.provisional_years <= self.years or (
+            self.provisional_years and published and min(self.provisional_years) < max(published)
+        ):
+            raise ValueError("provisional years must be covered years after every published one")
 
     @property
     def last_year(self) -> int | None:
-        """The latest year the calendar covers (None when it covers none)."""
+        """The latest year the calendar covers, provisionally or not (None when it covers none)."""
         return max(self.years) if self.years else None
+
+    @property
+    def last_published_year(self) -> int | None:
+        """The latest year with a published notice (None when there is none)."""
+        published = self.years - self.provisional_years
+        return max(published) if published else None
+
+    def is_provisional(self, day: dt.date | None) -> bool:
+        """Whether `day` is in a provisional year: a deadline counted to it relies on the derived calendar
+        (provisional years come after every published one, so the deadline's own year decides)."""
+        return day is not None and day.year in self.provisional_years
+
+    def provisional_year(self, start: dt.date, end: dt.date) -> int | None:
+        """The first provisional year among the days after `start` up to and including `end` (the days a
+        working-day count or deadline from `start` to `end` relies on); None when all are published."""
+        if end <= start:
+            return None
+        for year in range((start + ONE_DAY).year, end.year + 1):
+            if year in self.provisional_years:
+                return year
+        return None
 
     def _cover(self, first: dt.date, last: dt.date) -> None:
         for year in range(first.year, last.year + 1):

@@ -241,14 +241,30 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         extra: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         facts = dict(extra or {})
+        kinds = {event.type for event in app.events}
         if isinstance(app, d.WorkPermitApplication):
             if app.decision_due is not None:
                 facts.setdefault("WorkPermitUnderReview", {})["decision_due"] = app.decision_due.isoformat()
+                deadline = kinds & {"WorkPermitUnderReview", "WorkPermitReviewExtended"}
+                if deadline and self._provisional(app.decision_due, "work permit decision due"):
+                    for kind in deadline:
+                        facts.setdefault(kind, {})["calendar_provisional"] = True
         elif app.decision_due is not None and app.decision_target is not None:
             facts.setdefault("ResidencePermitUnderReview", {}).update(
                 decision_due=app.decision_due.isoformat(), decision_target=app.decision_target.isoformat()
             )
+            if "ResidencePermitUnderReview" in kinds and self._provisional(
+                app.decision_target, "residence permit decision target"
+            ):
+                facts["ResidencePermitUnderReview"]["calendar_provisional"] = True
         await record_events(self.ctx.feed, uow, app.events, now=now, request_id=request_id, extra=facts)
+
+    def _provisional(self, due: dt.date, what: str) -> bool:
+        """Whether a deadline just counted to `due` relies on a provisional year; counted and logged when it
+        does (the operator alarm: the notice for that year is missing)."""
+        if not self.policy.calendar.is_provisional(due):
+            return False
+        return self.calendar_alarm.provisional(due.year, what)
 
     # -- resources out ---------------------------------------------------------------------------------------
 
@@ -306,6 +322,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             submit_date=date_to_proto(app.submitted_on),
             materials_complete_date=date_to_proto(app.materials_complete_on),
             decision_due_date=date_to_proto(app.decision_due),
+            calendar_provisional=self.policy.calendar.is_provisional(app.decision_due),
             review_extended=app.extended,
             rejection_reasons=list(app.rejection_reasons),
             rejection_codes=list(app.rejection_codes),
@@ -344,6 +361,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             materials_complete_date=date_to_proto(app.materials_complete_on),
             decision_due_date=date_to_proto(app.decision_due),
             decision_target_date=date_to_proto(app.decision_target),
+            calendar_provisional=self.policy.calendar.is_provisional(app.decision_target),
             fee_fen=(app.fee_yuan or 0) * 100,
             rejection_reasons=list(app.rejection_reasons),
             rejection_codes=list(app.rejection_codes),
@@ -1012,6 +1030,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         except d.CalendarNotCovered as exc:
             self.calendar_alarm.raised(exc, "QuotePermits")
             raise
+        provisional = self._provisional(max(wp_due, short_due), "QuotePermits")
         fee_fen = 0
         if valid_from is not None and valid_until is not None:
             validity = d.Validity(valid_from, valid_until)
@@ -1042,6 +1061,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             rejection_codes=[
                 permits_pb2.RejectionCode(code=code, text=text) for code, text in p.rejection_codes.items()
             ],
+            calendar_provisional=provisional,
         )
 
     async def CountWorkingDays(
@@ -1063,8 +1083,12 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         except d.CalendarNotCovered as exc:
             self.calendar_alarm.raised(exc, "CountWorkingDays")
             raise
+        years = [y for y in (calendar.provisional_year(start, end) for start, end in spans) if y is not None]
+        provisional = self.calendar_alarm.provisional(min(years) if years else None, "CountWorkingDays")
         return permits_pb2.CountWorkingDaysResponse(
-            working_days=counts, last_covered_year=calendar.last_year or 0
+            working_days=counts,
+            last_covered_year=calendar.last_published_year or 0,
+            calendar_provisional=provisional,
         )
 
     async def WatchEvents(

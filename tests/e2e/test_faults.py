@@ -24,7 +24,9 @@ from govhub.permits.v1 import permits_pb2 as ppb
 from govhub.permits.v1 import permits_pb2_grpc
 from tests.e2e.conftest import free_port, mint_token
 from tests.e2e.stack import Stack
-from tests.e2e.test_matters import EMPLOYER, FOREIGNER_MATERIALS, TODAY, foreigner, rid
+from tests.e2e.test_matters import EMPLOYER, FOREIGNER_MATERIALS, REPLAY_DAY, foreigner, rid
+
+TODAY = REPLAY_DAY  # the faults run on the replay: every matter is available
 
 pytestmark = pytest.mark.e2e
 POSTGRES_URL = os.environ.get("GOVHUB_TEST_POSTGRES_URL", "")
@@ -54,7 +56,7 @@ class Window:
         materials = {kind: await self.upload(kind) for kind in FOREIGNER_MATERIALS}
         body = {
             "matter": "foreigner-employment",
-            "data": foreigner(passport, TODAY - dt.timedelta(days=3)),
+            "data": foreigner(passport, TODAY - dt.timedelta(days=3), TODAY),
             "materials": materials,
         }
         async with self.http.post(
@@ -218,7 +220,7 @@ async def test_gateway_killed_in_the_middle_of_a_submission(stack: Stack) -> Non
         materials = {kind: await window.upload(kind) for kind in FOREIGNER_MATERIALS}
         body = {
             "matter": "foreigner-employment",
-            "data": foreigner(passport, TODAY - dt.timedelta(days=3)),
+            "data": foreigner(passport, TODAY - dt.timedelta(days=3), TODAY),
             "materials": materials,
         }
         headers = {**window.counter, "Idempotency-Key": "mid-submission"}

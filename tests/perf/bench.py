@@ -40,6 +40,7 @@ import aiohttp
 import grpc
 
 from gateway.auth import mint
+from govhub.identity.v1 import identity_pb2, identity_pb2_grpc
 from tests.perf.departments import OK, get_person, verify_hukou
 from tests.perf.hub import (
     DEFAULT_POSTGRES,
@@ -89,7 +90,10 @@ def half(saturation: Result) -> float:
     return max(1.0, saturation.throughput / 2)
 
 
-async def measure(args: argparse.Namespace, hub: Hub, bare: str) -> list[Phase]:
+async def measure(
+    args: argparse.Namespace, hub: Hub, bare: str
+) -> tuple[list[Phase], list[tuple[str, str]], list[tuple[str, str]]]:
+    """The phases, the cases opened (case number, query code) and the people sampled."""
     # Four disjoint groups of applicants (one open application per person): gateway and bare, each at
     # saturation and at half load.
     people = await seeded_people(hub.database_url("residence"), 4 * args.max_submissions)
@@ -204,7 +208,54 @@ async def measure(args: argparse.Namespace, hub: Hub, bare: str) -> list[Phase]:
                     limit=10**9, ok=OK,
                 ))
             )  # fmt: skip
-    return phases
+    return phases, created, sample
+
+
+async def soak(
+    hub: Hub, requests: int, created: list[tuple[str, str]], people: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """`requests` requests in a row, a quarter each: progress lookups, VerifyHukou, GetPerson and
+    identity's ListCardApplications; answers the RSS (MB) of every process at each tenth of them."""
+    pids = hub.pids()
+    samples = [{"requests": 0, **{name: round(rss_mb(pid), 1) for name, pid in pids.items()}}]
+    step = max(1, requests // 10)
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    async with (
+        grpc.aio.insecure_channel(hub.target("residence")) as residence,
+        grpc.aio.insecure_channel(hub.target("identity")) as identity,
+    ):
+        verify, person = verify_hukou(residence, people), get_person(residence, people)
+        applications = identity_pb2_grpc.IdentityServiceStub(identity)
+
+        async def call(i: int) -> int:
+            kind = i % 4
+            if kind == 0:
+                case_no, code = created[i % len(created)]
+                async with http.get(
+                    f"{hub.gateway}/api/v1/progress/{case_no}", params={"code": code}
+                ) as resp:
+                    await resp.read()
+                    return 0 if resp.status == 200 else resp.status
+            if kind == 1:
+                return await verify(i)
+            if kind == 2:
+                return await person(i)
+            await applications.ListCardApplications(
+                identity_pb2.ListCardApplicationsRequest(id_number=people[i % len(people)][0]), timeout=10
+            )
+            return 0
+
+        try:
+            for done in range(0, requests, step):
+                await closed_loop("soak", lambda i, base=done: call(base + i), concurrency=16,
+                                  seconds=10**9, limit=min(step, requests - done), ok=OK)  # fmt: skip
+                samples.append(
+                    {"requests": done + min(step, requests - done),
+                     **{name: round(rss_mb(pid), 1) for name, pid in pids.items()}}
+                )  # fmt: skip
+        finally:
+            await http.close()
+    return samples
 
 
 def _find(phases: list[Phase], group: str, side: str, load: str) -> Result:
@@ -286,8 +337,9 @@ def run_one(args: argparse.Namespace, people: int) -> dict[str, Any]:
             asyncio.run(wait_http(f"{bare_url}/json"))
             pids = hub.pids()
             idle = {name: round(rss_mb(pid), 1) for name, pid in pids.items()}
-            phases = asyncio.run(measure(args, hub, bare_url))
+            phases, created, sample = asyncio.run(measure(args, hub, bare_url))
             loaded = {name: round(rss_mb(pid), 1) for name, pid in pids.items()}
+            soaked = asyncio.run(soak(hub, args.soak, created, sample)) if args.soak else []
         finally:
             stop(bare)
             hub.stop()
@@ -297,12 +349,18 @@ def run_one(args: argparse.Namespace, people: int) -> dict[str, Any]:
         "memory (RSS MB) idle → after the run: "
         + ", ".join(f"{name} {idle[name]:.0f} → {loaded.get(name, 0):.0f}" for name in idle)
     )
+    if soaked:
+        first, last = soaked[0], soaked[-1]
+        print(
+            f"memory (RSS MB) over {args.soak:,} more requests: "
+            + ", ".join(f"{name} {first[name]:.0f} → {last[name]:.0f}" for name in idle)
+        )
     return {
         "people": people,
         "households": households,
         "start_seconds": round(seeded_in, 1),
         "phases": [p.to_json() for p in phases],
-        "memory_rss_mb": {"idle": idle, "after": loaded},
+        "memory_rss_mb": {"idle": idle, "after": loaded, "soak": soaked},
         **sums,
         "_phases": phases,
     }
@@ -351,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-submissions", type=int, default=1500, help="bound on submissions a phase")
     parser.add_argument("--max-lookups", type=int, default=50_000, help="bound on lookups a phase")
+    parser.add_argument(
+        "--soak", type=int, default=0, help="after the phases, this many requests more, watching memory"
+    )
     parser.add_argument("--out", type=Path, default=OUT, help="where report.json and latency.png go")
     args = parser.parse_args(argv)
     try:

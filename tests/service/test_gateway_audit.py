@@ -58,3 +58,50 @@ async def test_a_citizen_sees_who_looked_at_their_records(client: TestClient, de
     assert asked and asked[0].id_number == "11010519491231002X"
     other = await (await client.get("/api/v1/me/access-log", headers=OTHER)).json()
     assert not any(e["role"] == "counter" for e in other["entries"])
+
+
+async def test_the_recorded_purpose_is_the_routes_or_a_staff_choice_never_a_citizens_header(
+    client: TestClient,
+) -> None:
+    body = await (await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)).json()
+    path = f"/api/v1/cases/{body['case_no']}"
+    forged = {"X-Govhub-Purpose": "the person asked me to E98765432"}
+    assert (await client.get(path, headers={**OTHER, **forged})).status == 404  # a denied look
+    assert (await client.get(path, headers={**APPLICANT, **forged})).status == 200
+    staff = counter("310104")
+    assert (await client.get(path, headers={**staff, "X-Govhub-Purpose": "identity-check"})).status == 200
+    refused = await client.get(path, headers={**staff, "X-Govhub-Purpose": "curiosity"})
+    assert refused.status == 400
+    assert (await refused.json())["errors"][0]["field"] == "X-Govhub-Purpose"
+    assert (await client.get(path, headers=staff)).status == 200
+    looks = [
+        (r.actor_role, r.purpose) for r in await entries(client) if r.method == "GET /api/v1/cases/{case_no}"
+    ]
+    assert looks == [
+        ("citizen", "the person's own request"),
+        ("citizen", "the person's own request"),
+        ("counter", "checking the applicant's identity at the counter"),
+        ("counter", "case handling"),
+    ]
+
+
+async def test_the_access_log_pages_past_any_number_of_entries(client: TestClient) -> None:
+    body = await (await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)).json()
+    for _ in range(23):
+        await client.get(f"/api/v1/cases/{body['case_no']}", headers=counter("310104"))
+    key = client.app[trail_key].keys.id_number("11010519491231002X")
+    before = [r for r in await entries(client) if r.record_key == key]  # paging adds entries of its own
+    seen: list[str] = []
+    token = ""
+    for _ in range(10):
+        params = {"page_size": "5", **({"page_token": token} if token else {})}
+        page = await (await client.get("/api/v1/me/access-log", headers=APPLICANT, params=params)).json()
+        assert len(page["entries"]) <= 5
+        seen += [e["time"] for e in page["entries"] if e["department"] == "gateway"]
+        token = page["next_page_token"]
+        if not token:
+            break
+    assert len(seen) == len(before) >= 23  # every entry once, across pages, newest first
+    assert seen == sorted(seen, reverse=True)
+    bad = await client.get("/api/v1/me/access-log", headers=APPLICANT, params={"page_token": "xyz"})
+    assert bad.status == 400

@@ -37,7 +37,7 @@ async def test_submission_opens_a_case_and_sends_the_step_once(client: TestClien
     assert resp.status == 201, await resp.text()
     body = await resp.json()
     assert body["case_no"].startswith("GH20160915")
-    assert len(body["query_code"]) == 6
+    assert len(body["query_code"]) == 8
     assert body["state"] == "IN_REVIEW"
     assert [s["state"] for s in body["steps"]] == [A.ACCEPTED]
     assert body["steps"][0]["statutory_deadline"] == "2016-11-14"

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gateway.app import create_app
+from gateway.app import GatewayRunner, create_app
 from gateway.openapi import OPERATIONS
 from gateway.web import is_page
 from services.common.clock import Clock
@@ -83,7 +83,7 @@ class LiveGateway:
             gateway_settings(self.db_url), materials_dir=self.var / "materials", submit_wait=0.5
         )
         app = create_app(config, departments=departments, clock=Clock(TODAY), background=False)
-        runner = web.AppRunner(app, access_log=None)
+        runner = GatewayRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -213,3 +213,39 @@ def test_metrics_listen_setting() -> None:
     assert ServiceSettings.from_env("permits", moved).metrics_listen == ("0.0.0.0", 9000)
     off = {**env, "GOVHUB_PERMITS_METRICS_LISTEN": "off"}
     assert ServiceSettings.from_env("permits", off).metrics_listen is None
+
+
+async def test_a_hung_database_makes_the_service_not_serving() -> None:
+    """Issue 16: the health monitor pings the database with a timeout (a hung one reported SERVING)."""
+    import asyncio
+
+    from grpc_health.v1 import health_pb2
+
+    from services.common.grpcserver import build_grpc_server
+
+    async def hangs() -> bool:
+        await asyncio.sleep(3600)
+        return True
+
+    service = build_grpc_server(
+        name="hung",
+        host="127.0.0.1",
+        port=0,
+        listen_setting="GOVHUB_TEST_LISTEN",
+        register=[],
+        service_names=[],
+        is_healthy=hangs,
+        health_interval=0.05,
+    )
+    service.health_timeout = 0.1
+    await service.start()
+    try:
+        await service.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        for _ in range(50):
+            await asyncio.sleep(0.05)
+            reply = await service.health.Check(health_pb2.HealthCheckRequest(service=""), None)
+            if reply.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        await service.stop(0)

@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import io
 import uuid
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,11 +23,19 @@ from govhub.identity.v1 import identity_pb2_grpc
 from services.common import audit
 from services.common import metadata as md
 from services.common.audit import Access, AuditMixin, AuditTrail, RecordKeys
+from services.common.clock import Clock
 from services.common.db import NAMING, create_schema, dispose_engine, make_engine, session_factory
 from services.common.settings import CommonSettings, SecuritySettings, ServiceSettings
 from services.identity.residence import FakeHukouDirectory
 from services.permits.server import build_server as build_permits
-from tests.service.security.conftest import ID_NUMBERS, PASSPORT_NUMBERS, RAW_NUMBERS, Pki, audit_key
+from tests.service.security.conftest import (
+    ID_NUMBERS,
+    PASSPORT_NUMBERS,
+    RAW_NUMBERS,
+    TODAY,
+    Pki,
+    audit_key,
+)
 from tests.service.security.support import Running, error_reason, start
 
 TIANJIN, HENAN, STRANGER = ID_NUMBERS  # 天津 and 河南 hukou in the fake register; STRANGER is not in it
@@ -218,7 +227,8 @@ async def test_a_person_sees_who_accessed_their_record(identity: Running, pki: P
     assert verify.outcome == audit_pb2.ACCESS_OUTCOME_ALLOWED
     assert entries[0].outcome == audit_pb2.ACCESS_OUTCOME_DENIED
     assert entries[-1].role == "staff" and "staff-7" not in str(first) + str(second)
-    assert abs(entries[-1].access_time.ToDatetime(dt.UTC) - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
+    # the process's one clock (the day pinned to TODAY, as the gateway's entries are)
+    assert abs(entries[-1].access_time.ToDatetime(dt.UTC) - Clock(TODAY).now()) < dt.timedelta(hours=1)
     assert list(other.entries) == []
 
 
@@ -439,3 +449,69 @@ async def test_log_lines_carry_no_raw_numbers(
     assert TIANJIN not in text
     [row] = await identity.audit_rows()
     assert TIANJIN not in row.purpose  # a number inside a purpose is masked too
+
+
+async def test_an_outside_system_cannot_choose_its_role_and_numbers_in_its_purpose_are_masked(
+    identity: Running, pki: Pki
+) -> None:
+    """Issue 15: `x-govhub-actor-role: citizen` from an outside system is ignored (its grant's role is
+    recorded), and a passport or phone number in a purpose is never stored raw."""
+    request = pb.VerifyCardRequest(card_number="120101198503120115A", id_number=HENAN)
+    purpose = f"check for passport {PASSPORT_NUMBERS[0]}, call 13812345678 or 021-62345678"
+    spoof = ((md.PURPOSE, purpose), (md.ACTOR_ROLE, "citizen"), (md.ACTOR, "someone"))
+    async with channel(identity, pki, "social-security") as ch:
+        await identity_pb2_grpc.IdentityServiceStub(ch).VerifyCard(request, timeout=5, metadata=spoof)
+    [row] = await identity.audit_rows()
+    assert row.actor_role == "outside system"
+    for raw in (PASSPORT_NUMBERS[0], "13812345678", "62345678"):
+        assert raw not in row.purpose, row.purpose
+    assert row.purpose.startswith("check for passport ") and row.purpose.endswith("78")
+
+
+def make_audit_verify(env: dict[str, str]) -> tuple[int, list[str]]:
+    """`make audit-verify` as an operator runs it, with `env` as the processes' settings."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GOVHUB_")}
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-s", "audit-verify"],
+        cwd=root,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stdout.strip().splitlines()
+
+
+async def test_make_audit_verify_reads_the_processes_settings_and_fails_on_nothing(tmp_path: Path) -> None:
+    """Issue 15: with GOVHUB_VAR_DIR elsewhere it read ./var, found nothing and passed."""
+    status, lines = await asyncio.to_thread(make_audit_verify, {"GOVHUB_VAR_DIR": str(tmp_path)})
+    assert status != 0
+    assert len([line for line in lines if "NOT CHECKED" in line]) == 4, lines
+    assert lines[-1].startswith("no audit chain was checked")
+
+
+async def test_make_audit_verify_checks_every_chain_including_the_gateways(tmp_path: Path) -> None:
+    names = ("identity", "residence", "permits", "gateway")
+    for name in names:
+        engine = await chain(f"sqlite+aiosqlite:///{tmp_path / (name + '.db')}", 3)
+        if name == "permits":
+            await tamper(engine, update(Entry).where(Entry.sequence == 2).values(purpose="rewritten"))
+        await dispose_engine(engine)
+    elsewhere = tmp_path / "pg-like"
+    elsewhere.mkdir()
+    (tmp_path / "gateway.db").rename(elsewhere / "gateway.db")
+    env = {
+        "GOVHUB_VAR_DIR": str(tmp_path),
+        "GOVHUB_GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{elsewhere / 'gateway.db'}",
+    }
+    status, lines = await asyncio.to_thread(make_audit_verify, env)
+    assert status != 0, lines  # make exits 2 when the verifier exits 1
+    assert [line.split(":", 1)[0] for line in lines] == list(names)
+    assert lines[0].startswith("identity: audit chain intact: 3 entries")
+    assert lines[2].startswith("permits: audit chain BROKEN at entry #2")
+    assert lines[3].startswith("gateway: audit chain intact: 3 entries")

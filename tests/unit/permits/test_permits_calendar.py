@@ -102,7 +102,7 @@ def test_negative_days_are_refused(cal) -> None:
         cal.add_working_days(D(2016, 3, 1), -1)
 
 
-@pytest.mark.parametrize("day", [D(2003, 12, 31), D(2027, 1, 4)])
+@pytest.mark.parametrize("day", [D(2003, 12, 31), D(2060, 1, 5)])
 def test_days_outside_the_calendar_fail_loudly(cal, day) -> None:
     with pytest.raises(FailedPrecondition) as exc:
         cal.is_working_day(day)
@@ -110,12 +110,14 @@ def test_days_outside_the_calendar_fail_loudly(cal, day) -> None:
     assert str(day.year) in exc.value.message
 
 
-def test_a_deadline_running_out_of_the_calendar_fails_naming_the_year(cal) -> None:
+def test_a_deadline_running_past_the_horizon_fails_naming_the_year(cal) -> None:
+    beyond = cal.last_published_year + 11  # holiday_law.toml: provisional for 10 years after the last notice
+    assert cal.last_year == beyond - 1
     with pytest.raises(d.CalendarNotCovered) as exc:
-        cal.add_working_days(D(2026, 12, 20), 20)
-    assert exc.value.year == 2027 and exc.value.reason == "CALENDAR_NOT_COVERED"
+        cal.add_working_days(D(beyond - 1, 12, 20), 20)
+    assert exc.value.year == beyond and exc.value.reason == "CALENDAR_NOT_COVERED"
     with pytest.raises(d.CalendarNotCovered):
-        cal.working_days_between(D(2026, 12, 1), D(2027, 1, 5))
+        cal.working_days_between(D(beyond - 1, 12, 1), D(beyond, 1, 5))
 
 
 @pytest.mark.parametrize(
@@ -207,11 +209,11 @@ def test_the_alarm_counts_and_logs_the_missing_year(cal) -> None:
     registry = metrics.registry
     assert registry.get_sample_value("govhub_calendar_last_covered_year") == 2026
     with pytest.raises(d.CalendarNotCovered) as exc:
-        cal.add_working_days(D(2026, 12, 28), 10)
+        cal.add_working_days(D(2036, 12, 28), 10)
     with structlog.testing.capture_logs() as logs:
         alarm.raised(exc.value, "test")
-    assert registry.get_sample_value("govhub_calendar_not_covered_total", {"year": "2027"}) == 1
-    assert logs[0]["log_level"] == "error" and logs[0]["year"] == 2027
+    assert registry.get_sample_value("govhub_calendar_not_covered_total", {"year": "2037"}) == 1
+    assert logs[0]["log_level"] == "error" and logs[0]["year"] == 2037
 
 
 # ---- work permit decision deadline: from the complete-materials date ----
