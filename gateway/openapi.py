@@ -135,7 +135,17 @@ SCHEMAS: S = {
             "time_limits": {
                 **nullable("array", description="Statutory time limits as the departments quote them"),
                 "items": obj(
-                    {"item": STRING, "item_zh": STRING, "days": INT, "working_days": BOOL},
+                    {
+                        "item": STRING,
+                        "item_zh": STRING,
+                        "days": INT,
+                        "working_days": BOOL,
+                        "provisional": {
+                            **BOOL,
+                            "description": "Working days counted on a provisional calendar (the year's "
+                            "holiday notice is not published yet); may change",
+                        },
+                    },
                     ("item", "days", "working_days"),
                 ),
             },

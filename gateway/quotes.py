@@ -175,14 +175,16 @@ class Quotes:
                 fees.append({"item": fee.item, "item_zh": fee.item_zh, "amount_fen": amount, **extra})
         limits: list[dict[str, Any]] = []
         for limit in matter.time_limits:
+            provisional = False
             if limit.quote is None:
                 days, working = int(limit.days or 0), False
             else:
                 answer = answers[(limit.quote.department, limit.quote.kind, limit.quote.renewal_reason)]
                 days, working = int(getattr(answer, limit.quote.use)), limit.quote.use in WORKING_DAYS_USES
-            limits.append(
-                {"item": limit.item, "item_zh": limit.item_zh, "days": days, "working_days": working}
-            )
+                # counted on a provisional calendar: the year's holiday notice is not published yet
+                provisional = working and bool(getattr(answer, "calendar_provisional", False))
+            entry = {"item": limit.item, "item_zh": limit.item_zh, "days": days, "working_days": working}
+            limits.append({**entry, "provisional": True} if provisional else entry)
         within = None
         permits_answer = answers.get(("permits", "", ""))
         if permits_answer is not None:
