@@ -76,6 +76,8 @@ def card_event_result(event_type: str, data: Mapping[str, Any]) -> dict[str, Any
     for key in ("card_number", "ready_on", "collect_at_region_code", "valid_until", "rejection_code"):
         if data.get(key):
             result[key] = data[key]
+    if data.get("loss_report_withdrawn"):  # a refused or cancelled replacement leaves no loss report
+        result["loss_report"] = {"withdrawn": True}
     if event_type == "CardApplicationSubmitted" and data.get("loss_report_id"):
         result["loss_report"] = {
             "already_reported": bool(data.get("loss_already_reported")),

@@ -93,6 +93,8 @@ def test_card_events_add_fee_pickup_date_and_place_and_the_rejection_code() -> N
     )
     assert submitted["loss_report"] == {"already_reported": True, "reported_on": "2016-09-01"}
     assert result("CardApplicationRejected", {"rejection_code": "PHOTO"})["rejection_code"] == "PHOTO"
+    rejected = result("CardApplicationRejected", {"rejection_code": "PHOTO", "loss_report_withdrawn": True})
+    assert rejected["loss_report"] == {"withdrawn": True}  # the card is valid again
 
 
 def test_rejections_carry_their_codes() -> None:
