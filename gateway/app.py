@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import socket
 import uuid
 import warnings
@@ -41,6 +42,7 @@ from gateway.typedefs import (
     material_files_key,
     metrics_key,
     notifier_key,
+    page_secret_key,
     progress_limiter_key,
     quotes_key,
     runner_key,
@@ -213,6 +215,7 @@ def create_app(
     app = web.Application(middlewares=middlewares, client_max_size=settings.material_max_bytes + 256 * 1024)
     app.on_response_prepare.append(security_headers)
     app[settings_key] = settings
+    app[page_secret_key] = secrets.token_urlsafe(32)
     app[clock_key] = clock or Clock(settings.common.today)
     app[catalogue_key] = load_catalogue()
     app[quotes_key] = Quotes(lambda: app.get(departments_key) or {})

@@ -4,15 +4,18 @@ through the database."""
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import math
 from typing import Any
 
+from aiohttp import web
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.store import CodeFailures, LookupBucket
+from gateway.typedefs import page_secret_key
 from services.common.clock import Clock
 
 
@@ -26,6 +29,20 @@ def retry_after(wait: float) -> str:
 MAX_WRONG_CODES = 5  # wrong query codes for one case number before it is locked
 LOCKOUT = dt.timedelta(minutes=15)
 _PRUNE_AFTER = dt.timedelta(hours=1)
+
+
+PAGE_CLIENT_HEADER = "X-Govhub-Page-Client"
+PAGE_SECRET_HEADER = "X-Govhub-Page-Secret"  # noqa: S105 (a header name, not a secret)
+
+
+def client_address(request: web.Request) -> str:
+    """The address a per-address limit counts: the peer's, or, for the gateway's own pages calling the API
+    over the loopback, the browser's address they forward — believed only beside this process's secret."""
+    forwarded = request.headers.get(PAGE_CLIENT_HEADER)
+    secret = request.headers.get(PAGE_SECRET_HEADER, "")
+    if forwarded and secret and hmac.compare_digest(secret.encode(), request.app[page_secret_key].encode()):
+        return forwarded[:64]
+    return request.remote or "unknown"
 
 
 class Locked(Exception):

@@ -43,4 +43,7 @@ stats_key: web.AppKey[Stats] = web.AppKey("stats")
 quotes_key: web.AppKey[Quotes] = web.AppKey("quotes")
 consumers_key: web.AppKey[list[EventConsumer]] = web.AppKey("consumers")
 health_key: web.AppKey[DepartmentHealth] = web.AppKey("department_health")
+# A secret of this process: the pages' own loopback calls to the API carry it beside the browser's address,
+# so per-address limits count each browser, not the pages as one client (gateway/web/api.py).
+page_secret_key = web.AppKey("page_secret", str)
 principal_key: web.RequestKey[Optional[Principal]] = web.RequestKey("principal")  # noqa: UP045

@@ -19,7 +19,7 @@ from gateway.cases import case_view, code_matches, drive_for, load_case
 from gateway.materials import SIGNATURES, MaterialTooLarge, MaterialTypeNotAllowed
 from gateway.problems import Problem
 from gateway.quotes import public_matter
-from gateway.ratelimit import CodeGuard, Locked, retry_after
+from gateway.ratelimit import CodeGuard, Locked, client_address, retry_after
 from gateway.saga.model import StepState
 from gateway.store import Case, CaseStep, Material
 from gateway.submission import Opening, submit
@@ -150,7 +150,7 @@ async def stats(request: web.Request) -> web.Response:
 async def _limit(request: web.Request) -> None:
     """The per-address limit of lookups by query code (shared by every replica), before anything else."""
     guard: CodeGuard = request.app[progress_limiter_key]
-    wait = await guard.admit(request.remote or "unknown")
+    wait = await guard.admit(client_address(request))
     if wait > 0:
         raise Problem(
             429,

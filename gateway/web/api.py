@@ -16,7 +16,8 @@ import structlog
 from aiohttp import web
 from opentelemetry import propagate
 
-from gateway.typedefs import settings_key
+from gateway.ratelimit import PAGE_CLIENT_HEADER, PAGE_SECRET_HEADER
+from gateway.typedefs import page_secret_key, settings_key
 from gateway.web.i18n import reason_text
 
 client_key: web.AppKey[aiohttp.ClientSession] = web.AppKey("web_api_client", aiohttp.ClientSession)
@@ -83,6 +84,9 @@ async def call(
     if isinstance(request_id, str) and request_id:
         sent["X-Request-Id"] = request_id  # the page's log lines and the API's share one request id
     propagate.inject(sent)  # ... and one trace: the API's span is a child of the page's
+    if request.remote:  # per-address limits count the browser, not the pages (trusted only with the secret)
+        sent[PAGE_CLIENT_HEADER] = request.remote
+        sent[PAGE_SECRET_HEADER] = request.app[page_secret_key]
     url = _base(request) + path
     for _ in range(RETRY_IN_FLIGHT):
         try:

@@ -367,6 +367,29 @@ async def test_progress_lookups_are_rate_limited_per_address(client: TestClient)
     assert int(resp.headers["Retry-After"]) >= 1
 
 
+async def test_pages_forward_the_browsers_address_only_with_the_process_secret(client: TestClient) -> None:
+    """The pages call the API over the loopback: with this process's secret the limit counts each browser's
+    address; a forged address without the secret counts against the caller's own."""
+    from gateway.ratelimit import PAGE_CLIENT_HEADER, PAGE_SECRET_HEADER
+    from gateway.typedefs import page_secret_key, progress_limiter_key
+
+    body = await submit(client)
+    limiter = client.app[progress_limiter_key]
+    limiter.rate, limiter.burst = 0.01, 2
+    url = f"/api/v1/progress/{body['case_no']}?code={body['query_code']}"
+    secret = client.app[page_secret_key]
+
+    def page(browser: str) -> dict[str, str]:
+        return {PAGE_CLIENT_HEADER: browser, PAGE_SECRET_HEADER: secret}
+
+    first = [(await client.get(url, headers=page("198.51.100.7"))).status for _ in range(3)]
+    other = [(await client.get(url, headers=page("198.51.100.8"))).status for _ in range(2)]
+    assert first == [200, 200, 429] and other == [200, 200]
+    forged = {PAGE_CLIENT_HEADER: "198.51.100.9", PAGE_SECRET_HEADER: "guess"}
+    own = [(await client.get(url, headers=forged)).status for _ in range(3)]
+    assert own == [200, 200, 429]  # counted as the caller itself, not as the address it named
+
+
 async def test_request_bodies_are_limited(client: TestClient) -> None:
     big = {"matter": "x", "data": {"pad": "x" * 300_000}}
     resp = await client.post("/api/v1/cases", json=big, headers=APPLICANT)
