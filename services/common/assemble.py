@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import grpc
@@ -43,6 +44,22 @@ class Department:
     database: Database
     outbox: type[Any]  # the store's outbox table model (the event feed)
     audit: type[Any]  # the store's audit trail table model (``ServiceSecurity``)
+
+    @classmethod
+    def of(
+        cls, name: str, protos: ModuleType, stubs: ModuleType, database: Database, store: ModuleType
+    ) -> Department:
+        """The department serving the one service of its `protos` module (``*_pb2``) through the
+        `stubs` (``*_pb2_grpc``), with the ``OutboxEvent`` and ``AuditEntry`` models of its `store`."""
+        (service,) = protos.DESCRIPTOR.services_by_name.values()
+        return cls(
+            name=name,
+            service_name=service.full_name,
+            add_servicer=getattr(stubs, f"add_{service.name}Servicer_to_server"),
+            database=database,
+            outbox=store.OutboxEvent,
+            audit=store.AuditEntry,
+        )
 
 
 @dataclass

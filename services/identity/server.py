@@ -9,22 +9,15 @@ from services.common.assemble import Department, Parts, assemble
 from services.common.clock import Clock
 from services.common.grpcserver import GrpcService
 from services.common.settings import ServiceSettings
+from services.identity import store
 from services.identity.deaths import RegisterFollower, follow
 from services.identity.migrations import DATABASE
 from services.identity.policy import default_policy
 from services.identity.residence import GrpcHukouDirectory, HukouDirectory
 from services.identity.servicer import IdentityServicer
-from services.identity.store import AuditEntry, OutboxEvent
 
-SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
-IDENTITY = Department(
-    name="identity",
-    service_name=SERVICE_NAME,
-    add_servicer=identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-    database=DATABASE,
-    outbox=OutboxEvent,
-    audit=AuditEntry,
-)
+IDENTITY = Department.of("identity", identity_pb2, identity_pb2_grpc, DATABASE, store)
+SERVICE_NAME = IDENTITY.service_name
 
 
 async def build_server(

@@ -9,19 +9,12 @@ from services.common.assemble import Department, Parts, assemble
 from services.common.clock import Clock
 from services.common.grpcserver import GrpcService
 from services.common.settings import ServiceSettings
+from services.permits import store
 from services.permits.migrations import DATABASE
 from services.permits.servicer import PermitsServicer
-from services.permits.store import AuditEntry, OutboxEvent
 
-SERVICE_NAME = permits_pb2.DESCRIPTOR.services_by_name["PermitsService"].full_name
-PERMITS = Department(
-    name="permits",
-    service_name=SERVICE_NAME,
-    add_servicer=permits_pb2_grpc.add_PermitsServiceServicer_to_server,
-    database=DATABASE,
-    outbox=OutboxEvent,
-    audit=AuditEntry,
-)
+PERMITS = Department.of("permits", permits_pb2, permits_pb2_grpc, DATABASE, store)
+SERVICE_NAME = PERMITS.service_name
 
 
 async def _servicer(parts: Parts) -> PermitsServicer:

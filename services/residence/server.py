@@ -9,19 +9,13 @@ from services.common.assemble import Department, Parts, assemble
 from services.common.clock import Clock
 from services.common.grpcserver import GrpcService
 from services.common.settings import ServiceSettings
+from services.residence import store
 from services.residence.migrations import DATABASE
 from services.residence.servicer import ResidenceServicer
-from services.residence.store import AuditEntry, OutboxEvent, ensure_stations
+from services.residence.store import ensure_stations
 
-SERVICE_NAME = residence_pb2.DESCRIPTOR.services_by_name["ResidenceService"].full_name
-RESIDENCE = Department(
-    name="residence",
-    service_name=SERVICE_NAME,
-    add_servicer=residence_pb2_grpc.add_ResidenceServiceServicer_to_server,
-    database=DATABASE,
-    outbox=OutboxEvent,
-    audit=AuditEntry,
-)
+RESIDENCE = Department.of("residence", residence_pb2, residence_pb2_grpc, DATABASE, store)
+SERVICE_NAME = RESIDENCE.service_name
 
 
 async def _servicer(parts: Parts) -> ResidenceServicer:
