@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import services.common.assemble as assemble_module
 from services.common.assemble import Parts, assemble
-from services.common.grpcserver import PortInUse
+from services.common.grpcserver import PortInUse, serve
 from services.common.settings import CommonSettings, ServiceSettings
 from services.permits.server import PERMITS
 from services.permits.servicer import PermitsServicer
@@ -111,4 +111,17 @@ async def test_a_taken_port_closes_the_servicers_clients_and_both_engines(
     finally:
         blocker.close()
     assert closed == ["client"]
+    assert len(disposed) == 2
+
+
+async def test_a_taken_probe_port_at_serve_closes_what_the_service_owns(
+    tmp_path: Path, disposed: list[AsyncEngine]
+) -> None:
+    async def servicer(parts: Parts) -> PermitsServicer:
+        return PermitsServicer(parts.ctx)
+
+    service = await assemble(PERMITS, _settings(tmp_path, "permits"), servicer)
+    service.probe_address = ("127.0.0.1", service.port)  # the main port: taken
+    with pytest.raises(PortInUse, match="probe"):
+        await serve(service, 0)
     assert len(disposed) == 2
