@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.catalogue import Matter, get_value
+from gateway.departments import ACTIONS
 from gateway.saga.model import FINAL, StepState, ready_steps
 from gateway.saga.runner import SagaRunner
 from gateway.store import Case, CaseStep, IdempotencyKey
@@ -208,6 +209,12 @@ def case_view(
         "updated_at": case.updated_at.isoformat(),
         "steps": [_step_view(s, matter, clock.today()) for s in steps],
     }
+    if personal:  # what the departments produced, for those entitled (the newborn's ID number, ...)
+        for step, shown in zip(steps, view["steps"], strict=True):
+            action = ACTIONS.get(step.action)
+            results = {k: step.result[k] for k in (action.shown if action else ()) if k in step.result}
+            if results:
+                shown["results"] = results
     if case.outcome.get("reason"):
         view["reason"] = case.outcome["reason"]
     fees = [s.result.get("fee_fen") for s in steps if isinstance(s.result.get("fee_fen"), int)]
