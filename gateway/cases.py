@@ -11,13 +11,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.catalogue import Matter, get_value
-from gateway.saga.model import FINAL, StepState, ready_steps
+from gateway.saga.model import FINAL, CaseState, StepState, ready_steps
 from gateway.saga.runner import SagaRunner
-from gateway.store import Case, CaseStep, IdempotencyKey
+from gateway.store import Case, CaseStep, IdempotencyKey, Notification
 from services.common.clock import Clock
 
 _CASE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I
@@ -83,7 +83,9 @@ async def open_case(
         case_no=case_no,
         matter=matter.id,
         state="RECEIVED",
-        notify_due=True,
+        # a case whose first steps are held for the submitting request is told of once that request has
+        # kept it (`settle_submission`): a submission refused outright leaves nothing behind
+        notify_due=hold <= 0,
         query_code_hash=hash_code(case_no, code),
         applicant_key=applicant_key(str(get_value(data, matter.applicant_field))),
         data=data,
@@ -132,6 +134,34 @@ async def open_case(
             )
         await session.commit()
     return case, code
+
+
+# A step in one of these states holds nothing at its department.
+_NOTHING_HELD = frozenset({StepState.REFUSED, StepState.CANCELLED, StepState.SKIPPED})
+
+
+async def settle_submission(sessions: async_sessionmaker[AsyncSession], case_id: str) -> bool:
+    """After the submitting request's wait: a case refused outright (rejected, and no department holds
+    anything of it) is forgotten — no case and no notification; the answer and the audit trail say why.
+    Otherwise the case is kept and its applicant told. Returns whether it was kept."""
+    async with sessions() as session:
+        case = await session.get_one(Case, case_id)
+        steps = list(await session.scalars(select(CaseStep).where(CaseStep.case_id == case_id)))
+        if case.state == CaseState.REJECTED and all(
+            s.state in _NOTHING_HELD and not s.resource_id and s.lease_owner is None for s in steps
+        ):
+            await session.execute(delete(Notification).where(Notification.case_id == case_id))
+            await session.execute(delete(CaseStep).where(CaseStep.case_id == case_id))
+            await session.execute(
+                update(IdempotencyKey).where(IdempotencyKey.case_id == case_id).values(case_id=None)
+            )
+            await session.delete(case)
+            await session.commit()
+            return False
+        if case.notified_state != case.state:
+            case.notify_due = True
+            await session.commit()
+        return True
 
 
 async def new_query_code_for(sessions: async_sessionmaker[AsyncSession], case_id: str) -> str:

@@ -327,11 +327,13 @@ class SagaRunner:
             return
         except Refused as exc:
             if exc.reason not in action.nothing_to_do:
-                await self._refuse(step.id, exc.reason, exc.message, [])
+                await self._refuse(step.id, exc.reason, exc.message, [], code=exc.code)
                 return
             outcome = Outcome(resource_id="", state=StepState.DONE, department_state=exc.reason)
         except Invalid as exc:
-            await self._refuse(step.id, "INVALID_ARGUMENT", exc.message, exc.violations)
+            await self._refuse(
+                step.id, "INVALID_ARGUMENT", exc.message, exc.violations, code="INVALID_ARGUMENT"
+            )
             return
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             log.error("department answer not understood", step=step.step_key, error=repr(exc))
@@ -395,15 +397,24 @@ class SagaRunner:
         await self._write(fail)
 
     async def _refuse(
-        self, step_id: str, reason: str, message: str, violations: list[tuple[str, str, str]]
+        self,
+        step_id: str,
+        reason: str,
+        message: str,
+        violations: list[tuple[str, str, str]],
+        *,
+        code: str = "FAILED_PRECONDITION",
     ) -> None:
+        """The department refused the step's call (`code`: its gRPC status, e.g. ALREADY_EXISTS)."""
+
         async def refuse(session: AsyncSession) -> str:
             case, step, steps = await self._load(session, step_id)
             step.state = M.check(StepState(step.state), StepState.REFUSED)
             step.reason = reason
             step.message = message
             step.result = {
-                "violations": [{"field": f, "reason": r, "description": d} for f, r, d in violations]
+                "violations": [{"field": f, "reason": r, "description": d} for f, r, d in violations],
+                "code": code,
             }
             step.lease_owner = step.lease_until = None
             step.attempts += 1
