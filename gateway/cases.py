@@ -19,6 +19,7 @@ from gateway.saga.model import FINAL, CaseState, StepState, ready_steps
 from gateway.saga.runner import SagaRunner
 from gateway.store import Case, CaseStep, IdempotencyKey, Notification
 from services.common.clock import Clock
+from services.common.logging import mask_text
 
 _CASE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I
 
@@ -203,7 +204,20 @@ DELAYED = {
 }
 
 
-def _step_view(step: CaseStep, matter: Matter | None, today: Any) -> dict[str, Any]:
+def rejection_view(step: CaseStep, *, personal: bool) -> dict[str, list[str]] | None:
+    """A department's reasons for rejecting the step: its words and their codes. Without `personal`
+    (the public progress view) the words are masked of any ID, passport or phone number in them."""
+    rejection = step.result.get("rejection") if isinstance(step.result, dict) else None
+    if not rejection:
+        return None
+    reasons = [str(r) for r in rejection.get("reasons", [])]
+    return {
+        "reasons": reasons if personal else [mask_text(r) for r in reasons],
+        "codes": [str(c) for c in rejection.get("codes", [])],
+    }
+
+
+def _step_view(step: CaseStep, matter: Matter | None, today: Any, *, personal: bool) -> dict[str, Any]:
     spec = next((s for s in matter.steps if s.key == step.step_key), None) if matter else None
     view: dict[str, Any] = {
         "key": step.step_key,
@@ -218,6 +232,9 @@ def _step_view(step: CaseStep, matter: Matter | None, today: Any) -> dict[str, A
         view["overdue"] = step.state not in FINAL and today > step.statutory_deadline
     if step.reason:
         view["reason"] = step.reason
+    rejection = rejection_view(step, personal=personal)
+    if rejection:
+        view["rejection"] = rejection
     if step.state == StepState.NEEDS_ATTENTION:
         view["message"] = DELAYED.get(step.reason, DELAYED[""])
     return view
@@ -236,10 +253,16 @@ def case_view(
         "state": case.state,
         "submitted_on": case.submitted_on.isoformat(),
         "updated_at": case.updated_at.isoformat(),
-        "steps": [_step_view(s, matter, clock.today()) for s in steps],
+        "steps": [_step_view(s, matter, clock.today(), personal=personal) for s in steps],
     }
     if case.outcome.get("reason"):
         view["reason"] = case.outcome["reason"]
+    rejections = [r for r in (rejection_view(s, personal=personal) for s in steps) if r]
+    if rejections:
+        view["rejection"] = {
+            "reasons": [t for r in rejections for t in r["reasons"]],
+            "codes": [c for r in rejections for c in r["codes"]],
+        }
     fees = [s.result.get("fee_fen") for s in steps if isinstance(s.result.get("fee_fen"), int)]
     if fees:
         view["fee_fen"] = sum(fees)

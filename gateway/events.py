@@ -14,8 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
 import structlog
+from google.protobuf import json_format
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -92,19 +95,33 @@ class EventConsumer:
             )
             await session.commit()
 
-    async def apply(self, event_type: str, aggregate_id: str, sequence: int, request_id: str = "") -> bool:
+    async def apply(
+        self,
+        event_type: str,
+        aggregate_id: str,
+        sequence: int,
+        request_id: str = "",
+        data: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Apply one event and move the cursor in one transaction, only while holding the lease; a lost
         race with the runner over the same case (StaleDataError) is tried again from the database."""
         for attempt in range(5):
             try:
-                return await self._apply_once(event_type, aggregate_id, sequence, request_id)
+                return await self._apply_once(event_type, aggregate_id, sequence, request_id, data)
             except StaleDataError:
                 if attempt == 4:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    async def _apply_once(self, event_type: str, aggregate_id: str, sequence: int, request_id: str) -> bool:
+    async def _apply_once(
+        self,
+        event_type: str,
+        aggregate_id: str,
+        sequence: int,
+        request_id: str,
+        data: Mapping[str, Any] | None = None,
+    ) -> bool:
         now = self.clock.now()
         async with self.sessions() as session:
             held = await session.execute(
@@ -120,7 +137,7 @@ class EventConsumer:
                 await session.rollback()
                 raise LeaseLost
             moved = await self.runner.apply_event(
-                session, self.department.name, event_type, aggregate_id, request_id, sequence
+                session, self.department.name, event_type, aggregate_id, request_id, sequence, data
             )
             await session.commit()
         return moved
@@ -136,7 +153,8 @@ class EventConsumer:
             if event.sequence <= cursor:
                 continue
             self.last_seen = self.clock.now()
-            if await self.apply(event.type, event.aggregate_id, event.sequence, event.request_id):
+            facts = json_format.MessageToDict(event.data) if event.HasField("data") else {}
+            if await self.apply(event.type, event.aggregate_id, event.sequence, event.request_id, facts):
                 log.info("department event applied", department=self.department.name, event_type=event.type)
                 self.runner.wake()
             cursor = event.sequence

@@ -58,10 +58,11 @@ class FakeDepartment:
         self.metadata.append((method, metadata))
         return await self.call(method, request, ctx)
 
-    def emit(self, event_type: str, aggregate_id: str) -> None:
-        self.events.append(
-            common_pb2.Event(sequence=len(self.events) + 1, type=event_type, aggregate_id=aggregate_id)
-        )
+    def emit(self, event_type: str, aggregate_id: str, data: dict[str, Any] | None = None) -> None:
+        event = common_pb2.Event(sequence=len(self.events) + 1, type=event_type, aggregate_id=aggregate_id)
+        if data is not None:
+            event.data.update(data)
+        self.events.append(event)
         self._new_event.set()
 
     async def watch(self, after_sequence: int) -> AsyncIterator[common_pb2.Event]:

@@ -212,6 +212,33 @@ def on_event(current: StepState, department_state: str, to: StepState, to_depart
     return EventOutcome(EventEffect.MOVE, check(current, to), to_department)
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """Why a department rejected a step: the words the applicant reads and their machine codes."""
+
+    reasons: tuple[str, ...] = ()
+    codes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"reasons": list(self.reasons), "codes": list(self.codes)}
+
+
+def _texts(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        return ()
+    return tuple(v.strip() for v in value if isinstance(v, str) and v.strip())
+
+
+def rejection_of(data: Mapping[str, object]) -> Rejection:
+    """The reasons a department's rejection event carries: identity's ``rejection_reason`` and
+    ``rejection_code``, or permits' ``reasons`` and ``reason_codes`` lists."""
+    reasons = _texts(data.get("reasons")) or _texts(data.get("rejection_reason"))
+    codes = _texts(data.get("reason_codes")) or _texts(data.get("rejection_code"))
+    return Rejection(reasons, codes)
+
+
 # -- the case as a whole ------------------------------------------------------------------------------
 
 

@@ -514,10 +514,12 @@ class SagaRunner:
         resource_id: str,
         request_id: str = "",
         sequence: int = 0,
+        data: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Move the step that holds `resource_id` at `department` by the event (the caller commits, with
-        its cursor). A step whose create call's answer was lost is found by the event's `request_id` and
-        bound to the resource; an event about a resource no step holds yet is parked."""
+        """Move the step that holds `resource_id` at `department` by the event (`data`: its facts, e.g. a
+        rejection's reasons; the caller commits, with its cursor). A step whose create call's answer was
+        lost is found by the event's `request_id` and bound to the resource; an event about a resource no
+        step holds yet is parked."""
         step = await session.scalar(
             select(CaseStep).where(CaseStep.department == department, CaseStep.resource_id == resource_id)
         )
@@ -539,13 +541,19 @@ class SagaRunner:
         if event_type not in action.events:
             return step.resource_id == resource_id and bool(request_id)
         case, step, steps = await self._load(session, step.id)
-        moved = self._apply(case, step, steps, action, event_type)
+        moved = self._apply(case, step, steps, action, event_type, data or {})
         if moved:
             self._settle(case, steps)
         return moved
 
     def _apply(
-        self, case: Case, step: CaseStep, steps: list[CaseStep], action: Action, event_type: str
+        self,
+        case: Case,
+        step: CaseStep,
+        steps: list[CaseStep],
+        action: Action,
+        event_type: str,
+        data: Mapping[str, Any] | None = None,
     ) -> bool:
         to, to_department = action.events[event_type]
         result = M.on_event(StepState(step.state), step.department_state, to, to_department)
@@ -558,6 +566,9 @@ class SagaRunner:
             step.reason = ""  # the department answered after all
         if result.effect == M.EventEffect.REFUSE:
             step.reason = "REJECTED_BY_DEPARTMENT"
+            rejection = M.rejection_of(data or {})
+            if rejection.reasons or rejection.codes:
+                step.result = {**step.result, "rejection": rejection.as_dict()}
             self._begin_compensation(case, steps, {"rejected": True, "reason": "REJECTED_BY_DEPARTMENT"})
         elif result.effect == M.EventEffect.CANCELLED:
             self._begin_compensation(case, steps, {"rejected": True, "reason": "CANCELLED_BY_DEPARTMENT"})

@@ -38,10 +38,16 @@ async def submit(client: TestClient) -> dict[str, Any]:
     return await resp.json()
 
 
-async def event(client: TestClient, department_name: str, event_type: str, resource: str) -> None:
+async def event(
+    client: TestClient,
+    department_name: str,
+    event_type: str,
+    resource: str,
+    data: dict[str, Any] | None = None,
+) -> None:
     runner = client.app[runner_key]
     async with client.app[sessions_key]() as session:
-        assert await runner.apply_event(session, department_name, event_type, resource)
+        assert await runner.apply_event(session, department_name, event_type, resource, data=data)
         await session.commit()
 
 
@@ -345,13 +351,23 @@ async def test_chinese_by_default_and_rejections_are_told(client: TestClient, id
         headers=department("identity"),
     )
     assert resp.status == 202
-    await event(client, "identity", "CardApplicationRejected", card_id(identity))
+    words = "照片不符合要求，请联系 13800138000"
+    facts = {"rejection_reason": words, "rejection_code": "PHOTO_NOT_COMPLIANT", "state": "REJECTED"}
+    await event(client, "identity", "CardApplicationRejected", card_id(identity), facts)
     notifier = client.app[notifier_key]
     await notifier.run_once()
     mine = await (await client.get("/api/v1/me/notifications", headers=APPLICANT)).json()
     assert [n["milestone"] for n in mine["notifications"]] == ["rejected"]  # the first look saw it rejected
-    assert "未获批准" in mine["notifications"][0]["text"]
+    text = mine["notifications"][0]["text"]
+    assert "未获批准" in text and "照片不符合要求" in text and "13800138000" not in text
     assert mine["notifications"][0]["channel"] == "record"
+    own = await (await client.get(f"/api/v1/cases/{body['case_no']}", headers=APPLICANT)).json()
+    assert own["rejection"] == {"reasons": [words], "codes": ["PHOTO_NOT_COMPLIANT"]}
+    assert own["steps"][0]["rejection"] == own["rejection"]
+    progress = await client.get(f"/api/v1/progress/{body['case_no']}", params={"code": body["query_code"]})
+    public = (await progress.json())["rejection"]
+    assert public["codes"] == ["PHOTO_NOT_COMPLIANT"]
+    assert "照片不符合要求" in public["reasons"][0] and "13800138000" not in public["reasons"][0]
 
 
 async def test_progress_lookups_are_rate_limited_per_address(client: TestClient) -> None:

@@ -159,3 +159,13 @@ def test_the_case_status_is_derived_from_its_steps() -> None:
     assert aggregate_state(none, [Step("a", S.REFUSED), Step("b", S.NEEDS_ATTENTION)]) == CaseState.REJECTED
     assert aggregate_state(CaseFlags(withdrawn=True), [Step("a", S.COMPENSATED)]) == CaseState.WITHDRAWN
     assert aggregate_state(CaseFlags(rejected=True), [Step("a", S.COMPENSATED)]) == CaseState.REJECTED
+
+
+def test_a_rejection_carries_identitys_or_permits_reasons_and_codes() -> None:
+    from gateway.saga.model import rejection_of
+
+    identity = rejection_of({"rejection_reason": " 照片不符合要求 ", "rejection_code": "PHOTO_NOT_COMPLIANT"})
+    assert identity.as_dict() == {"reasons": ["照片不符合要求"], "codes": ["PHOTO_NOT_COMPLIANT"]}
+    permits = rejection_of({"reasons": ["学历不符", " "], "reason_codes": ["DEGREE_NOT_RECOGNISED"]})
+    assert permits.as_dict() == {"reasons": ["学历不符"], "codes": ["DEGREE_NOT_RECOGNISED"]}
+    assert rejection_of({"reasons": 3}).as_dict() == {"reasons": [], "codes": []}
