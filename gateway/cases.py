@@ -200,6 +200,7 @@ async def load_case(
 # What the applicant is told of a step staff must look at: delayed, never refused.
 DELAYED = {
     "DEPARTMENT_UNAVAILABLE": "Delayed: the department could not be reached; staff have been alerted.",
+    "UNDO_REFUSED": "The department still holds this step and could not undo it; staff have been alerted.",
     "": "Delayed: staff have been alerted and will move it on.",
 }
 

@@ -345,7 +345,10 @@ class SagaRunner:
             case, fresh, steps = await self._load(session, step.id)
             failed = case.state in (CaseState.REJECTED, CaseState.WITHDRAWN)
             fresh.state = M.on_outcome(
-                StepState(fresh.state), outcome.state, case_failed=failed, compensable=action.compensable
+                StepState(fresh.state),
+                outcome.state,
+                case_failed=failed,
+                compensable=M.can_undo(outcome.state, action.undo),
             )
             if fresh.state == StepState.COMPENSATING:
                 fresh.next_attempt_at = self._clock.now()
@@ -428,7 +431,7 @@ class SagaRunner:
 
     def _begin_compensation(self, case: Case, steps: list[CaseStep], outcome: dict[str, object]) -> None:
         case.outcome = {**case.outcome, **outcome}
-        compensable = {s.step_key: ACTIONS[s.action].compensable for s in steps}
+        compensable = {s.step_key: M.can_undo(StepState(s.state), ACTIONS[s.action].undo) for s in steps}
         now = self._clock.now()
         for step in steps:
             new = M.begin_compensation([step], compensable).get(step.step_key)
@@ -467,8 +470,12 @@ class SagaRunner:
             await self._fail(step.id, Failure.OPERATOR, f"{step.department} refused the gateway ({exc.code})")
             return
         except (Refused, Invalid) as exc:
-            # The department no longer holds it in a cancellable state (e.g. already cancelled).
-            log.warning("compensation refused", step=step.step_key, error=exc.message)
+            # The department keeps its record (e.g. ILLEGAL_TRANSITION: decided meanwhile): never shown
+            # as undone — staff settle it, and the department's own event moves the step if it ends it.
+            reason = exc.reason if isinstance(exc, Refused) else "INVALID_ARGUMENT"
+            log.warning("compensation refused", step=step.step_key, reason=reason, error=exc.message)
+            await self._undo_refused(step.id, reason)
+            return
         except (KeyError, TypeError, ValueError) as exc:
             await self._fail(step.id, Failure.PROGRAMMING, f"undo not built: {type(exc).__name__}")
             return
@@ -483,6 +490,21 @@ class SagaRunner:
             self._settle(case, steps)
 
         await self._write(done)
+        self.wake()
+
+    async def _undo_refused(self, step_id: str, reason: str) -> None:
+        async def refused(session: AsyncSession) -> None:
+            case, step, steps = await self._load(session, step_id)
+            if step.state != StepState.COMPENSATING:  # an event told us first
+                return
+            step.state = M.check(StepState.COMPENSATING, StepState.NEEDS_ATTENTION)
+            step.reason = "UNDO_REFUSED"
+            step.message = f"{step.department} refused the undo ({reason})"
+            step.lease_owner = step.lease_until = None
+            step.updated_at = self._clock.now()
+            self._settle(case, steps)
+
+        await self._write(refused)
         self.wake()
 
     def _settle(self, case: Case, steps: list[CaseStep]) -> None:
@@ -666,18 +688,26 @@ class SagaRunner:
             self.wake()
         return len(ids)
 
-    async def withdraw(self, case_id: str) -> None:
-        async def withdraw(session: AsyncSession) -> None:
+    async def withdraw(self, case_id: str) -> list[M.Blocker]:
+        """Withdraw the case — unless a step can no longer be undone by its department: then nothing
+        changes and those steps are returned (checked in the transaction that withdraws)."""
+
+        async def withdraw(session: AsyncSession) -> list[M.Blocker]:
             case = await session.get_one(Case, case_id)
             steps = list(
                 await session.scalars(
                     select(CaseStep).where(CaseStep.case_id == case_id).order_by(CaseStep.position)
                 )
             )
-            self._begin_compensation(case, steps, {"withdrawn": True, "reason": "WITHDRAWN_BY_APPLICANT"})
+            blockers = M.withdrawal_blockers(steps, {s.step_key: ACTIONS[s.action].undo for s in steps})
+            if not blockers:
+                self._begin_compensation(case, steps, {"withdrawn": True, "reason": "WITHDRAWN_BY_APPLICANT"})
+            return blockers
 
-        await self._write(withdraw)
-        self.wake()
+        blockers = await self._write(withdraw)
+        if not blockers:
+            self.wake()
+        return blockers
 
     async def hand_over(
         self, case_id: str, step_ids: set[str], by: str, results: dict[str, dict[str, Any]]

@@ -433,3 +433,40 @@ def test_request_ids_are_uuids() -> None:
     base = str(uuid.uuid4())
     assert derived_request_id(base, "approve") == derived_request_id(base, "approve")
     assert derived_request_id(base, "approve") != derived_request_id(base, "reject")
+
+
+async def test_a_card_application_approved_cannot_be_withdrawn_and_says_why(
+    client: TestClient, identity: Any
+) -> None:
+    body = await submit(client)
+    await event(client, "identity", "CardApplicationApproved", card_id(identity))
+    resp = await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", headers=APPLICANT)
+    assert resp.status == 409, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    problem = await resp.json()
+    assert problem["type"] == "/problems/withdrawal-refused"
+    assert [(s["key"], s["reason"], s["department_state"]) for s in problem["steps"]] == [
+        ("card", "ALREADY_DECIDED", "APPROVED")
+    ]
+    assert "card" in problem["detail"]
+    assert identity.calls_to("CancelCardApplication") == []
+    view = await (await client.get(f"/api/v1/cases/{body['case_no']}", headers=APPLICANT)).json()
+    assert view["state"] == "APPROVED" and view["steps"][0]["state"] == A.APPROVED
+
+
+async def test_an_undo_the_department_refuses_is_never_shown_as_compensated(
+    client: TestClient, identity: Any
+) -> None:
+    body = await submit(client)
+
+    def refuse_cancel(request: Any) -> Any:
+        raise Refused("identity", "ILLEGAL_TRANSITION", "the application is approved", "FAILED_PRECONDITION")
+
+    identity.handlers["CancelCardApplication"] = refuse_cancel
+    resp = await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", headers=APPLICANT)
+    assert resp.status == 202  # accepted, not done
+    view = await resp.json()
+    assert view["steps"][0]["state"] == A.NEEDS_ATTENTION
+    assert view["steps"][0]["reason"] == "UNDO_REFUSED"
+    assert view["state"] == "NEEDS_ATTENTION"  # not WITHDRAWN while identity holds the application
+    assert len(identity.calls_to("CancelCardApplication")) == 1
