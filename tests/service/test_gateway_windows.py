@@ -5,9 +5,11 @@ departments — plus feedback, statistics and milestone notifications."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -16,6 +18,7 @@ from gateway.saga.model import StepState as A
 from gateway.store import Notification
 from gateway.typedefs import notifier_key, runner_key, sessions_key, stats_key
 from govhub.identity.v1 import identity_pb2
+from govhub.residence.v1 import residence_pb2
 from tests.fakes import FakeDepartment
 from tests.service.gateway_fakes import deciding_identity, household_residence
 from tests.service.gateway_support import bearer, citizen, counter, department
@@ -470,3 +473,38 @@ async def test_an_undo_the_department_refuses_is_never_shown_as_compensated(
     assert view["steps"][0]["reason"] == "UNDO_REFUSED"
     assert view["state"] == "NEEDS_ATTENTION"  # not WITHDRAWN while identity holds the application
     assert len(identity.calls_to("CancelCardApplication")) == 1
+
+
+async def test_a_recorded_name_change_is_withdrawn_whole_or_not_at_all(
+    client: TestClient, departments: Any
+) -> None:
+    residence, identity = departments["residence"], departments["identity"]
+    residence.handlers["ChangeName"] = lambda request: residence_pb2.ChangeNameResponse(
+        person=residence_pb2.Person(id="person-1", hukou_region_code="310106")
+    )
+    identity.down = True  # the card renewal waits: the register already holds the new name
+    content = b"%PDF-1.4\n% name change reason\n%%EOF\n"
+    form = aiohttp.FormData()
+    form.add_field("file", content, filename="reason.pdf", content_type="application/pdf")
+    assert (await client.post("/api/v1/materials", data=form, headers=APPLICANT)).status == 201
+    body = {
+        "matter": "name-change",
+        "data": {
+            "applicant": {"id_number": "11010519491231002X", "name": "测试甲"},
+            "new_name": "测试乙",
+            "station_region_code": "310106",
+        },
+        "materials": {"name_change_reason": hashlib.sha256(content).hexdigest()},
+    }
+    resp = await client.post("/api/v1/cases", json=body, headers=APPLICANT)
+    assert resp.status == 201, await resp.text()
+    case = await resp.json()
+    assert {s["key"]: s["state"] for s in case["steps"]}["name_change"] == A.DONE
+    resp = await client.post(f"/api/v1/cases/{case['case_no']}/withdraw", headers=APPLICANT)
+    assert resp.status == 409, await resp.text()
+    problem = await resp.json()
+    assert [(s["key"], s["reason"]) for s in problem["steps"]] == [("name_change", "NOT_UNDOABLE")]
+    view = await (await client.get(f"/api/v1/cases/{case['case_no']}", headers=APPLICANT)).json()
+    card = {s["key"]: s["state"] for s in view["steps"]}["card_renewal"]
+    assert card not in (A.CANCELLED, A.COMPENSATED)  # the renewal the law requires goes on
+    assert view["state"] != "WITHDRAWN"
