@@ -14,6 +14,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from gateway import saga
 from gateway.audit import note_applicant
 from gateway.auth import Principal
 from gateway.cases import (
@@ -219,7 +220,10 @@ async def _outcome(request: web.Request, case_id: str, code: str) -> tuple[int, 
     case, steps = loaded
     note_applicant(request, case, app[catalogue_key].get(case.matter))
     kept = await settle_submission(sessions, case_id)
-    if not kept:
+    if case.state == saga.REJECTED:
+        # refused outright: no case is left (`kept` false); a case a department still holds part of
+        # (e.g. a loss report that stands on its own) is named, to be followed
+        kept_case = {"case_no": case.case_no} if kept else {}
         refused = next((s for s in steps if s.reason), None)
         violations = (refused.result.get("violations") if refused else None) or []
         if violations:
@@ -230,6 +234,7 @@ async def _outcome(request: web.Request, case_id: str, code: str) -> tuple[int, 
                 "errors": [
                     {"field": f"{refused.step_key}.{v['field']}", "reason": v["reason"]} for v in violations
                 ],
+                **kept_case,
             }
         conflict = refused is not None and refused.result.get("code") == "ALREADY_EXISTS"
         status = 409 if conflict else 422
@@ -243,6 +248,7 @@ async def _outcome(request: web.Request, case_id: str, code: str) -> tuple[int, 
             "reason": case.outcome.get("reason", "REFUSED"),
             "step": refused.step_key if refused else None,
             "instance": request.path,
+            **kept_case,
         }
     return 201, {**case_view(case, steps, app[catalogue_key], clock, personal=False), "query_code": code}
 
