@@ -28,6 +28,7 @@ from gateway.metrics import Metrics
 from gateway.migrations import DATABASE
 from gateway.notify import Notifier, Sender
 from gateway.problems import problem_body, problem_middleware
+from gateway.quotes import Quotes
 from gateway.ratelimit import CodeGuard
 from gateway.routes import routes
 from gateway.saga.runner import RunnerSettings, SagaRunner
@@ -43,6 +44,7 @@ from gateway.typedefs import (
     notifier_key,
     page_secret_key,
     progress_limiter_key,
+    quotes_key,
     runner_key,
     sessions_key,
     settings_key,
@@ -216,6 +218,7 @@ def create_app(
     app[page_secret_key] = secrets.token_urlsafe(32)
     app[clock_key] = clock or Clock(settings.common.today)
     app[catalogue_key] = load_catalogue()
+    app[quotes_key] = Quotes(lambda: app.get(departments_key) or {})
     app[tracer_provider_key] = provider
     app[material_files_key] = MaterialFiles(settings.materials_dir, settings.material_max_bytes)
     app[verifier_key] = TokenVerifier(

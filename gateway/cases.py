@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.catalogue import Matter, get_value
+from gateway.departments import ACTIONS
 from gateway.saga.model import FINAL, CaseState, StepState, ready_steps
 from gateway.saga.runner import SagaRunner
 from gateway.store import Case, CaseStep, IdempotencyKey, Notification
@@ -256,6 +257,12 @@ def case_view(
         "updated_at": case.updated_at.isoformat(),
         "steps": [_step_view(s, matter, clock.today(), personal=personal) for s in steps],
     }
+    if personal:  # what the departments produced, for those entitled (the newborn's ID number, ...)
+        for step, shown in zip(steps, view["steps"], strict=True):
+            action = ACTIONS.get(step.action)
+            results = {k: step.result[k] for k in (action.shown if action else ()) if k in step.result}
+            if results:
+                shown["results"] = results
     if case.outcome.get("reason"):
         view["reason"] = case.outcome["reason"]
     rejections = [r for r in (rejection_view(s, personal=personal) for s in steps) if r]

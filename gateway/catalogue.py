@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from gateway.quotes import FeeSpec, MatterQuote, TimeLimitSpec, parse_quote
 from services.common.errors import FieldViolation, ValidationCollector
 from services.common.foreigner import nationality_problem, normalise_passport_number, passport_number_problem
 from services.common.idnumber import check_id_number
@@ -29,7 +30,17 @@ FIELD_KINDS = (
     "int",
     "passport_number",
     "country",
+    "choices",  # a list of distinct choices (none or several)
 )
+
+# Cross-field rules a matter declares (``[[rules]]``), checked at submission before anything is sent:
+#   not_before            `later` is on or after `earlier` (dates or date-times; a contract that ends
+#                         before it starts)
+#   not_after_today       `field` is not a date after the application date (a birth, an arrival)
+#   exactly_one_of        exactly one of `fields` is given (a date of entry, or the permit held)
+#   within_days_of_entry  `field` (a date of entry) is within the days permits quotes before the
+#                         application date, and not after it
+RULE_CHECKS = ("not_before", "not_after_today", "exactly_one_of", "within_days_of_entry")
 
 
 class CatalogueError(ValueError):
@@ -48,6 +59,7 @@ class FieldSpec:
     personal: bool = False  # personal data: never shown on public progress pages
     minimum: int | None = None  # for "int"
     maximum: int | None = None
+    hall: bool = False  # the hall that accepts it: at a counter, the counter's own hall only
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +69,9 @@ class MaterialSpec:
     title_zh: str
     required: bool = True
     upload: bool = True  # False: shown to the applicant and checked at the counter, not uploaded
+    # evidence of a claim: required when this field is set (true, or a non-empty list), e.g. the proof of
+    # a talent programme when the applicant claims one
+    required_when: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +90,12 @@ class StepSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleSpec:
+    check: str
+    fields: tuple[str, ...]  # not_before: (earlier, later); others: the fields named
+
+
+@dataclass(frozen=True, slots=True)
 class Matter:
     id: str
     title: str
@@ -83,11 +104,12 @@ class Matter:
     fields: tuple[FieldSpec, ...]
     materials: tuple[MaterialSpec, ...]
     steps: tuple[StepSpec, ...]
-    fees: tuple[tuple[str, int], ...]  # (item, fen)
-    statutory_days: int
+    fees: tuple[FeeSpec, ...]  # each quoted by its department (gateway/quotes.py)
+    time_limits: tuple[TimeLimitSpec, ...]
     applicant_field: str  # the field whose value identifies the applicant
     available_from: dt.date  # the first day it can be applied for
     available_until: dt.date | None = None  # the last day, if it is withdrawn
+    rules: tuple[RuleSpec, ...] = ()
 
     def available_on(self, day: dt.date) -> bool:
         return self.available_from <= day and (self.available_until is None or day <= self.available_until)
@@ -97,8 +119,10 @@ class Matter:
         until = f" to {self.available_until.isoformat()}" if self.available_until else ""
         return f"from {self.available_from.isoformat()}{until}"
 
-    def public(self) -> dict[str, Any]:
-        """Everything a citizen needs to know up front (GET /api/v1/matters/{id})."""
+    def public(self, quote: MatterQuote | None = None) -> dict[str, Any]:
+        """Everything a citizen needs to know up front (GET /api/v1/matters/{id}); fees and time limits
+        as the departments quoted them (`quote`), or ``null`` with ``quote_unavailable`` when they could
+        not be asked."""
         return {
             "id": self.id,
             "title": self.title,
@@ -122,6 +146,7 @@ class Matter:
                     "title_zh": m.title_zh,
                     "required": m.required,
                     "how": "upload" if m.upload else "in person",
+                    **({"required_when": m.required_when} if m.required_when else {}),
                 }
                 for m in self.materials
             ],
@@ -136,8 +161,7 @@ class Matter:
                 }
                 for s in self.steps
             ],
-            "fees": [{"item": item, "amount_fen": fen} for item, fen in self.fees],
-            "statutory_days": self.statutory_days,
+            **(quote.public() if quote else {"fees": None, "time_limits": None, "quote_unavailable": ""}),
             "available_from": self.available_from.isoformat(),
             "available_until": self.available_until.isoformat() if self.available_until else None,
         }
@@ -152,10 +176,14 @@ def _get(data: dict[str, Any], path: str) -> Any:
     return node
 
 
-def validate_submission(matter: Matter, data: Any, today: dt.date) -> dict[str, Any]:
-    """Check a submission against every field the matter's steps need; report all problems at once
-    (InvalidArgument with one violation per field, paths prefixed ``data.``). Returns the data with
-    values normalised (ID numbers upper-cased and upgraded)."""
+def validate_submission(
+    matter: Matter, data: Any, today: dt.date, *, entry_within_days: int | None = None
+) -> dict[str, Any]:
+    """Check a submission against every field the matter's steps need, then against the matter's
+    cross-field rules; report all problems at once (InvalidArgument with one violation per field, paths
+    prefixed ``data.``). `entry_within_days`: the days from entry permits quotes for today (None: not
+    known, the department checks). Returns the data with values normalised (ID numbers upper-cased and
+    upgraded)."""
     errors = ValidationCollector()
     if not isinstance(data, dict):
         errors.add("data", "REQUIRED", "data must be an object")
@@ -168,7 +196,19 @@ def validate_submission(matter: Matter, data: Any, today: dt.date) -> dict[str, 
             if spec.required:
                 errors.add(where, "REQUIRED", f"{spec.title} is required")
             continue
-        if spec.kind == "bool":
+        if spec.kind == "choices":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                errors.add(where, "NOT_A_LIST", f"{spec.title} must be a list of: {', '.join(spec.choices)}")
+                continue
+            wrong = [v for v in value if v not in spec.choices]
+            if wrong or len(set(value)) != len(value):
+                errors.add(
+                    where, "NOT_ALLOWED", f"{spec.title}: each once, one of: {', '.join(spec.choices)}"
+                )
+                continue
+            if not value:
+                continue
+        elif spec.kind == "bool":
             if not isinstance(value, bool):
                 errors.add(where, "NOT_A_BOOLEAN", f"{spec.title} must be true or false")
                 continue
@@ -230,13 +270,79 @@ def validate_submission(matter: Matter, data: Any, today: dt.date) -> dict[str, 
             continue
         _set(normalised, spec.path, value)
     errors.raise_if_any()
+    _check_rules(matter, normalised, today, entry_within_days, errors)
+    errors.raise_if_any()
     return normalised
 
 
-def validate_materials(matter: Matter, materials: Any) -> tuple[dict[str, str], list[FieldViolation]]:
+def _as_date(value: Any) -> dt.date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value).date() if "T" in value else dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _title(matter: Matter, path: str) -> str:
+    return next((f.title for f in matter.fields if f.path == path), path)
+
+
+def _check_rules(
+    matter: Matter,
+    data: dict[str, Any],
+    today: dt.date,
+    entry_within_days: int | None,
+    errors: ValidationCollector,
+) -> None:
+    """The matter's cross-field rules, over fields that are each valid on their own; every error names
+    the submitted path."""
+    for rule in matter.rules:
+        values = [_get(data, path) for path in rule.fields]
+        if rule.check == "not_before":
+            earlier, later = (_as_date(v) for v in values)
+            if earlier and later and later < earlier:
+                errors.add(
+                    f"data.{rule.fields[1]}",
+                    "BEFORE_START",
+                    f"{_title(matter, rule.fields[1])} is before {_title(matter, rule.fields[0])}",
+                )
+        elif rule.check == "not_after_today":
+            for path, value in zip(rule.fields, values, strict=True):
+                day = _as_date(value)
+                if day and day > today:
+                    errors.add(f"data.{path}", "IN_THE_FUTURE", f"{_title(matter, path)} is after today")
+        elif rule.check == "exactly_one_of":
+            given = [path for path, value in zip(rule.fields, values, strict=True) if value not in (None, "")]
+            if len(given) != 1:
+                names = " or ".join(_title(matter, p) for p in rule.fields)
+                for path in given[1:] or rule.fields:
+                    errors.add(
+                        f"data.{path}",
+                        "ONE_OF_REQUIRED" if not given else "NOT_WITH_OTHER",
+                        f"give exactly one: {names}",
+                    )
+        elif rule.check == "within_days_of_entry":
+            entry = _as_date(values[0])
+            if entry is None:
+                continue
+            if entry > today:
+                errors.add(f"data.{rule.fields[0]}", "IN_THE_FUTURE", "the date of entry is after today")
+            elif entry_within_days is not None and (today - entry).days > entry_within_days:
+                errors.add(
+                    f"data.{rule.fields[0]}",
+                    "TOO_LONG_AFTER_ENTRY",
+                    f"the residence permit is applied for within {entry_within_days} days of entry; "
+                    f"today is {(today - entry).days} days after it",
+                )
+
+
+def validate_materials(
+    matter: Matter, materials: Any, data: dict[str, Any] | None = None
+) -> tuple[dict[str, str], list[FieldViolation]]:
     """Check the submission's ``materials`` ({kind: sha256}) against the matter's list: every required
-    kind present, no unknown kind, each value a SHA-256. Returns the well-formed choices and every
-    problem; whether each was uploaded is the caller's check."""
+    kind present (evidence of a claim in `data` too), no unknown kind, each value a SHA-256. Returns the
+    well-formed choices and every problem; whether each was uploaded is the caller's check."""
     errors = ValidationCollector()
     if materials is None:
         materials = {}
@@ -251,14 +357,24 @@ def validate_materials(matter: Matter, materials: Any) -> tuple[dict[str, str], 
     for spec in known.values():
         value = materials.get(spec.key)
         if value is None or value == "":
+            claimed = spec.required_when is not None and _get(data or {}, spec.required_when) not in _UNSET
             if spec.required:
                 errors.add(f"materials.{spec.key}", "REQUIRED", f"{spec.title} is required")
+            elif claimed:
+                errors.add(
+                    f"materials.{spec.key}",
+                    "EVIDENCE_REQUIRED",
+                    f"{spec.title} is required with data.{spec.required_when}",
+                )
             continue
         if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
             errors.add(f"materials.{spec.key}", "NOT_A_SHA256", "give the sha256 that the upload answered")
             continue
         chosen[spec.key] = value
     return chosen, errors.violations
+
+
+_UNSET = (None, False, "", [], 0)
 
 
 def _set(data: dict[str, Any], path: str, value: Any) -> None:
@@ -287,11 +403,19 @@ def _matter(raw: dict[str, Any], source: str, known_actions: Mapping[str, Action
                 personal=f.get("personal", False),
                 minimum=f.get("min"),
                 maximum=f.get("max"),
+                hall=f.get("hall", False),
             )
             for f in raw.get("fields", [])
         )
         materials = tuple(
-            MaterialSpec(m["key"], m["title"], m["title_zh"], m.get("required", True), m.get("upload", True))
+            MaterialSpec(
+                m["key"],
+                m["title"],
+                m["title_zh"],
+                m.get("required", "required_when" not in m),
+                m.get("upload", True),
+                m.get("required_when"),
+            )
             for m in raw.get("materials", [])
         )
         steps = tuple(
@@ -316,8 +440,26 @@ def _matter(raw: dict[str, Any], source: str, known_actions: Mapping[str, Action
             fields=fields,
             materials=materials,
             steps=steps,
-            fees=tuple((fee["item"], int(fee["amount_fen"])) for fee in raw.get("fees", [])),
-            statutory_days=int(raw["statutory_days"]),
+            fees=tuple(
+                FeeSpec(fee["item"], fee["item_zh"], parse_quote(fee["quote"]), fee.get("only_when"))
+                for fee in raw.get("fees", [])
+            ),
+            time_limits=tuple(
+                TimeLimitSpec(
+                    t["item"],
+                    t["item_zh"],
+                    parse_quote(t["quote"]) if "quote" in t else None,
+                    int(t["days"]) if "days" in t else None,
+                )
+                for t in raw["time_limits"]
+            ),
+            rules=tuple(
+                RuleSpec(
+                    r["check"],
+                    (r["earlier"], r["later"]) if r["check"] == "not_before" else tuple(r["fields"]),
+                )
+                for r in raw.get("rules", [])
+            ),
             applicant_field=raw["applicant_field"],
             available_from=_toml_date(raw["available_from"], "available_from"),
             available_until=(
@@ -346,12 +488,38 @@ def _check(matter: Matter, source: str, known_actions: Mapping[str, Action]) -> 
     for f in matter.fields:
         if f.kind not in FIELD_KINDS:
             raise CatalogueError(f"{source}: field {f.path}: unknown kind {f.kind!r}")
-        if f.kind == "choice" and not f.choices:
+        if f.hall and f.kind != "region_code":
+            raise CatalogueError(f"{source}: field {f.path}: only a region_code names the hall")
+        if f.kind in ("choice", "choices") and not f.choices:
             raise CatalogueError(f"{source}: field {f.path}: a choice needs choices")
+    for rule in matter.rules:
+        if rule.check not in RULE_CHECKS:
+            raise CatalogueError(f"{source}: rule {rule.check!r}: one of {', '.join(RULE_CHECKS)}")
+        for path in rule.fields:
+            if path not in paths:
+                raise CatalogueError(f"{source}: rule {rule.check}: {path!r} is not a field")
+    for fee in matter.fees:
+        if fee.only_when is not None and fee.only_when not in paths:
+            raise CatalogueError(f"{source}: fee {fee.item!r}: only_when {fee.only_when!r} is not a field")
+    if not matter.time_limits:
+        raise CatalogueError(f"{source}: a matter needs its time_limits")
+    for limit in matter.time_limits:
+        if (limit.quote is None) == (limit.days is None):
+            raise CatalogueError(f"{source}: time limit {limit.item!r}: a quote or days, not both")
+        if limit.days is not None and not any(s.department == "residence" for s in matter.steps):
+            raise CatalogueError(
+                f"{source}: time limit {limit.item!r}: only the residence register's are written here; "
+                "ask the other departments (quote)"
+            )
     keys = [s.key for s in matter.steps]
     if len(set(keys)) != len(keys) or not keys:
         raise CatalogueError(f"{source}: step keys must be present and unique")
     material_keys = {m.key for m in matter.materials}
+    for m in matter.materials:
+        if m.required_when is not None and m.required_when not in paths:
+            raise CatalogueError(
+                f"{source}: material {m.key}: required_when {m.required_when!r} is not a field"
+            )
     seen: set[str] = set()
     for step in matter.steps:
         if step.action not in known_actions:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from google.protobuf import json_format
+from google.protobuf.json_format import MessageToDict
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -101,7 +100,7 @@ class EventConsumer:
         aggregate_id: str,
         sequence: int,
         request_id: str = "",
-        data: Mapping[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
     ) -> bool:
         """Apply one event and move the cursor in one transaction, only while holding the lease; a lost
         race with the runner over the same case (StaleDataError) is tried again from the database."""
@@ -115,12 +114,7 @@ class EventConsumer:
         raise AssertionError("unreachable")
 
     async def _apply_once(
-        self,
-        event_type: str,
-        aggregate_id: str,
-        sequence: int,
-        request_id: str,
-        data: Mapping[str, Any] | None = None,
+        self, event_type: str, aggregate_id: str, sequence: int, request_id: str, data: dict[str, Any] | None
     ) -> bool:
         now = self.clock.now()
         async with self.sessions() as session:
@@ -153,8 +147,8 @@ class EventConsumer:
             if event.sequence <= cursor:
                 continue
             self.last_seen = self.clock.now()
-            facts = json_format.MessageToDict(event.data) if event.HasField("data") else {}
-            if await self.apply(event.type, event.aggregate_id, event.sequence, event.request_id, facts):
+            data = MessageToDict(event.data) if event.HasField("data") else None
+            if await self.apply(event.type, event.aggregate_id, event.sequence, event.request_id, data):
                 log.info("department event applied", department=self.department.name, event_type=event.type)
                 self.runner.wake()
             cursor = event.sequence

@@ -69,6 +69,14 @@ SCHEMAS: S = {
             "overdue": BOOL,
             "reason": STRING,
             "message": STRING,
+            "results": {
+                **OPEN,
+                "description": "What the department produced, shown to the applicant and staff only: "
+                "fee_fen (fixed by the department), id_number (a newborn's, assigned at once), "
+                "permit_number / valid_from / valid_until, card_number, ready_on and "
+                "collect_at_region_code (where and from when to collect), loss_report "
+                "({already_reported, reported_on}), registration_number, certificate_number, late",
+            },
         },
         ("key", "title", "department", "state", "department_state"),
     ),
@@ -112,8 +120,39 @@ SCHEMAS: S = {
             "fields": {"type": "array", "items": OPEN},
             "materials": {"type": "array", "items": OPEN},
             "steps": {"type": "array", "items": OPEN},
-            "fees": {"type": "array", "items": OPEN},
-            "statutory_days": INT,
+            "quoted_on": {**DATE, "description": "The day the departments quoted fees and time limits for"},
+            "fees": {
+                **nullable(
+                    "array",
+                    description="As the departments quote them today; null when they "
+                    "cannot be asked now (see quote_unavailable)",
+                ),
+                "items": obj(
+                    {"item": STRING, "item_zh": STRING, "amount_fen": INT, "only_when": STRING},
+                    ("item", "amount_fen"),
+                ),
+            },
+            "time_limits": {
+                **nullable("array", description="Statutory time limits as the departments quote them"),
+                "items": obj(
+                    {
+                        "item": STRING,
+                        "item_zh": STRING,
+                        "days": INT,
+                        "working_days": BOOL,
+                        "provisional": {
+                            **BOOL,
+                            "description": "Working days counted on a provisional calendar (the year's "
+                            "holiday notice is not published yet); may change",
+                        },
+                    },
+                    ("item", "days", "working_days"),
+                ),
+            },
+            "quote_unavailable": {
+                **STRING,
+                "description": "The department that could not quote just now (fees and time_limits null)",
+            },
             "available_from": {**DATE, "description": "The first day the matter can be applied for"},
             "available_until": nullable(
                 "string", format="date", description="The last day it can be applied for; null: no end"
@@ -126,7 +165,7 @@ SCHEMAS: S = {
             "materials",
             "steps",
             "fees",
-            "statutory_days",
+            "time_limits",
             "available_from",
             "available_until",
         ),
@@ -211,7 +250,18 @@ PAGING = [
 ]
 CASE_NO = path_param("case_no")
 CODE = query("code", {"type": "string", "maxLength": 16})
-REASONS = obj({"reasons": {"type": "array", "items": {"type": "string", "maxLength": 500}}}, ("reasons",))
+REASONS = obj(
+    {
+        "reasons": {"type": "array", "items": {"type": "string", "maxLength": 500}},
+        "reason_codes": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": 64},
+            "description": "The department's machine code of each reason, in the same order (its quote "
+            "lists them); OTHER when left out",
+        },
+    },
+    ("reasons",),
+)
 
 NOT_AVAILABLE: S = {
     "422": {
@@ -444,6 +494,12 @@ OPERATIONS: dict[tuple[str, str], S] = {
         "responses": {
             **ok({"allOf": [ref("Case"), obj({"receipt": ref("Receipt")}, ("receipt",))]}, 201, "Opened"),
             **NOT_AVAILABLE,
+            "403": {
+                "description": "not-your-hall: a hall field of the data (accepting_region_code, "
+                "station_region_code) names another hall than the counter's; errors name the data path "
+                "(NOT_THIS_HALL). Nothing is sent to a department.",
+                "content": {PROBLEM: {"schema": ref("Problem")}},
+            },
         },
     },
     ("GET", "/api/v1/counter/queue"): {

@@ -28,8 +28,9 @@ from gateway.cases import (
 )
 from gateway.catalogue import Matter, get_value, validate_materials, validate_submission
 from gateway.problems import Problem, problem_response
+from gateway.quotes import QuoteUnavailable
 from gateway.store import Case, IdempotencyKey, Material
-from gateway.typedefs import catalogue_key, clock_key, runner_key, sessions_key, settings_key
+from gateway.typedefs import catalogue_key, clock_key, quotes_key, runner_key, sessions_key, settings_key
 from services.common.errors import FieldViolation, InvalidArgument
 
 MAX_KEY_LENGTH = 128
@@ -106,10 +107,11 @@ async def submit(request: web.Request, body: dict[str, Any], opening: Opening) -
     violations: list[FieldViolation] = []
     data: dict[str, Any] = {}
     try:
-        data = validate_submission(matter, body.get("data"), today)
+        within = await _entry_within_days(request, matter, today)
+        data = validate_submission(matter, body.get("data"), today, entry_within_days=within)
     except InvalidArgument as exc:
         violations.extend(exc.violations)
-    chosen, problems = validate_materials(matter, body.get("materials"))
+    chosen, problems = validate_materials(matter, body.get("materials"), data)
     violations.extend(problems)
     contact = _contact(body.get("contact"), violations)
     materials = await _uploaded(request, chosen, violations)
@@ -126,6 +128,24 @@ async def submit(request: web.Request, body: dict[str, Any], opening: Opening) -
             "Online, you may apply only for yourself",
             errors=[FieldViolation(f"data.{matter.applicant_field}", "NOT_THE_TOKEN_HOLDER", "")],
         )
+
+    if opening.hall:
+        elsewhere = [
+            f for f in matter.fields if f.hall and get_value(data, f.path) not in (None, opening.hall)
+        ]
+        if elsewhere:
+            raise Problem(
+                403,
+                "not-your-hall",
+                "A counter acts only for its own hall",
+                f"This counter belongs to hall {opening.hall}.",
+                errors=[
+                    FieldViolation(
+                        f"data.{f.path}", "NOT_THIS_HALL", f"this counter's hall is {opening.hall}"
+                    )
+                    for f in elsewhere
+                ],
+            )
 
     key = request.headers.get("Idempotency-Key", "").strip()
     if key:
@@ -144,6 +164,18 @@ async def submit(request: web.Request, body: dict[str, Any], opening: Opening) -
     if key:
         await _finish_key(request, key, status, payload)
     return answer(status, payload)
+
+
+async def _entry_within_days(request: web.Request, matter: Matter, today: Any) -> int | None:
+    """The days from entry permits quotes for today, for a matter that checks them; None when the
+    matter does not or permits cannot be asked now (then permits checks it itself)."""
+    if not any(rule.check == "within_days_of_entry" for rule in matter.rules):
+        return None
+    try:
+        quote = await request.app[quotes_key].for_matter(matter, today, needs_entry_rule=True)
+    except QuoteUnavailable:
+        return None
+    return quote.apply_within_days_of_entry
 
 
 def answer(status: int, payload: dict[str, Any]) -> web.Response:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gateway.feedback import Stats
     from gateway.metrics import Metrics
     from gateway.notify import Notifier
+    from gateway.quotes import Quotes
     from gateway.ratelimit import CodeGuard
 
 settings_key = web.AppKey("settings", GatewaySettings)
@@ -39,6 +40,7 @@ metrics_key: web.AppKey[Metrics] = web.AppKey("metrics")
 progress_limiter_key: web.AppKey[CodeGuard] = web.AppKey("progress_limiter")
 notifier_key: web.AppKey[Notifier] = web.AppKey("notifier")
 stats_key: web.AppKey[Stats] = web.AppKey("stats")
+quotes_key: web.AppKey[Quotes] = web.AppKey("quotes")
 consumers_key: web.AppKey[list[EventConsumer]] = web.AppKey("consumers")
 health_key: web.AppKey[DepartmentHealth] = web.AppKey("department_health")
 # A secret of this process: the pages' own loopback calls to the API carry it beside the browser's address,

@@ -26,6 +26,35 @@ def _weekdays_only(request: permits_pb2.CountWorkingDaysRequest) -> permits_pb2.
     return permits_pb2.CountWorkingDaysResponse(working_days=counts)
 
 
+def quote_card(
+    request: identity_pb2.QuoteCardApplicationRequest,
+) -> identity_pb2.QuoteCardApplicationResponse:
+    """Identity's QuoteCardApplication with the 2016 fees: 20 yuan, 40 for a replacement or a seriously
+    damaged card; 10 yuan for a temporary card; 60 days."""
+    dear = request.kind == identity_pb2.CARD_APPLICATION_KIND_REPLACEMENT or (
+        request.renewal_reason == identity_pb2.RENEWAL_REASON_SERIOUS_DAMAGE
+    )
+    return identity_pb2.QuoteCardApplicationResponse(
+        fee_fen=4000 if dear else 2000, statutory_days=60, temporary_card_fee_fen=1000, on=request.on
+    )
+
+
+def quote_permits(request: permits_pb2.QuotePermitsRequest) -> permits_pb2.QuotePermitsResponse:
+    """Permits' QuotePermits: 20 working days for the work permit, 15 days for the residence permit, 30
+    days from entry, fees 400 / 800 / 1000 yuan from 0 / 12 / 36 months."""
+    return permits_pb2.QuotePermitsResponse(
+        on=request.on,
+        work_permit_working_days=20,
+        residence_permit_decision_days=15,
+        residence_permit_apply_within_days_of_entry=30,
+        residence_permit_fee_tiers=[
+            permits_pb2.ResidencePermitFeeTier(min_months=0, fee_fen=40000),
+            permits_pb2.ResidencePermitFeeTier(min_months=12, fee_fen=80000),
+            permits_pb2.ResidencePermitFeeTier(min_months=36, fee_fen=100000),
+        ],
+    )
+
+
 class FakeDepartment:
     """Answers calls from `handlers` (method -> function(request) -> response, or raising), remembers
     the first answer per request_id like a real department, and streams events pushed with `emit`."""
@@ -36,6 +65,8 @@ class FakeDepartment:
         self.handlers: dict[str, Callable[[Any], Any]] = {
             "ListAccessEntries": lambda _request: audit_pb2.ListAccessEntriesResponse(),
             "CountWorkingDays": _weekdays_only,
+            "QuoteCardApplication": quote_card,
+            "QuotePermits": quote_permits,
         }
         self.answers: dict[str, Any] = {}
         self.down = False

@@ -26,6 +26,7 @@ from gateway.typedefs import clock_key, departments_key, sessions_key, settings_
 routes = web.RouteTableDef()
 MAX_REASONS = 10
 MAX_REASON_LENGTH = 500
+MAX_CODE_LENGTH = 64
 STEP_STATES = (A.PENDING, A.RUNNING, A.ACCEPTED, A.APPROVED, A.READY, A.DONE, A.REFUSED, A.NEEDS_ATTENTION)
 
 
@@ -72,6 +73,7 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
     if step is None:
         raise Problem(404, "not-found", "No such step of your department")
     reasons: list[str] = []
+    reason_codes: list[str] = []
     if not approve:
         body = await json_body(request)
         reasons = body.get("reasons")  # type: ignore[assignment]
@@ -82,6 +84,14 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
         ):
             raise invalid("reasons", "REQUIRED", f"1 to {MAX_REASONS} reasons the applicant will read")
         reasons = [r.strip() for r in reasons]
+        codes = body.get("reason_codes", [])
+        if not isinstance(codes, list) or not all(
+            isinstance(c, str) and c.strip() and len(c) <= MAX_CODE_LENGTH for c in codes
+        ):
+            raise invalid("reason_codes", "NOT_A_LIST", "the department's code of each reason, in order")
+        if codes and len(codes) != len(reasons):
+            raise invalid("reason_codes", "COUNT_MISMATCH", "one code for each reason, in the same order")
+        reason_codes = [c.strip() for c in codes]
     decision = ACTIONS[step.action].decision
     if decision is None or step.state != A.ACCEPTED or not step.resource_id:
         raise Problem(409, "nothing-to-decide", "This step is not waiting for a decision", state=step.state)
@@ -90,7 +100,7 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
     message: Any = (
         decision.approve(step.resource_id, request_id)
         if approve
-        else decision.reject(step.resource_id, request_id, reasons)
+        else decision.reject(step.resource_id, request_id, reasons, reason_codes)
     )
     method = (decision.approve_rpc if approve else decision.reject_rpc).name
     ctx = CallContext(

@@ -44,6 +44,13 @@ def receipt(
 ) -> dict[str, Any]:
     """受理回执: case number, materials received, fees, the expected date (the latest statutory deadline)."""
     charged = [s.result.get("fee_fen") for s in steps if isinstance(s.result.get("fee_fen"), int)]
+    titles = {spec.key: spec.title for spec in matter.steps} if matter else {}
+    # what each department charges on this case, as it answered (fees fixed on approval appear then)
+    fees = [
+        {"item": titles.get(s.step_key, s.step_key), "amount_fen": s.result["fee_fen"]}
+        for s in steps
+        if isinstance(s.result.get("fee_fen"), int) and s.result["fee_fen"] > 0
+    ]
     body: dict[str, Any] = {
         "case_no": case.case_no,
         "matter": case.matter,
@@ -53,7 +60,7 @@ def receipt(
         "opened_by": case.opened_by,
         "submitted_on": case.submitted_on.isoformat(),
         "materials_received": materials_received(case, matter) if matter else [],
-        "fees": [{"item": item, "amount_fen": fen} for item, fen in matter.fees] if matter else [],
+        "fees": fees,
         "fee_fen": sum(charged) if charged else None,
         "expected_date": expected_date(steps),
     }

@@ -18,6 +18,7 @@ from gateway.auth import allow, principal, public, require
 from gateway.cases import case_view, code_matches, drive_for, load_case
 from gateway.materials import SIGNATURES, MaterialTooLarge, MaterialTypeNotAllowed
 from gateway.problems import Problem
+from gateway.quotes import public_matter
 from gateway.ratelimit import CodeGuard, Locked, client_address, retry_after
 from gateway.saga.model import StepState
 from gateway.store import Case, CaseStep, Material
@@ -30,6 +31,7 @@ from gateway.typedefs import (
     material_files_key,
     metrics_key,
     progress_limiter_key,
+    quotes_key,
     runner_key,
     sessions_key,
     settings_key,
@@ -123,8 +125,9 @@ async def openapi(request: web.Request) -> web.Response:
 @routes.get("/api/v1/matters")
 @public
 async def list_matters(request: web.Request) -> web.Response:
-    catalogue = request.app[catalogue_key]
-    return web.json_response({"matters": [m.public() for m in catalogue.values()]})
+    catalogue, quotes = request.app[catalogue_key], request.app[quotes_key]
+    today = request.app[clock_key].today()
+    return web.json_response({"matters": [await public_matter(quotes, m, today) for m in catalogue.values()]})
 
 
 @routes.get("/api/v1/matters/{matter_id}")
@@ -133,7 +136,8 @@ async def get_matter(request: web.Request) -> web.Response:
     matter = request.app[catalogue_key].get(request.match_info["matter_id"])
     if matter is None:
         raise Problem(404, "not-found", "No such matter")
-    return web.json_response(matter.public())
+    today = request.app[clock_key].today()
+    return web.json_response(await public_matter(request.app[quotes_key], matter, today))
 
 
 @routes.get("/api/v1/stats")

@@ -69,6 +69,11 @@ class StepInput:
         return node
 
 
+# Refusals that are the operators' fault, not the applicant's (a department's calendar not covering the
+# year): the step waits for an operator (NEEDS_ATTENTION, the case delayed), never a rejection.
+OPERATOR_REFUSALS = frozenset({"CALENDAR_NOT_COVERED"})
+
+
 @dataclass(frozen=True)
 class Outcome:
     resource_id: str
@@ -85,7 +90,8 @@ class Decision:
     approve_rpc: Rpc
     approve: Callable[[str, str], Message]  # (resource id, request id) -> request
     reject_rpc: Rpc
-    reject: Callable[[str, str, list[str]], Message]  # (resource id, request id, reasons) -> request
+    # (resource id, request id, reasons, their machine codes in the same order, may be empty) -> request
+    reject: Callable[[str, str, list[str], list[str]], Message]
     state_of: Callable[[Any], str]  # the department's state in the answer
 
 
@@ -102,6 +108,11 @@ class Action:
     compensate_build: Callable[[str, str, str, dict[str, Any]], Message] | None = None
     # department event type -> (new step state, department sub-status)
     events: Mapping[str, tuple[StepState, str]] = field(default_factory=dict)
+    # what a department event adds to the step's result (fees fixed, numbers issued, pickup date and
+    # place), from the event's data: (event type, data) -> fields
+    event_result: Callable[[str, Mapping[str, Any]], dict[str, Any]] | None = None
+    # the result's fields shown on the case to those entitled to its personal view (the applicant, staff)
+    shown: tuple[str, ...] = ()
     # refusal reasons that mean "nothing to do here": the step is DONE, the case goes on
     nothing_to_do: frozenset[str] = frozenset()
     decision: Decision | None = None
@@ -118,6 +129,13 @@ class Action:
     @property
     def undo(self) -> Undo:
         return Undo(self.compensable, self.undo_until)
+
+
+def whole(value: Any) -> int | None:
+    """A whole number from an event's data (a protobuf Struct carries numbers as floats)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        return None
+    return int(value)
 
 
 def date_of(msg: common_pb2.Date) -> dt.date | None:

@@ -3,10 +3,19 @@ the card's new address; their events, the back office's approve/reject and the h
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.departments.base import Action, Decision, Outcome, StepInput, date_of, proto_date, service
+from gateway.departments.base import (
+    Action,
+    Decision,
+    Outcome,
+    StepInput,
+    date_of,
+    proto_date,
+    service,
+    whole,
+)
 from gateway.saga.model import StepState as S
 from govhub.identity.v1 import identity_pb2
 
@@ -16,7 +25,6 @@ CANCEL = rpc("CancelCardApplication")
 APPROVE = rpc("ApproveCardApplication")
 REJECT = rpc("RejectCardApplication")
 ISSUE = rpc("IssueCard")
-REPORT_LOST = rpc("ReportCardLost")
 TEMPORARY = rpc("IssueTemporaryCard")
 UPDATE_ADDRESS = rpc("UpdateCardAddress")
 
@@ -36,13 +44,46 @@ def _card_outcome(response: Any) -> Outcome:
         "READY_FOR_PICKUP": S.READY,
         "ISSUED": S.DONE,
     }.get(state_name, S.ACCEPTED)
+    result: dict[str, Any] = {"fee_fen": app.fee_fen, "required_materials": list(app.required_materials)}
+    if app.HasField("loss_report") and app.loss_report.id:
+        reported_on = date_of(app.loss_report.reported_on)
+        result["loss_report"] = {
+            "already_reported": app.loss_already_reported,  # reported earlier, taken into this application
+            "reported_on": reported_on.isoformat() if reported_on else None,
+        }
+    if app.card_number:
+        result["card_number"] = app.card_number
+    ready_on = date_of(app.ready_on)
+    if ready_on:
+        result["ready_on"] = ready_on.isoformat()
+    if app.rejection_code:
+        result["rejection_code"] = app.rejection_code
     return Outcome(
         resource_id=app.id,
         state=step_state,
         department_state=state_name,
         statutory_deadline=date_of(app.statutory_deadline),
-        result={"fee_fen": app.fee_fen, "required_materials": list(app.required_materials)},
+        result=result,
     )
+
+
+def card_event_result(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """What a card application's event adds to the step's result: the fee (on every event), the card's
+    number, and where and from when it can be collected."""
+    result: dict[str, Any] = {}
+    if (fee := whole(data.get("fee_fen"))) is not None:
+        result["fee_fen"] = fee
+    for key in ("card_number", "ready_on", "collect_at_region_code", "valid_until", "rejection_code"):
+        if data.get(key):
+            result[key] = data[key]
+    if data.get("loss_report_withdrawn"):  # a refused or cancelled replacement leaves no loss report
+        result["loss_report"] = {"withdrawn": True}
+    if event_type == "CardApplicationSubmitted" and data.get("loss_report_id"):
+        result["loss_report"] = {
+            "already_reported": bool(data.get("loss_already_reported")),
+            "reported_on": data.get("loss_reported_on"),
+        }
+    return result
 
 
 def _residence_permit(step: StepInput) -> identity_pb2.ResidencePermit | None:
@@ -54,7 +95,13 @@ def _residence_permit(step: StepInput) -> identity_pb2.ResidencePermit | None:
     )
 
 
-def _card_application(kind: int, region_field: str) -> Callable[[StepInput], Any]:
+def _card_application(
+    kind: int, region_field: str, *, report_loss: bool = False, cross_province: bool = False
+) -> Callable[[StepInput], Any]:
+    """A card application; `report_loss`: a replacement that files the loss report in the same
+    transaction (or takes the one the citizen filed earlier); `cross_province`: 异地受理 asked for, so
+    identity refuses it (NOT_CROSS_PROVINCE) for a hukou in the accepting province."""
+
     def build(step: StepInput) -> Any:
         reason = step.get("renewal_reason") if kind == identity_pb2.CARD_APPLICATION_KIND_RENEWAL else None
         return identity_pb2.CreateCardApplicationRequest(
@@ -68,6 +115,8 @@ def _card_application(kind: int, region_field: str) -> Callable[[StepInput], Any
             fee_reduction=identity_pb2.FeeReduction.Value(
                 f"FEE_REDUCTION_{step.get('fee_reduction') or 'NONE'}"
             ),
+            report_loss=report_loss,
+            require_cross_province=cross_province,
         )
 
     return build
@@ -82,25 +131,6 @@ _CARD_READS = frozenset(
         "fee_reduction",
     }
 )
-
-
-def _loss_report_request(step: StepInput) -> Any:
-    return identity_pb2.ReportCardLostRequest(
-        request_id=step.request_id,
-        id_number=step.get("applicant.id_number"),
-        name=step.get("applicant.name"),
-        station_region_code=step.get("station_region_code"),
-    )
-
-
-def _loss_report_outcome(response: Any) -> Outcome:
-    report = response.loss_report
-    return Outcome(
-        resource_id=report.id,
-        state=S.DONE,
-        department_state="REPORTED_LOST",
-        result={"inside_hukou_area": report.inside_hukou_area},
-    )
 
 
 def _temporary_card_request(step: StepInput) -> Any:
@@ -130,6 +160,7 @@ def _cancel_card(resource_id: str, request_id: str, reason: str, _result: dict[s
 
 
 CARD_EVENTS = {
+    "CardApplicationSubmitted": (S.ACCEPTED, "SUBMITTED"),
     "CardApplicationApproved": (S.APPROVED, "APPROVED"),
     "CardApplicationRejected": (S.REFUSED, "REJECTED"),
     "CardProduced": (S.APPROVED, "CARD_PRODUCED"),
@@ -138,12 +169,22 @@ CARD_EVENTS = {
     "CardApplicationCancelled": (S.CANCELLED, "CANCELLED"),
 }
 
+CARD_SHOWN = (
+    "fee_fen",
+    "loss_report",
+    "card_number",
+    "ready_on",
+    "collect_at_region_code",
+    "valid_until",
+    "rejection_code",
+)
+
 CARD_DECISION = Decision(
     APPROVE,
     lambda rid, req: identity_pb2.ApproveCardApplicationRequest(request_id=req, id=rid),
     REJECT,
-    lambda rid, req, reasons: identity_pb2.RejectCardApplicationRequest(
-        request_id=req, id=rid, reason="; ".join(reasons)
+    lambda rid, req, reasons, codes: identity_pb2.RejectCardApplicationRequest(
+        request_id=req, id=rid, reason="; ".join(reasons), reason_code=codes[0] if codes else ""
     ),
     _card_state,
 )
@@ -203,6 +244,8 @@ def _card_action(name: str, build: Callable[[StepInput], Any], reads: frozenset[
         compensate_build=_cancel_card,
         undo_until=S.ACCEPTED,  # identity cancels an application only until it is approved
         events=CARD_EVENTS,
+        event_result=card_event_result,
+        shown=CARD_SHOWN,
         decision=CARD_DECISION,
         handover=issue_card_request,
         handover_rpc=ISSUE,
@@ -212,12 +255,16 @@ def _card_action(name: str, build: Callable[[StepInput], Any], reads: frozenset[
 ACTIONS = [
     _card_action(
         "identity.card_renewal",
-        _card_application(identity_pb2.CARD_APPLICATION_KIND_RENEWAL, "accepting_region_code"),
+        _card_application(
+            identity_pb2.CARD_APPLICATION_KIND_RENEWAL, "accepting_region_code", cross_province=True
+        ),
         _CARD_READS | {"accepting_region_code", "renewal_reason"},
     ),
     _card_action(
         "identity.card_replacement",
-        _card_application(identity_pb2.CARD_APPLICATION_KIND_REPLACEMENT, "station_region_code"),
+        _card_application(
+            identity_pb2.CARD_APPLICATION_KIND_REPLACEMENT, "station_region_code", report_loss=True
+        ),
         _CARD_READS | {"station_region_code"},
     ),
     _card_action("identity.first_card_for_newborn", _first_card_request, frozenset()),
@@ -227,14 +274,6 @@ ACTIONS = [
         frozenset({"applicant.id_number", "new_name"}),
     ),
     Action(
-        name="identity.loss_report",
-        department="identity",
-        rpc=REPORT_LOST,
-        build=_loss_report_request,
-        outcome=_loss_report_outcome,
-        reads=frozenset({"applicant.id_number", "applicant.name", "station_region_code"}),
-    ),
-    Action(
         name="identity.temporary_card",
         department="identity",
         rpc=TEMPORARY,
@@ -242,6 +281,7 @@ ACTIONS = [
         outcome=_temporary_card_outcome,
         reads=frozenset({"applicant.id_number", "applicant.name", "station_region_code"}),
         events={"TemporaryCardIssued": (S.DONE, "ISSUED")},
+        shown=("fee_fen",),
     ),
     Action(
         name="identity.card_address",

@@ -136,6 +136,8 @@ def _birth_request(step: StepInput) -> Any:
         ),
         relationship_code=step.get("relationship_code"),
         declarant_id_number=step.get("guardian.id_number"),  # who registers it: a parent, guardian or head
+        mother_id_number=step.get("mother_id_number") or "",
+        father_id_number=step.get("father_id_number") or "",
     )
 
 
@@ -196,6 +198,7 @@ ACTIONS = [
         ),
         compensate_rpc=CANCEL_ACCOMMODATION,
         compensate_build=_cancel_accommodation,
+        shown=("registration_number", "late"),
     ),
     Action(
         name="residence.move_out",
@@ -208,6 +211,7 @@ ACTIONS = [
         ),
         compensate_rpc=CANCEL_MOVE_OUT,
         compensate_build=_cancel_move_out,
+        shown=("certificate_number",),
     ),
     Action(
         name="residence.move_in",
@@ -215,6 +219,7 @@ ACTIONS = [
         rpc=MOVE_IN,
         build=_move_in_request,
         outcome=_move_in_outcome,
+        shown=("household_number", "late"),
         reads=frozenset(
             {
                 "applicant.id_number",
@@ -231,6 +236,7 @@ ACTIONS = [
         rpc=REGISTER_BIRTH,
         build=_birth_request,
         outcome=_birth_outcome,
+        shown=("id_number", "late"),  # the newborn's ID number, assigned at once
         reads=frozenset(
             {
                 "household_number",
@@ -242,6 +248,8 @@ ACTIONS = [
                 "newborn.native_place",
                 "relationship_code",
                 "guardian.id_number",
+                "mother_id_number",
+                "father_id_number",
             }
         ),
     ),

@@ -38,6 +38,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.clients import Broken, CallContext, Department, Invalid, NotAllowed, Refused, Unavailable
 from gateway.departments import ACTIONS, EVENT_TYPES, Action, Outcome, StepInput
+from gateway.departments.base import OPERATOR_REFUSALS
 from gateway.saga import model as M
 from gateway.saga.model import CaseState, Failure, StepState
 from gateway.store import Case, CaseStep, ParkedEvent
@@ -326,6 +327,10 @@ class SagaRunner:
             await self._fail(step.id, Failure.OPERATOR, f"{step.department} refused the gateway ({exc.code})")
             return
         except Refused as exc:
+            if exc.reason in OPERATOR_REFUSALS:  # e.g. a calendar not covering the year: not the applicant's
+                self._raise_alarm(step, exc.reason)
+                await self._fail(step.id, Failure.OPERATOR, f"{step.department}: {exc.reason}")
+                return
             if exc.reason not in action.nothing_to_do:
                 await self._refuse(step.id, exc.reason, exc.message, [], code=exc.code)
                 return
@@ -538,10 +543,11 @@ class SagaRunner:
         sequence: int = 0,
         data: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Move the step that holds `resource_id` at `department` by the event (`data`: its facts, e.g. a
-        rejection's reasons; the caller commits, with its cursor). A step whose create call's answer was
-        lost is found by the event's `request_id` and bound to the resource; an event about a resource no
-        step holds yet is parked."""
+        """Move the step that holds `resource_id` at `department` by the event (the caller commits, with
+        its cursor); what the event's `data` tells of the result (a fee fixed, a number issued, a
+        rejection's reasons) is kept on the step. A step whose create call's answer was lost is found by
+        the event's `request_id` and bound to the resource; an event about a resource no step holds yet
+        is parked."""
         step = await session.scalar(
             select(CaseStep).where(CaseStep.department == department, CaseStep.resource_id == resource_id)
         )
@@ -563,6 +569,10 @@ class SagaRunner:
         if event_type not in action.events:
             return step.resource_id == resource_id and bool(request_id)
         case, step, steps = await self._load(session, step.id)
+        if action.event_result is not None and data:
+            learnt = action.event_result(event_type, data)
+            if learnt and any(step.result.get(k) != v for k, v in learnt.items()):
+                step.result = {**step.result, **learnt}
         moved = self._apply(case, step, steps, action, event_type, data or {})
         if moved:
             self._settle(case, steps)

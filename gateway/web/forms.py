@@ -29,7 +29,7 @@ class Control:
 
     name: str
     label: str
-    kind: str  # text | date | datetime-local | number | select | checkbox | file | email | tel
+    kind: str  # text | date | datetime-local | number | select | multiselect | checkbox | file | email | tel
     required: bool
     value: str = ""
     choices: tuple[tuple[str, str], ...] = ()
@@ -55,6 +55,7 @@ def _kind(spec: FieldSpec) -> tuple[str, str, str]:
         "int": ("number", "numeric", ""),
         "bool": ("checkbox", "", ""),
         "choice": ("select", "", ""),
+        "choices": ("multiselect", "", ""),
         "region_code": ("text", "numeric", "6 位 / 6 digits, e.g. 310104"),
         "id_number": ("text", "", "18 位 / 18 characters"),
         "country": ("text", "", "ISO 3166 alpha-3, e.g. DEU"),
@@ -84,7 +85,7 @@ def controls(
                 label=spec.title if lang == "en" else spec.title_zh,
                 kind=kind,
                 required=spec.required and spec.kind != "bool",
-                value=str(values.get(name, "") or ""),
+                value=_value(values, name, spec.kind),
                 choices=choices,
                 max_length=spec.max_length if kind == "text" else None,
                 minimum=spec.minimum,
@@ -105,6 +106,14 @@ def controls(
                 errors=tuple(errors.get("contact.language", ()))),
     ]  # fmt: skip
     return fields, uploads, contact
+
+
+def _value(values: MultiDictProxy[Any] | dict[str, Any], name: str, kind: str) -> str:
+    """The control's current value; for several choices, the chosen ones comma-separated."""
+    if kind == "choices":
+        chosen = values.getall(name, []) if hasattr(values, "getall") else values.get(name) or []
+        return ",".join(str(c) for c in (chosen if isinstance(chosen, list | tuple) else [chosen]))
+    return str(values.get(name, "") or "")
 
 
 def _upload(
@@ -139,6 +148,13 @@ def submission(matter: Matter, form: MultiDictProxy[Any], materials: dict[str, s
         raw = form.get(f"data.{spec.path}")
         if spec.kind == "bool":
             _set(data, spec.path, raw == "true")
+            continue
+        if spec.kind == "choices":
+            chosen = [
+                c.strip() for c in form.getall(f"data.{spec.path}", []) if isinstance(c, str) and c.strip()
+            ]
+            if chosen:
+                _set(data, spec.path, chosen)
             continue
         if not isinstance(raw, str) or raw.strip() == "":
             continue

@@ -8,7 +8,8 @@ import uuid
 
 from aiohttp import web
 
-from gateway.typedefs import catalogue_key
+from gateway.quotes import public_matter
+from gateway.typedefs import catalogue_key, clock_key, quotes_key
 from gateway.web.common import area_routes, form_page, matter_or_404, submit_form
 from gateway.web.i18n import translate
 from gateway.web.pages import call, error_page, fail, language, page, problem_text, redirect, render
@@ -20,14 +21,16 @@ FINAL = ("COMPLETED", "REJECTED", "WITHDRAWN")
 
 @page(AREA, signed_in=False)
 async def index(request: web.Request, session: Session) -> web.StreamResponse:
-    matters = [m.public() for m in request.app[catalogue_key].values()]
+    quotes, today = request.app[quotes_key], request.app[clock_key].today()
+    matters = [await public_matter(quotes, m, today) for m in request.app[catalogue_key].values()]
     return render(request, "hall/index.html", matters=matters)
 
 
 @page(AREA, signed_in=False)
 async def matter_page(request: web.Request, session: Session) -> web.StreamResponse:
     matter = matter_or_404(request)
-    return render(request, "hall/matter.html", matter=matter.public())
+    quoted = await public_matter(request.app[quotes_key], matter, request.app[clock_key].today())
+    return render(request, "hall/matter.html", matter=quoted)
 
 
 @page(AREA)

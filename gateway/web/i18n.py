@@ -31,6 +31,11 @@ WORDS: dict[str, tuple[str, str]] = {
     "yuan": ("元", "yuan"),
     "statutory_days": ("法定办结时限", "Statutory time limit"),
     "days": ("日", "days"),
+    "working_days": ("个工作日", "working days"),
+    "quote_unavailable": (
+        "暂时无法向主管部门查询，请稍后再试",
+        "The department cannot be asked just now; try again later",
+    ),
     "steps": ("办理环节", "Steps"),
     "department": ("部门", "Department"),
     "dept_identity": ("居民身份证管理部门", "ID card office"),

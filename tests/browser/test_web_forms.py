@@ -56,3 +56,20 @@ def test_the_posted_form_becomes_the_submission() -> None:
     assert body["contact"] == {"phone": "13800000000", "language": "en"}
     no_contact = forms.submission(matter, MultiDictProxy(MultiDict({"contact.language": "zh"})), {})
     assert "contact" not in no_contact and "materials" not in no_contact
+
+
+def test_several_choices_are_a_multiple_select_posted_as_a_list() -> None:
+    matter = CATALOGUE["foreigner-employment"]
+    posted = MultiDict(
+        [
+            ("data.category.special_criteria", "TALENT_PROGRAMME"),
+            ("data.category.special_criteria", "YOUNG_TALENT"),
+        ]
+    )
+    fields, _, _ = forms.controls(matter, "en", MultiDictProxy(posted), labels=LABELS)
+    [control] = [c for c in fields if c.name == "data.category.special_criteria"]
+    assert control.kind == "multiselect" and control.value == "TALENT_PROGRAMME,YOUNG_TALENT"
+    body = forms.submission(matter, MultiDictProxy(posted), {})
+    assert body["data"]["category"]["special_criteria"] == ["TALENT_PROGRAMME", "YOUNG_TALENT"]
+    none = forms.submission(matter, MultiDictProxy(MultiDict()), {})
+    assert "special_criteria" not in none["data"].get("category", {})

@@ -13,8 +13,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.clients import Refused
 from gateway.saga.model import StepState as A
-from gateway.typedefs import runner_key, sessions_key
+from gateway.typedefs import quotes_key, runner_key, sessions_key
+from govhub.permits.v1 import permits_pb2
 from services.common.clock import Clock
 from tests.fakes import FakeDepartment, accepting_permits, accepting_residence
 from tests.service.gateway_support import citizen, settings
@@ -77,9 +79,9 @@ DATA = {
 APPLICANT = citizen("E12345678")  # a foreigner's token names the passport number
 
 
-async def upload_all(client: TestClient) -> dict[str, str]:
+async def upload_all(client: TestClient, kinds: list[str] = MATERIALS) -> dict[str, str]:
     shas = {}
-    for kind in MATERIALS:
+    for kind in kinds:
         content = b"%PDF-1.4\n% " + kind.encode() + b"\n%%EOF\n"
         form = aiohttp.FormData()
         form.add_field("file", content, filename=f"{kind}.pdf", content_type="application/pdf")
@@ -89,12 +91,22 @@ async def upload_all(client: TestClient) -> dict[str, str]:
     return shas
 
 
-async def event(client: TestClient, department: str, event_type: str, resource: str) -> None:
+async def event(
+    client: TestClient, department: str, event_type: str, resource: str, data: dict[str, Any] | None = None
+) -> None:
     runner = client.app[runner_key]
     async with client.app[sessions_key]() as session:
-        assert await runner.apply_event(session, department, event_type, resource)
+        assert await runner.apply_event(session, department, event_type, resource, data=data)
         await session.commit()
     await runner.drive()
+
+
+def work_permit_id(permits: FakeDepartment) -> str:
+    return next(
+        a.work_permit_application.id
+        for a in permits.answers.values()
+        if a.DESCRIPTOR.name == "CreateWorkPermitApplicationResponse"
+    )
 
 
 async def view(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +132,9 @@ async def test_one_application_two_permits_handed_over_together(client: TestClie
     steps = {s["key"]: s for s in body["steps"]}
     assert steps["work_permit"]["state"] == A.ACCEPTED
     assert steps["work_permit"]["department_state"] == "UNDER_REVIEW"
-    assert steps["residence_permit"]["state"] == A.PENDING  # waits for the work permit's approval
+    # lodged at submission, right after the work permit (permits decides it after the work permit, the
+    # days from entry counted to today's application)
+    assert steps["residence_permit"]["state"] == A.ACCEPTED
     assert steps["accommodation"]["state"] == A.DONE  # in parallel, done at once
 
     [(wp_request, _)] = permits.calls_to("CreateWorkPermitApplication")
@@ -131,13 +145,14 @@ async def test_one_application_two_permits_handed_over_together(client: TestClie
     assert "employer_letter" not in sent  # only what this department's checklist needs
     assert len(sent) == 9
 
-    wp_id = permits.answers[next(iter(permits.answers))].work_permit_application.id
-    await event(client, "permits", "WorkPermitAwaitingMaterials", wp_id)
-    assert (await view(client, body))["state"] == "AWAITING_APPLICANT"
-    await event(client, "permits", "WorkPermitUnderReview", wp_id)
-    await event(client, "permits", "WorkPermitApproved", wp_id)
+    wp_id = work_permit_id(permits)
     [(rp_request, _)] = permits.calls_to("CreateResidencePermitApplication")
     assert rp_request.work_permit_id == wp_id
+    assert (rp_request.entry_date.year, rp_request.entry_date.month, rp_request.entry_date.day) == (
+        2016,
+        9,
+        10,
+    )
     rp_sent = {m.kind: m.sha256 for m in rp_request.materials}
     assert rp_sent["passport_and_visa"] == shas["passport"]  # one passport, two checklists
     rp_id = next(
@@ -145,14 +160,35 @@ async def test_one_application_two_permits_handed_over_together(client: TestClie
         for a in permits.answers.values()
         if a.DESCRIPTOR.name == "CreateResidencePermitApplicationResponse"
     )
+    await event(client, "permits", "WorkPermitAwaitingMaterials", wp_id)
+    assert (await view(client, body))["state"] == "AWAITING_APPLICANT"
+    await event(client, "permits", "WorkPermitUnderReview", wp_id)
+    await event(client, "permits", "WorkPermitApproved", wp_id)
+    assert len(permits.calls_to("CreateResidencePermitApplication")) == 1  # not lodged a second time
 
     await event(client, "permits", "WorkPermitIssued", wp_id)
     current = await view(client, body)
     assert current["state"] == "IN_REVIEW"  # one certificate ready is not enough
-    await event(client, "permits", "ResidencePermitApproved", rp_id)
-    await event(client, "permits", "ResidencePermitIssued", rp_id)
+    await event(client, "permits", "ResidencePermitApproved", rp_id, {"fee_fen": 80000, "fee_yuan": 800})
+    assert (await view(client, body))["fee_fen"] == 80000  # the fee fixed on approval shows on the case
+    await event(
+        client,
+        "permits",
+        "ResidencePermitIssued",
+        rp_id,
+        {"permit_number": "RP-310000-0001", "valid_from": "2016-10-20", "valid_until": "2018-09-30"},
+    )
     current = await view(client, body)
     assert current["state"] == "READY_FOR_PICKUP"
+    assert "results" not in next(s for s in current["steps"] if s["key"] == "residence_permit")
+    own = await (await client.get(f"/api/v1/cases/{body['case_no']}", headers=APPLICANT)).json()
+    results = next(s for s in own["steps"] if s["key"] == "residence_permit")["results"]
+    assert results == {
+        "fee_fen": 80000,
+        "permit_number": "RP-310000-0001",
+        "valid_from": "2016-10-20",
+        "valid_until": "2018-09-30",
+    }
     assert {s["key"]: s["state"] for s in current["steps"]} == {
         "work_permit": A.READY,
         "residence_permit": A.READY,
@@ -166,30 +202,98 @@ async def test_a_refused_residence_permit_cancels_the_work_permit(
     permits = accepting_permits(departments["permits"], refuse_residence="APPLICATION_TOO_LATE")
     residence = accepting_residence(departments["residence"])
     shas = await upload_all(client)
-    body = await (
-        await client.post(
-            "/api/v1/cases",
-            json={"matter": "foreigner-employment", "data": DATA, "materials": shas},
-            headers=APPLICANT,
-        )
-    ).json()
-    wp_id = next(iter(permits.answers.values())).work_permit_application.id
-    await event(client, "permits", "WorkPermitApproved", wp_id)
-    current = await view(client, body)
-    assert current["state"] == "REJECTED"
-    assert current["reason"] == "APPLICATION_TOO_LATE"
-    steps = {s["key"]: s["state"] for s in current["steps"]}
-    assert steps == {
-        "work_permit": A.COMPENSATED,
-        "residence_permit": A.REFUSED,
-        "accommodation": A.COMPENSATED,
-    }
+    resp = await client.post(
+        "/api/v1/cases",
+        json={"matter": "foreigner-employment", "data": DATA, "materials": shas},
+        headers=APPLICANT,
+    )
+    assert resp.status in (409, 422), await resp.text()
+    assert (await resp.json())["reason"] == "APPLICATION_TOO_LATE"
+    wp_id = work_permit_id(permits)
+    for _ in range(3):
+        await client.app[runner_key].drive()
     [(cancel, _)] = permits.calls_to("CancelWorkPermitApplication")
     assert cancel.id == wp_id
     [(undo, _)] = residence.calls_to("CancelAccommodationRegistration")
     [(registered, _)] = residence.calls_to("RegisterAccommodation")
     assert registered.passport_number == "E12345678"
     assert undo.id == residence.answers[next(iter(residence.answers))].accommodation_registration.id
+
+
+async def test_rules_the_window_can_check_are_checked_before_anything_is_sent(
+    client: TestClient, permits: Any, departments: Any
+) -> None:
+    shas = await upload_all(client)
+    late = {
+        **DATA,
+        "entry_date": "2016-08-31",  # 38 days before today's application: permits quotes 30
+        "contract": {"start_date": "2016-10-01", "end_date": "2016-09-30"},
+        "accommodation": {**DATA["accommodation"], "to_date": "2016-09-01"},
+    }
+    resp = await client.post(
+        "/api/v1/cases",
+        json={"matter": "foreigner-employment", "data": late, "materials": shas},
+        headers=APPLICANT,
+    )
+    assert resp.status == 400
+    fields = {e["field"]: e["reason"] for e in (await resp.json())["errors"]}
+    assert fields == {
+        "data.entry_date": "TOO_LONG_AFTER_ENTRY",
+        "data.contract.end_date": "BEFORE_START",
+        "data.accommodation.to_date": "BEFORE_START",
+    }
+    assert [m for m, *_ in permits.calls] == ["QuotePermits"]  # only the rule was asked for
+    assert departments["residence"].calls == []
+
+
+async def test_a_job_change_inside_china_names_the_permit_held_and_all_category_inputs_reach_permits(
+    client: TestClient, permits: Any
+) -> None:
+    shas = await upload_all(client)
+    data = {k: v for k, v in DATA.items() if k != "entry_date"}
+    data["held_residence_permit_number"] = "RP-310000-0042"
+    data["category"] = {"special_criteria": ["TALENT_PROGRAMME"], "top_university_or_fortune500": True}
+    # a claim needs its evidence: refused naming the material, before anything is sent
+    resp = await client.post(
+        "/api/v1/cases",
+        json={"matter": "foreigner-employment", "data": data, "materials": shas},
+        headers=APPLICANT,
+    )
+    assert resp.status == 400
+    assert {(e["field"], e["reason"]) for e in (await resp.json())["errors"]} == {
+        ("materials.talent_evidence", "EVIDENCE_REQUIRED"),
+        ("materials.top_university_or_fortune500_proof", "EVIDENCE_REQUIRED"),
+    }
+    assert not permits.calls_to("CreateWorkPermitApplication")
+    shas |= await upload_all(client, ["talent_evidence", "top_university_or_fortune500_proof"])
+    resp = await client.post(
+        "/api/v1/cases",
+        json={"matter": "foreigner-employment", "data": data, "materials": shas},
+        headers=APPLICANT,
+    )
+    assert resp.status == 201, await resp.text()
+    [(rp_request, _)] = permits.calls_to("CreateResidencePermitApplication")
+    assert rp_request.held_residence_permit_number == "RP-310000-0042"
+    assert not rp_request.HasField("entry_date")
+    [(wp_request, _)] = permits.calls_to("CreateWorkPermitApplication")
+    assert list(wp_request.special_criteria) == [permits_pb2.SPECIAL_CRITERION_TALENT_PROGRAMME]
+    assert wp_request.top_university_or_fortune500
+
+
+async def test_the_matter_shows_the_fees_and_days_permits_quotes(client: TestClient, permits: Any) -> None:
+    matter = await (await client.get("/api/v1/matters/foreigner-employment")).json()
+    assert [f["amount_fen"] for f in matter["fees"]] == [40000, 80000, 100000]
+    assert [(t["days"], t["working_days"]) for t in matter["time_limits"]] == [(20, True), (15, False)]
+    [(quote, _)] = permits.calls_to("QuotePermits")
+    assert (quote.on.year, quote.on.month, quote.on.day) == (2016, 10, 8)
+    await client.get("/api/v1/matters/foreigner-employment")
+    assert len(permits.calls_to("QuotePermits")) == 1  # kept briefly per matter and date
+    permits.handlers["QuotePermits"] = lambda _r: (_ for _ in ()).throw(
+        Refused("permits", "CALENDAR_NOT_COVERED", "the calendar ends in 2026", "FAILED_PRECONDITION")
+    )
+    client.app[quotes_key]._cache.clear()
+    unquoted = await (await client.get("/api/v1/matters/foreigner-employment")).json()
+    assert unquoted["fees"] is None and unquoted["quote_unavailable"] == "permits"
 
 
 async def test_missing_and_unknown_materials_are_listed_at_once(client: TestClient, permits: Any) -> None:
@@ -209,7 +313,7 @@ async def test_missing_and_unknown_materials_are_listed_at_once(client: TestClie
         ("materials.selfie", "UNKNOWN_MATERIAL"),
         ("materials.passport", "NOT_UPLOADED"),
     }
-    assert permits.calls == []
+    assert [m for m, *_ in permits.calls] == ["QuotePermits"]  # a rule asked for; nothing applied for
 
 
 async def test_bad_foreigner_fields_are_named(client: TestClient, permits: Any) -> None:
@@ -257,7 +361,9 @@ async def test_before_the_pilot_the_matter_cannot_be_applied_for(
         "2016-09-30",
     )
     assert "from 2016-10-01" in problem["detail"]
-    assert departments["permits"].calls == []  # nothing was asked of any department
+    assert not [
+        m for m, *_ in departments["permits"].calls if not m.startswith("Quote")
+    ]  # nothing applied for
 
 
 async def test_with_permits_down_identity_matters_go_on_and_foreign_cases_resume_when_it_returns(

@@ -149,9 +149,8 @@ async def test_counter_opens_checks_materials_hands_over_and_completes(
     assert receipt["query_code"] == body["query_code"]
     assert receipt["opened_by"] == "staff-007" and receipt["hall"] == "310104"
     assert receipt["expected_date"] == "2016-11-14"
-    assert receipt["fees"] == [
-        {"item": "ID card renewal (cross-province acceptance costs no extra)", "amount_fen": 2000}
-    ]
+    # what identity charged on this case (its answer), not a schedule copied into the matter
+    assert receipt["fees"] == [{"item": "ID card renewal (hukou PSB decides)", "amount_fen": 2000}]
 
     # another hall does not see it; a citizen who is not the applicant neither
     assert (await client.get(f"/api/v1/counter/cases/{case_no}/receipt", headers=OTHER_HALL)).status == 404
