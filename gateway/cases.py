@@ -11,15 +11,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.catalogue import Matter, get_value
 from gateway.departments import ACTIONS
-from gateway.saga.model import FINAL, StepState, ready_steps
+from gateway.saga.model import FINAL, CaseState, StepState, ready_steps
 from gateway.saga.runner import SagaRunner
-from gateway.store import Case, CaseStep, IdempotencyKey
+from gateway.store import Case, CaseStep, IdempotencyKey, Notification
 from services.common.clock import Clock
+from services.common.logging import mask_text
 
 _CASE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I
 
@@ -84,7 +85,9 @@ async def open_case(
         case_no=case_no,
         matter=matter.id,
         state="RECEIVED",
-        notify_due=True,
+        # a case whose first steps are held for the submitting request is told of once that request has
+        # kept it (`settle_submission`): a submission refused outright leaves nothing behind
+        notify_due=hold <= 0,
         query_code_hash=hash_code(case_no, code),
         applicant_key=applicant_key(str(get_value(data, matter.applicant_field))),
         data=data,
@@ -135,6 +138,34 @@ async def open_case(
     return case, code
 
 
+# A step in one of these states holds nothing at its department.
+_NOTHING_HELD = frozenset({StepState.REFUSED, StepState.CANCELLED, StepState.SKIPPED})
+
+
+async def settle_submission(sessions: async_sessionmaker[AsyncSession], case_id: str) -> bool:
+    """After the submitting request's wait: a case refused outright (rejected, and no department holds
+    anything of it) is forgotten — no case and no notification; the answer and the audit trail say why.
+    Otherwise the case is kept and its applicant told. Returns whether it was kept."""
+    async with sessions() as session:
+        case = await session.get_one(Case, case_id)
+        steps = list(await session.scalars(select(CaseStep).where(CaseStep.case_id == case_id)))
+        if case.state == CaseState.REJECTED and all(
+            s.state in _NOTHING_HELD and not s.resource_id and s.lease_owner is None for s in steps
+        ):
+            await session.execute(delete(Notification).where(Notification.case_id == case_id))
+            await session.execute(delete(CaseStep).where(CaseStep.case_id == case_id))
+            await session.execute(
+                update(IdempotencyKey).where(IdempotencyKey.case_id == case_id).values(case_id=None)
+            )
+            await session.delete(case)
+            await session.commit()
+            return False
+        if case.notified_state != case.state:
+            case.notify_due = True
+            await session.commit()
+        return True
+
+
 async def new_query_code_for(sessions: async_sessionmaker[AsyncSession], case_id: str) -> str:
     """Give a case a new query code (its first one was never delivered: the answer was lost)."""
     code = new_query_code()
@@ -170,11 +201,25 @@ async def load_case(
 # What the applicant is told of a step staff must look at: delayed, never refused.
 DELAYED = {
     "DEPARTMENT_UNAVAILABLE": "Delayed: the department could not be reached; staff have been alerted.",
+    "UNDO_REFUSED": "The department still holds this step and could not undo it; staff have been alerted.",
     "": "Delayed: staff have been alerted and will move it on.",
 }
 
 
-def _step_view(step: CaseStep, matter: Matter | None, today: Any) -> dict[str, Any]:
+def rejection_view(step: CaseStep, *, personal: bool) -> dict[str, list[str]] | None:
+    """A department's reasons for rejecting the step: its words and their codes. Without `personal`
+    (the public progress view) the words are masked of any ID, passport or phone number in them."""
+    rejection = step.result.get("rejection") if isinstance(step.result, dict) else None
+    if not rejection:
+        return None
+    reasons = [str(r) for r in rejection.get("reasons", [])]
+    return {
+        "reasons": reasons if personal else [mask_text(r) for r in reasons],
+        "codes": [str(c) for c in rejection.get("codes", [])],
+    }
+
+
+def _step_view(step: CaseStep, matter: Matter | None, today: Any, *, personal: bool) -> dict[str, Any]:
     spec = next((s for s in matter.steps if s.key == step.step_key), None) if matter else None
     view: dict[str, Any] = {
         "key": step.step_key,
@@ -189,6 +234,9 @@ def _step_view(step: CaseStep, matter: Matter | None, today: Any) -> dict[str, A
         view["overdue"] = step.state not in FINAL and today > step.statutory_deadline
     if step.reason:
         view["reason"] = step.reason
+    rejection = rejection_view(step, personal=personal)
+    if rejection:
+        view["rejection"] = rejection
     if step.state == StepState.NEEDS_ATTENTION:
         view["message"] = DELAYED.get(step.reason, DELAYED[""])
     return view
@@ -207,7 +255,7 @@ def case_view(
         "state": case.state,
         "submitted_on": case.submitted_on.isoformat(),
         "updated_at": case.updated_at.isoformat(),
-        "steps": [_step_view(s, matter, clock.today()) for s in steps],
+        "steps": [_step_view(s, matter, clock.today(), personal=personal) for s in steps],
     }
     if personal:  # what the departments produced, for those entitled (the newborn's ID number, ...)
         for step, shown in zip(steps, view["steps"], strict=True):
@@ -217,6 +265,12 @@ def case_view(
                 shown["results"] = results
     if case.outcome.get("reason"):
         view["reason"] = case.outcome["reason"]
+    rejections = [r for r in (rejection_view(s, personal=personal) for s in steps) if r]
+    if rejections:
+        view["rejection"] = {
+            "reasons": [t for r in rejections for t in r["reasons"]],
+            "codes": [c for r in rejections for c in r["codes"]],
+        }
     fees = [s.result.get("fee_fen") for s in steps if isinstance(s.result.get("fee_fen"), int)]
     if fees:
         view["fee_fen"] = sum(fees)

@@ -24,7 +24,7 @@ from sqlalchemy import select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import saga
-from gateway.cases import expected_date
+from gateway.cases import expected_date, rejection_view
 from gateway.catalogue import Matter
 from gateway.store import Case, CaseStep, Notification
 from services.common.clock import Clock
@@ -102,6 +102,7 @@ def message_for(case: Case, steps: list[CaseStep], matter: Matter | None, milest
         matter=title,
         expected_date=expected_date(steps) or "-",
         reason=case.outcome.get("reason", "-"),
+        reasons=_reasons(steps, language),
     )
     if contact.get("phone"):
         channel, recipient, masked = "sms", contact["phone"], mask_phone(contact["phone"])
@@ -110,6 +111,12 @@ def message_for(case: Case, steps: list[CaseStep], matter: Matter | None, milest
     else:
         channel, recipient, masked = "record", "", "applicant"
     return Message(case.case_no, milestone, language, text, channel, recipient, masked)
+
+
+def _reasons(steps: list[CaseStep], language: str) -> str:
+    """The department's own words for a rejection (masked: a message carries no personal data)."""
+    words = [r for s in steps for r in (rejection_view(s, personal=False) or {}).get("reasons", [])]
+    return ("；" if language == "zh" else "; ").join(words) or "-"
 
 
 class Notifier:

@@ -15,8 +15,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from gateway import saga
+from gateway.audit import note_applicant
 from gateway.auth import Principal
-from gateway.cases import applicant_key, case_view, drive_for, load_case, new_query_code_for, open_case
+from gateway.cases import (
+    applicant_key,
+    case_view,
+    drive_for,
+    load_case,
+    new_query_code_for,
+    open_case,
+    settle_submission,
+)
 from gateway.catalogue import Matter, get_value, validate_materials, validate_submission
 from gateway.problems import Problem, problem_response
 from gateway.quotes import QuoteUnavailable
@@ -230,7 +239,9 @@ async def _open(
 
 
 async def _outcome(request: web.Request, case_id: str, code: str) -> tuple[int, dict[str, Any]]:
-    """Drive the case's first steps (within the submission's wait) and answer with where it stands."""
+    """Drive the case's first steps (within the submission's wait) and answer with where it stands. A
+    submission refused outright leaves no case behind (``settle_submission``); the audit trail keeps
+    the attempt."""
     app = request.app
     sessions, clock, runner = app[sessions_key], app[clock_key], app[runner_key]
     await drive_for(runner, case_id, app[settings_key].submit_wait)
@@ -239,8 +250,12 @@ async def _outcome(request: web.Request, case_id: str, code: str) -> tuple[int, 
     loaded = await load_case(sessions, case_no)
     assert loaded is not None
     case, steps = loaded
-    view = case_view(case, steps, app[catalogue_key], clock, personal=False)
+    note_applicant(request, case, app[catalogue_key].get(case.matter))
+    kept = await settle_submission(sessions, case_id)
     if case.state == saga.REJECTED:
+        # refused outright: no case is left (`kept` false); a case a department still holds part of
+        # (e.g. a loss report that stands on its own) is named, to be followed
+        kept_case = {"case_no": case.case_no} if kept else {}
         refused = next((s for s in steps if s.reason), None)
         violations = (refused.result.get("violations") if refused else None) or []
         if violations:
@@ -251,19 +266,23 @@ async def _outcome(request: web.Request, case_id: str, code: str) -> tuple[int, 
                 "errors": [
                     {"field": f"{refused.step_key}.{v['field']}", "reason": v["reason"]} for v in violations
                 ],
-                "case_no": case.case_no,
+                **kept_case,
             }
-        return 422, {
-            "type": "/problems/refused",
-            "title": "The application was refused",
-            "status": 422,
+        conflict = refused is not None and refused.result.get("code") == "ALREADY_EXISTS"
+        status = 409 if conflict else 422
+        return status, {
+            "type": "/problems/conflict" if conflict else "/problems/refused",
+            "title": "The department already holds such an application"
+            if conflict
+            else "The application was refused",
+            "status": status,
             "detail": refused.message if refused else "",
             "reason": case.outcome.get("reason", "REFUSED"),
             "step": refused.step_key if refused else None,
-            "case_no": case.case_no,
             "instance": request.path,
+            **kept_case,
         }
-    return 201, {**view, "query_code": code}
+    return 201, {**case_view(case, steps, app[catalogue_key], clock, personal=False), "query_code": code}
 
 
 def _body_hash(body: dict[str, Any]) -> str:

@@ -244,7 +244,25 @@ async def withdraw_case(request: web.Request) -> web.Response:
     if case.state in saga.CASE_FINAL:
         raise Problem(409, "case-closed", f"The case is already {case.state.lower()}", state=case.state)
     runner = app[runner_key]
-    await runner.withdraw(case.id)
+    blockers = await runner.withdraw(case.id)
+    if blockers:
+        raise Problem(
+            409,
+            "withdrawal-refused",
+            "The application can no longer be withdrawn",
+            "; ".join(f"{b.step_key}: {saga.BLOCKER_REASONS[b.reason]}" for b in blockers),
+            state=case.state,
+            steps=[
+                {
+                    "key": b.step_key,
+                    "reason": b.reason,
+                    "state": b.state,
+                    "department_state": b.department_state,
+                    "detail": saga.BLOCKER_REASONS[b.reason],
+                }
+                for b in blockers
+            ],
+        )
     await drive_for(runner, case.id, app[settings_key].submit_wait)
     case, steps = await load_case(app[sessions_key], case.case_no) or loaded
     view = case_view(case, steps, app[catalogue_key], app[clock_key], personal=False)

@@ -13,7 +13,7 @@ from typing import Any
 from google.protobuf.descriptor import FileDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 
-from gateway.saga.model import StepState
+from gateway.saga.model import StepState, Undo
 from govhub.common.v1 import common_pb2
 
 
@@ -132,10 +132,16 @@ class Action:
     # handed over at the counter by a department call (an ID card: IssueCard) rather than recorded
     handover: Callable[[str, str, bool], Message] | None = None  # (resource, request id, old surrendered)
     handover_rpc: Rpc | None = None
+    # the furthest step state from which the department can still undo its record with compensate_rpc
+    undo_until: StepState = StepState.DONE
 
     @property
     def compensable(self) -> bool:
         return self.compensate_rpc is not None
+
+    @property
+    def undo(self) -> Undo:
+        return Undo(self.compensable, self.undo_until)
 
 
 def whole(value: Any) -> int | None:

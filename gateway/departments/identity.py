@@ -259,6 +259,7 @@ def _card_action(name: str, build: Callable[[StepInput], Any], reads: frozenset[
         reads=reads,
         compensate_rpc=CANCEL,
         compensate_build=_cancel_card,
+        undo_until=S.ACCEPTED,  # identity cancels an application only until it is approved
         events=CARD_EVENTS,
         event_result=card_event_result,
         shown=CARD_SHOWN,

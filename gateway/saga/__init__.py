@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gateway.saga.model import CASE_FINAL, CaseState, StepState, aggregate_state
+from gateway.saga.model import BLOCKER_REASONS, CASE_FINAL, CaseState, StepState, aggregate_state
 
 if TYPE_CHECKING:
     from gateway.saga.runner import RunnerSettings, SagaRunner
@@ -34,6 +34,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "APPROVED",
     "AWAITING_APPLICANT",
+    "BLOCKER_REASONS",
     "CASE_FINAL",
     "COMPLETED",
     "IN_REVIEW",

@@ -212,6 +212,33 @@ def on_event(current: StepState, department_state: str, to: StepState, to_depart
     return EventOutcome(EventEffect.MOVE, check(current, to), to_department)
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """Why a department rejected a step: the words the applicant reads and their machine codes."""
+
+    reasons: tuple[str, ...] = ()
+    codes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"reasons": list(self.reasons), "codes": list(self.codes)}
+
+
+def _texts(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        return ()
+    return tuple(v.strip() for v in value if isinstance(v, str) and v.strip())
+
+
+def rejection_of(data: Mapping[str, object]) -> Rejection:
+    """The reasons a department's rejection event carries: identity's ``rejection_reason`` and
+    ``rejection_code``, or permits' ``reasons`` and ``reason_codes`` lists."""
+    reasons = _texts(data.get("reasons")) or _texts(data.get("rejection_reason"))
+    codes = _texts(data.get("reason_codes")) or _texts(data.get("rejection_code"))
+    return Rejection(reasons, codes)
+
+
 # -- the case as a whole ------------------------------------------------------------------------------
 
 
@@ -227,6 +254,58 @@ def begin_compensation(steps: Iterable[StepLike], compensable: Mapping[str, bool
         elif state in HELD_BY_DEPARTMENT and compensable.get(step.step_key, False):
             changes[step.step_key] = check(state, S.COMPENSATING)
     return changes
+
+
+@dataclass(frozen=True)
+class Undo:
+    """Whether a department can undo a step's record, and up to which state: an ID card application can
+    be cancelled while ACCEPTED, not once approved (the card is being made); a name change recorded by
+    residence cannot be undone by the window at all."""
+
+    compensable: bool
+    until: StepState = S.DONE
+
+
+def can_undo(state: StepState, undo: Undo) -> bool:
+    """Whether a step the department holds in `state` can still be undone."""
+    return undo.compensable and RANK.get(state, 0) <= RANK[undo.until]
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A step that stops a withdrawal: the department keeps what it did."""
+
+    step_key: str
+    reason: str  # NOT_UNDOABLE, ALREADY_DECIDED or IN_PROGRESS
+    state: StepState
+    department_state: str
+
+
+BLOCKER_REASONS = {
+    "NOT_UNDOABLE": "the department has recorded this step and it cannot be undone from the window",
+    "ALREADY_DECIDED": "the department has decided this step and can no longer cancel it",
+    "IN_PROGRESS": "the department is recording this step now and it could not be undone; try again shortly",
+}
+
+
+def withdrawal_blockers(steps: Iterable[StepLike], undo: Mapping[str, Undo]) -> list[Blocker]:
+    """The steps that stop the applicant from withdrawing: a step its department holds and cannot undo
+    (or can no longer undo in its state), or one being recorded now that could not be undone. A case is
+    withdrawn as a whole or not at all: no step is dropped while an earlier one stays done."""
+    blockers: list[Blocker] = []
+    for step in steps:
+        state = StepState(step.state)
+        rule = undo.get(step.step_key, Undo(compensable=False))
+        if state == S.RUNNING and not rule.compensable:
+            reason = "IN_PROGRESS"
+        elif state in HELD_BY_DEPARTMENT and not rule.compensable:
+            reason = "NOT_UNDOABLE"
+        elif state in HELD_BY_DEPARTMENT and not can_undo(state, rule):
+            reason = "ALREADY_DECIDED"
+        else:
+            continue
+        blockers.append(Blocker(step.step_key, reason, state, step.department_state))
+    return blockers
 
 
 def ready_steps(steps: Sequence[StepLike]) -> set[str]:
@@ -260,7 +339,8 @@ def aggregate_state(flags: CaseFlags, steps: Iterable[StepLike]) -> CaseState:
     steps = list(steps)
     states = [StepState(s.state) for s in steps if s.state != S.SKIPPED]
     if flags.withdrawn:
-        return CaseState.WITHDRAWN
+        # an undo the department refused is not a withdrawal done: staff must settle it first
+        return CaseState.NEEDS_ATTENTION if S.NEEDS_ATTENTION in states else CaseState.WITHDRAWN
     if flags.rejected or S.REFUSED in states:
         return CaseState.REJECTED
     if S.NEEDS_ATTENTION in states:

@@ -332,11 +332,13 @@ class SagaRunner:
                 await self._fail(step.id, Failure.OPERATOR, f"{step.department}: {exc.reason}")
                 return
             if exc.reason not in action.nothing_to_do:
-                await self._refuse(step.id, exc.reason, exc.message, [])
+                await self._refuse(step.id, exc.reason, exc.message, [], code=exc.code)
                 return
             outcome = Outcome(resource_id="", state=StepState.DONE, department_state=exc.reason)
         except Invalid as exc:
-            await self._refuse(step.id, "INVALID_ARGUMENT", exc.message, exc.violations)
+            await self._refuse(
+                step.id, "INVALID_ARGUMENT", exc.message, exc.violations, code="INVALID_ARGUMENT"
+            )
             return
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             log.error("department answer not understood", step=step.step_key, error=repr(exc))
@@ -348,7 +350,10 @@ class SagaRunner:
             case, fresh, steps = await self._load(session, step.id)
             failed = case.state in (CaseState.REJECTED, CaseState.WITHDRAWN)
             fresh.state = M.on_outcome(
-                StepState(fresh.state), outcome.state, case_failed=failed, compensable=action.compensable
+                StepState(fresh.state),
+                outcome.state,
+                case_failed=failed,
+                compensable=M.can_undo(outcome.state, action.undo),
             )
             if fresh.state == StepState.COMPENSATING:
                 fresh.next_attempt_at = self._clock.now()
@@ -400,15 +405,24 @@ class SagaRunner:
         await self._write(fail)
 
     async def _refuse(
-        self, step_id: str, reason: str, message: str, violations: list[tuple[str, str, str]]
+        self,
+        step_id: str,
+        reason: str,
+        message: str,
+        violations: list[tuple[str, str, str]],
+        *,
+        code: str = "FAILED_PRECONDITION",
     ) -> None:
+        """The department refused the step's call (`code`: its gRPC status, e.g. ALREADY_EXISTS)."""
+
         async def refuse(session: AsyncSession) -> str:
             case, step, steps = await self._load(session, step_id)
             step.state = M.check(StepState(step.state), StepState.REFUSED)
             step.reason = reason
             step.message = message
             step.result = {
-                "violations": [{"field": f, "reason": r, "description": d} for f, r, d in violations]
+                "violations": [{"field": f, "reason": r, "description": d} for f, r, d in violations],
+                "code": code,
             }
             step.lease_owner = step.lease_until = None
             step.attempts += 1
@@ -422,7 +436,7 @@ class SagaRunner:
 
     def _begin_compensation(self, case: Case, steps: list[CaseStep], outcome: dict[str, object]) -> None:
         case.outcome = {**case.outcome, **outcome}
-        compensable = {s.step_key: ACTIONS[s.action].compensable for s in steps}
+        compensable = {s.step_key: M.can_undo(StepState(s.state), ACTIONS[s.action].undo) for s in steps}
         now = self._clock.now()
         for step in steps:
             new = M.begin_compensation([step], compensable).get(step.step_key)
@@ -461,8 +475,12 @@ class SagaRunner:
             await self._fail(step.id, Failure.OPERATOR, f"{step.department} refused the gateway ({exc.code})")
             return
         except (Refused, Invalid) as exc:
-            # The department no longer holds it in a cancellable state (e.g. already cancelled).
-            log.warning("compensation refused", step=step.step_key, error=exc.message)
+            # The department keeps its record (e.g. ILLEGAL_TRANSITION: decided meanwhile): never shown
+            # as undone — staff settle it, and the department's own event moves the step if it ends it.
+            reason = exc.reason if isinstance(exc, Refused) else "INVALID_ARGUMENT"
+            log.warning("compensation refused", step=step.step_key, reason=reason, error=exc.message)
+            await self._undo_refused(step.id, reason)
+            return
         except (KeyError, TypeError, ValueError) as exc:
             await self._fail(step.id, Failure.PROGRAMMING, f"undo not built: {type(exc).__name__}")
             return
@@ -477,6 +495,21 @@ class SagaRunner:
             self._settle(case, steps)
 
         await self._write(done)
+        self.wake()
+
+    async def _undo_refused(self, step_id: str, reason: str) -> None:
+        async def refused(session: AsyncSession) -> None:
+            case, step, steps = await self._load(session, step_id)
+            if step.state != StepState.COMPENSATING:  # an event told us first
+                return
+            step.state = M.check(StepState.COMPENSATING, StepState.NEEDS_ATTENTION)
+            step.reason = "UNDO_REFUSED"
+            step.message = f"{step.department} refused the undo ({reason})"
+            step.lease_owner = step.lease_until = None
+            step.updated_at = self._clock.now()
+            self._settle(case, steps)
+
+        await self._write(refused)
         self.wake()
 
     def _settle(self, case: Case, steps: list[CaseStep]) -> None:
@@ -511,9 +544,10 @@ class SagaRunner:
         data: Mapping[str, Any] | None = None,
     ) -> bool:
         """Move the step that holds `resource_id` at `department` by the event (the caller commits, with
-        its cursor); what the event's `data` tells of the result (a fee fixed, a number issued) is kept
-        on the step. A step whose create call's answer was lost is found by the event's `request_id` and
-        bound to the resource; an event about a resource no step holds yet is parked."""
+        its cursor); what the event's `data` tells of the result (a fee fixed, a number issued, a
+        rejection's reasons) is kept on the step. A step whose create call's answer was lost is found by
+        the event's `request_id` and bound to the resource; an event about a resource no step holds yet
+        is parked."""
         step = await session.scalar(
             select(CaseStep).where(CaseStep.department == department, CaseStep.resource_id == resource_id)
         )
@@ -539,13 +573,19 @@ class SagaRunner:
             learnt = action.event_result(event_type, data)
             if learnt and any(step.result.get(k) != v for k, v in learnt.items()):
                 step.result = {**step.result, **learnt}
-        moved = self._apply(case, step, steps, action, event_type)
+        moved = self._apply(case, step, steps, action, event_type, data or {})
         if moved:
             self._settle(case, steps)
         return moved
 
     def _apply(
-        self, case: Case, step: CaseStep, steps: list[CaseStep], action: Action, event_type: str
+        self,
+        case: Case,
+        step: CaseStep,
+        steps: list[CaseStep],
+        action: Action,
+        event_type: str,
+        data: Mapping[str, Any] | None = None,
     ) -> bool:
         to, to_department = action.events[event_type]
         result = M.on_event(StepState(step.state), step.department_state, to, to_department)
@@ -558,6 +598,9 @@ class SagaRunner:
             step.reason = ""  # the department answered after all
         if result.effect == M.EventEffect.REFUSE:
             step.reason = "REJECTED_BY_DEPARTMENT"
+            rejection = M.rejection_of(data or {})
+            if rejection.reasons or rejection.codes:
+                step.result = {**step.result, "rejection": rejection.as_dict()}
             self._begin_compensation(case, steps, {"rejected": True, "reason": "REJECTED_BY_DEPARTMENT"})
         elif result.effect == M.EventEffect.CANCELLED:
             self._begin_compensation(case, steps, {"rejected": True, "reason": "CANCELLED_BY_DEPARTMENT"})
@@ -655,18 +698,26 @@ class SagaRunner:
             self.wake()
         return len(ids)
 
-    async def withdraw(self, case_id: str) -> None:
-        async def withdraw(session: AsyncSession) -> None:
+    async def withdraw(self, case_id: str) -> list[M.Blocker]:
+        """Withdraw the case — unless a step can no longer be undone by its department: then nothing
+        changes and those steps are returned (checked in the transaction that withdraws)."""
+
+        async def withdraw(session: AsyncSession) -> list[M.Blocker]:
             case = await session.get_one(Case, case_id)
             steps = list(
                 await session.scalars(
                     select(CaseStep).where(CaseStep.case_id == case_id).order_by(CaseStep.position)
                 )
             )
-            self._begin_compensation(case, steps, {"withdrawn": True, "reason": "WITHDRAWN_BY_APPLICANT"})
+            blockers = M.withdrawal_blockers(steps, {s.step_key: ACTIONS[s.action].undo for s in steps})
+            if not blockers:
+                self._begin_compensation(case, steps, {"withdrawn": True, "reason": "WITHDRAWN_BY_APPLICANT"})
+            return blockers
 
-        await self._write(withdraw)
-        self.wake()
+        blockers = await self._write(withdraw)
+        if not blockers:
+            self.wake()
+        return blockers
 
     async def hand_over(
         self, case_id: str, step_ids: set[str], by: str, results: dict[str, dict[str, Any]]

@@ -326,12 +326,18 @@ def build_grpc_server(
 
 
 async def serve(service: GrpcService, grace: float) -> None:
-    """Run until SIGTERM or SIGINT, then drain: health goes NOT_SERVING, in-flight calls get `grace` s."""
+    """Run until SIGTERM or SIGINT, then drain: health goes NOT_SERVING, in-flight calls get `grace` s.
+    A failed start stops at once, closing what the service owns."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await service.start()
+    try:
+        await service.start()
+    except BaseException:
+        # A port of its own taken: close what started and what the service owns (engines, clients).
+        await service.stop(0)
+        raise
     log.info("serving", port=service.port)
     await stop.wait()
     log.info("stopping", grace=grace)

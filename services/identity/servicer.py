@@ -28,11 +28,12 @@ from services.common.errors import AlreadyExists, InvalidArgument, NotFound, Val
 from services.common.grpcserver import remaining
 from services.common.idempotency import check_request_id, run_idempotent
 from services.common.idnumber import IdNumber, address_code_periods, check_id_number, require_id_number
+from services.common.pages import page_size
 from services.common.protoconv import date_from_proto, date_to_proto, event_to_proto, timestamp
 from services.common.service import ServiceContext
 from services.identity import domain as d
 from services.identity.residence import HukouDirectory
-from services.identity.store import IdempotencyRecord, IdentityRepository, page_size
+from services.identity.store import IdempotencyRecord, IdentityRepository
 
 R = TypeVar("R", bound=Message)
 
@@ -419,7 +420,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         id_number = None
         if request.id_number:
             id_number = require_id_number(request.id_number, "id_number", self.ctx.clock.today()).value
-        size = page_size(request.page_size)
+        errors = ValidationCollector()
+        size = page_size(request.page_size, errors)
+        errors.raise_if_any()
         async with self.ctx.read() as session:
             items, token = await self._reader(session).list_applications(id_number, size, request.page_token)
         return pb.ListCardApplicationsResponse(
@@ -607,7 +610,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     ) -> pb.ListCardsResponse:
         today = self.ctx.clock.today()
         id_number = require_id_number(request.id_number, "id_number", today)
-        size = page_size(request.page_size)
+        errors = ValidationCollector()
+        size = page_size(request.page_size, errors)
+        errors.raise_if_any()
         async with self.ctx.read() as session:
             cards, token = await self._reader(session).list_cards(id_number.value, size, request.page_token)
         return pb.ListCardsResponse(
@@ -764,7 +769,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: pb.SearchFoundCardsRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchFoundCardsResponse:
         id_number = require_id_number(request.id_number, "id_number", self.ctx.clock.today())
-        size = page_size(request.page_size)
+        errors = ValidationCollector()
+        size = page_size(request.page_size, errors)
+        errors.raise_if_any()
         async with self.ctx.read() as session:
             repo = self._reader(session)
             found, token = await repo.found_cards_of(id_number.value, size, request.page_token)

@@ -9,9 +9,7 @@ concurrent applications of one person exactly one commits.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -22,9 +20,10 @@ from sqlalchemy.sql import Select
 
 from services.common.audit import AuditMixin
 from services.common.db import NAMING, JsonType, UTCDateTime
-from services.common.errors import InvalidArgument
+from services.common.errors import ValidationCollector
 from services.common.idempotency import IdempotencyMixin
 from services.common.outbox import OutboxMixin
+from services.common.pages import decode_page_token, encode_page_token
 from services.identity.domain import (
     ApplicationKind,
     ApplicationState,
@@ -39,9 +38,6 @@ from services.identity.domain import (
     ResidencePermit,
     TemporaryCard,
 )
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 
 
 class Base(DeclarativeBase):
@@ -174,40 +170,18 @@ class TemporaryCardRow(Timestamps, Base):
 # -- pages -------------------------------------------------------------------------------------------------
 
 Row = TypeVar("Row", CardApplicationRow, CardRow, FoundCardRow)
-
-
-def page_size(requested: int) -> int:
-    """Default 50, at most 500; a negative size is an INVALID_ARGUMENT on page_size."""
-    if requested < 0:
-        raise InvalidArgument.one("page_size", "NEGATIVE", "page_size must not be negative")
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def _encode_token(created_at: dt.datetime, key: str) -> str:
-    raw = json.dumps([created_at.isoformat(), key], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> tuple[dt.datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        when, key = json.loads(raw)
-        created_at = dt.datetime.fromisoformat(when)
-        if created_at.tzinfo is None or not isinstance(key, str):
-            raise ValueError
-    except (ValueError, TypeError):
-        raise InvalidArgument.one(
-            "page_token", "BAD_PAGE_TOKEN", "page_token is not one this service gave out"
-        ) from None
-    return created_at, key
+PAGE_KEY = (dt.datetime, str)  # newest first: (created_at, the row's key)
 
 
 async def _page(
     session: AsyncSession, stmt: Select[tuple[Row]], model: type[Row], key: Any, size: int, token: str
 ) -> tuple[list[Row], str]:
     """Newest first by (created_at, key), keyset-paginated with an opaque token."""
-    if token:
-        created_at, last = _decode_token(token)
+    errors = ValidationCollector()
+    after = decode_page_token(token, PAGE_KEY, errors)
+    errors.raise_if_any()
+    if after is not None:
+        created_at, last = after
         stmt = stmt.where(
             or_(model.created_at < created_at, and_(model.created_at == created_at, key < last))
         )
@@ -218,7 +192,7 @@ async def _page(
         return rows, ""
     rows = rows[:size]
     last_row = rows[-1]
-    return rows, _encode_token(last_row.created_at, getattr(last_row, key.key))
+    return rows, encode_page_token((last_row.created_at, getattr(last_row, key.key)))
 
 
 # -- mapping -----------------------------------------------------------------------------------------------
@@ -560,5 +534,4 @@ __all__: Sequence[str] = [
     "LossReportRow",
     "OutboxEvent",
     "TemporaryCardRow",
-    "page_size",
 ]

@@ -6,11 +6,7 @@ events and the stored answer. "Today" is the service clock's (``GOVHUB_TODAY`` p
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import hashlib
-import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -32,6 +28,7 @@ from services.common.errors import (
 )
 from services.common.foreigner import nationality_problem, normalise_passport_number, passport_number_problem
 from services.common.idempotency import run_idempotent
+from services.common.pages import decode_page_token, encode_page_token, page_size
 from services.common.protoconv import (
     date_in,
     date_to_proto,
@@ -59,8 +56,8 @@ from services.permits.store import (
 R = TypeVar("R", bound=Message)
 S = d.PermitState
 
-PAGE_SIZE_DEFAULT = 50
-PAGE_SIZE_MAX = 500
+# A page token carries the last row's (create time, id) and a digest of the list's filters.
+PAGE_KEY = (dt.datetime, str)
 MAX_WORKING_DAY_SPANS = 1000
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Domain field names that the request spells differently.
@@ -157,51 +154,6 @@ def _person_filter(passport_number: str, nationality: str, errors: ValidationCol
     if nationality and (problem := nationality_problem(nationality)):
         errors.add("nationality", problem)
     return passport, nationality
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Pagination: opaque tokens carrying the last row's (create time, id) and a digest of the filters
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _page_size(value: int, errors: ValidationCollector) -> int:
-    if value < 0:
-        errors.add("page_size", "OUT_OF_RANGE", "must not be negative")
-    if value <= 0:
-        return PAGE_SIZE_DEFAULT
-    return min(value, PAGE_SIZE_MAX)
-
-
-def _filters_digest(filters: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _encode_token(key: tuple[dt.datetime, str] | None, filters: dict[str, str]) -> str:
-    if key is None:
-        return ""
-    doc = {"c": key[0].isoformat(), "i": key[1], "f": _filters_digest(filters)}
-    return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
-
-
-def _decode_token(
-    token: str, filters: dict[str, str], errors: ValidationCollector
-) -> tuple[dt.datetime, str] | None:
-    if not token:
-        return None
-    try:
-        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        created = dt.datetime.fromisoformat(doc["c"])
-        row_id = doc["i"]
-        digest = doc["f"]
-        if created.tzinfo is None or not isinstance(row_id, str):
-            raise ValueError("bad token")
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        errors.add("page_token", "BAD_PAGE_TOKEN", "not a page token of this list")
-        return None
-    if digest != _filters_digest(filters):
-        errors.add("page_token", "BAD_PAGE_TOKEN", "the filters changed since this page token was given")
-        return None
-    return created, row_id
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -548,7 +500,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         self, request: permits_pb2.ListWorkPermitApplicationsRequest, context: grpc.aio.ServicerContext
     ) -> permits_pb2.ListWorkPermitApplicationsResponse:
         errors = ValidationCollector()
-        limit = _page_size(request.page_size, errors)
+        limit = page_size(request.page_size, errors)
         passport, nationality = _person_filter(request.passport_number, request.nationality, errors)
         uscc = stdnum_uscc.compact(request.employer_uscc) if request.employer_uscc else ""
         state = None
@@ -557,7 +509,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
                 permits_pb2.PermitState, request.state, d.PermitState, "PERMIT_STATE_", "state", errors
             )
         filters = {"p": passport, "n": nationality, "e": uscc, "s": state.value if state else ""}
-        after = _decode_token(request.page_token, filters, errors)
+        after = decode_page_token(request.page_token, PAGE_KEY, errors, filters)
         errors.raise_if_any()
         async with self.ctx.uow() as uow:
             page = await WorkPermitRepository(uow.session).page(
@@ -571,7 +523,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             today = self.ctx.clock.today()
             return permits_pb2.ListWorkPermitApplicationsResponse(
                 work_permit_applications=[self._work_permit_out(r, today) for r in page.items],
-                next_page_token=_encode_token(page.last_key, filters) if page.has_more else "",
+                next_page_token=encode_page_token(page.last_key if page.has_more else None, filters),
             )
 
     async def _change_work_permit(
@@ -801,7 +753,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         self, request: permits_pb2.ListResidencePermitApplicationsRequest, context: grpc.aio.ServicerContext
     ) -> permits_pb2.ListResidencePermitApplicationsResponse:
         errors = ValidationCollector()
-        limit = _page_size(request.page_size, errors)
+        limit = page_size(request.page_size, errors)
         passport, nationality = _person_filter(request.passport_number, request.nationality, errors)
         state = None
         if request.state:
@@ -809,7 +761,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
                 permits_pb2.PermitState, request.state, d.PermitState, "PERMIT_STATE_", "state", errors
             )
         filters = {"p": passport, "n": nationality, "s": state.value if state else ""}
-        after = _decode_token(request.page_token, filters, errors)
+        after = decode_page_token(request.page_token, PAGE_KEY, errors, filters)
         errors.raise_if_any()
         async with self.ctx.uow() as uow:
             page = await ResidencePermitRepository(uow.session).page(
@@ -818,7 +770,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             today = self.ctx.clock.today()
             return permits_pb2.ListResidencePermitApplicationsResponse(
                 residence_permit_applications=[self._residence_permit_out(r, today) for r in page.items],
-                next_page_token=_encode_token(page.last_key, filters) if page.has_more else "",
+                next_page_token=encode_page_token(page.last_key if page.has_more else None, filters),
             )
 
     async def _change_residence_permit(

@@ -7,10 +7,7 @@ a request is checked by ``require_id_number`` under the request's field name.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TypeVar
 
@@ -27,6 +24,7 @@ from services.common.db import UnitOfWork
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, ValidationCollector
 from services.common.idempotency import run_idempotent
 from services.common.idnumber import require_id_number
+from services.common.pages import decode_page_token, encode_page_token, page_size
 from services.common.protoconv import (
     date_in,
     date_to_proto,
@@ -62,8 +60,8 @@ _VERIFY_HUKOU = (
 
 R = TypeVar("R", bound=Message)
 
-PAGE_SIZE_DEFAULT = 50
-PAGE_SIZE_MAX = 500
+# A members page token carries the household and the last member's register-order key.
+MEMBERS_PAGE_KEY = (str, str)
 UNKNOWN_POLICE_STATION = "UNKNOWN_POLICE_STATION"
 
 
@@ -266,38 +264,6 @@ class Views:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Pagination: opaque tokens carrying the household and the last member's register-order key
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _page_size(value: int, errors: ValidationCollector) -> int:
-    if value < 0:
-        errors.add("page_size", "OUT_OF_RANGE", "must not be negative")
-    if value <= 0:
-        return PAGE_SIZE_DEFAULT
-    return min(value, PAGE_SIZE_MAX)
-
-
-def _encode_token(household_id: str, last_order: str) -> str:
-    doc = {"h": household_id, "o": last_order}
-    return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, errors: ValidationCollector) -> tuple[str, str] | None:
-    if not token:
-        return None
-    try:
-        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        household_id, order = doc["h"], doc["o"]
-        if not isinstance(household_id, str) or not isinstance(order, str):
-            raise ValueError("bad token")
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        errors.add("page_token", "BAD_PAGE_TOKEN", "not a page token of this list")
-        return None
-    return household_id, order
-
-
-# ----------------------------------------------------------------------------------------------------------
 # The servicer
 # ----------------------------------------------------------------------------------------------------------
 
@@ -407,8 +373,8 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
         self, request: pb.ListMembersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListMembersResponse:
         errors = ValidationCollector()
-        size = _page_size(request.page_size, errors)
-        token = _decode_token(request.page_token, errors)
+        size = page_size(request.page_size, errors)
+        token = decode_page_token(request.page_token, MEMBERS_PAGE_KEY, errors)
         errors.raise_if_any()
         id, number = self._household_key(request.household_id, request.household_number)
         async with self.ctx.read() as session:
@@ -420,7 +386,7 @@ class ResidenceServicer(residence_pb2_grpc.ResidenceServiceServicer):
             last = page.members[-1].row.member_order if page.members else None
             return pb.ListMembersResponse(
                 members=[self.views.person(m.entry, m.row, household) for m in page.members],
-                next_page_token=_encode_token(household.id, last) if page.has_more and last else "",
+                next_page_token=encode_page_token((household.id, last)) if page.has_more and last else "",
             )
 
     async def GetMigrationCertificate(

@@ -9,9 +9,11 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
+from gateway.audit import trail_key
+from gateway.clients import Refused
 from gateway.saga.model import StepState as A
-from gateway.store import Case
-from gateway.typedefs import clock_key, engine_key, health_key, runner_key, sessions_key
+from gateway.store import AuditEntry, Case, Notification
+from gateway.typedefs import clock_key, engine_key, health_key, notifier_key, runner_key, sessions_key
 from tests.fakes import accepting_identity
 from tests.service.gateway_support import bearer, citizen
 
@@ -116,16 +118,42 @@ async def test_unknown_matter_and_malformed_bodies(client: TestClient) -> None:
     assert resp.status == 415
 
 
-async def test_department_refusal_is_a_422_with_its_reason(client: TestClient, departments: Any) -> None:
+async def test_department_refusal_is_a_422_with_its_reason_and_leaves_no_case(
+    client: TestClient, departments: Any
+) -> None:
     accepting_identity(departments["identity"], refuse="PROVINCE_NOT_YET_ACCEPTED")
     resp = await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)
     assert resp.status == 422
     problem = await resp.json()
     assert problem["reason"] == "PROVINCE_NOT_YET_ACCEPTED"
     assert problem["type"] == "/problems/refused"
+    assert "case_no" not in problem
+    assert await case_count(client) == 0
+
+
+async def test_an_open_application_at_the_department_is_a_409_leaving_no_case_nor_notification(
+    client: TestClient, departments: Any
+) -> None:
+    def exists(request: Any) -> Any:
+        raise Refused("identity", "OPEN_APPLICATION_EXISTS", "one is open", "ALREADY_EXISTS")
+
+    departments["identity"].handlers["CreateCardApplication"] = exists
+    resp = await client.post(
+        "/api/v1/cases", json={**VALID, "contact": {"phone": "13800138000"}}, headers=APPLICANT
+    )
+    assert resp.status == 409, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    problem = await resp.json()
+    assert problem["reason"] == "OPEN_APPLICATION_EXISTS" and problem["step"] == "card"
+    assert await case_count(client) == 0
+    assert await client.app[notifier_key].run_once() == 0
     async with client.app[sessions_key]() as session:
-        case = await session.scalar(select(Case))
-        assert case is not None and case.state == "REJECTED"
+        assert await session.scalar(select(func.count()).select_from(Notification)) == 0
+        attempts = list(
+            await session.scalars(select(AuditEntry).where(AuditEntry.method == "POST /api/v1/cases"))
+        )
+    assert [(a.outcome, a.status) for a in attempts] == [("failed", "409")]
+    assert attempts[0].record_key == client.app[trail_key].keys.id_number("11010519491231002X")
 
 
 async def test_unavailable_department_is_retried_until_it_answers(

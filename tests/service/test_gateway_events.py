@@ -99,3 +99,42 @@ async def _no_release() -> None:
 
 async def _is(state: Any, expected: str) -> bool:
     return await state() == expected
+
+
+async def test_a_rejection_event_brings_the_departments_reasons_to_the_case(db_url: str) -> None:
+    engine = make_engine(db_url)
+    await create_schema(engine, Base.metadata)
+    sessions = session_factory(engine)
+    clock = Clock()
+    identity = accepting_identity(FakeDepartment("identity"))
+    runner = SagaRunner(sessions, {"identity": identity}, clock, RunnerSettings())  # type: ignore[dict-item]
+    case, _ = await open_case(
+        sessions, clock, load_catalogue()["id-card-renewal-cross-province"], VALID["data"], {}
+    )
+    await runner.drive(case.id)
+    async with sessions() as session:
+        step = await session.scalar(select(CaseStep).where(CaseStep.case_id == case.id))
+        assert step is not None and step.resource_id
+    consumer = EventConsumer(identity, runner, sessions, clock)  # type: ignore[arg-type]
+    task = asyncio.create_task(consumer.run())
+
+    async def rejected() -> bool:
+        async with sessions() as session:
+            return (await session.get_one(Case, case.id)).state == "REJECTED"
+
+    try:
+        identity.emit(
+            "CardApplicationRejected",
+            step.resource_id,
+            {"rejection_reason": "照片不符合要求", "rejection_code": "PHOTO_NOT_COMPLIANT"},
+        )
+        await wait_for(rejected)
+        async with sessions() as session:
+            fresh = await session.get_one(CaseStep, step.id)
+        assert fresh.reason == "REJECTED_BY_DEPARTMENT"
+        assert fresh.result["rejection"] == {"reasons": ["照片不符合要求"], "codes": ["PHOTO_NOT_COMPLIANT"]}
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await dispose_engine(engine)

@@ -5,9 +5,11 @@ departments — plus feedback, statistics and milestone notifications."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -16,6 +18,7 @@ from gateway.saga.model import StepState as A
 from gateway.store import Notification
 from gateway.typedefs import notifier_key, runner_key, sessions_key, stats_key
 from govhub.identity.v1 import identity_pb2
+from govhub.residence.v1 import residence_pb2
 from tests.fakes import FakeDepartment
 from tests.service.gateway_fakes import deciding_identity, household_residence
 from tests.service.gateway_support import bearer, citizen, counter, department
@@ -38,10 +41,16 @@ async def submit(client: TestClient) -> dict[str, Any]:
     return await resp.json()
 
 
-async def event(client: TestClient, department_name: str, event_type: str, resource: str) -> None:
+async def event(
+    client: TestClient,
+    department_name: str,
+    event_type: str,
+    resource: str,
+    data: dict[str, Any] | None = None,
+) -> None:
     runner = client.app[runner_key]
     async with client.app[sessions_key]() as session:
-        assert await runner.apply_event(session, department_name, event_type, resource)
+        assert await runner.apply_event(session, department_name, event_type, resource, data=data)
         await session.commit()
 
 
@@ -344,13 +353,23 @@ async def test_chinese_by_default_and_rejections_are_told(client: TestClient, id
         headers=department("identity"),
     )
     assert resp.status == 202
-    await event(client, "identity", "CardApplicationRejected", card_id(identity))
+    words = "照片不符合要求，请联系 13800138000"
+    facts = {"rejection_reason": words, "rejection_code": "PHOTO_NOT_COMPLIANT", "state": "REJECTED"}
+    await event(client, "identity", "CardApplicationRejected", card_id(identity), facts)
     notifier = client.app[notifier_key]
     await notifier.run_once()
     mine = await (await client.get("/api/v1/me/notifications", headers=APPLICANT)).json()
     assert [n["milestone"] for n in mine["notifications"]] == ["rejected"]  # the first look saw it rejected
-    assert "未获批准" in mine["notifications"][0]["text"]
+    text = mine["notifications"][0]["text"]
+    assert "未获批准" in text and "照片不符合要求" in text and "13800138000" not in text
     assert mine["notifications"][0]["channel"] == "record"
+    own = await (await client.get(f"/api/v1/cases/{body['case_no']}", headers=APPLICANT)).json()
+    assert own["rejection"] == {"reasons": [words], "codes": ["PHOTO_NOT_COMPLIANT"]}
+    assert own["steps"][0]["rejection"] == own["rejection"]
+    progress = await client.get(f"/api/v1/progress/{body['case_no']}", params={"code": body["query_code"]})
+    public = (await progress.json())["rejection"]
+    assert public["codes"] == ["PHOTO_NOT_COMPLIANT"]
+    assert "照片不符合要求" in public["reasons"][0] and "13800138000" not in public["reasons"][0]
 
 
 async def test_progress_lookups_are_rate_limited_per_address(client: TestClient) -> None:
@@ -416,3 +435,75 @@ def test_request_ids_are_uuids() -> None:
     base = str(uuid.uuid4())
     assert derived_request_id(base, "approve") == derived_request_id(base, "approve")
     assert derived_request_id(base, "approve") != derived_request_id(base, "reject")
+
+
+async def test_a_card_application_approved_cannot_be_withdrawn_and_says_why(
+    client: TestClient, identity: Any
+) -> None:
+    body = await submit(client)
+    await event(client, "identity", "CardApplicationApproved", card_id(identity))
+    resp = await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", headers=APPLICANT)
+    assert resp.status == 409, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    problem = await resp.json()
+    assert problem["type"] == "/problems/withdrawal-refused"
+    assert [(s["key"], s["reason"], s["department_state"]) for s in problem["steps"]] == [
+        ("card", "ALREADY_DECIDED", "APPROVED")
+    ]
+    assert "card" in problem["detail"]
+    assert identity.calls_to("CancelCardApplication") == []
+    view = await (await client.get(f"/api/v1/cases/{body['case_no']}", headers=APPLICANT)).json()
+    assert view["state"] == "APPROVED" and view["steps"][0]["state"] == A.APPROVED
+
+
+async def test_an_undo_the_department_refuses_is_never_shown_as_compensated(
+    client: TestClient, identity: Any
+) -> None:
+    body = await submit(client)
+
+    def refuse_cancel(request: Any) -> Any:
+        raise Refused("identity", "ILLEGAL_TRANSITION", "the application is approved", "FAILED_PRECONDITION")
+
+    identity.handlers["CancelCardApplication"] = refuse_cancel
+    resp = await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", headers=APPLICANT)
+    assert resp.status == 202  # accepted, not done
+    view = await resp.json()
+    assert view["steps"][0]["state"] == A.NEEDS_ATTENTION
+    assert view["steps"][0]["reason"] == "UNDO_REFUSED"
+    assert view["state"] == "NEEDS_ATTENTION"  # not WITHDRAWN while identity holds the application
+    assert len(identity.calls_to("CancelCardApplication")) == 1
+
+
+async def test_a_recorded_name_change_is_withdrawn_whole_or_not_at_all(
+    client: TestClient, departments: Any
+) -> None:
+    residence, identity = departments["residence"], departments["identity"]
+    residence.handlers["ChangeName"] = lambda request: residence_pb2.ChangeNameResponse(
+        person=residence_pb2.Person(id="person-1", hukou_region_code="310106")
+    )
+    identity.down = True  # the card renewal waits: the register already holds the new name
+    content = b"%PDF-1.4\n% name change reason\n%%EOF\n"
+    form = aiohttp.FormData()
+    form.add_field("file", content, filename="reason.pdf", content_type="application/pdf")
+    assert (await client.post("/api/v1/materials", data=form, headers=APPLICANT)).status == 201
+    body = {
+        "matter": "name-change",
+        "data": {
+            "applicant": {"id_number": "11010519491231002X", "name": "测试甲"},
+            "new_name": "测试乙",
+            "station_region_code": "310106",
+        },
+        "materials": {"name_change_reason": hashlib.sha256(content).hexdigest()},
+    }
+    resp = await client.post("/api/v1/cases", json=body, headers=APPLICANT)
+    assert resp.status == 201, await resp.text()
+    case = await resp.json()
+    assert {s["key"]: s["state"] for s in case["steps"]}["name_change"] == A.DONE
+    resp = await client.post(f"/api/v1/cases/{case['case_no']}/withdraw", headers=APPLICANT)
+    assert resp.status == 409, await resp.text()
+    problem = await resp.json()
+    assert [(s["key"], s["reason"]) for s in problem["steps"]] == [("name_change", "NOT_UNDOABLE")]
+    view = await (await client.get(f"/api/v1/cases/{case['case_no']}", headers=APPLICANT)).json()
+    card = {s["key"]: s["state"] for s in view["steps"]}["card_renewal"]
+    assert card not in (A.CANCELLED, A.COMPENSATED)  # the renewal the law requires goes on
+    assert view["state"] != "WITHDRAWN"

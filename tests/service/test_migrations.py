@@ -32,6 +32,7 @@ from services.common.migrate import (
     upgrade,
 )
 from services.common.settings import CommonSettings, ServiceSettings
+from services.identity import server as identity_server
 from services.identity.server import build_server
 from tests.service.gateway_support import settings as gateway_settings
 
@@ -124,7 +125,9 @@ def identity_with_a_new_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     moved = Moved(**{f.name: getattr(DATABASES["identity"], f.name) for f in dataclasses.fields(Database)})
     monkeypatch.setitem(DATABASES, "identity", moved)
-    monkeypatch.setattr("services.identity.server.DATABASE", moved)
+    monkeypatch.setattr(
+        "services.identity.server.IDENTITY", dataclasses.replace(identity_server.IDENTITY, database=moved)
+    )
     return moved
 
 

@@ -428,6 +428,6 @@ async def test_list_pages(identity: Identity) -> None:
     )
     assert violations(exc) == {"page_token": "BAD_PAGE_TOKEN"}
     exc = await refused(identity.stub.ListCardApplications(pb.ListCardApplicationsRequest(page_size=-1)))
-    assert violations(exc) == {"page_size": "NEGATIVE"}
+    assert violations(exc) == {"page_size": "OUT_OF_RANGE"}
     exc = await refused(identity.stub.ListCardApplications(pb.ListCardApplicationsRequest(id_number="1234")))
     assert violations(exc) == {"id_number": "BAD_LENGTH"}

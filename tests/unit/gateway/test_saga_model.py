@@ -159,3 +159,55 @@ def test_the_case_status_is_derived_from_its_steps() -> None:
     assert aggregate_state(none, [Step("a", S.REFUSED), Step("b", S.NEEDS_ATTENTION)]) == CaseState.REJECTED
     assert aggregate_state(CaseFlags(withdrawn=True), [Step("a", S.COMPENSATED)]) == CaseState.WITHDRAWN
     assert aggregate_state(CaseFlags(rejected=True), [Step("a", S.COMPENSATED)]) == CaseState.REJECTED
+
+
+def test_a_rejection_carries_identitys_or_permits_reasons_and_codes() -> None:
+    from gateway.saga.model import rejection_of
+
+    identity = rejection_of({"rejection_reason": " 照片不符合要求 ", "rejection_code": "PHOTO_NOT_COMPLIANT"})
+    assert identity.as_dict() == {"reasons": ["照片不符合要求"], "codes": ["PHOTO_NOT_COMPLIANT"]}
+    permits = rejection_of({"reasons": ["学历不符", " "], "reason_codes": ["DEGREE_NOT_RECOGNISED"]})
+    assert permits.as_dict() == {"reasons": ["学历不符"], "codes": ["DEGREE_NOT_RECOGNISED"]}
+    assert rejection_of({"reasons": 3}).as_dict() == {"reasons": [], "codes": []}
+
+
+def test_a_card_application_can_be_undone_only_until_it_is_decided() -> None:
+    from gateway.saga.model import Undo, can_undo
+
+    card = Undo(compensable=True, until=S.ACCEPTED)
+    assert can_undo(S.ACCEPTED, card)
+    assert not can_undo(S.APPROVED, card) and not can_undo(S.READY, card) and not can_undo(S.DONE, card)
+    assert can_undo(S.DONE, Undo(compensable=True))
+    assert not can_undo(S.ACCEPTED, Undo(compensable=False))
+
+
+def test_withdrawal_is_refused_naming_each_step_that_cannot_be_undone() -> None:
+    from gateway.saga.model import Undo, withdrawal_blockers
+
+    undo = {"name": Undo(compensable=False), "card": Undo(compensable=True, until=S.ACCEPTED)}
+    # before anything is recorded: nothing stops it
+    assert withdrawal_blockers([Step("name"), Step("card")], undo) == []
+    # the card application alone, still accepted: it can be cancelled
+    assert withdrawal_blockers([Step("card", S.ACCEPTED)], undo) == []
+    # the name change recorded, the card renewal not yet sent: withdrawn whole or not at all
+    [blocker] = withdrawal_blockers([Step("name", S.DONE, "RECORDED"), Step("card", S.PENDING)], undo)
+    assert (blocker.step_key, blocker.reason, blocker.department_state) == (
+        "name",
+        "NOT_UNDOABLE",
+        "RECORDED",
+    )
+    # the card approved: the department can no longer cancel it
+    [blocker] = withdrawal_blockers([Step("card", S.APPROVED, "APPROVED")], undo)
+    assert (blocker.step_key, blocker.reason) == ("card", "ALREADY_DECIDED")
+    # a step being recorded that could not be undone when it answers
+    [blocker] = withdrawal_blockers([Step("name", S.RUNNING)], undo)
+    assert blocker.reason == "IN_PROGRESS"
+    # ended steps hold nothing
+    assert withdrawal_blockers([Step("card", S.REFUSED), Step("name", S.SKIPPED)], undo) == []
+
+
+def test_a_withdrawal_whose_undo_was_refused_needs_attention_not_withdrawn() -> None:
+    flags = CaseFlags(withdrawn=True)
+    assert aggregate_state(flags, [Step("a", S.NEEDS_ATTENTION), Step("b", S.COMPENSATED)]) == (
+        CaseState.NEEDS_ATTENTION
+    )
