@@ -7,16 +7,20 @@ request"), kept here as data:
   (keyed by field name: free text such as an address or a reason may be longer). These are ceilings
   of the wire, above every department's own rule (an address over 200 characters is refused by the
   department with its own reason, TOO_LONG, before this bound is reached);
+* no string holds a control character other than tab, line feed and carriage return (PostgreSQL cannot
+  store NUL, and no field of a person's data has a use for them);
 * a repeated field holds at most ``MAX_ITEMS`` values;
 * an enum field holds one of its enum's values (an unknown number is UNKNOWN_VALUE, not a crash);
 * a ``google.protobuf.Timestamp`` lies between 0001-01-01 and 9999-12-31 with nanos in 0..999,999,999.
 
 A violation is an ``InvalidArgument`` naming the field's path (``items[2].name``) and the reason
-(``TOO_LONG``, ``TOO_MANY``, ``UNKNOWN_VALUE``, ``OUT_OF_RANGE``). Well-known types other than the
-timestamp (``Struct`` and the like) are not descended into.
+(``TOO_LONG``, ``CONTROL_CHARACTER``, ``TOO_MANY``, ``UNKNOWN_VALUE``, ``OUT_OF_RANGE``). Well-known
+types other than the timestamp (``Struct`` and the like) are not descended into.
 """
 
 from __future__ import annotations
+
+import re
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -88,11 +92,16 @@ def violations(message: Message, prefix: str = "", depth: int = 0) -> list[Field
     return found
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _check(field: FieldDescriptor, value: object, path: str, depth: int) -> list[FieldViolation]:
     if field.type == FieldDescriptor.TYPE_STRING and isinstance(value, str):
         limit = limit_of(field)
         if len(value) > limit:
             return [FieldViolation(path, "TOO_LONG", f"at most {limit} characters")]
+        if _CONTROL.search(value):
+            return [FieldViolation(path, "CONTROL_CHARACTER", "holds a control character")]
     elif field.type == FieldDescriptor.TYPE_ENUM and isinstance(value, int):
         if value not in field.enum_type.values_by_number:
             return [FieldViolation(path, "UNKNOWN_VALUE", f"not a value of {field.enum_type.name}")]

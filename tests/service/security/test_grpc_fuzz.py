@@ -253,11 +253,13 @@ async def test_the_cases_of_the_issue(residence: Running, pki: Pki) -> None:
     request = residence_pb2.RegisterAccommodationRequest(request_id="r-1")
     request.arrive_time.seconds = 2**63 - 1
     read = residence_pb2.GetPersonRequest(id_number="1" * 1_000_000)
+    nul = residence_pb2.GetPersonRequest(id_number="11010519491231002\x00")  # PostgreSQL cannot store NUL
     async with grpc.aio.secure_channel(residence.target, pki.credentials("unknown-system")) as channel:
         for path, body, field in [
             (f"/{service.full_name}/RegisterAccommodation", request.SerializeToString(), "arrive_time"),
             (f"/{service.full_name}/GetPerson", b"\x0a\x02\xff\xfe", "request"),
             (f"/{service.full_name}/GetPerson", read.SerializeToString(), "id_number"),
+            (f"/{service.full_name}/GetPerson", nul.SerializeToString(), "id_number"),
         ]:
             exc = await _call(channel, path, False, body)
             assert exc is not None and exc.code() == grpc.StatusCode.INVALID_ARGUMENT, (path, exc)
@@ -265,4 +267,4 @@ async def test_the_cases_of_the_issue(residence: Running, pki: Pki) -> None:
     assert residence.calls["RegisterAccommodation"] == residence.calls["GetPerson"] == 0
     sample = residence.service.metrics.registry.get_sample_value  # type: ignore[union-attr]
     labels = {"grpc_service": service.full_name, "grpc_type": "unary", "grpc_code": "INVALID_ARGUMENT"}
-    assert sample("grpc_server_handled_total", {**labels, "grpc_method": "GetPerson"}) == 2
+    assert sample("grpc_server_handled_total", {**labels, "grpc_method": "GetPerson"}) == 3
