@@ -3,6 +3,7 @@ the gRPC health service and nothing else, for probes that cannot present a clien
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -39,9 +40,21 @@ async def test_the_probe_port_answers_health_in_plaintext(permits: GrpcService) 
         overall = await health.Check(HEALTH(), timeout=5)
         named = await health.Check(HEALTH(service=DESCRIPTORS["permits"].full_name), timeout=5)
         assert overall.status == named.status == health_pb2.HealthCheckResponse.SERVING
-        # It follows the service's own state: draining or a database away turn it NOT_SERVING.
-        await permits._set(False)
-        assert (await health.Check(HEALTH(), timeout=5)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+        # It follows the service's own state: a database away turns it NOT_SERVING at the monitor's next
+        # look (taken here; a look still in flight from the start may land first, so it is awaited).
+        async def away() -> bool:
+            return False
+
+        permits.is_healthy = away
+        status = None
+        for _ in range(50):
+            await permits._set(await permits._healthy())
+            status = (await health.Check(HEALTH(), timeout=5)).status
+            if status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            await asyncio.sleep(0.1)
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 async def test_nothing_but_health_is_reachable_on_the_probe_port(
