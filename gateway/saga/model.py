@@ -294,7 +294,7 @@ class Blocker:
 BLOCKER_REASONS = {
     "NOT_UNDOABLE": "the department has recorded this step and it cannot be undone from the window",
     "ALREADY_DECIDED": "the department has decided this step and can no longer cancel it",
-    "USED_BY_LATER_STEP": "a later step has used what this step recorded; the department can no longer undo it",
+    "USED_BY_LATER_STEP": "a later step used what this step recorded; the department can no longer undo it",
     "IN_PROGRESS": "the department is recording this step now and it could not be undone; try again shortly",
 }
 

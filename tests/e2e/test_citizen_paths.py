@@ -77,7 +77,7 @@ class Window:
 
     async def close(self) -> None:
         for channel in self.channels:
-            await channel.close()
+            await channel.close(None)
 
     async def send(
         self, method: str, path: str, headers: dict[str, str], body: Any = None, **params: str
@@ -122,7 +122,8 @@ class Window:
         listed = await self.identity.ListCardApplications(
             ipb.ListCardApplicationsRequest(id_number=id_number)
         )
-        return listed.card_applications[0]  # newest first
+        newest: ipb.CardApplication = listed.card_applications[0]
+        return newest
 
     async def first_card(self, id_number: str, name: str, region: str) -> str:
         """A card for a registered person through the department alone (the starting point of a matter)."""
@@ -616,7 +617,7 @@ async def test_10_a_death_deregistration_cancels_the_id_card(window: Window) -> 
 async def test_11_only_a_parent_guardian_or_head_may_register_a_birth(window: Window) -> None:
     lodger = member(JINGAN, 1)  # a member of the household, neither parent, guardian nor head
     me = window.hub.citizen(lodger[0])
-    body = {
+    body: dict[str, Any] = {
         "matter": "newborn-registration",
         "data": {
             "guardian": {"id_number": lodger[0], "name": lodger[1]},
