@@ -611,6 +611,49 @@ async def test_10_a_death_deregistration_cancels_the_id_card(window: Window) -> 
     assert app.state == ipb.CARD_APPLICATION_STATE_CANCELLED
 
 
+async def test_10_a_cancelled_work_permit_cancels_the_residence_permit_resting_on_it(window: Window) -> None:
+    await register_employer(window)
+    materials = {kind: await window.upload(kind) for kind in FOREIGNER_MATERIALS}
+    body = {
+        "matter": "foreigner-employment",
+        "data": foreigner("C01X00T10", window.day),
+        "materials": materials,
+    }
+    status, case = await window.send("POST", "/api/v1/counter/cases", window.counter, body)
+    assert status == 201, case
+    for key in ("work_permit", "residence_permit"):  # the clerk approves and issues each, in turn
+        await window.decide(case, key, "approve")
+        deadline = time.monotonic() + 30
+        while step(await window.case(case), key)["department_state"] != "APPROVED":
+            assert time.monotonic() < deadline, await window.case(case)
+            await asyncio.sleep(0.2)
+        await window.decide(case, key, "issue")
+    view = await window.until(case, "READY_FOR_PICKUP")
+    residence_permit = step(view, "residence_permit")["results"]["permit_number"]
+    assert (
+        await window.permits.VerifyPermit(ppb.VerifyPermitRequest(permit_number=residence_permit))
+    ).valid_now
+    [wp] = (
+        await window.permits.ListWorkPermitApplications(
+            ppb.ListWorkPermitApplicationsRequest(passport_number="C01X00T10")
+        )
+    ).work_permit_applications
+    await window.permits.CancelWorkPermitApplication(
+        ppb.CancelWorkPermitApplicationRequest(request_id=rid(), id=wp.id, reason="劳动合同解除")
+    )
+    verdict = await window.permits.VerifyPermit(ppb.VerifyPermitRequest(permit_number=residence_permit))
+    assert not verdict.valid_now and verdict.state == ppb.PERMIT_STATE_CANCELLED
+    view = await window.until(case, "REJECTED")  # the case follows permits' events: nothing to pick up
+    # both permits end cancelled: by permits' own events, or by the undo the failed case asked for when
+    # the other permit's event was applied first — never left as held, never left waiting on staff
+    deadline = time.monotonic() + 30
+    while not set(states(view).values()) - {"DONE"} <= {"CANCELLED", "COMPENSATED"}:
+        assert time.monotonic() < deadline, view
+        await asyncio.sleep(0.2)
+        view = await window.case(case)
+    assert view["state"] == "REJECTED" and view["reason"] == "CANCELLED_BY_DEPARTMENT"
+
+
 # -- 11. households ----------------------------------------------------------------------------------------
 
 
