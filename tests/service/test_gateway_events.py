@@ -20,6 +20,9 @@ from tests.fakes import FakeDepartment, accepting_identity
 from tests.service.test_gateway_cases import VALID
 
 
+LEASE = 3.0
+
+
 class CountingRunner(SagaRunner):
     applied: list[tuple[str, str]]
 
@@ -28,7 +31,7 @@ class CountingRunner(SagaRunner):
         return await super().apply_event(session, department, event_type, *args)
 
 
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
         while not await predicate():  # noqa: ASYNC110 - polls the database, which has no event
             await asyncio.sleep(0.05)
@@ -58,14 +61,16 @@ async def test_two_gateways_apply_each_event_once_and_take_over_from_a_dead_one(
         async with sessions() as session:
             return (await session.get_one(Case, case.id)).state
 
-    consumers = [EventConsumer(identity, r, sessions, clock, lease_seconds=0.6) for r in runners]  # type: ignore[arg-type]
+    # The lease is long enough that a holder starved of CPU on a loaded machine still renews it in time
+    # (it renews every lease/3), and short enough that the take-over below comes within seconds.
+    consumers = [EventConsumer(identity, r, sessions, clock, lease_seconds=LEASE) for r in runners]  # type: ignore[arg-type]
     tasks = [asyncio.create_task(c.run()) for c in consumers]
     try:
         identity.emit("CardApplicationApproved", resource)
         await wait_for(lambda: _is(state, "APPROVED"))
         identity.emit("CardApplicationApproved", resource)  # a repeat, e.g. after a reconnect
         identity.emit("CardProduced", resource)
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: _applied(runners, 3))
         applied = runners[0].applied + runners[1].applied
         assert [e for _, e in applied] == [
             "CardApplicationApproved",
@@ -82,7 +87,7 @@ async def test_two_gateways_apply_each_event_once_and_take_over_from_a_dead_one(
         with contextlib.suppress(asyncio.CancelledError):
             await tasks[holder]
         identity.emit("CardReadyForPickup", resource)
-        await wait_for(lambda: _is(state, "READY_FOR_PICKUP"))
+        await wait_for(lambda: _is(state, "READY_FOR_PICKUP"), timeout=LEASE + 20)
         other = runners[1 - holder]
         assert [e for _, e in other.applied] == ["CardReadyForPickup"]
         assert [e for _, e in runners[holder].applied].count("CardReadyForPickup") == 0
@@ -91,6 +96,10 @@ async def test_two_gateways_apply_each_event_once_and_take_over_from_a_dead_one(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await dispose_engine(engine)
+
+
+async def _applied(runners: list[CountingRunner], count: int) -> bool:
+    return sum(len(r.applied) for r in runners) >= count
 
 
 async def _no_release() -> None:
