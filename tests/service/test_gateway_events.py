@@ -19,7 +19,6 @@ from services.common.db import create_schema, dispose_engine, make_engine, sessi
 from tests.fakes import FakeDepartment, accepting_identity
 from tests.service.test_gateway_cases import VALID
 
-
 LEASE = 3.0
 
 

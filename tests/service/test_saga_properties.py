@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import select
@@ -29,6 +29,7 @@ from gateway.saga.runner import RunnerSettings, SagaRunner
 from gateway.store import Base, Case, CaseStep
 from services.common.clock import Clock
 from services.common.db import create_schema, dispose_engine, make_engine, session_factory
+from tests.conftest import examples
 from tests.fakes import accepting_permits, accepting_residence
 from tests.service.test_gateway_foreigner import DATA
 
@@ -251,7 +252,5 @@ class SagaMachine(RuleBasedStateMachine):
                 assert case.state == "COMPLETED"
 
 
-SagaMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=15, deadline=None, suppress_health_check=list(HealthCheck)
-)
+SagaMachine.TestCase.settings = settings(max_examples=examples(25))
 TestSagaProperties = SagaMachine.TestCase

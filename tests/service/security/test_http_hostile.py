@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.api.common import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from gateway.app import create_app
+from tests.conftest import examples
 from tests.fakes import FakeDepartment
 from tests.service.gateway_support import bearer, citizen, counter, department
 from tests.service.gateway_support import settings as gateway_settings
@@ -170,7 +171,7 @@ def hostile(draw: st.DrawFn, schema: dict[str, Any]) -> tuple[str, bytes, bool]:
     return shape, json.dumps({name: value}).encode(), chunked
 
 
-@settings(max_examples=160, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=examples(160))
 @given(data=st.data())
 def test_hostile_bodies_get_a_4xx_problem_and_no_error(
     data: st.DataObject, live: LiveGateway, surface: list[Any], rendered_logs: Any
