@@ -28,7 +28,7 @@ def _grpc_serving(target: str, tls: TlsFiles | None = None) -> bool:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
         except grpc.RpcError:
             return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def _http_ok(port: int) -> bool:
@@ -102,8 +102,11 @@ class Stack:
         return f"http://127.0.0.1:{port}"
 
     def start_all(self) -> str:
-        for name in ("residence", "identity", "permits"):
-            self.start(name)
+        """Every department at once, as ``make run`` starts them, then the gateway once they serve."""
+        for name in SERVICES:
+            self.procs[name] = self._spawn(name, f"services.{name}", self.env)
+        for name in SERVICES:
+            self._wait(lambda name=name: _grpc_serving(self.target(name), self.back_office), name)
         return self.start_gateway()
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
