@@ -61,6 +61,9 @@ class Stack:
             GOVHUB_IDENTITY_RESIDENCE_TARGET=self.target("residence"),
             GOVHUB_GATEWAY_RETRY_BASE="0.2",
             GOVHUB_GATEWAY_RETRY_MAX="1",
+            # Quick retries, but enough of them (about a minute) that a department restarting slowly on a
+            # loaded machine is still waited for rather than the step given up (NEEDS_ATTENTION).
+            GOVHUB_GATEWAY_MAX_ATTEMPTS="60",
         )
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.gateways: list[tuple[subprocess.Popen[bytes], int]] = []
