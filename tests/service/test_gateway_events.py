@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 
@@ -19,6 +19,7 @@ from services.common.db import create_schema, dispose_engine, make_engine, sessi
 from tests.fakes import FakeDepartment, accepting_identity
 from tests.service.test_gateway_cases import VALID
 
+DATA: dict[str, Any] = cast(dict[str, Any], VALID["data"])
 LEASE = 3.0
 
 
@@ -45,11 +46,11 @@ async def test_two_gateways_apply_each_event_once_and_take_over_from_a_dead_one(
     departments = {"identity": identity}
     runners = []
     for owner in ("gw-a", "gw-b"):
-        runner = CountingRunner(sessions, departments, clock, RunnerSettings(), owner=owner)  # type: ignore[arg-type]
+        runner = CountingRunner(sessions, departments, clock, RunnerSettings(), owner=owner)
         runner.applied = []
         runners.append(runner)
     matter = load_catalogue()["id-card-renewal-cross-province"]
-    case, _ = await open_case(sessions, clock, matter, VALID["data"], {})
+    case, _ = await open_case(sessions, clock, matter, DATA, {})
     await runners[0].drive(case.id)
     async with sessions() as session:
         step = await session.scalar(select(CaseStep).where(CaseStep.case_id == case.id))
@@ -62,7 +63,7 @@ async def test_two_gateways_apply_each_event_once_and_take_over_from_a_dead_one(
 
     # The lease is long enough that a holder starved of CPU on a loaded machine still renews it in time
     # (it renews every lease/3), and short enough that the take-over below comes within seconds.
-    consumers = [EventConsumer(identity, r, sessions, clock, lease_seconds=LEASE) for r in runners]  # type: ignore[arg-type]
+    consumers = [EventConsumer(identity, r, sessions, clock, lease_seconds=LEASE) for r in runners]
     tasks = [asyncio.create_task(c.run()) for c in consumers]
     try:
         identity.emit("CardApplicationApproved", resource)
@@ -106,7 +107,7 @@ async def _no_release() -> None:
 
 
 async def _is(state: Any, expected: str) -> bool:
-    return await state() == expected
+    return bool(await state() == expected)
 
 
 async def test_a_rejection_event_brings_the_departments_reasons_to_the_case(db_url: str) -> None:
@@ -115,15 +116,13 @@ async def test_a_rejection_event_brings_the_departments_reasons_to_the_case(db_u
     sessions = session_factory(engine)
     clock = Clock()
     identity = accepting_identity(FakeDepartment("identity"))
-    runner = SagaRunner(sessions, {"identity": identity}, clock, RunnerSettings())  # type: ignore[dict-item]
-    case, _ = await open_case(
-        sessions, clock, load_catalogue()["id-card-renewal-cross-province"], VALID["data"], {}
-    )
+    runner = SagaRunner(sessions, {"identity": identity}, clock, RunnerSettings())
+    case, _ = await open_case(sessions, clock, load_catalogue()["id-card-renewal-cross-province"], DATA, {})
     await runner.drive(case.id)
     async with sessions() as session:
         step = await session.scalar(select(CaseStep).where(CaseStep.case_id == case.id))
         assert step is not None and step.resource_id
-    consumer = EventConsumer(identity, runner, sessions, clock)  # type: ignore[arg-type]
+    consumer = EventConsumer(identity, runner, sessions, clock)
     task = asyncio.create_task(consumer.run())
 
     async def rejected() -> bool:
