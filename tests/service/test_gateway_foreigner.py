@@ -416,11 +416,12 @@ async def test_with_permits_down_identity_matters_go_on_and_foreign_cases_resume
     # which this test app drives by hand)
     permits.down = False
     await app[health_key].check(app[clock_key].now)
-    for _ in range(50):
-        await asyncio.sleep(0.05)
-        await app[runner_key].drive()
-        if (await view(client, foreign))["state"] == "IN_REVIEW":
-            break
+    async with asyncio.timeout(30):  # generous: the retry's backoff is short, a loaded machine is slow
+        while True:
+            await asyncio.sleep(0.05)
+            await app[runner_key].drive()
+            if (await view(client, foreign))["state"] == "IN_REVIEW":
+                break
     resumed = {s["key"]: s for s in (await view(client, foreign))["steps"]}
     assert resumed["work_permit"]["state"] == A.ACCEPTED
     assert len(permits.calls_to("CreateWorkPermitApplication")) >= 2
