@@ -13,7 +13,7 @@ from gateway.cases import open_case
 from gateway.catalogue import load_catalogue
 from gateway.events import EventConsumer
 from gateway.saga.runner import RunnerSettings, SagaRunner
-from gateway.store import Base, Case, CaseStep
+from gateway.store import Base, Case, CaseStep, EventCursor
 from services.common.clock import Clock
 from services.common.db import create_schema, dispose_engine, make_engine, session_factory
 from tests.fakes import FakeDepartment, accepting_identity
@@ -70,7 +70,7 @@ async def test_two_gateways_apply_each_event_once_and_take_over_from_a_dead_one(
         await wait_for(lambda: _is(state, "APPROVED"))
         identity.emit("CardApplicationApproved", resource)  # a repeat, e.g. after a reconnect
         identity.emit("CardProduced", resource)
-        await wait_for(lambda: _applied(runners, 3))
+        await wait_for(lambda: _committed(sessions, len(identity.events)))  # every event, cursor moved
         applied = runners[0].applied + runners[1].applied
         assert [e for _, e in applied] == [
             "CardApplicationApproved",
@@ -98,8 +98,11 @@ async def test_two_gateways_apply_each_event_once_and_take_over_from_a_dead_one(
         await dispose_engine(engine)
 
 
-async def _applied(runners: list[CountingRunner], count: int) -> bool:
-    return sum(len(r.applied) for r in runners) >= count
+async def _committed(sessions: Any, sequence: int) -> bool:
+    """The identity cursor stands at `sequence`: each event up to it applied and committed."""
+    async with sessions() as session:
+        cursor = await session.get(EventCursor, "identity")
+        return cursor is not None and cursor.sequence >= sequence
 
 
 async def _no_release() -> None:
