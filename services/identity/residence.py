@@ -80,10 +80,10 @@ class GrpcHukouDirectory:
         if tracer_provider is not None:
             from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-            interceptors = aio_client_interceptors(tracer_provider=tracer_provider)
+            interceptors = aio_client_interceptors(tracer_provider=tracer_provider)  # type: ignore[no-untyped-call]
         # Mutual TLS with identity's client certificate when `tls` is given (GOVHUB_TLS=on).
         self._channel = aio_channel(target, tls, interceptors=interceptors)
-        self._stub = residence_pb2_grpc.ResidenceServiceStub(self._channel)
+        self._stub = residence_pb2_grpc.ResidenceServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
     async def verify(self, id_number: str, name: str, *, timeout: float) -> HukouRecord:
         try:
@@ -118,7 +118,7 @@ class GrpcHukouDirectory:
             call.cancel()
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(None)
 
 
 @dataclass
