@@ -1403,6 +1403,21 @@ def cancel_application(app: CardApplication, card: Card | None, reason: str, on:
     )
 
 
+def cancel_for_deregistered_holder(app: CardApplication, reason: str, on: date) -> Closed:
+    """The register deregistered the applicant: the application is cancelled and a loss report filed with
+    it withdrawn, but the card stays cancelled, so no card is restored and no CardLossReportWithdrawn is
+    published (CardApplicationCancelled says ``loss_report_withdrawn``)."""
+    closed = _close(
+        app.cancel(reason, on),
+        None,
+        on,
+        lambda a, withdrawn: CardApplicationCancelled(
+            **_about(a), loss_report_withdrawn=withdrawn, cancellation_reason=a.cancellation_reason
+        ),
+    )
+    return replace(closed, events=closed.events[:1])
+
+
 @dataclass(frozen=True, slots=True)
 class Issued:
     """The application ISSUED, its new card, and the person's previous card when it changed."""

@@ -287,17 +287,15 @@ class IdentityHandlers:
         work: Work,
         app: d.CardApplication,
         close: Callable[[d.CardApplication, d.Card | None, dt.date], d.Closed],
-        *,
-        restore_card: bool = True,
     ) -> ApplicationRecord:
         """Reject or cancel: the application closes, and a loss report filed with it is withdrawn in the
-        same unit of work (the card VALID again unless `restore_card` is off)."""
+        same unit of work (the card VALID again)."""
         records = work.records
         card = await records.get_card(app.loss_report.card_number) if app.loss_report else None
         closed = close(app, card, self.clock.today())
         if closed.withdrawn_report is not None:
             await records.withdraw_loss_report(closed.withdrawn_report)
-            if closed.restored_card is not None and restore_card:
+            if closed.restored_card is not None:
                 await records.save_card(closed.restored_card)
         created, updated = await records.save_application(closed.application)
         await work.emit(closed.events)
@@ -465,8 +463,7 @@ class IdentityHandlers:
                 await self._close(
                     work,
                     open_app,
-                    lambda app, card, today: d.cancel_application(app, card, reason, today),
-                    restore_card=False,
+                    lambda app, _card, today: d.cancel_for_deregistered_holder(app, reason, today),
                 )
         await records.advance_cursor(REGISTER, sequence)
         return True
