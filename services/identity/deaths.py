@@ -22,8 +22,9 @@ import structlog
 
 from services.common.errors import Unavailable
 from services.common.service import ServiceContext
+from services.identity.domain import Deregistration
 from services.identity.handlers import REGISTER, IdentityHandlers
-from services.identity.residence import Deregistration, HukouDirectory
+from services.identity.residence import HukouDirectory
 from services.identity.store import IdentityRepository, IdentityWork
 
 log = structlog.get_logger("govhub.identity.deaths")

@@ -364,6 +364,18 @@ class HukouRecord:
         return self.found and self.name_matches
 
 
+@dataclass(frozen=True, slots=True)
+class Deregistration:
+    """A PersonDeregistered event of the household register, at its position in residence's stream
+    (identity follows it: ``cancel_card``, ``cancel_for_deregistered_holder``)."""
+
+    sequence: int
+    id_number: str
+    reason: str  # DEATH, CONSCRIPTION, ...
+    occurred_on: date
+    cancel_id_card: bool
+
+
 def require_hukou(record: HukouRecord, *, active: bool = True) -> HukouRecord:
     """The record, if it confirms the person: ``HUKOU_RECORD_NOT_FOUND``, ``HUKOU_NAME_MISMATCH``, and
     (when `active`) ``HUKOU_NOT_ACTIVE`` for a person not currently registered as a permanent resident."""

@@ -26,7 +26,6 @@ from services.common.errors import AlreadyExists, NotFound
 from services.common.events import Changed, DomainEvent
 from services.common.idnumber import IdNumber, check_id_number
 from services.identity import domain as d
-from services.identity.residence import Deregistration
 
 # The follower of residence's register (services.identity.deaths): the source name of its cursor, and
 # the reason an application still open is cancelled with.
@@ -128,7 +127,7 @@ async def _stored(records: Records, app: d.CardApplication) -> ApplicationRecord
 
 
 class IdentityHandlers:
-    """The department's use cases under one policy and one clock ("today" for the rules). `new_id` and
+    """The department's use cases under one policy and one clock ("today" for the rules). `ids` and
     `card_numbers` make the ids and card numbers (tests pass predictable ones)."""
 
     def __init__(
@@ -443,7 +442,7 @@ class IdentityHandlers:
 
     # -- following the household register ------------------------------------------------------------------
 
-    async def follow_register(self, work: Work, sequence: int, event: Deregistration | None) -> bool:
+    async def follow_register(self, work: Work, sequence: int, event: d.Deregistration | None) -> bool:
         """Apply residence's register event at `sequence` and advance the cursor; False (nothing done)
         for an event already applied. A deregistration that cancels the ID card cancels every card of the
         person from the day it happened, and an application still open (a loss report filed with it is

@@ -23,23 +23,12 @@ from govhub.residence.v1 import residence_pb2, residence_pb2_grpc
 from services.common.errors import Unavailable
 from services.common.settings import TlsFiles
 from services.common.tls import aio_channel
-from services.identity.domain import HukouRecord
+from services.identity.domain import Deregistration, HukouRecord
 
 # Status codes that mean "the register did not answer": the caller may retry later.
 _NOT_ANSWERED = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Deregistration:
-    """A PersonDeregistered event of the household register, at its position in residence's stream."""
-
-    sequence: int
-    id_number: str
-    reason: str  # DEATH, CONSCRIPTION, ...
-    occurred_on: dt.date
-    cancel_id_card: bool
 
 
 def deregistration(sequence: int, data: dict[str, Any]) -> Deregistration | None:

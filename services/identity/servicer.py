@@ -19,7 +19,6 @@ from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from sqlalchemy import select
 
 from govhub.common.v1 import common_pb2
 from govhub.identity.v1 import identity_pb2 as pb
@@ -248,7 +247,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             yield IdentityRepository(session, self.ctx.clock.now())
 
     async def _change(
-        self, method: str, request: Any, response: Callable[[Work], Awaitable[R]], response_type: type[R]
+        self, method: str, request: Any, use_case: Callable[[Work], Awaitable[R]], response_type: type[R]
     ) -> R:
         """One unit of work, at most once per request_id. Inserts are flushed only at commit, where a
         unique-constraint race (one open application per person, one temporary card per application, a
@@ -257,7 +256,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
 
         async def run(uow: UnitOfWork) -> R:
             with uow.session.no_autoflush:
-                return await response(IdentityWork(uow, self.ctx.feed, self.ctx.clock.now(), request_id))
+                return await use_case(IdentityWork(uow, self.ctx.feed, self.ctx.clock.now(), request_id))
 
         return await run_idempotent(
             self.ctx.uow, IdempotencyRecord, method, request, response_type, run, self.ctx.clock.now
@@ -271,9 +270,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 id_number, name, timeout=remaining(context, self.ctx.settings.call_timeout)
             )
         )
-        stmt = select(IdempotencyRecord.request_id).where(IdempotencyRecord.request_id == request_id)
-        async with self.ctx.read() as session:
-            answered = await session.scalar(stmt) is not None
+        async with self._records() as records:
+            answered = await records.answered(request_id)
         if not answered:
             await answer()
         return answer

@@ -452,6 +452,13 @@ class IdentityRepository:
         stmt = select(CardRow).where(CardRow.id_number == id_number)
         return [_card(r) for r in (await self.session.scalars(stmt)).all()]
 
+    # requests answered (services.common.idempotency)
+
+    async def answered(self, request_id: str) -> bool:
+        """Whether this request_id already has a stored answer (then nobody else need be asked)."""
+        stmt = select(IdempotencyRecord.request_id).where(IdempotencyRecord.request_id == request_id)
+        return await self.session.scalar(stmt) is not None
+
     # other departments' event streams
 
     async def cursor(self, source: str) -> int:

@@ -24,7 +24,6 @@ from services.identity.handlers import (
     IdentityHandlers,
 )
 from services.identity.policy import default_policy
-from services.identity.residence import Deregistration
 
 TODAY = dt.date(2016, 9, 15)
 NOW = dt.datetime(2016, 9, 15, 1, 0, tzinfo=dt.UTC)
@@ -538,8 +537,8 @@ async def test_one_temporary_card_per_application(handlers: IdentityHandlers, wo
 # -- following the household register --------------------------------------------------------------------
 
 
-def death(sequence: int, id_number: str = ADULT, *, cancel_id_card: bool = True) -> Deregistration:
-    return Deregistration(sequence, id_number, "DEATH", dt.date(2016, 9, 10), cancel_id_card)
+def death(sequence: int, id_number: str = ADULT, *, cancel_id_card: bool = True) -> d.Deregistration:
+    return d.Deregistration(sequence, id_number, "DEATH", dt.date(2016, 9, 10), cancel_id_card)
 
 
 async def test_a_death_cancels_the_cards_and_the_open_application(
