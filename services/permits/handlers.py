@@ -132,10 +132,14 @@ class PermitNumbers(Protocol):
 
 
 class PermitsUnit(Protocol):
-    employers: Employers
-    work_permits: WorkPermits
-    residence_permits: ResidencePermits
-    permit_numbers: PermitNumbers
+    @property
+    def employers(self) -> Employers: ...
+    @property
+    def work_permits(self) -> WorkPermits: ...
+    @property
+    def residence_permits(self) -> ResidencePermits: ...
+    @property
+    def permit_numbers(self) -> PermitNumbers: ...
 
     async def record(self, event: ev.PermitsEvent, *, now: dt.datetime, request_id: str) -> None:
         """Write `event` to the outbox, committed with the unit."""

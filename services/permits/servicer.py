@@ -9,9 +9,10 @@ one use case of ``PermitsHandlers`` and answers with the stored resource. Every 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
@@ -50,6 +51,8 @@ from services.permits.store import (
 )
 
 R = TypeVar("R", bound=Message)
+P = TypeVar("P", bound=int)
+Context = grpc.aio.ServicerContext[Any, Any]
 S = d.PermitState
 
 # A page token carries the last row's (create time, id) and a digest of the list's filters.
@@ -64,6 +67,11 @@ _PLACEHOLDER_BIRTH_DATE = dt.date(1990, 1, 1)  # stands in for a missing date so
 # ----------------------------------------------------------------------------------------------------------
 # Conversions
 # ----------------------------------------------------------------------------------------------------------
+
+
+def _enum(wrapper: type[P], prefix: str, value: enum.Enum | None) -> P:
+    """A domain enum (or None) as the number of the proto enum `wrapper`."""
+    return cast(P, enum_out(wrapper, prefix, value))
 
 
 def _materials_in(
@@ -118,7 +126,7 @@ def _applicant_out(a: d.Applicant) -> permits_pb2.Applicant:
         surname=a.surname,
         given_names=a.given_names,
         birth_date=date_to_proto(a.birth_date),
-        sex=enum_out(common_pb2.Sex, "SEX_", a.sex),
+        sex=_enum(common_pb2.Sex, "SEX_", a.sex),
     )
 
 
@@ -136,7 +144,7 @@ def _employer_out(row: EmployerRow) -> permits_pb2.Employer:
         unified_social_credit_code=row.uscc,
         name=row.name,
         address=row.address,
-        status=enum_out(permits_pb2.EmployerStatus, "EMPLOYER_STATUS_", d.EmployerStatus(row.status)),
+        status=_enum(permits_pb2.EmployerStatus, "EMPLOYER_STATUS_", d.EmployerStatus(row.status)),
         create_time=timestamp(row.created_at),
         update_time=timestamp(row.updated_at),
         status_reason=row.status_reason,
@@ -251,7 +259,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
                 end_date=date_to_proto(req.contract.end_date),
             ),
             annual_salary_fen=row.annual_salary_fen,
-            education=enum_out(permits_pb2.Education, "EDUCATION_", req.education),
+            education=_enum(permits_pb2.Education, "EDUCATION_", req.education),
             experience_years=req.experience_years,
             chinese=permits_pb2.Chinese(
                 hsk_level=req.hsk_level, degree_taught_in_chinese=req.degree_taught_in_chinese
@@ -262,14 +270,14 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             patent=req.patent,
             provincial_bonus=req.provincial_bonus,
             special_criteria=[
-                enum_out(permits_pb2.SpecialCriterion, "SPECIAL_CRITERION_", c)
+                _enum(permits_pb2.SpecialCriterion, "SPECIAL_CRITERION_", c)
                 for c in sorted(req.special_criteria)
             ],
             international_skills_certificate=req.international_skills_certificate,
             age_limit_relaxed=req.age_limit_relaxed,
             short_stay=not req.stay_over_90_days,
-            state=enum_out(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
-            category=enum_out(permits_pb2.Category, "CATEGORY_", app.category),
+            state=_enum(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
+            category=_enum(permits_pb2.Category, "CATEGORY_", app.category),
             category_grounds=list(app.category_grounds),
             points=permits_pb2.Points(
                 table_version=app.points.table_version, total=app.points.total, items=dict(app.points.items)
@@ -308,8 +316,8 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             id=app.id,
             work_permit_id=app.work_permit_id,
             applicant=_applicant_out(app.applicant),
-            state=enum_out(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
-            category=enum_out(permits_pb2.Category, "CATEGORY_", app.category),
+            state=_enum(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
+            category=_enum(permits_pb2.Category, "CATEGORY_", app.category),
             entry_date=date_to_proto(app.entry_date),
             requested_valid_until=date_to_proto(app.requested_valid_until),
             materials=[_reference_out(r) for r in row.materials],
@@ -335,7 +343,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     # -- employers -------------------------------------------------------------------------------------------
 
     async def RegisterEmployer(
-        self, request: permits_pb2.RegisterEmployerRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.RegisterEmployerRequest, context: Context
     ) -> permits_pb2.RegisterEmployerResponse:
         async def handler(unit: SqlPermitsUnit) -> permits_pb2.RegisterEmployerResponse:
             row = await self.handlers.register_employer(
@@ -352,7 +360,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def GetEmployer(
-        self, request: permits_pb2.GetEmployerRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.GetEmployerRequest, context: Context
     ) -> permits_pb2.GetEmployerResponse:
         if not request.id and not request.unified_social_credit_code:
             raise InvalidArgument.one("id", "REQUIRED", "give the id or the unified social credit code")
@@ -363,7 +371,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             return permits_pb2.GetEmployerResponse(employer=_employer_out(row))
 
     async def SetEmployerStatus(
-        self, request: permits_pb2.SetEmployerStatusRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.SetEmployerStatusRequest, context: Context
     ) -> permits_pb2.SetEmployerStatusResponse:
         errors = ValidationCollector()
         status = enum_in(
@@ -450,7 +458,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         return request, materials
 
     async def CreateWorkPermitApplication(
-        self, request: permits_pb2.CreateWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.CreateWorkPermitApplicationRequest, context: Context
     ) -> permits_pb2.CreateWorkPermitApplicationResponse:
         async def create(unit: SqlPermitsUnit) -> WorkPermitRecord:
             wp_request, materials = self._work_permit_request(request, self.ctx.clock.today())
@@ -463,7 +471,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def GetWorkPermitApplication(
-        self, request: permits_pb2.GetWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.GetWorkPermitApplicationRequest, context: Context
     ) -> permits_pb2.GetWorkPermitApplicationResponse:
         async with self.ctx.uow() as uow:  # read only; the answer is built before the session closes
             record = await self.handlers.work_permit(SqlPermitsUnit(uow, self.ctx.feed), request.id)
@@ -472,7 +480,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             )
 
     async def ListWorkPermitApplications(
-        self, request: permits_pb2.ListWorkPermitApplicationsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.ListWorkPermitApplicationsRequest, context: Context
     ) -> permits_pb2.ListWorkPermitApplicationsResponse:
         errors = ValidationCollector()
         limit = page_size(request.page_size, errors)
@@ -503,7 +511,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             )
 
     async def SupplyWorkPermitMaterials(
-        self, request: permits_pb2.SupplyWorkPermitMaterialsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.SupplyWorkPermitMaterialsRequest, context: Context
     ) -> permits_pb2.SupplyWorkPermitMaterialsResponse:
         errors = ValidationCollector()
         materials = _materials_in(request.materials, "materials", errors, self.policy)
@@ -520,7 +528,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def RequestWorkPermitMaterials(
-        self, request: permits_pb2.RequestWorkPermitMaterialsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.RequestWorkPermitMaterialsRequest, context: Context
     ) -> permits_pb2.RequestWorkPermitMaterialsResponse:
         errors = ValidationCollector()
         kinds = _kinds_in(request.kinds, errors, self.policy)
@@ -535,7 +543,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def ExtendWorkPermitReview(
-        self, request: permits_pb2.ExtendWorkPermitReviewRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.ExtendWorkPermitReviewRequest, context: Context
     ) -> permits_pb2.ExtendWorkPermitReviewResponse:
         return await self._work_permit_change(
             "ExtendWorkPermitReview",
@@ -547,7 +555,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def ApproveWorkPermitApplication(
-        self, request: permits_pb2.ApproveWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.ApproveWorkPermitApplicationRequest, context: Context
     ) -> permits_pb2.ApproveWorkPermitApplicationResponse:
         return await self._work_permit_change(
             "ApproveWorkPermitApplication",
@@ -557,7 +565,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def RejectWorkPermitApplication(
-        self, request: permits_pb2.RejectWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.RejectWorkPermitApplicationRequest, context: Context
     ) -> permits_pb2.RejectWorkPermitApplicationResponse:
         codes = d.check_rejection_codes(request.reason_codes, self.policy)
         return await self._work_permit_change(
@@ -570,7 +578,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def IssueWorkPermit(
-        self, request: permits_pb2.IssueWorkPermitRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.IssueWorkPermitRequest, context: Context
     ) -> permits_pb2.IssueWorkPermitResponse:
         return await self._work_permit_change(
             "IssueWorkPermit",
@@ -580,7 +588,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def CancelWorkPermitApplication(
-        self, request: permits_pb2.CancelWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.CancelWorkPermitApplicationRequest, context: Context
     ) -> permits_pb2.CancelWorkPermitApplicationResponse:
         return await self._work_permit_change(
             "CancelWorkPermitApplication",
@@ -594,7 +602,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     # -- residence permits -----------------------------------------------------------------------------------
 
     async def CreateResidencePermitApplication(
-        self, request: permits_pb2.CreateResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.CreateResidencePermitApplicationRequest, context: Context
     ) -> permits_pb2.CreateResidencePermitApplicationResponse:
         errors = ValidationCollector()
         passport = normalise_passport_number(request.passport_number)
@@ -628,7 +636,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def GetResidencePermitApplication(
-        self, request: permits_pb2.GetResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.GetResidencePermitApplicationRequest, context: Context
     ) -> permits_pb2.GetResidencePermitApplicationResponse:
         async with self.ctx.uow() as uow:
             record = await self.handlers.residence_permit(SqlPermitsUnit(uow, self.ctx.feed), request.id)
@@ -637,7 +645,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             )
 
     async def ListResidencePermitApplications(
-        self, request: permits_pb2.ListResidencePermitApplicationsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.ListResidencePermitApplicationsRequest, context: Context
     ) -> permits_pb2.ListResidencePermitApplicationsResponse:
         errors = ValidationCollector()
         limit = page_size(request.page_size, errors)
@@ -666,7 +674,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             )
 
     async def SupplyResidencePermitMaterials(
-        self, request: permits_pb2.SupplyResidencePermitMaterialsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.SupplyResidencePermitMaterialsRequest, context: Context
     ) -> permits_pb2.SupplyResidencePermitMaterialsResponse:
         errors = ValidationCollector()
         materials = _materials_in(request.materials, "materials", errors, self.policy)
@@ -683,7 +691,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def RequestResidencePermitMaterials(
-        self, request: permits_pb2.RequestResidencePermitMaterialsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.RequestResidencePermitMaterialsRequest, context: Context
     ) -> permits_pb2.RequestResidencePermitMaterialsResponse:
         errors = ValidationCollector()
         kinds = _kinds_in(request.kinds, errors, self.policy)
@@ -698,7 +706,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def ApproveResidencePermitApplication(
-        self, request: permits_pb2.ApproveResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.ApproveResidencePermitApplicationRequest, context: Context
     ) -> permits_pb2.ApproveResidencePermitApplicationResponse:
         return await self._residence_permit_change(
             "ApproveResidencePermitApplication",
@@ -710,7 +718,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def RejectResidencePermitApplication(
-        self, request: permits_pb2.RejectResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.RejectResidencePermitApplicationRequest, context: Context
     ) -> permits_pb2.RejectResidencePermitApplicationResponse:
         codes = d.check_rejection_codes(request.reason_codes, self.policy)
         return await self._residence_permit_change(
@@ -723,7 +731,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def IssueResidencePermit(
-        self, request: permits_pb2.IssueResidencePermitRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.IssueResidencePermitRequest, context: Context
     ) -> permits_pb2.IssueResidencePermitResponse:
         return await self._residence_permit_change(
             "IssueResidencePermit",
@@ -735,7 +743,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def CancelResidencePermitApplication(
-        self, request: permits_pb2.CancelResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.CancelResidencePermitApplicationRequest, context: Context
     ) -> permits_pb2.CancelResidencePermitApplicationResponse:
         return await self._residence_permit_change(
             "CancelResidencePermitApplication",
@@ -747,7 +755,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def ExtendResidencePermit(
-        self, request: permits_pb2.ExtendResidencePermitRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.ExtendResidencePermitRequest, context: Context
     ) -> permits_pb2.ExtendResidencePermitResponse:
         errors = ValidationCollector()
         requested = date_in(request.requested_valid_until, "requested_valid_until", errors, required=False)
@@ -764,7 +772,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     # -- verification and events -----------------------------------------------------------------------------
 
     async def VerifyPermit(
-        self, request: permits_pb2.VerifyPermitRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.VerifyPermitRequest, context: Context
     ) -> permits_pb2.VerifyPermitResponse:
         number = request.permit_number.strip().upper()
         if problem := d.permit_number_problem(number):
@@ -773,16 +781,16 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             v = await self.handlers.verify_permit(SqlPermitsUnit(uow, self.ctx.feed), number)
         return permits_pb2.VerifyPermitResponse(
             permit_number=number,
-            kind=enum_out(permits_pb2.PermitKind, "PERMIT_KIND_", v.kind),
+            kind=_enum(permits_pb2.PermitKind, "PERMIT_KIND_", v.kind),
             valid_now=v.valid_now,
-            state=enum_out(permits_pb2.PermitState, "PERMIT_STATE_", v.state),
-            category=enum_out(permits_pb2.Category, "CATEGORY_", v.category),
+            state=_enum(permits_pb2.PermitState, "PERMIT_STATE_", v.state),
+            category=_enum(permits_pb2.Category, "CATEGORY_", v.category),
             valid_from=date_to_proto(v.validity.valid_from if v.validity else None),
             valid_until=date_to_proto(v.validity.valid_until if v.validity else None),
         )
 
     async def QuotePermits(
-        self, request: permits_pb2.QuotePermitsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.QuotePermitsRequest, context: Context
     ) -> permits_pb2.QuotePermitsResponse:
         errors = ValidationCollector()
         on = date_in(request.on, "on", errors, required=False) or self.ctx.clock.today()
@@ -835,7 +843,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def CountWorkingDays(
-        self, request: permits_pb2.CountWorkingDaysRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.CountWorkingDaysRequest, context: Context
     ) -> permits_pb2.CountWorkingDaysResponse:
         errors = ValidationCollector()
         if not 1 <= len(request.spans) <= MAX_WORKING_DAY_SPANS:
@@ -862,7 +870,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def WatchEvents(
-        self, request: permits_pb2.WatchEventsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.WatchEventsRequest, context: Context
     ) -> AsyncIterator[permits_pb2.WatchEventsResponse]:
         async for row in self.ctx.feed.watch(request.after_sequence, list(request.types)):
             yield permits_pb2.WatchEventsResponse(event=event_to_proto(row))

@@ -342,7 +342,10 @@ class EmployerRepository:
         return row
 
     async def get_by_uscc(self, uscc: str) -> EmployerRow | None:
-        return await self.session.scalar(select(EmployerRow).where(EmployerRow.uscc == uscc))
+        row: EmployerRow | None = await self.session.scalar(
+            select(EmployerRow).where(EmployerRow.uscc == uscc)
+        )
+        return row
 
     async def set_status(
         self, row: EmployerRow, status: d.EmployerStatus, reason: str, now: dt.datetime
@@ -395,7 +398,10 @@ class WorkPermitRepository:
         self, nationality: str, passport_number: str, employer_uscc: str
     ) -> WorkPermitRow | None:
         key = f"{person_key(nationality, passport_number)}:{employer_uscc}"
-        return await self.session.scalar(select(WorkPermitRow).where(WorkPermitRow.open_key == key))
+        row: WorkPermitRow | None = await self.session.scalar(
+            select(WorkPermitRow).where(WorkPermitRow.open_key == key)
+        )
+        return row
 
     async def add(
         self,
@@ -575,7 +581,10 @@ class ResidencePermitRepository:
 
     async def find_open(self, nationality: str, passport_number: str) -> ResidencePermitRow | None:
         key = person_key(nationality, passport_number)
-        return await self.session.scalar(select(ResidencePermitRow).where(ResidencePermitRow.open_key == key))
+        row: ResidencePermitRow | None = await self.session.scalar(
+            select(ResidencePermitRow).where(ResidencePermitRow.open_key == key)
+        )
+        return row
 
     async def add(
         self, app: d.ResidencePermitApplication, materials: list[dict[str, Any]], now: dt.datetime
