@@ -141,7 +141,8 @@ class FakeWorkPermits(WorkPermitRepository):
                 if (r.nationality, r.passport_number) == (nationality, passport_number)
             ]
             valid = [r for r in mine if r.state in ("APPROVED", "ISSUED")]
-            row = (valid or mine or [None])[-1]
+            latest = valid or mine
+            row = latest[-1] if latest else None
         return None if row is None else WorkPermitRecord(self.to_domain(row), row)
 
     async def for_verification(self, number: str) -> WorkPermitRecord | None:
