@@ -10,9 +10,9 @@ outbox in the same transaction. The caller (``servicer.py``) opens and commits t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from services.common.clock import Clock
 from services.common.db import UnitOfWork, new_id
@@ -34,6 +34,7 @@ from services.permits.store import (
 )
 
 S = d.PermitState
+T = TypeVar("T")
 Key = tuple[dt.datetime, str]
 Materials = list[dict[str, Any]]  # material references: kind, sha256, media_type, size_bytes
 
@@ -175,6 +176,25 @@ def _provisional_deadline(event: ev.PermitsEvent) -> tuple[int, str] | None:
     ):
         return event.decision_target.year, "residence permit decision target"
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The department's own figures for a day: decision dates and a residence permit's fee (yuan)."""
+
+    on: dt.date
+    work_permit_decision_due: dt.date
+    work_permit_short_stay_decision_due: dt.date
+    residence_permit_decision_due: dt.date
+    residence_permit_fee_yuan: int | None
+    calendar_provisional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingDays:
+    counts: tuple[int, ...]
+    last_published_year: int | None
+    calendar_provisional: bool
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -572,6 +592,57 @@ class PermitsHandlers:
         work_permit = await uow.work_permits.get(record.app.work_permit_id)
         changed = record.app.extend(requested_until, work_permit.app, today, self.policy)
         return await self._change_residence_permit(uow, record, changed, request_id, now)
+
+    # -- quotes and working days (no unit of work: the policy's own rules) -----------------------------------
+
+    def _counted(self, what: str, count: Callable[[], T]) -> T:
+        """`count()`, raising the operator alarm when it reaches a year no calendar source covers."""
+        try:
+            return count()
+        except d.CalendarNotCovered as exc:
+            self.alarm.raised(exc, what)
+            raise
+
+    def quote(self, on: dt.date, validity: d.Validity | None) -> Quote:
+        """The decision days counted from `on`, and the fee of a residence permit of `validity` (at least
+        the minimum days: ``VALIDITY_TOO_SHORT``)."""
+        calendar, deadlines, limits = self.policy.calendar, self.policy.deadlines, self.policy.validity
+        wp_due = self._counted(
+            "QuotePermits", lambda: calendar.add_working_days(on, deadlines.work_permit_working_days)
+        )
+        short_due = self._counted(
+            "QuotePermits",
+            lambda: calendar.add_working_days(on, deadlines.work_permit_short_stay_working_days),
+        )
+        last = max(wp_due, short_due)
+        provisional = calendar.is_provisional(last) and self.alarm.provisional(last.year, "QuotePermits")
+        fee = None
+        if validity is not None:
+            if validity.days < limits.residence_min_days:
+                raise FailedPrecondition(
+                    "VALIDITY_TOO_SHORT",
+                    f"a residence permit is valid for at least {limits.residence_min_days} days",
+                )
+            fee = d.residence_fee(validity, self.policy.residence_fee_tiers)
+        return Quote(
+            on,
+            wp_due,
+            short_due,
+            on + dt.timedelta(days=deadlines.residence_decision_calendar_days),
+            fee,
+            provisional,
+        )
+
+    def count_working_days(self, spans: Sequence[tuple[dt.date, dt.date]]) -> WorkingDays:
+        """Working days `d` with ``start < d <= end`` for each span; provisional when any span relies on a
+        year without a published notice."""
+        calendar = self.policy.calendar
+        counts = self._counted(
+            "CountWorkingDays", lambda: [calendar.working_days_between(start, end) for start, end in spans]
+        )
+        years = [y for y in (calendar.provisional_year(start, end) for start, end in spans) if y is not None]
+        provisional = self.alarm.provisional(min(years) if years else None, "CountWorkingDays")
+        return WorkingDays(tuple(counts), calendar.last_published_year, provisional)
 
     # -- verification ----------------------------------------------------------------------------------------
 

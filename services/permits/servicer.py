@@ -22,7 +22,6 @@ from govhub.permits.v1 import permits_pb2, permits_pb2_grpc
 from services.common.dates import age_on
 from services.common.db import UnitOfWork
 from services.common.errors import (
-    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     ValidationCollector,
@@ -193,13 +192,6 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         except d.CalendarNotCovered as exc:
             self.calendar_alarm.raised(exc, method)
             raise
-
-    def _provisional(self, due: dt.date, what: str) -> bool:
-        """Whether a deadline just counted to `due` relies on a provisional year; counted and logged when it
-        does (the operator alarm: the notice for that year is missing)."""
-        if not self.policy.calendar.is_provisional(due):
-            return False
-        return self.calendar_alarm.provisional(due.year, what)
 
     async def _work_permit_change(
         self,
@@ -801,45 +793,29 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         elif valid_from is not None and valid_until is not None and valid_until < valid_from:
             errors.add("valid_until", "END_BEFORE_START", "the validity ends before it starts")
         errors.raise_if_any()
+        validity = None if valid_from is None or valid_until is None else d.Validity(valid_from, valid_until)
+        quote = self.handlers.quote(on, validity)
         p, dl = self.policy, self.policy.deadlines
-        try:
-            wp_due = p.calendar.add_working_days(on, dl.work_permit_working_days)
-            short_due = p.calendar.add_working_days(on, dl.work_permit_short_stay_working_days)
-        except d.CalendarNotCovered as exc:
-            self.calendar_alarm.raised(exc, "QuotePermits")
-            raise
-        provisional = self._provisional(max(wp_due, short_due), "QuotePermits")
-        fee_fen = 0
-        if valid_from is not None and valid_until is not None:
-            validity = d.Validity(valid_from, valid_until)
-            if validity.days < p.validity.residence_min_days:
-                raise FailedPrecondition(
-                    "VALIDITY_TOO_SHORT",
-                    f"a residence permit is valid for at least {p.validity.residence_min_days} days",
-                )
-            fee_fen = d.residence_fee(validity, p.residence_fee_tiers) * 100
         return permits_pb2.QuotePermitsResponse(
             on=date_to_proto(on),
             work_permit_working_days=dl.work_permit_working_days,
             work_permit_short_stay_working_days=dl.work_permit_short_stay_working_days,
             work_permit_extension_working_days=dl.work_permit_extension_working_days,
-            work_permit_decision_due=date_to_proto(wp_due),
-            work_permit_short_stay_decision_due=date_to_proto(short_due),
+            work_permit_decision_due=date_to_proto(quote.work_permit_decision_due),
+            work_permit_short_stay_decision_due=date_to_proto(quote.work_permit_short_stay_decision_due),
             residence_permit_decision_days=dl.residence_decision_calendar_days,
             residence_permit_target_working_days=dl.residence_target_working_days,
-            residence_permit_decision_due=date_to_proto(
-                on + dt.timedelta(days=dl.residence_decision_calendar_days)
-            ),
+            residence_permit_decision_due=date_to_proto(quote.residence_permit_decision_due),
             residence_permit_apply_within_days_of_entry=dl.residence_apply_within_days_of_entry,
             residence_permit_fee_tiers=[
                 permits_pb2.ResidencePermitFeeTier(min_months=t.min_months, fee_fen=t.fee_yuan * 100)
                 for t in p.residence_fee_tiers
             ],
-            residence_permit_fee_fen=fee_fen,
+            residence_permit_fee_fen=(quote.residence_permit_fee_yuan or 0) * 100,
             rejection_codes=[
                 permits_pb2.RejectionCode(code=code, text=text) for code, text in p.rejection_codes.items()
             ],
-            calendar_provisional=provisional,
+            calendar_provisional=quote.calendar_provisional,
         )
 
     async def CountWorkingDays(
@@ -855,18 +831,11 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             if start is not None and end is not None:
                 spans.append((start, end))
         errors.raise_if_any()
-        calendar = self.policy.calendar
-        try:
-            counts = [calendar.working_days_between(start, end) for start, end in spans]
-        except d.CalendarNotCovered as exc:
-            self.calendar_alarm.raised(exc, "CountWorkingDays")
-            raise
-        years = [y for y in (calendar.provisional_year(start, end) for start, end in spans) if y is not None]
-        provisional = self.calendar_alarm.provisional(min(years) if years else None, "CountWorkingDays")
+        counted = self.handlers.count_working_days(spans)
         return permits_pb2.CountWorkingDaysResponse(
-            working_days=counts,
-            last_covered_year=calendar.last_published_year or 0,
-            calendar_provisional=provisional,
+            working_days=counted.counts,
+            last_covered_year=counted.last_published_year or 0,
+            calendar_provisional=counted.calendar_provisional,
         )
 
     async def WatchEvents(
