@@ -4,7 +4,24 @@
 No I/O, no grpc, no protobuf, no SQL, and no clock: every rule that depends on the date takes ``today``
 as a parameter. Everything docs/domain.md marks U or policy-driven (points tables, local average salaries,
 deadlines, validity limits, fee tiers, materials lists, the holiday calendar) is data, loaded by
-``services.permits.policy`` into the frozen dataclasses defined here.
+``services.permits.policy`` into the frozen dataclasses of ``policy.py``.
+
+The package, along its seams (every public name is re-exported here, so ``domain.X`` works throughout):
+
+* ``workdays``          the working-day calendar (holidays and 调休 as data)
+* ``employers``         employers and whether they may sponsor
+* ``scoring``           the work permit request, its points and its category A, B or C
+* ``validity``          validity, the residence permit fee, permit numbers
+* ``materials``         checklists and what is missing
+* ``policy``            the policy as data, rejection codes
+* ``events``            the domain events (a published contract: types and payloads do not change)
+* ``lifecycle``         the state machine both permits share
+* ``work_permit``       the work permit; ``residence_permit`` the residence permit, and how a work
+                        permit's decision reaches the residence permits resting on it
+* ``verification``      what another government system may learn
+
+Applications are frozen: an operation returns the new application with its events (``Changed``, or
+``Supplied`` with the materials check); a decision on a work permit returns ``WorkPermitDecided``.
 
 Errors (``services.common.errors``):
 
