@@ -9,10 +9,12 @@ import dataclasses
 import datetime as dt
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from services.common.db import UnitOfWork
 from services.common.errors import NotFound
 from services.common.events import HasEvents
+from services.common.outbox import EventFeed
 from services.residence import domain as d
 from services.residence.store import (
     SERVICE_HOUSEHOLD_SERIAL,
@@ -326,8 +328,8 @@ class FakeWork:
         aggregate_id: str | None = None,
     ) -> None:
         await record_events(
-            self.feed,  # type: ignore[arg-type]
-            None,  # type: ignore[arg-type]
+            cast(EventFeed, self.feed),
+            cast(UnitOfWork, None),  # the fake feed writes no rows
             result.events,
             person_id=person_id,
             household_ids={h.number: h.id for h in households},
