@@ -455,12 +455,12 @@ class AccommodationRegistration:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """What an operation returns: the changed state and the events to emit, in order. Fields that the
-    operation did not touch are None."""
+    """What an operation returns: the changed state and the events to emit, in order (a
+    ``services.common.events.HasEvents``: an operation may change several aggregates, so it has its own
+    result type rather than ``Changed[T]``). Fields that the operation did not touch are None."""
 
     events: tuple[DomainEvent, ...]
     household: Household | None = None
     person: PersonEntry | None = None
     certificate: MigrationCertificate | None = None
-    origin_household: Household | None = None
     accommodation: AccommodationRegistration | None = None
