@@ -15,20 +15,22 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from gateway import saga
+from gateway import models, saga
 from gateway.api.common import (
     department_problem,
     invalid,
-    json_body,
     next_token,
     page,
     page_size,
+    read_body,
     visible_case,
 )
 from gateway.audit import note_person, trail_key
 from gateway.auth import Principal, allow, require
 from gateway.calls import call_as
 from gateway.clients import CallContext, DepartmentError
+from gateway.departments import identity, residence
+from gateway.departments.base import ACCESS_LOG, Req, Resp, Rpc
 from gateway.feedback import POOR, feedback_view
 from gateway.problems import Problem
 from gateway.store import Case, Feedback, Notification
@@ -40,7 +42,6 @@ from govhub.residence.v1 import residence_pb2
 from services.common.idnumber import check_id_number
 
 routes = web.RouteTableDef()
-MAX_COMMENT = 500
 
 
 def _ctx(request: web.Request, request_id: str | None = None) -> CallContext:
@@ -61,11 +62,13 @@ def _id_number(who: Principal) -> str:
     return check.normalised
 
 
-async def _call(request: web.Request, department: str, method: str, message: Any, who: Principal) -> Any:
+async def _call(
+    request: web.Request, department: str, rpc: Rpc[Req, Resp], message: Req, who: Principal
+) -> Resp:
     if who.person:
         note_person(request, id_number=_id_number(who))
     try:
-        return await call_as(request.app[departments_key][department], method, message, _ctx(request), who)
+        return await call_as(request.app[departments_key][department], rpc, message, _ctx(request), who)
     except DepartmentError as exc:
         raise department_problem(exc) from None
 
@@ -107,7 +110,7 @@ async def my_card(request: web.Request) -> web.Response:
     reply = await _call(
         request,
         "identity",
-        "GetCurrentCard",
+        identity.GET_CURRENT_CARD,
         identity_pb2.GetCurrentCardRequest(id_number=_id_number(who)),
         who,
     )
@@ -128,28 +131,17 @@ async def my_card(request: web.Request) -> web.Response:
 async def report_lost(request: web.Request) -> web.Response:
     """Report my card lost online: it is invalid for every checker at once (identity ReportCardLost)."""
     who = require(request)
-    body = await json_body(request)
-    name, station = body.get("name"), body.get("station_region_code")
-    if not isinstance(name, str) or not name.strip() or len(name) > 60:
-        raise invalid("name", "REQUIRED", "your name as registered")
-    if not isinstance(station, str) or not (len(station) == 6 and station.isdigit()):
-        raise invalid("station_region_code", "NOT_A_REGION_CODE", "six digits")
-    request_id = body.get("request_id")
-    if request_id is not None:
-        try:
-            request_id = str(uuid.UUID(str(request_id)))
-        except ValueError:
-            raise invalid("request_id", "NOT_A_UUID", "a UUID you choose, to retry safely") from None
+    body = await read_body(request, models.ReportLost)
     message = identity_pb2.ReportCardLostRequest(
-        request_id=request_id or str(uuid.uuid4()),
+        request_id=str(body.request_id or uuid.uuid4()),
         id_number=_id_number(who),
-        name=name.strip(),
-        station_region_code=station,
+        name=body.name.strip(),
+        station_region_code=body.station_region_code,
     )
     try:
         reply = await call_as(
             request.app[departments_key]["identity"],
-            "ReportCardLost",
+            identity.REPORT_LOST,
             message,
             _ctx(request, message.request_id),
             who,
@@ -180,7 +172,7 @@ async def my_found_cards(request: web.Request) -> web.Response:
     reply = await _call(
         request,
         "identity",
-        "SearchFoundCards",
+        identity.SEARCH_FOUND_CARDS,
         identity_pb2.SearchFoundCardsRequest(id_number=_id_number(who), page_size=size, page_token=token),
         who,
     )
@@ -203,13 +195,17 @@ async def my_household(request: web.Request) -> web.Response:
     """My household: the register entry and its members (residence GetPerson + ListMembers)."""
     who = require(request)
     person = await _call(
-        request, "residence", "GetPerson", residence_pb2.GetPersonRequest(id_number=_id_number(who)), who
+        request,
+        "residence",
+        residence.GET_PERSON,
+        residence_pb2.GetPersonRequest(id_number=_id_number(who)),
+        who,
     )
     household = person.household
     members = await _call(
         request,
         "residence",
-        "ListMembers",
+        residence.LIST_MEMBERS,
         residence_pb2.ListMembersRequest(
             household_id=household.id, page_size=request.app[settings_key].page_size_max
         ),
@@ -272,21 +268,16 @@ async def rate_case(request: web.Request) -> web.Response:
     """好差评: the applicant rates a completed case once, 1 to 5, with an optional comment."""
     who = require(request)
     case, _ = await visible_case(request, who)
-    body = await json_body(request)
-    rating, comment = body.get("rating"), body.get("comment", "")
-    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-        raise invalid("rating", "OUT_OF_RANGE", "a whole number from 1 to 5")
-    if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
-        raise invalid("comment", "TOO_LONG", f"at most {MAX_COMMENT} characters")
+    body = await read_body(request, models.Rating)
     if case.state != saga.COMPLETED:
         raise Problem(409, "case-not-completed", "A case is rated once it is completed", state=case.state)
     row = Feedback(
         case_id=case.id,
         matter=case.matter,
         hall=case.hall,
-        rating=rating,
-        comment=comment.strip(),
-        flagged=rating <= POOR,
+        rating=body.rating,
+        comment=body.comment.strip(),
+        flagged=body.rating <= POOR,
         created_at=request.app[clock_key].now(),
         replies=[],
     )
@@ -341,7 +332,7 @@ async def my_access_log(request: web.Request) -> web.Response:
         reply = await _call(
             request,
             name,
-            "ListAccessEntries",
+            ACCESS_LOG,
             audit_pb2.ListAccessEntriesRequest(
                 id_number=id_number, page_size=size, page_token=str(cursor[name] or "")
             ),

@@ -13,10 +13,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from gateway import saga
-from gateway.api.common import can_see, json_body, visible_case
+from gateway.api.common import can_see, json_body, read_body, visible_case
 from gateway.auth import allow, principal, public, require
 from gateway.cases import case_view, code_matches, drive_for, load_case
 from gateway.materials import SIGNATURES, MaterialTooLarge, MaterialTypeNotAllowed
+from gateway.models import Withdrawal
 from gateway.problems import Problem
 from gateway.quotes import public_matter
 from gateway.ratelimit import CodeGuard, Locked, client_address, retry_after
@@ -80,15 +81,12 @@ async def status(request: web.Request) -> web.Response:
     app = request.app
     consumers = {c.department.name: c for c in app[consumers_key]}
     async with app[sessions_key]() as session:
-        attention = dict(
-            (
-                await session.execute(
-                    select(CaseStep.department, func.count())
-                    .where(CaseStep.state == StepState.NEEDS_ATTENTION)
-                    .group_by(CaseStep.department)
-                )
-            ).all()
+        rows = await session.execute(
+            select(CaseStep.department, func.count())
+            .where(CaseStep.state == StepState.NEEDS_ATTENTION)
+            .group_by(CaseStep.department)
         )
+        attention = {department: count for department, count in rows.all()}
     departments = {}
     for name, health in app[health_key].status.items():
         consumer = consumers.get(name)
@@ -230,16 +228,16 @@ async def withdraw_case(request: web.Request) -> web.Response:
     as_applicant = who is not None and who.role == "citizen"
     if not as_applicant:
         await _limit(request)  # before the body is read: a flood of bodies costs the caller its lookups
-    body = await json_body(request, required=not as_applicant)
+    body = await read_body(request, Withdrawal, required=not as_applicant)
     app = request.app
-    if as_applicant and "code" not in body:
+    if as_applicant and body.code is None:
         loaded = await load_case(app[sessions_key], request.match_info["case_no"])
         if loaded is None or not can_see(who, *loaded):
             raise Problem(404, "not-found", "No such case")
     else:
         if as_applicant:
             await _limit(request)
-        loaded = await _by_code(request, body.get("code"))
+        loaded = await _by_code(request, body.code)
     case, _ = loaded
     if case.state in saga.CASE_FINAL:
         raise Problem(409, "case-closed", f"The case is already {case.state.lower()}", state=case.state)
