@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from types import GenericAlias
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -210,8 +209,11 @@ class Problem(Struct, omit_defaults=True):
 class Blocker(Struct):
     key: Annotated[str, Meta(description="The step that stops the withdrawal")]
     reason: Annotated[
-        Literal["NOT_UNDOABLE", "ALREADY_DECIDED", "IN_PROGRESS"],
-        Meta(description="; ".join(f"{k}: {v}" for k, v in BLOCKER_REASONS.items())),
+        str,
+        Meta(
+            description="; ".join(f"{k}: {v}" for k, v in BLOCKER_REASONS.items()),
+            extra_json_schema={"enum": list(BLOCKER_REASONS)},
+        ),
     ]
     state: StepState
     department_state: str
@@ -557,20 +559,37 @@ class Stats(Struct):
     satisfaction: dict[str, Any]
 
 
-def page_of(name: str, item: type[Any]) -> type[Struct]:
-    """A page of `item`s under `name`, with the token of the next page ("" on the last)."""
-    return msgspec.defstruct(
-        f"{item.__name__}Page",
-        [(name, GenericAlias(list, (item,))), ("next_page_token", str)],
-        module=__name__,
-    )
+# Pages: the items, and the token of the next page ("" on the last).
 
 
-CasePage = page_of("cases", CaseSummary)
-FoundCardPage = page_of("found_cards", FoundCard)
-NotificationPage = page_of("notifications", NotificationSent)
-AccessLog = page_of("entries", AccessEntry)
-DepartmentStepPage = page_of("steps", DepartmentStep)
-FeedbackPage = page_of("feedback", Feedback)
+class CasePage(Struct):
+    cases: list[CaseSummary]
+    next_page_token: str
+
+
+class FoundCardPage(Struct):
+    found_cards: list[FoundCard]
+    next_page_token: str
+
+
+class NotificationPage(Struct):
+    notifications: list[NotificationSent]
+    next_page_token: str
+
+
+class AccessLog(Struct):
+    entries: list[AccessEntry]
+    next_page_token: str
+
+
+class DepartmentStepPage(Struct):
+    steps: list[DepartmentStep]
+    next_page_token: str
+
+
+class FeedbackPage(Struct):
+    feedback: list[Feedback]
+    next_page_token: str
+
 
 MODELS: tuple[type[Any], ...] = (Problem,)  # the schemas named even when no operation refers to them

@@ -12,14 +12,14 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from gateway.api.common import department_problem, invalid, next_token, page, read_body, visible_case
+from gateway import models
+from gateway.api.common import department_problem, invalid, next_token, page, read_body, reply, visible_case
 from gateway.auth import Principal, allow, require
 from gateway.calls import call_as, derived_request_id
 from gateway.clients import CallContext, DepartmentError, Refused
 from gateway.departments import ACTIONS, FOLLOW_UPS
 from gateway.departments.base import Rpc
 from gateway.feedback import feedback_view
-from gateway.models import Reply, StepRejection
 from gateway.problems import Problem
 from gateway.saga.model import StepState as A
 from gateway.store import Case, CaseStep, Feedback
@@ -50,19 +50,19 @@ async def department_steps(request: web.Request) -> web.Response:
             )
         ).all()
     items = [
-        {
-            "case_no": case_no,
-            "matter": matter,
-            "step": step.step_key,
-            "state": step.state,
-            "department_state": step.department_state,
-            "statutory_deadline": step.statutory_deadline.isoformat() if step.statutory_deadline else None,
-            "submitted_on": submitted.isoformat(),
-            "decisions": decisions_open(step),
-        }
+        models.DepartmentStep(
+            case_no=case_no,
+            matter=matter,
+            step=step.step_key,
+            state=A(step.state),
+            department_state=step.department_state,
+            statutory_deadline=step.statutory_deadline.isoformat() if step.statutory_deadline else None,
+            submitted_on=submitted.isoformat(),
+            decisions=decisions_open(step),
+        )
         for step, case_no, matter, submitted in rows[:size]
     ]
-    return web.json_response({"steps": items, "next_page_token": next_token(offset, size, len(rows))})
+    return reply(models.DepartmentStepPage(steps=items, next_page_token=next_token(offset, size, len(rows))))
 
 
 async def _department_step(request: web.Request, who: Principal) -> tuple[Case, CaseStep]:
@@ -116,7 +116,7 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
     reasons: list[str] = []
     reason_codes: list[str] = []
     if not approve:
-        body = await read_body(request, StepRejection)
+        body = await read_body(request, models.StepRejection)
         if body.reason_codes and len(body.reason_codes) != len(body.reasons):
             raise invalid("reason_codes", "COUNT_MISMATCH", "one code for each reason, in the same order")
         reasons = [r.strip() for r in body.reasons]
@@ -132,15 +132,15 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
         else decision.reject(step.resource_id or "", request_id, reasons, reason_codes)
     )
     rpc = decision.approve_rpc if approve else decision.reject_rpc
-    reply = await _send(request, who, case, step, purpose, rpc, message)
-    return web.json_response(
-        {
-            "case_no": case.case_no,
-            "step": step.step_key,
-            "decision": "approved" if approve else "rejected",
-            "department_state": decision.state_of(reply),
-        },
-        status=202,
+    answer = await _send(request, who, case, step, purpose, rpc, message)
+    return reply(
+        models.Decided(
+            case_no=case.case_no,
+            step=step.step_key,
+            decision="approved" if approve else "rejected",
+            department_state=decision.state_of(answer),
+        ),
+        202,
     )
 
 
@@ -178,15 +178,15 @@ def _follow_up_route(word: str) -> None:
             )
         chosen = decision.follow_ups[word]
         message = chosen.build(step.resource_id or "", derived_request_id(step.request_id, word))
-        reply = await _send(request, who, case, step, word, chosen.rpc, message)
-        return web.json_response(
-            {
-                "case_no": case.case_no,
-                "step": step.step_key,
-                "decision": word,
-                "department_state": decision.state_of(reply),
-            },
-            status=202,
+        answer = await _send(request, who, case, step, word, chosen.rpc, message)
+        return reply(
+            models.Decided(
+                case_no=case.case_no,
+                step=step.step_key,
+                decision=word,
+                department_state=decision.state_of(answer),
+            ),
+            202,
         )
 
 
@@ -216,16 +216,16 @@ async def reply_feedback(request: web.Request) -> web.Response:
     """Staff answer a rating (the staff of the case's hall or of a department taking part, or an admin)."""
     who = require(request)
     case, _ = await _feedback_row(request, who)
-    body = await read_body(request, Reply)
+    body = await read_body(request, models.Reply)
     async with request.app[sessions_key]() as session:
         row = await session.get_one(Feedback, case.id)
-        reply = {
+        entry = {
             "by": who.subject,
             "role": who.role,
             "text": body.text.strip(),
             "at": request.app[clock_key].now().isoformat(),
         }
-        row.replies = [*(row.replies or []), reply]
+        row.replies = [*(row.replies or []), entry]
         await session.commit()
     return web.json_response({"case_no": case.case_no, **feedback_view(row)}, status=201)
 

@@ -9,7 +9,6 @@ import binascii
 import datetime as dt
 import json
 import uuid
-from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
@@ -23,6 +22,7 @@ from gateway.api.common import (
     page,
     page_size,
     read_body,
+    reply,
     visible_case,
 )
 from gateway.audit import note_person, trail_key
@@ -107,22 +107,22 @@ async def my_cases(request: web.Request) -> web.Response:
 async def my_card(request: web.Request) -> web.Response:
     """My current ID card's status (identity GetCurrentCard)."""
     who = require(request)
-    reply = await _call(
+    answer = await _call(
         request,
         "identity",
         identity.GET_CURRENT_CARD,
         identity_pb2.GetCurrentCardRequest(id_number=_id_number(who)),
         who,
     )
-    card = reply.card
-    return web.json_response(
-        {
-            "card_number": card.card_number,
-            "status": identity_pb2.CardStatus.Name(card.status).removeprefix("CARD_STATUS_"),
-            "valid_from": _iso(card.valid_from),
-            "valid_until": _iso(card.valid_until),
-            "long_term": card.long_term,
-        }
+    card = answer.card
+    return reply(
+        models.Card(
+            card_number=card.card_number,
+            status=identity_pb2.CardStatus.Name(card.status).removeprefix("CARD_STATUS_"),
+            valid_from=_iso(card.valid_from),
+            valid_until=_iso(card.valid_until),
+            long_term=card.long_term,
+        )
     )
 
 
@@ -139,7 +139,7 @@ async def report_lost(request: web.Request) -> web.Response:
         station_region_code=body.station_region_code,
     )
     try:
-        reply = await call_as(
+        answer = await call_as(
             request.app[departments_key]["identity"],
             identity.REPORT_LOST,
             message,
@@ -148,15 +148,15 @@ async def report_lost(request: web.Request) -> web.Response:
         )
     except DepartmentError as exc:
         raise department_problem(exc) from None
-    report = reply.loss_report
-    return web.json_response(
-        {
-            "loss_report_id": report.id,
-            "card_number": report.card_number,
-            "reported_on": _iso(report.reported_on),
-            "inside_hukou_area": report.inside_hukou_area,
-        },
-        status=201,
+    report = answer.loss_report
+    return reply(
+        models.LossReport(
+            loss_report_id=report.id,
+            card_number=report.card_number,
+            reported_on=_iso(report.reported_on),
+            inside_hukou_area=report.inside_hukou_area,
+        ),
+        201,
     )
 
 
@@ -169,7 +169,7 @@ async def my_found_cards(request: web.Request) -> web.Response:
     token = request.query.get("page_token", "")
     if len(token) > 200:
         raise invalid("page_token", "MALFORMED", "use next_page_token from the previous page")
-    reply = await _call(
+    found = await _call(
         request,
         "identity",
         identity.SEARCH_FOUND_CARDS,
@@ -177,16 +177,16 @@ async def my_found_cards(request: web.Request) -> web.Response:
         who,
     )
     cards = [
-        {
-            "id": c.id,
-            "card_number": c.card_number,
-            "found_on": _iso(c.found_on),
-            "status": identity_pb2.FoundCardStatus.Name(c.status).removeprefix("FOUND_CARD_STATUS_"),
-            "station_region_code": c.station_region_code,
-        }
-        for c in reply.found_cards
+        models.FoundCard(
+            id=c.id,
+            card_number=c.card_number,
+            found_on=_iso(c.found_on),
+            status=identity_pb2.FoundCardStatus.Name(c.status).removeprefix("FOUND_CARD_STATUS_"),
+            station_region_code=c.station_region_code,
+        )
+        for c in found.found_cards
     ]
-    return web.json_response({"found_cards": cards[:size], "next_page_token": reply.next_page_token})
+    return reply(models.FoundCardPage(found_cards=cards[:size], next_page_token=found.next_page_token))
 
 
 @routes.get("/api/v1/me/household")
@@ -211,23 +211,23 @@ async def my_household(request: web.Request) -> web.Response:
         ),
         who,
     )
-    return web.json_response(
-        {
-            "household": {
-                "number": household.number,
-                "address": household.address,
-                "region_code": household.region_code,
-                "head_name": household.head_name,
-            },
-            "members": [
-                {
-                    "name": m.name,
-                    "relationship_code": m.relationship_code,
-                    "status": residence_pb2.PersonStatus.Name(m.status).removeprefix("PERSON_STATUS_"),
-                }
+    return reply(
+        models.MyHousehold(
+            household=models.Household(
+                number=household.number,
+                address=household.address,
+                region_code=household.region_code,
+                head_name=household.head_name,
+            ),
+            members=[
+                models.Member(
+                    name=m.name,
+                    relationship_code=m.relationship_code,
+                    status=residence_pb2.PersonStatus.Name(m.status).removeprefix("PERSON_STATUS_"),
+                )
                 for m in members.members
             ],
-        }
+        )
     )
 
 
@@ -249,17 +249,19 @@ async def my_notifications(request: web.Request) -> web.Response:
             )
         ).all()
     items = [
-        {
-            "case_no": case_no,
-            "milestone": n.milestone,
-            "channel": n.channel,
-            "language": n.language,
-            "text": n.text,
-            "sent_at": n.created_at.isoformat(),
-        }
+        models.NotificationSent(
+            case_no=case_no,
+            milestone=n.milestone,
+            channel=n.channel,
+            language=n.language,
+            text=n.text,
+            sent_at=n.created_at.isoformat(),
+        )
         for n, case_no in rows[:size]
     ]
-    return web.json_response({"notifications": items, "next_page_token": next_token(offset, size, len(rows))})
+    return reply(
+        models.NotificationPage(notifications=items, next_page_token=next_token(offset, size, len(rows)))
+    )
 
 
 @routes.post("/api/v1/cases/{case_no}/feedback")
@@ -324,12 +326,12 @@ async def my_access_log(request: web.Request) -> web.Response:
     id_number = _id_number(who)
     size = page_size(request)
     cursor = _log_cursor(request)
-    fetched: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    fetched: dict[str, list[tuple[int, models.AccessEntry]]] = {}
     for name in ("identity", "residence", "permits"):
         if cursor[name] == 0:
             fetched[name] = []
             continue
-        reply = await _call(
+        entries = await _call(
             request,
             name,
             ACCESS_LOG,
@@ -341,18 +343,18 @@ async def my_access_log(request: web.Request) -> web.Response:
         fetched[name] = [
             (
                 e.sequence,
-                {
-                    "time": e.access_time.ToDatetime(dt.UTC).isoformat(),
-                    "department": e.department or name,
-                    "organisation": e.organisation,
-                    "system": e.client_system,
-                    "role": e.role,
-                    "purpose": e.purpose,
-                    "action": e.method,
-                    "outcome": _OUTCOMES.get(e.outcome, "unknown"),
-                },
+                models.AccessEntry(
+                    time=e.access_time.ToDatetime(dt.UTC).isoformat(),
+                    department=e.department or name,
+                    organisation=e.organisation,
+                    system=e.client_system,
+                    role=e.role,
+                    purpose=e.purpose,
+                    action=e.method,
+                    outcome=_OUTCOMES.get(e.outcome, "unknown"),
+                ),
             )
-            for e in reply.entries
+            for e in entries.entries
         ]
     trail = request.app[trail_key]
     rows = (
@@ -363,21 +365,21 @@ async def my_access_log(request: web.Request) -> web.Response:
     fetched["gateway"] = [
         (
             row.sequence,
-            {
-                "time": row.occurred_at.isoformat(),
-                "department": "gateway",
-                "organisation": row.organisation,
-                "system": row.client,
-                "role": row.actor_role,
-                "purpose": row.purpose,
-                "action": row.method,
-                "outcome": row.outcome,
-            },
+            models.AccessEntry(
+                time=row.occurred_at.isoformat(),
+                department="gateway",
+                organisation=row.organisation,
+                system=row.client,
+                role=row.actor_role,
+                purpose=row.purpose,
+                action=row.method,
+                outcome=row.outcome,
+            ),
         )
         for row in rows
     ]
     merged = sorted(
-        ((entry["time"], name, seq, entry) for name, got in fetched.items() for seq, entry in got),
+        ((entry.time, name, seq, entry) for name, got in fetched.items() for seq, entry in got),
         key=lambda t: (t[0], t[1], t[2]),
         reverse=True,
     )[:size]
@@ -390,4 +392,4 @@ async def my_access_log(request: web.Request) -> web.Response:
             following[name] = 0  # this trail has nothing older
     more = any(v != 0 for v in following.values())
     token = base64.urlsafe_b64encode(json.dumps(following).encode()).decode().rstrip("=") if more else ""
-    return web.json_response({"entries": [e for *_, e in merged], "next_page_token": token})
+    return reply(models.AccessLog(entries=[e for *_, e in merged], next_page_token=token))

@@ -10,6 +10,7 @@ import math
 import re
 from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import web
 
 from gateway.audit import note_applicant
@@ -127,6 +128,13 @@ async def read_body(request: web.Request, model: type[T], *, required: bool = Tr
         raise Problem(
             400, "invalid-request", "The request has invalid fields", errors=[exc.violation]
         ) from None
+
+
+def reply(body: msgspec.Struct, status: int = 200) -> web.Response:
+    """`body` (a struct of gateway/models.py, so what is sent is what the document says) as JSON."""
+    return web.Response(
+        body=msgspec.json.encode(body), status=status, content_type="application/json", charset="utf-8"
+    )
 
 
 def invalid(field: str, reason: str, description: str = "") -> Problem:
