@@ -17,7 +17,7 @@ from msgspec import Meta, Struct
 from gateway.saga.model import BLOCKER_REASONS, CaseState, StepState
 from services.common.errors import FieldViolation
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Struct)
 
 Department = Literal["identity", "residence", "permits"]
 DATE = Annotated[str, Meta(extra_json_schema={"format": "date"})]  # an ISO date, as the answers write it
@@ -64,7 +64,7 @@ def decode(body: dict[str, Any], model: type[T]) -> T:
         if missing:
             path = f"{path}.{missing.group(1)}" if path else missing.group(1)
         top = re.split(r"[.\[]", path, maxsplit=1)[0]
-        fields = {f.name: f for f in msgspec.structs.fields(model)}  # type: ignore[arg-type]
+        fields = {f.name: f for f in msgspec.structs.fields(model)}
         declared = _meta(fields[top].type) if top in fields else {}
         reason = declared.get("reason", "INVALID")
         detail = declared.get("detail") or _AT.sub("", message)

@@ -114,7 +114,7 @@ async def json_body(request: web.Request, *, required: bool = True) -> dict[str,
     return body
 
 
-T = TypeVar("T")
+T = TypeVar("T", bound=msgspec.Struct)
 
 
 async def read_body(request: web.Request, model: type[T], *, required: bool = True) -> T:
