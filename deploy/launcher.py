@@ -19,8 +19,8 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.settings import GatewaySettings, ServiceSettings, SettingsError
-from services.common.tls import TlsFiles, aio_channel
+from services.common.settings import GatewaySettings, ServiceSettings, SettingsError, TlsFiles
+from services.common.tls import aio_channel
 
 SERVICES = ("identity", "residence", "permits")
 STOP_TIMEOUT = 15.0
@@ -46,7 +46,7 @@ async def grpc_serving(target: str, tls: TlsFiles | None = None) -> bool:
             )
         except grpc.aio.AioRpcError:
             return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 async def http_ok(host: str, port: int) -> bool:

@@ -231,7 +231,9 @@ def principal_from(claims: dict[str, Any]) -> Principal:
     subject = claims.get("sub")
     if role not in ROLES or not isinstance(subject, str) or not subject:
         raise unauthenticated("unknown role")
-    person = hall = department = ""
+    person: Any = ""
+    hall: Any = ""
+    department: Any = ""
     if role == "citizen":
         person = claims.get("person")
         if not isinstance(person, str) or not person.strip():
@@ -278,7 +280,8 @@ def auth_middleware(verifier_for: Callable[[web.Request], TokenVerifier]) -> Any
             return await handler(request)
         roles = declared(match.handler)
         if roles is None:
-            log.error("route declares no access; refused", route=match.route.resource.canonical)
+            resource = match.route.resource
+            log.error("route declares no access; refused", route=resource.canonical if resource else "?")
             raise Problem(403, "forbidden", "This route is not open to anyone")
         token = bearer(request)
         principal = verifier_for(request).verify(token) if token else None

@@ -259,6 +259,7 @@ class StepResults(Struct, omit_defaults=True):
     permit_number: str | None = None
     category: str | None = None
     cancellation_cause: str | None = None
+    cancellation_reason: str | None = None
     rejection_code: str | None = None
     late: bool | None = None
     loss_report: Annotated[

@@ -31,7 +31,7 @@ from services.common.clock import Clock
 
 log = structlog.get_logger("govhub.notify")
 
-MILESTONES = {
+MILESTONES: dict[str, str] = {
     saga.RECEIVED: "received",
     saga.IN_REVIEW: "received",
     saga.AWAITING_APPLICANT: "needs_material",
@@ -169,7 +169,7 @@ class Notifier:
                 .values(notified_state=state, notify_due=False)
                 .execution_options(synchronize_session=False)
             )
-            if moved.rowcount != 1:
+            if getattr(moved, "rowcount", 0) != 1:
                 await session.rollback()
                 return None  # another replica took it, or the state moved on again (next pass)
             if milestone is None:

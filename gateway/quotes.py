@@ -199,12 +199,8 @@ class Quotes:
         try:
             if ref.department == "identity":
                 request = identity_pb2.QuoteCardApplicationRequest(
-                    kind=identity_pb2.CardApplicationKind.Value(f"CARD_APPLICATION_KIND_{ref.kind}"),
-                    renewal_reason=(
-                        identity_pb2.RenewalReason.Value(f"RENEWAL_REASON_{ref.renewal_reason}")
-                        if ref.renewal_reason
-                        else 0
-                    ),
+                    kind=f"CARD_APPLICATION_KIND_{ref.kind}",
+                    renewal_reason=(f"RENEWAL_REASON_{ref.renewal_reason}" if ref.renewal_reason else None),
                     on=date_to_proto(on),
                 )
                 return await department.call("QuoteCardApplication", request, ctx)

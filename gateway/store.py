@@ -115,6 +115,8 @@ class ParkedEvent(Base):
     event_type: Mapped[str] = mapped_column(String(64))
     aggregate_id: Mapped[str] = mapped_column(String(64))
     request_id: Mapped[str] = mapped_column(String(64), default="")
+    # what the event carries (results, a rejection's reasons), applied with it when its step binds
+    data: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
 
 

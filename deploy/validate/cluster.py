@@ -315,10 +315,9 @@ def check_govhub_container(
             f"container {name}: every gateway replica must verify tokens with the same key: set "
             "GOVHUB_GATEWAY_JWT_SECRET_FILE or GOVHUB_GATEWAY_JWT_PUBLIC_KEYS"
         )
-    if process == "gateway" and str(settings.materials_dir) not in mounts:
-        raise res.fail(
-            f"container {name}: GOVHUB_GATEWAY_MATERIALS_DIR ({settings.materials_dir}) must be a volume"
-        )
+    materials_dir = getattr(settings, "materials_dir", None)
+    if materials_dir is not None and str(materials_dir) not in mounts:
+        raise res.fail(f"container {name}: GOVHUB_GATEWAY_MATERIALS_DIR ({materials_dir}) must be a volume")
     if not str(settings.database_url).startswith("postgresql+asyncpg://") and not env_has_external_db(
         res, container
     ):

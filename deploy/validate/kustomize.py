@@ -175,7 +175,7 @@ def apply_patch_entry(kfile: Path, entry: Mapping[str, Any], resources: list[Res
 
 def _group_version_match(api_version: str, target: Mapping[str, Any]) -> bool:
     group, _, version = api_version.rpartition("/")
-    return target.get("group", group) == group and target.get("version", version) == version
+    return bool(target.get("group", group) == group and target.get("version", version) == version)
 
 
 def kubectl_kustomize(directory: Path) -> tuple[str, list[dict[str, Any]]] | None:

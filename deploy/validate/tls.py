@@ -57,7 +57,7 @@ def secret_sources(volume: Mapping[str, Any]) -> list[Mapping[str, Any]]:
                 "items": secret.get("items"),
             }
         ]
-    sources = []
+    sources: list[Mapping[str, Any]] = []
     for source in (volume.get("projected") or {}).get("sources", []):
         if "secret" in source:
             secret = source["secret"]

@@ -161,6 +161,9 @@ class Action(Generic[Req, Resp]):
     handover_rpc: Rpc[Any, Any] | None = None
     # the furthest step state from which the department can still undo its record with compensate_rpc
     undo_until: StepState = StepState.DONE
+    # actions of later steps that end the undo once their department holds them (a move-in uses the
+    # move-out's migration certificate: residence then refuses CancelMoveOut)
+    undo_ended_by: frozenset[str] = frozenset()
 
     @property
     def compensable(self) -> bool:

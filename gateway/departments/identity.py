@@ -82,7 +82,14 @@ def card_event_result(event_type: str, data: Mapping[str, Any]) -> dict[str, Any
     result: dict[str, Any] = {}
     if (fee := whole(data.get("fee_fen"))) is not None:
         result["fee_fen"] = fee
-    for key in ("card_number", "ready_on", "collect_at_region_code", "valid_until", "rejection_code"):
+    for key in (
+        "card_number",
+        "ready_on",
+        "collect_at_region_code",
+        "valid_until",
+        "rejection_code",
+        "cancellation_reason",  # identity cancelled it on its own (e.g. the holder's hukou deregistered)
+    ):
         if data.get(key):
             result[key] = data[key]
     if data.get("loss_report_withdrawn"):  # a refused or cancelled replacement leaves no loss report
@@ -184,6 +191,7 @@ CARD_SHOWN = (
     "collect_at_region_code",
     "valid_until",
     "rejection_code",
+    "cancellation_reason",
 )
 
 CARD_DECISION = Decision(

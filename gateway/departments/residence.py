@@ -214,6 +214,9 @@ ACTIONS: list[Action[Any, Any]] = [
         ),
         compensate_rpc=CANCEL_MOVE_OUT,
         compensate_build=_cancel_move_out,
+        # residence cancels a move-out while the person is moving out: not once the move-in used it
+        # (PERSON_NOT_MOVING_OUT / CERTIFICATE_ALREADY_USED); tests/service/residence checks this
+        undo_ended_by=frozenset({"residence.move_in"}),
         shown=("certificate_number",),
     ),
     Action(

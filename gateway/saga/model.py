@@ -260,10 +260,13 @@ def begin_compensation(steps: Iterable[StepLike], compensable: Mapping[str, bool
 class Undo:
     """Whether a department can undo a step's record, and up to which state: an ID card application can
     be cancelled while ACCEPTED, not once approved (the card is being made); a name change recorded by
-    residence cannot be undone by the window at all."""
+    residence cannot be undone by the window at all. `ended_by`: the keys of the case's steps whose
+    record, once a department holds it (or is recording it), ends this undo — a move-out can be cancelled
+    until the move-in has used its migration certificate."""
 
     compensable: bool
     until: StepState = S.DONE
+    ended_by: frozenset[str] = frozenset()
 
 
 def can_undo(state: StepState, undo: Undo) -> bool:
@@ -271,12 +274,19 @@ def can_undo(state: StepState, undo: Undo) -> bool:
     return undo.compensable and RANK.get(state, 0) <= RANK[undo.until]
 
 
+def undo_ended(undo: Undo, steps: Iterable[StepLike]) -> bool:
+    """Whether a later step of the case has ended the undo (see ``Undo.ended_by``)."""
+    return any(
+        s.step_key in undo.ended_by and StepState(s.state) in (*HELD_BY_DEPARTMENT, S.RUNNING) for s in steps
+    )
+
+
 @dataclass(frozen=True)
 class Blocker:
     """A step that stops a withdrawal: the department keeps what it did."""
 
     step_key: str
-    reason: str  # NOT_UNDOABLE, ALREADY_DECIDED or IN_PROGRESS
+    reason: str  # NOT_UNDOABLE, ALREADY_DECIDED, USED_BY_LATER_STEP or IN_PROGRESS
     state: StepState
     department_state: str
 
@@ -284,6 +294,7 @@ class Blocker:
 BLOCKER_REASONS = {
     "NOT_UNDOABLE": "the department has recorded this step and it cannot be undone from the window",
     "ALREADY_DECIDED": "the department has decided this step and can no longer cancel it",
+    "USED_BY_LATER_STEP": "a later step used what this step recorded; the department can no longer undo it",
     "IN_PROGRESS": "the department is recording this step now and it could not be undone; try again shortly",
 }
 
@@ -292,6 +303,7 @@ def withdrawal_blockers(steps: Iterable[StepLike], undo: Mapping[str, Undo]) -> 
     """The steps that stop the applicant from withdrawing: a step its department holds and cannot undo
     (or can no longer undo in its state), or one being recorded now that could not be undone. A case is
     withdrawn as a whole or not at all: no step is dropped while an earlier one stays done."""
+    steps = list(steps)
     blockers: list[Blocker] = []
     for step in steps:
         state = StepState(step.state)
@@ -302,6 +314,8 @@ def withdrawal_blockers(steps: Iterable[StepLike], undo: Mapping[str, Undo]) -> 
             reason = "NOT_UNDOABLE"
         elif state in HELD_BY_DEPARTMENT and not can_undo(state, rule):
             reason = "ALREADY_DECIDED"
+        elif state in HELD_BY_DEPARTMENT and undo_ended(rule, steps):
+            reason = "USED_BY_LATER_STEP"
         else:
             continue
         blockers.append(Blocker(step.step_key, reason, state, step.department_state))

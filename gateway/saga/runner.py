@@ -28,7 +28,7 @@ import datetime as dt
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import structlog
@@ -63,6 +63,17 @@ def step_materials(
         if key in uploaded:
             references.append(common_pb2.MaterialReference(**{**uploaded[key], "kind": kind or key}))
     return references
+
+
+def undo_rules(steps: list[CaseStep]) -> dict[str, M.Undo]:
+    """How each step of a case can be undone (``Action.undo``), with the actions that end an undo
+    (``Action.undo_ended_by``) resolved to the case's steps that run them."""
+    rules = {}
+    for step in steps:
+        action = ACTIONS[step.action]
+        ended_by = frozenset(s.step_key for s in steps if s.action in action.undo_ended_by)
+        rules[step.step_key] = replace(action.undo, ended_by=ended_by)
+    return rules
 
 
 def compensation_request_id(step: CaseStep) -> str:
@@ -436,7 +447,12 @@ class SagaRunner:
 
     def _begin_compensation(self, case: Case, steps: list[CaseStep], outcome: dict[str, object]) -> None:
         case.outcome = {**case.outcome, **outcome}
-        compensable = {s.step_key: M.can_undo(StepState(s.state), ACTIONS[s.action].undo) for s in steps}
+        rules = undo_rules(steps)
+        compensable = {
+            s.step_key: M.can_undo(StepState(s.state), rules[s.step_key])
+            and not M.undo_ended(rules[s.step_key], steps)
+            for s in steps
+        }
         now = self._clock.now()
         for step in steps:
             new = M.begin_compensation([step], compensable).get(step.step_key)
@@ -563,16 +579,12 @@ class SagaRunner:
                 self._settle(case, steps)
         if step is None:
             if event_type in EVENT_TYPES and resource_id:
-                await self._park(session, department, event_type, resource_id, request_id, sequence)
+                await self._park(session, department, event_type, resource_id, request_id, sequence, data)
             return False
         action = ACTIONS[step.action]
         if event_type not in action.events:
             return step.resource_id == resource_id and bool(request_id)
         case, step, steps = await self._load(session, step.id)
-        if action.event_result is not None and data:
-            learnt = action.event_result(event_type, data)
-            if learnt and any(step.result.get(k) != v for k, v in learnt.items()):
-                step.result = {**step.result, **learnt}
         moved = self._apply(case, step, steps, action, event_type, data or {})
         if moved:
             self._settle(case, steps)
@@ -587,6 +599,12 @@ class SagaRunner:
         event_type: str,
         data: Mapping[str, Any] | None = None,
     ) -> bool:
+        """Move `step` by one event of its department; what the event's `data` tells of the result is
+        kept on the step first (a fee fixed, a number issued), even when the state does not move."""
+        if action.event_result is not None and data:
+            learnt = action.event_result(event_type, data)
+            if learnt and any(step.result.get(k) != v for k, v in learnt.items()):
+                step.result = {**step.result, **learnt}
         to, to_department = action.events[event_type]
         result = M.on_event(StepState(step.state), step.department_state, to, to_department)
         if result.effect == M.EventEffect.IGNORE:
@@ -614,6 +632,7 @@ class SagaRunner:
         resource_id: str,
         request_id: str,
         sequence: int,
+        data: Mapping[str, Any] | None = None,
     ) -> None:
         exists = await session.scalar(
             select(ParkedEvent.id).where(
@@ -628,6 +647,7 @@ class SagaRunner:
                     event_type=event_type,
                     aggregate_id=resource_id,
                     request_id=request_id,
+                    data=dict(data) if data else None,
                     created_at=self._clock.now(),
                 )
             )
@@ -651,7 +671,7 @@ class SagaRunner:
         action = ACTIONS[step.action]
         for event in parked:
             if event.event_type in action.events:
-                self._apply(case, step, steps, action, event.event_type)
+                self._apply(case, step, steps, action, event.event_type, event.data or {})
                 log.info("parked event applied", step=step.step_key, event_type=event.event_type)
             await session.delete(event)
 
@@ -709,7 +729,7 @@ class SagaRunner:
                     select(CaseStep).where(CaseStep.case_id == case_id).order_by(CaseStep.position)
                 )
             )
-            blockers = M.withdrawal_blockers(steps, {s.step_key: ACTIONS[s.action].undo for s in steps})
+            blockers = M.withdrawal_blockers(steps, undo_rules(steps))
             if not blockers:
                 self._begin_compensation(case, steps, {"withdrawn": True, "reason": "WITHDRAWN_BY_APPLICANT"})
             return blockers

@@ -16,7 +16,7 @@ run extra start-up, add closers to ``Parts.closers`` and background jobs to ``Pa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -70,7 +70,7 @@ class Parts:
     ctx: ServiceContext
     tracer_provider: TracerProvider | None
     closers: contextlib.AsyncExitStack
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
 
 ServicerFactory = Callable[[Parts], Awaitable[Any]]

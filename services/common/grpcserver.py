@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import structlog
@@ -44,7 +45,7 @@ from services.common.errors import (
     NotFound,
     Unavailable,
 )
-from services.common.interceptors import Call, abort_with, bad_request, wrap
+from services.common.interceptors import Call, ServerInterceptor, abort_with, bad_request, wrap
 from services.common.metrics import MetricsInterceptor, MetricsServer, ServiceMetrics, building
 from services.common.validation import check_request
 
@@ -93,7 +94,7 @@ def overloaded_status(service: str) -> status_pb2.Status:
     )
 
 
-class ContextAndErrorsInterceptor(grpc.aio.ServerInterceptor):
+class ContextAndErrorsInterceptor(ServerInterceptor):
     """Binds the log context (service, method, request_id, case_no), checks the request's shape
     (``services.common.validation``: string lengths, enum values, timestamps) and maps domain errors to
     status codes; any other exception becomes INTERNAL with no detail for the client (it is logged here)."""
@@ -103,19 +104,19 @@ class ContextAndErrorsInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(details)
         method = details.method
         if handler is None or method.startswith(("/grpc.health.", "/grpc.reflection.")):
             return handler
         metadata = dict(details.invocation_metadata or ())
-        case_no = metadata.get("x-govhub-case")
+        case_no = str(metadata.get("x-govhub-case") or "")
         service = self.service
 
         @contextlib.asynccontextmanager
-        async def around(call: Call, context: grpc.aio.ServicerContext) -> AsyncIterator[Call]:
+        async def around(call: Call, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Call]:
             structlog.contextvars.clear_contextvars()
             ctx = {"rpc": method.rsplit("/", 1)[-1]}
             request_id = getattr(call.request, "request_id", "") or metadata.get("x-request-id")
@@ -151,13 +152,13 @@ class GrpcService:
     name: str
     server: grpc.aio.Server
     port: int
-    health: health.aio.HealthServicer
+    health: Any  # grpc_health.v1.health.aio.HealthServicer (its stubs omit the aio module)
     service_names: tuple[str, ...]
     is_healthy: Callable[[], Awaitable[bool]]
     health_interval: float = 5.0
     health_timeout: float = 2.0  # how long the database may take to answer the health ping
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     # Prometheus: the registry the interceptor records into, and where to serve it (None: nowhere).
     metrics: ServiceMetrics | None = None
     metrics_address: tuple[str, int] | None = None
@@ -278,9 +279,9 @@ def build_grpc_server(
     if security is not None:
         names = (*names, AUDIT_SERVICE_NAME)
         security.grants.check_methods(names)
-    interceptors: list[grpc.aio.ServerInterceptor] = []
+    interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = []
     if tracer_provider is not None:
-        interceptors.append(aio_server_interceptor(tracer_provider=tracer_provider))
+        interceptors.append(aio_server_interceptor(tracer_provider=tracer_provider))  # type: ignore[no-untyped-call]
     # Outside the error mapping, so that it sees the status a domain error was mapped to.
     interceptors.append(MetricsInterceptor(metrics))
     interceptors.append(ContextAndErrorsInterceptor(name))
@@ -292,7 +293,7 @@ def build_grpc_server(
         add(server)
     if security is not None:
         add_audit_service(server, name, security)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -345,7 +346,7 @@ async def serve(service: GrpcService, grace: float) -> None:
     log.info("stopped")
 
 
-def remaining(context: grpc.aio.ServicerContext, default: float) -> float:
+def remaining(context: grpc.aio.ServicerContext[Any, Any], default: float) -> float:
     """The timeout for a call this handler makes: the caller's remaining deadline, capped at `default`."""
     left = context.time_remaining()
     if left is None:

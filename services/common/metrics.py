@@ -53,7 +53,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common.interceptors import Call, wrap
+from services.common.interceptors import Call, ServerInterceptor, wrap
 
 log = structlog.get_logger("govhub.metrics")
 
@@ -172,7 +172,7 @@ def _code_name(code: Any) -> str:
     return "OK" if code is None else str(code)
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(ServerInterceptor):
     """Counts and times every unary and server-streaming RPC by method and status code; follows the
     events a ``WatchEvents`` stream sends (their ``event.sequence``). The outermost of govhub's own
     interceptors, it also decodes the request (``interceptors.wrap(decode=True)``), so that a request
@@ -183,15 +183,15 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(details)
         service, method = _split(details.method)
         m = self.metrics
         watch = method == "WatchEvents"
 
-        def status(context: grpc.aio.ServicerContext, exc: BaseException | None) -> str:
+        def status(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException | None) -> str:
             if isinstance(exc, asyncio.CancelledError | GeneratorExit):
                 return "CANCELLED"
             code = context.code()
@@ -202,7 +202,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             return _code_name(code)
 
         @contextlib.asynccontextmanager
-        async def around(call: Call, context: grpc.aio.ServicerContext) -> AsyncIterator[Call]:
+        async def around(call: Call, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Call]:
             kind = "server_stream" if call.streaming else "unary"
             m.started.labels(service, method, kind).inc()
             started = time.perf_counter()

@@ -52,12 +52,12 @@ RECONNECT = (
 )
 
 
-def peer_identity(context: grpc.aio.ServicerContext) -> str | None:
+def peer_identity(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     """The subject CN of the verified client certificate, or None (plaintext, or no certificate)."""
     auth = context.auth_context() or {}
     if auth.get("transport_security_type") != [b"ssl"]:
         return None
-    names = auth.get("x509_common_name") or []
+    names = list(auth.get("x509_common_name") or [])
     if len(names) != 1:
         return None
-    return names[0].decode("utf-8", "replace")
+    return str(names[0].decode("utf-8", "replace"))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from services.common.errors import FieldViolation, InvalidArgument
@@ -67,7 +67,7 @@ def limit_of(field: FieldDescriptor) -> int:
 def violations(message: Message, prefix: str = "", depth: int = 0) -> list[FieldViolation]:
     """Every violation of the limits above in `message`, in field order."""
     found: list[FieldViolation] = []
-    descriptor: Descriptor = message.DESCRIPTOR
+    descriptor = message.DESCRIPTOR
     if descriptor.full_name == _TIMESTAMP:
         seconds, nanos = message.seconds, message.nanos  # type: ignore[attr-defined]
         if not _MIN_SECONDS <= seconds <= _MAX_SECONDS or not 0 <= nanos <= 999_999_999:
@@ -77,7 +77,7 @@ def violations(message: Message, prefix: str = "", depth: int = 0) -> list[Field
         return found
     for field, value in message.ListFields():
         path = f"{prefix}.{field.name}" if prefix else field.name
-        repeated = _is_repeated(field)
+        repeated = field.is_repeated
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             if len(value) > MAX_ITEMS:
                 found.append(FieldViolation(path, "TOO_MANY", f"at most {MAX_ITEMS} entries"))
@@ -103,8 +103,9 @@ def _check(field: FieldDescriptor, value: object, path: str, depth: int) -> list
         if _CONTROL.search(value):
             return [FieldViolation(path, "CONTROL_CHARACTER", "holds a control character")]
     elif field.type == FieldDescriptor.TYPE_ENUM and isinstance(value, int):
-        if value not in field.enum_type.values_by_number:
-            return [FieldViolation(path, "UNKNOWN_VALUE", f"not a value of {field.enum_type.name}")]
+        enum_type = field.enum_type
+        if enum_type is not None and value not in enum_type.values_by_number:
+            return [FieldViolation(path, "UNKNOWN_VALUE", f"not a value of {enum_type.name}")]
     elif field.type == FieldDescriptor.TYPE_MESSAGE and isinstance(value, Message):
         return violations(value, path, depth + 1)
     return []
@@ -115,10 +116,3 @@ def check_request(message: Message) -> None:
     found = violations(message)
     if found:
         raise InvalidArgument(found)
-
-
-def _is_repeated(field: FieldDescriptor) -> bool:
-    repeated = getattr(field, "is_repeated", None)
-    if repeated is not None:
-        return bool(repeated)
-    return field.label == FieldDescriptor.LABEL_REPEATED

@@ -313,3 +313,42 @@ async def test_a_write_that_lost_a_race_is_refused_by_the_version(
         seen.state = "REJECTED"
         with pytest.raises(StaleDataError):
             await session.commit()
+
+
+async def test_a_parked_rejection_keeps_its_reasons_until_its_step_binds(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The create call's answer is lost and permits rejects before the retry: the rejection is parked
+    with what it carries, and once the retry binds the step the case shows its reasons and codes."""
+    clock = Clock()
+    permits = accepting_permits(LosingAnswers("permits", lose=1))
+    departments = {**_departments(), "permits": permits}
+    runner = SagaRunner(sessions, departments, clock, RunnerSettings(retry_base=30, retry_max=30))  # type: ignore[arg-type]
+    consumer = EventConsumer(permits, runner, sessions, clock)
+    assert await consumer.acquire() == 0
+    case, _ = await open_case(sessions, clock, CATALOGUE["foreigner-employment"], DATA, {})
+    await runner.drive(case.id)  # the answer is lost
+    ((_request, ctx),) = permits.calls_to("CreateWorkPermitApplication")
+    application = permits.answers[ctx.request_id].work_permit_application.id
+
+    rejected = permits.emit_event("WorkPermitRejected", application, "reject-request")
+    reasons = {"reasons": ["学历证明未经认证"], "reason_codes": ["DEGREE_NOT_AUTHENTICATED"]}
+    await consumer.apply(
+        rejected.type, rejected.aggregate_id, rejected.sequence, rejected.request_id, reasons
+    )
+    async with sessions() as session:
+        [parked] = (await session.scalars(select(ParkedEvent))).all()
+        assert parked.data == reasons  # kept with the event, not just its type
+
+    step = await _work_permit(sessions, case.id)
+    async with sessions() as session:
+        fresh = await session.get_one(CaseStep, step.id)
+        fresh.next_attempt_at = clock.now()  # the retry is due: it binds the application
+        await session.commit()
+    await runner.drive(case.id)
+    step = await _work_permit(sessions, case.id)
+    assert (step.resource_id, step.state) == (application, StepState.REFUSED)
+    assert step.result["rejection"] == {"reasons": reasons["reasons"], "codes": reasons["reason_codes"]}
+    async with sessions() as session:
+        assert (await session.get_one(Case, case.id)).state == CaseState.REJECTED
+        assert (await session.scalars(select(ParkedEvent))).all() == []

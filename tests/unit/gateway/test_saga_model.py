@@ -206,6 +206,25 @@ def test_withdrawal_is_refused_naming_each_step_that_cannot_be_undone() -> None:
     assert withdrawal_blockers([Step("card", S.REFUSED), Step("name", S.SKIPPED)], undo) == []
 
 
+def test_a_later_step_that_used_a_record_ends_its_undo() -> None:
+    from gateway.saga.model import Undo, undo_ended, withdrawal_blockers
+
+    out = Undo(compensable=True, ended_by=frozenset({"in"}))
+    undo = {"out": out, "in": Undo(compensable=False)}
+    # the move-out recorded, the move-in not yet: it can be undone
+    assert not undo_ended(out, [Step("out", S.DONE), Step("in", S.PENDING)])
+    assert withdrawal_blockers([Step("out", S.DONE), Step("in", S.PENDING)], undo) == []
+    # the move-in being recorded, or recorded: the certificate is used, the move-out stands
+    assert undo_ended(out, [Step("out", S.DONE), Step("in", S.RUNNING)])
+    blockers = withdrawal_blockers([Step("out", S.DONE), Step("in", S.DONE)], undo)
+    assert [(b.step_key, b.reason) for b in blockers] == [
+        ("out", "USED_BY_LATER_STEP"),
+        ("in", "NOT_UNDOABLE"),
+    ]
+    # a move-in refused used nothing
+    assert not undo_ended(out, [Step("out", S.DONE), Step("in", S.REFUSED)])
+
+
 def test_a_withdrawal_whose_undo_was_refused_needs_attention_not_withdrawn() -> None:
     flags = CaseFlags(withdrawn=True)
     assert aggregate_state(flags, [Step("a", S.NEEDS_ATTENTION), Step("b", S.COMPENSATED)]) == (
