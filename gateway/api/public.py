@@ -7,16 +7,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from gateway import saga
-from gateway.api.common import can_see, json_body, visible_case
+from gateway.api.common import can_see, json_body, read_body, reply, visible_case
 from gateway.auth import allow, principal, public, require
 from gateway.cases import case_view, code_matches, drive_for, load_case
 from gateway.materials import SIGNATURES, MaterialTooLarge, MaterialTypeNotAllowed
+from gateway.models import Blocker, Health, Withdrawal
+from gateway.models import Material as MaterialBody
 from gateway.problems import Problem
 from gateway.quotes import public_matter
 from gateway.ratelimit import CodeGuard, Locked, client_address, retry_after
@@ -46,7 +49,7 @@ routes = web.RouteTableDef()
 @public
 async def healthz(request: web.Request) -> web.Response:
     """Alive: the process answers."""
-    return web.json_response({"status": "ok"})
+    return reply(Health(status="ok"))
 
 
 @routes.get("/readyz")
@@ -80,15 +83,12 @@ async def status(request: web.Request) -> web.Response:
     app = request.app
     consumers = {c.department.name: c for c in app[consumers_key]}
     async with app[sessions_key]() as session:
-        attention = dict(
-            (
-                await session.execute(
-                    select(CaseStep.department, func.count())
-                    .where(CaseStep.state == StepState.NEEDS_ATTENTION)
-                    .group_by(CaseStep.department)
-                )
-            ).all()
+        rows = await session.execute(
+            select(CaseStep.department, func.count())
+            .where(CaseStep.state == StepState.NEEDS_ATTENTION)
+            .group_by(CaseStep.department)
         )
+        attention = {department: count for department, count in rows.all()}
     departments = {}
     for name, health in app[health_key].status.items():
         consumer = consumers.get(name)
@@ -230,16 +230,16 @@ async def withdraw_case(request: web.Request) -> web.Response:
     as_applicant = who is not None and who.role == "citizen"
     if not as_applicant:
         await _limit(request)  # before the body is read: a flood of bodies costs the caller its lookups
-    body = await json_body(request, required=not as_applicant)
+    body = await read_body(request, Withdrawal, required=not as_applicant)
     app = request.app
-    if as_applicant and "code" not in body:
+    if as_applicant and body.code is None:
         loaded = await load_case(app[sessions_key], request.match_info["case_no"])
         if loaded is None or not can_see(who, *loaded):
             raise Problem(404, "not-found", "No such case")
     else:
         if as_applicant:
             await _limit(request)
-        loaded = await _by_code(request, body.get("code"))
+        loaded = await _by_code(request, body.code)
     case, _ = loaded
     if case.state in saga.CASE_FINAL:
         raise Problem(409, "case-closed", f"The case is already {case.state.lower()}", state=case.state)
@@ -252,16 +252,18 @@ async def withdraw_case(request: web.Request) -> web.Response:
             "The application can no longer be withdrawn",
             "; ".join(f"{b.step_key}: {saga.BLOCKER_REASONS[b.reason]}" for b in blockers),
             state=case.state,
-            steps=[
-                {
-                    "key": b.step_key,
-                    "reason": b.reason,
-                    "state": b.state,
-                    "department_state": b.department_state,
-                    "detail": saga.BLOCKER_REASONS[b.reason],
-                }
-                for b in blockers
-            ],
+            steps=msgspec.to_builtins(
+                [
+                    Blocker(
+                        key=b.step_key,
+                        reason=b.reason,
+                        state=b.state,
+                        department_state=b.department_state,
+                        detail=saga.BLOCKER_REASONS[b.reason],
+                    )
+                    for b in blockers
+                ]
+            ),
         )
     await drive_for(runner, case.id, app[settings_key].submit_wait)
     case, steps = await load_case(app[sessions_key], case.case_no) or loaded
@@ -322,5 +324,5 @@ async def upload_material(request: web.Request) -> web.Response:
                 created = False
         else:
             created = False
-    body = {"sha256": stored.sha256, "media_type": stored.media_type, "size_bytes": stored.size_bytes}
-    return web.json_response(body, status=201 if created else 200)
+    body = MaterialBody(sha256=stored.sha256, media_type=stored.media_type, size_bytes=stored.size_bytes)
+    return reply(body, 201 if created else 200)

@@ -325,7 +325,7 @@ class SagaRunner:
         ctx = CallContext(request_id=step.request_id, case_no=case_no, timeout=self._settings.call_timeout)
         department = self._departments[step.department]
         try:
-            response = await department.call(action.rpc.name, request, ctx)
+            response = await action.rpc.call(department, request, ctx)
             outcome = action.outcome(response)
         except Broken as exc:
             await self._fail(step.id, Failure.PROGRAMMING, exc.message)
@@ -479,7 +479,7 @@ class SagaRunner:
             request = action.compensate_rpc.check(
                 action.compensate_build(step.resource_id, request_id, reason, step.result)
             )
-            await self._departments[step.department].call(action.compensate_rpc.name, request, ctx)
+            await action.compensate_rpc.call(self._departments[step.department], request, ctx)
         except Broken as exc:
             await self._fail(step.id, Failure.PROGRAMMING, exc.message)
             return
@@ -595,7 +595,7 @@ class SagaRunner:
         case: Case,
         step: CaseStep,
         steps: list[CaseStep],
-        action: Action,
+        action: Action[Any, Any],
         event_type: str,
         data: Mapping[str, Any] | None = None,
     ) -> bool:
