@@ -215,6 +215,31 @@ WORDS: dict[str, tuple[str, str]] = {
         "Every department and the one window record each look at your data; listed here by organisation and "
         "purpose, never by staff member.",
     ),
+    "results": ("办理结果", "Results"),
+    "rejection_reasons": ("不予批准的理由", "Reasons for the rejection"),
+    "result_id_number": ("分配的公民身份号码", "ID number assigned"),
+    "result_registration_number": ("登记编号", "Registration number"),
+    "result_certificate_number": ("证明编号", "Certificate number"),
+    "result_household_number": ("户号", "Household number"),
+    "result_late": ("逾期申报", "Registered late"),
+    "result_fee_fen": ("费用", "Fee"),
+    "result_loss_report": ("原证挂失", "Old card reported lost"),
+    "result_card_number": ("证件号", "Card number"),
+    "result_ready_on": ("可领取日期", "Ready for pickup from"),
+    "result_collect_at_region_code": ("领取地点（区划代码）", "Collect at (region code)"),
+    "result_valid_from": ("有效期自", "Valid from"),
+    "result_valid_until": ("有效期至", "Valid until"),
+    "result_category": ("类别", "Category"),
+    "result_permit_number": ("证件号码", "Permit number"),
+    "result_cancellation_cause": ("注销原因", "Cause of cancellation"),
+    "no": ("否", "no"),
+    "reported_on": ("{d} 挂失", "reported on {d}"),
+    "loss_report_withdrawn": ("挂失已撤销", "the loss report was withdrawn"),
+    "reason_REJECTED_BY_DEPARTMENT": ("主管部门不予批准", "Rejected by the department"),
+    "reason_CANCELLED_BY_DEPARTMENT": ("主管部门已取消", "Cancelled by the department"),
+    "reason_WITHDRAWN_BY_APPLICANT": ("申请人已撤回", "Withdrawn by the applicant"),
+    "reason_DEPARTMENT_UNAVAILABLE": ("暂时无法联系主管部门", "The department could not be reached"),
+    "reason_UNDO_REFUSED": ("主管部门未能撤销此环节", "The department could not undo this step"),
     "ready_pickup_at": (
         "请携带回执到 {hall} 服务大厅领取。",
         "Collect it at the {hall} service hall with the receipt.",
@@ -257,6 +282,25 @@ def reason_text(lang: str, reason: str, description: str) -> str:
     if pair is not None:
         return pair[1] if lang == "en" else pair[0]
     return description or reason
+
+
+def reason_words(lang: str, code: str) -> str:
+    """A case's or step's reason code in words where the pages know it, else the code itself."""
+    return translate(lang, f"reason_{code}") if f"reason_{code}" in WORDS else code
+
+
+def result_text(lang: str, key: str, value: object) -> str:
+    """One of a step's results (``results`` in the API's case view) as a person reads it."""
+    if key == "fee_fen" and isinstance(value, int):
+        return f"¥{value / 100:.2f}" if value else translate(lang, "free")
+    if isinstance(value, bool):
+        return translate(lang, "yes" if value else "no")
+    if key == "loss_report" and isinstance(value, dict):
+        if value.get("withdrawn"):
+            return translate(lang, "loss_report_withdrawn")
+        on = value.get("reported_on")
+        return translate(lang, "reported_on", d=on) if on else translate(lang, "yes")
+    return str(value)
 
 
 def translate(lang: str, key: str, **values: object) -> str:
