@@ -240,6 +240,8 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     driver.get(f"{base}/hall/matters/id-card-renewal-cross-province/apply")
     today = hub_today(driver)
     deadline = (today + dt.timedelta(days=60)).isoformat()  # the statutory deadline: 60 days
+    # online one applies for oneself: the form starts with the signed-in person's number
+    assert driver.find_element(*by("id", "f-data-applicant-id_number")).get_attribute("value") == TIANJIN[0]
     fill(
         driver,
         {
@@ -259,6 +261,7 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     assert case_no.startswith("GH" + today.strftime("%Y%m%d")) and re.fullmatch(r"[2-9A-HJ-NP-Z]{8}", code)
     assert state_of(driver) == "IN_REVIEW"
     assert deadline in driver.page_source
+    assert "原居民身份证" in driver.find_element(*by("id", "next")).text  # what to bring to the counter next
     shoot(driver, "hall-receipt")
     driver.refresh()  # the query code is shown once per submission, and the page survives a reload
     assert driver.find_element(*by("css", ".case-no")).text == case_no
