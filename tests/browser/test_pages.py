@@ -470,3 +470,11 @@ def test_a_form_error_shows_beside_its_field(hub: Hub, driver: Any) -> None:
     assert summary.find_element(*by("css", "a")).get_attribute("href").endswith("#f-data-applicant-id_number")
     assert driver.switch_to.active_element == summary
     shoot(driver, "hall-apply-error")
+
+
+def test_the_audit_fails_a_page_with_violations(driver: Any) -> None:
+    """The check every page passes can fail: an unlabelled field and an image without text are named."""
+    driver.get("data:text/html,<html><body><main><img src='x.png'><input type='text'></main></body></html>")
+    with pytest.raises(AssertionError) as failed:
+        audit(driver, "probe")
+    assert "image-alt" in str(failed.value) and "label" in str(failed.value)
