@@ -11,6 +11,10 @@ GEN := gen
 GEN_STAMP := $(GEN)/.stamp
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
+# axe-core: the accessibility rules the browser tests run on every page (injected by the test driver;
+# the pages never load it)
+AXE_VERSION := 4.10.3
+AXE := .tools/node_modules/axe-core/axe.min.js
 
 .PHONY: help install protos lint fmt test unit service e2e run seed bench clean
 
@@ -36,6 +40,13 @@ protos: $(GEN_STAMP) ## generate the protobuf/gRPC code (with .pyi stubs) into g
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
 
+# Without npm nothing is installed here and the browser tests skip, naming axe-core.
+$(AXE):
+	@if command -v npm >/dev/null; then \
+	  npm install --silent --no-audit --no-fund --prefix .tools axe-core@$(AXE_VERSION) \
+	    || echo "axe-core $(AXE_VERSION) could not be installed from npm: the browser tests will skip"; \
+	else echo "npm is missing: the browser tests will skip (they need axe-core $(AXE_VERSION) from npm)"; fi
+
 deploy-lint: $(INSTALLED) ## validate deploy/: kustomize overlays and compose against their schemas, the Dockerfile
 	$(PY) -m deploy.validate
 
@@ -49,7 +60,7 @@ fmt: $(INSTALLED) ## format the code and fix what ruff can
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: $(GEN_STAMP) ## run every test (unit, service, e2e); PostgreSQL too when GOVHUB_TEST_POSTGRES_URL is set
+test: $(GEN_STAMP) $(AXE) ## run every test (unit, service, e2e); PostgreSQL too when GOVHUB_TEST_POSTGRES_URL is set
 	$(PY) -m pytest -q
 
 unit: $(GEN_STAMP) ## pure domain tests only
