@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import structlog
-from sqlalchemy import select, true, update
+from sqlalchemy import CursorResult, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import saga
@@ -169,7 +169,7 @@ class Notifier:
                 .values(notified_state=state, notify_due=False)
                 .execution_options(synchronize_session=False)
             )
-            if getattr(moved, "rowcount", 0) != 1:
+            if cast("CursorResult[Any]", moved).rowcount != 1:
                 await session.rollback()
                 return None  # another replica took it, or the state moved on again (next pass)
             if milestone is None:

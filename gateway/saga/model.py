@@ -164,8 +164,8 @@ def retry_delay(attempts: int, base: float, ceiling: float, jitter: float) -> fl
     (0..1, the caller's random draw) into its upper half so that retries of many steps spread out."""
     if attempts < 1:
         raise ValueError("attempts counts the failed call, so it is at least 1")
-    delay = min(ceiling, base * 2 ** (attempts - 1))
-    return delay * (0.5 + max(0.0, min(1.0, jitter)) / 2)
+    delay = min(ceiling, base * 2.0 ** (attempts - 1))
+    return float(delay) * (0.5 + max(0.0, min(1.0, jitter)) / 2)
 
 
 class EventEffect(StrEnum):

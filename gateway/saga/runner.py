@@ -29,10 +29,10 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import structlog
-from sqlalchemy import delete, select, true, update
+from sqlalchemy import CursorResult, delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -212,7 +212,7 @@ class SagaRunner:
                 .execution_options(synchronize_session=False)
             )
             await session.commit()
-        if result.rowcount != 1:
+        if cast("CursorResult[Any]", result).rowcount != 1:
             return None
         step.state, step.lease_owner, step.lease_until, step.version = (
             new_state,
@@ -681,7 +681,7 @@ class SagaRunner:
         async with self._sessions() as session:
             result = await session.execute(delete(ParkedEvent).where(ParkedEvent.created_at < cutoff))
             await session.commit()
-        return int(result.rowcount or 0)
+        return int(cast("CursorResult[Any]", result).rowcount or 0)
 
     async def resume(self, department: str) -> int:
         """The department answers again: the steps that gave up waiting for it (retries spent) are taken
