@@ -71,6 +71,7 @@ def _env(register: Register, port: int | None = None) -> dict[str, str]:
     )
     if port is not None:
         env["GOVHUB_RESIDENCE_LISTEN"] = f"127.0.0.1:{port}"
+        env["GOVHUB_RESIDENCE_METRICS_LISTEN"] = "off"  # several at once, beside other hubs
     return env
 
 
@@ -179,7 +180,9 @@ def start_residence(register: Register) -> tuple[subprocess.Popen[str], int]:
     return process, port
 
 
-async def wait_ready(target: str, person: tuple[str, str], timeout: float = 120.0) -> None:
+async def wait_ready(
+    target: str, person: tuple[str, str], process: subprocess.Popen[str], timeout: float = 120.0
+) -> None:
     deadline = time.monotonic() + timeout
     async with grpc.aio.insecure_channel(target) as channel:
         stub = residence_pb2_grpc.ResidenceServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -190,8 +193,8 @@ async def wait_ready(target: str, person: tuple[str, str], timeout: float = 120.
                 )
                 return
             except grpc.aio.AioRpcError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"scale: residence did not answer on {target}") from None
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"scale: residence did not answer on {target}; see its log") from None
                 await asyncio.sleep(0.5)
 
 
@@ -275,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             processes[n], port = start_residence(register)
             targets[n] = f"127.0.0.1:{port}"
         for n, target in targets.items():
-            asyncio.run(wait_ready(target, samples[n][0]))
+            asyncio.run(wait_ready(target, samples[n][0], processes[n]))
         idle = {n: rss_mb(p.pid) for n, p in processes.items()}
         runs = asyncio.run(measure(targets, samples, args))
         after = {n: rss_mb(p.pid) for n, p in processes.items()}
