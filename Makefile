@@ -107,8 +107,8 @@ bench: $(GEN_STAMP) ## benchmarks (not part of make test): gateway beside bare, 
 bench-postgres: $(GEN_STAMP) ## make bench on the local PostgreSQL (GOVHUB_BENCH_POSTGRES_URL; own databases, dropped after)
 	$(PY) -m tests.perf.bench --database postgresql $(BENCH_ARGS)
 
-bench-scale: $(GEN_STAMP) ## make bench at 10 k and at 1 M seeded people, lookups compared (seeding 1 M takes minutes)
-	$(PY) -m tests.perf.bench --people 10000,1000000 $(BENCH_ARGS)
+bench-scale: $(GEN_STAMP) ## GetPerson and VerifyHukou at 10 k and at 1 M seeded people (registers kept in var/bench/scale)
+	$(PY) -m tests.perf.scale --people 10000,1000000 $(SCALE_ARGS)
 
 bench-soak: $(GEN_STAMP) ## make bench, then 100 k more requests watching each process's memory
 	$(PY) -m tests.perf.bench --soak 100000 $(BENCH_ARGS)
