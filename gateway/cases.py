@@ -6,14 +6,16 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import json
 import secrets
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.cache import CaseViews
 from gateway.catalogue import Matter, get_value
 from gateway.departments import ACTIONS
 from gateway.saga.model import FINAL, CaseState, StepState, ready_steps
@@ -196,6 +198,48 @@ async def load_case(
             )
         )
     return case, steps
+
+
+# What the public progress answer reads of a case and of its steps (Core selects, no ORM loading).
+_PUBLIC_CASE = select(
+    Case.id, Case.case_no, Case.matter, Case.state, Case.query_code_hash, Case.outcome,
+    Case.submitted_on, Case.updated_at,
+).where(Case.case_no == bindparam("case_no"))  # fmt: skip
+_PUBLIC_STEPS = select(
+    CaseStep.step_key, CaseStep.department, CaseStep.action, CaseStep.state,
+    CaseStep.department_state, CaseStep.statutory_deadline, CaseStep.reason, CaseStep.result,
+).where(CaseStep.case_id == bindparam("case_id")).order_by(CaseStep.position)  # fmt: skip
+
+
+async def public_progress(
+    reads: AsyncEngine,
+    views: CaseViews,
+    case_no: str,
+    code: str,
+    catalogue: Mapping[str, Matter],
+    clock: Clock,
+) -> bytes | bool:
+    """The public progress answer (JSON) of case `case_no` if `code` is its query code; otherwise
+    whether there is such a case (a wrong code for a case that exists is to be counted). Served from
+    `views` while it holds the case and `code` matches it; anything else is decided by the database
+    (`reads`), and a right answer read from it is kept in `views`."""
+    today = clock.today()
+    kept = views.get(case_no, today)
+    if kept is not None and code and hmac.compare_digest(kept.query_code_hash, hash_code(case_no, code)):
+        return kept.body
+    generation = views.generation
+    async with reads.connect() as conn:
+        found = (await conn.execute(_PUBLIC_CASE, {"case_no": case_no})).first()
+        if found is None:
+            return False
+        if not code or not hmac.compare_digest(found.query_code_hash, hash_code(found.case_no, code)):
+            return True
+        rows = (await conn.execute(_PUBLIC_STEPS, {"case_id": found.id})).all()
+    case = Case(**found._mapping)
+    steps = [CaseStep(**row._mapping) for row in rows]
+    body = json.dumps(case_view(case, steps, catalogue, clock, personal=False)).encode()
+    views.put(generation, found.id, found.case_no, found.query_code_hash, body, today)
+    return body
 
 
 # What the applicant is told of a step staff must look at: delayed, never refused.

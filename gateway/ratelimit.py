@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import math
+import time
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.store import CodeFailures, LookupBucket
 from gateway.typedefs import page_secret_key
@@ -29,6 +30,15 @@ def retry_after(wait: float) -> str:
 MAX_WRONG_CODES = 5  # wrong query codes for one case number before it is locked
 LOCKOUT = dt.timedelta(minutes=15)
 _PRUNE_AFTER = dt.timedelta(hours=1)
+# A replica takes the tokens of up to LEASE seconds of an address's rate from the shared bucket at once
+# and spends them in memory for at most that long (unspent ones are lost): one database write per lease
+# instead of one per lookup. Below 1/LEASE lookups a second (the default rate is 1) a lease is one token,
+# spent at once: exactly the shared bucket. Above it a burst may exceed the bucket's by one lease.
+LEASE = 0.1
+_LEASES_KEPT = 10_000  # addresses with a lease in memory before the expired ones are dropped
+_FAILURES = select(CodeFailures.failures, CodeFailures.locked_until).where(
+    CodeFailures.case_no == bindparam("case_no")
+)
 
 
 PAGE_CLIENT_HEADER = "X-Govhub-Page-Client"
@@ -60,22 +70,48 @@ class CodeGuard:
     * ``admit(address)``: a token bucket per client address (`rate` a second, `burst` saved up), the row
       locked while it is updated; answers 0 or the seconds to wait;
     * ``check(case_no)``: raises ``Locked`` while the number is locked, whatever code is given;
+      answers whether wrong codes are on record for it (read from `reads`, the read-only engine);
     * ``failed(case_no)`` / ``succeeded(case_no)``: after MAX_WRONG_CODES wrong codes in a row the
       number is locked for LOCKOUT; a right code clears the count.
     """
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], clock: Clock, rate: float, burst: int
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        rate: float,
+        burst: int,
+        reads: AsyncEngine,
     ) -> None:
         self.sessions = sessions
+        self.reads = reads
         self.clock = clock
         self.rate = rate
         self.burst = burst
         self._calls = 0
+        self._leases: dict[str, tuple[int, float]] = {}  # key -> (tokens left, monotonic expiry)
 
     async def admit(self, address: str) -> float:
-        now = self.clock.now()
         key = f"addr:{address}"[:80]
+        left, until = self._leases.get(key, (0, 0.0))
+        if left >= 1 and until > time.monotonic():
+            self._leases[key] = (left - 1, until)
+            return 0.0
+        lease = max(1, min(int(self.rate * LEASE), self.burst // 4))
+        taken, wait = await self._take(key, lease)
+        if taken > 1:
+            if len(self._leases) >= _LEASES_KEPT:
+                now = time.monotonic()
+                self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
+            self._leases[key] = (taken - 1, time.monotonic() + LEASE)
+        else:
+            self._leases.pop(key, None)
+        return wait
+
+    async def _take(self, key: str, lease: int) -> tuple[int, float]:
+        """Take up to `lease` tokens (at least one) from the shared bucket: (tokens taken, seconds to
+        wait when there was not one)."""
+        now = self.clock.now()
         async with self.sessions() as session, session.begin():
             await session.execute(
                 _insert(session)(LookupBucket)
@@ -88,9 +124,9 @@ class CodeGuard:
             assert bucket is not None
             elapsed = max(0.0, (now - bucket.updated_at).total_seconds())
             tokens = min(float(self.burst), bucket.tokens + elapsed * self.rate)
-            wait = 0.0
-            if tokens >= 1:
-                tokens -= 1
+            taken, wait = min(lease, int(tokens)), 0.0
+            if taken >= 1:
+                tokens -= taken
             else:
                 wait = (1 - tokens) / self.rate
             bucket.tokens, bucket.updated_at = tokens, now
@@ -99,15 +135,20 @@ class CodeGuard:
                 await session.execute(
                     delete(LookupBucket).where(LookupBucket.updated_at < now - _PRUNE_AFTER)
                 )
-        return wait
+        return taken, wait
 
-    async def check(self, case_no: str) -> None:
-        async with self.sessions() as session:
-            row = await session.get(CodeFailures, case_no)
-        if row is not None and row.locked_until is not None:
-            left = (row.locked_until - self.clock.now()).total_seconds()
+    async def check(self, case_no: str) -> bool:
+        """Raises ``Locked`` while `case_no` is locked; answers whether wrong codes are on record."""
+        async with self.reads.connect() as conn:
+            row = (await conn.execute(_FAILURES, {"case_no": case_no})).first()
+        if row is None:
+            return False
+        locked_until = row[1]
+        if locked_until is not None:
+            left = (locked_until - self.clock.now()).total_seconds()
             if left > 0:
                 raise Locked(left)
+        return True
 
     async def failed(self, case_no: str) -> None:
         now = self.clock.now()
