@@ -54,7 +54,7 @@ from gateway.typedefs import (
     verifier_key,
 )
 from services.common.clock import Clock
-from services.common.db import dispose_engine, make_engine, make_read_engine
+from services.common.db import dispose_engine, make_engine, make_read_engine, session_factory
 from services.common.migrate import SchemaNotCurrent, prepare_schema
 from services.common.settings import GatewaySettings
 
@@ -287,6 +287,7 @@ def create_app(
                 max_attempts=settings.max_attempts,
             ),
             alarm=lambda department, _step, _reason: metrics.operator_faults.labels(department).inc(),
+            reads=session_factory(app[reads_key]),
         )
         app[runner_key] = runner
         notifier = Notifier(

@@ -144,13 +144,20 @@ async def open_case(
 _NOTHING_HELD = frozenset({StepState.REFUSED, StepState.CANCELLED, StepState.SKIPPED})
 
 
-async def settle_submission(sessions: async_sessionmaker[AsyncSession], case_id: str) -> bool:
+async def settle_submission(
+    sessions: async_sessionmaker[AsyncSession], case_id: str
+) -> tuple[bool, Case, list[CaseStep]]:
     """After the submitting request's wait: a case refused outright (rejected, and no department holds
     anything of it) is forgotten — no case and no notification; the answer and the audit trail say why.
-    Otherwise the case is kept and its applicant told. Returns whether it was kept."""
+    Otherwise the case is kept and its applicant told. Returns whether it was kept, and the case and its
+    steps (in order) as they stood."""
     async with sessions() as session:
         case = await session.get_one(Case, case_id)
-        steps = list(await session.scalars(select(CaseStep).where(CaseStep.case_id == case_id)))
+        steps = list(
+            await session.scalars(
+                select(CaseStep).where(CaseStep.case_id == case_id).order_by(CaseStep.position)
+            )
+        )
         if case.state == CaseState.REJECTED and all(
             s.state in _NOTHING_HELD and not s.resource_id and s.lease_owner is None for s in steps
         ):
@@ -161,11 +168,11 @@ async def settle_submission(sessions: async_sessionmaker[AsyncSession], case_id:
             )
             await session.delete(case)
             await session.commit()
-            return False
+            return False, case, steps
         if case.notified_state != case.state:
             case.notify_due = True
             await session.commit()
-        return True
+        return True, case, steps
 
 
 async def new_query_code_for(sessions: async_sessionmaker[AsyncSession], case_id: str) -> str:

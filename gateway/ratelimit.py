@@ -3,6 +3,7 @@ through the database."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hmac
 import math
@@ -90,23 +91,37 @@ class CodeGuard:
         self.burst = burst
         self._calls = 0
         self._leases: dict[str, tuple[int, float]] = {}  # key -> (tokens left, monotonic expiry)
+        self._taking: dict[str, asyncio.Lock] = {}
 
     async def admit(self, address: str) -> float:
         key = f"addr:{address}"[:80]
+        if self._spend(key):
+            return 0.0
+        # one lease taken at a time per address: lookups arriving meanwhile spend it
+        lock = self._taking.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                if self._spend(key):
+                    return 0.0
+                lease = max(1, min(int(self.rate * LEASE), self.burst // 4))
+                taken, wait = await self._take(key, lease)
+                if taken > 1:
+                    if len(self._leases) >= _LEASES_KEPT:
+                        now = time.monotonic()
+                        self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
+                    self._leases[key] = (taken - 1, time.monotonic() + LEASE)
+                return wait
+        finally:
+            if not lock.locked():
+                self._taking.pop(key, None)
+
+    def _spend(self, key: str) -> bool:
+        """Spend a token of this replica's lease for `key`, if it holds one."""
         left, until = self._leases.get(key, (0, 0.0))
         if left >= 1 and until > time.monotonic():
             self._leases[key] = (left - 1, until)
-            return 0.0
-        lease = max(1, min(int(self.rate * LEASE), self.burst // 4))
-        taken, wait = await self._take(key, lease)
-        if taken > 1:
-            if len(self._leases) >= _LEASES_KEPT:
-                now = time.monotonic()
-                self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
-            self._leases[key] = (taken - 1, time.monotonic() + LEASE)
-        else:
-            self._leases.pop(key, None)
-        return wait
+            return True
+        return False
 
     async def _take(self, key: str, lease: int) -> tuple[int, float]:
         """Take up to `lease` tokens (at least one) from the shared bucket: (tokens taken, seconds to
