@@ -4,12 +4,15 @@ through the database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hmac
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
 from aiohttp import web
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -19,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.store import CodeFailures, LookupBucket
 from gateway.typedefs import page_secret_key
 from services.common.clock import Clock
+
+log = structlog.get_logger("govhub.gateway")
 
 
 def retry_after(wait: float) -> str:
@@ -34,7 +39,8 @@ _PRUNE_AFTER = dt.timedelta(hours=1)
 # A replica takes the tokens of up to LEASE seconds of an address's rate from the shared bucket at once
 # and spends them in memory for at most that long (unspent ones are lost): one database write per lease
 # instead of one per lookup. Below 1/LEASE lookups a second (the default rate is 1) a lease is one token,
-# spent at once: exactly the shared bucket. Above it a burst may exceed the bucket's by one lease.
+# spent at once: exactly the shared bucket. Above it a burst may exceed the bucket's by a lease or two
+# (the next lease is taken while half of the current one is left, and replaces it).
 LEASE = 0.1
 _LEASES_KEPT = 10_000  # addresses with a lease in memory before the expired ones are dropped
 _FAILURES = select(CodeFailures.failures, CodeFailures.locked_until).where(
@@ -90,38 +96,66 @@ class CodeGuard:
         self.rate = rate
         self.burst = burst
         self._calls = 0
-        self._leases: dict[str, tuple[int, float]] = {}  # key -> (tokens left, monotonic expiry)
+        # key -> (tokens left, monotonic expiry, tokens taken): this replica's lease of an address's tokens
+        self._leases: dict[str, tuple[int, float, int]] = {}
         self._taking: dict[str, asyncio.Lock] = {}
+        self._renewing: dict[str, asyncio.Task[None]] = {}
 
     async def admit(self, address: str) -> float:
         key = f"addr:{address}"[:80]
         if self._spend(key):
             return 0.0
         # one lease taken at a time per address: lookups arriving meanwhile spend it
+        async with self._lock(key):
+            if self._spend(key):
+                return 0.0
+            taken, wait = await self._take(key, self._lease_size())
+            if taken > 1:
+                self._lease(key, taken - 1, taken)
+            return wait
+
+    def _lease_size(self) -> int:
+        return max(1, min(int(self.rate * LEASE), self.burst // 4))
+
+    def _lease(self, key: str, left: int, taken: int) -> None:
+        now = time.monotonic()
+        if key not in self._leases and len(self._leases) >= _LEASES_KEPT:
+            self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
+        self._leases[key] = (left, now + LEASE, taken)
+
+    @contextlib.asynccontextmanager
+    async def _lock(self, key: str) -> AsyncIterator[None]:
         lock = self._taking.setdefault(key, asyncio.Lock())
         try:
             async with lock:
-                if self._spend(key):
-                    return 0.0
-                lease = max(1, min(int(self.rate * LEASE), self.burst // 4))
-                taken, wait = await self._take(key, lease)
-                if taken > 1:
-                    if len(self._leases) >= _LEASES_KEPT:
-                        now = time.monotonic()
-                        self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
-                    self._leases[key] = (taken - 1, time.monotonic() + LEASE)
-                return wait
+                yield
         finally:
             if not lock.locked():
                 self._taking.pop(key, None)
 
     def _spend(self, key: str) -> bool:
-        """Spend a token of this replica's lease for `key`, if it holds one."""
-        left, until = self._leases.get(key, (0, 0.0))
-        if left >= 1 and until > time.monotonic():
-            self._leases[key] = (left - 1, until)
-            return True
-        return False
+        """Spend a token of this replica's lease for `key`, if it holds one; past half of the lease (in
+        tokens or in time) the next one is taken in the background, so lookups need not wait for it."""
+        left, until, taken = self._leases.get(key, (0, 0.0, 0))
+        now = time.monotonic()
+        if left < 1 or until <= now:
+            return False
+        self._leases[key] = (left - 1, until, taken)
+        if (2 * (left - 1) < taken or 2 * (until - now) < LEASE) and key not in self._renewing:
+            task = asyncio.create_task(self._renew(key))
+            self._renewing[key] = task
+            task.add_done_callback(lambda _task: self._renewing.pop(key, None))
+        return True
+
+    async def _renew(self, key: str) -> None:
+        """A new lease for `key`; it replaces what is left of the current one (never added to it)."""
+        try:
+            async with self._lock(key):
+                taken, _ = await self._take(key, self._lease_size())
+                if taken >= 1:
+                    self._lease(key, taken, taken)
+        except Exception as exc:  # the database busy: lookups take a lease themselves when this one ends
+            log.warning("lookup lease not renewed", error=type(exc).__name__)
 
     async def _take(self, key: str, lease: int) -> tuple[int, float]:
         """Take up to `lease` tokens (at least one) from the shared bucket: (tokens taken, seconds to
