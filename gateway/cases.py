@@ -208,14 +208,21 @@ async def load_case(
 
 
 # What the public progress answer reads of a case and of its steps (Core selects, no ORM loading).
-_PUBLIC_CASE = select(
+_CASE_COLUMNS = (
     Case.id, Case.case_no, Case.matter, Case.state, Case.query_code_hash, Case.outcome,
     Case.submitted_on, Case.updated_at,
-).where(Case.case_no == bindparam("case_no"))  # fmt: skip
-_PUBLIC_STEPS = select(
+)  # fmt: skip
+_STEP_COLUMNS = (
     CaseStep.step_key, CaseStep.department, CaseStep.action, CaseStep.state,
     CaseStep.department_state, CaseStep.statutory_deadline, CaseStep.reason, CaseStep.result,
-).where(CaseStep.case_id == bindparam("case_id")).order_by(CaseStep.position)  # fmt: skip
+)  # fmt: skip
+# One statement: the case and its steps in order (a case with none gives one row of NULL steps).
+_PUBLIC_CASE = (
+    select(*_CASE_COLUMNS, *(c.label(f"step_{c.key}") for c in _STEP_COLUMNS))
+    .outerjoin(CaseStep, CaseStep.case_id == Case.id)
+    .where(Case.case_no == bindparam("case_no"))
+    .order_by(CaseStep.position)
+)
 
 
 async def public_progress(
@@ -236,14 +243,18 @@ async def public_progress(
         return kept.body
     generation = views.generation
     async with reads.connect() as conn:
-        found = (await conn.execute(_PUBLIC_CASE, {"case_no": case_no})).first()
-        if found is None:
-            return False
-        if not code or not hmac.compare_digest(found.query_code_hash, hash_code(found.case_no, code)):
-            return True
-        rows = (await conn.execute(_PUBLIC_STEPS, {"case_id": found.id})).all()
-    case = Case(**found._mapping)
-    steps = [CaseStep(**row._mapping) for row in rows]
+        rows = (await conn.execute(_PUBLIC_CASE, {"case_no": case_no})).all()
+    if not rows:
+        return False
+    found = rows[0]
+    if not code or not hmac.compare_digest(found.query_code_hash, hash_code(found.case_no, code)):
+        return True
+    case = Case(**{c.key: found._mapping[c.key] for c in _CASE_COLUMNS})
+    steps = [
+        CaseStep(**{c.key: row._mapping[f"step_{c.key}"] for c in _STEP_COLUMNS})
+        for row in rows
+        if row.step_step_key is not None
+    ]
     body = json.dumps(case_view(case, steps, catalogue, clock, personal=False)).encode()
     views.put(generation, found.id, found.case_no, found.query_code_hash, body, today)
     return body
