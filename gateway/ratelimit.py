@@ -36,12 +36,13 @@ def retry_after(wait: float) -> str:
 MAX_WRONG_CODES = 5  # wrong query codes for one case number before it is locked
 LOCKOUT = dt.timedelta(minutes=15)
 _PRUNE_AFTER = dt.timedelta(hours=1)
-# A replica takes the tokens of up to LEASE seconds of an address's rate from the shared bucket at once
-# and spends them in memory for at most that long (unspent ones are lost): one database write per lease
-# instead of one per lookup. Below 1/LEASE lookups a second (the default rate is 1) a lease is one token,
-# spent at once: exactly the shared bucket. Above it a burst may exceed the bucket's by a lease or two
-# (the next lease is taken while half of the current one is left, and replaces it).
-LEASE = 0.1
+# A replica takes the tokens of up to LEASE seconds of an address's rate (at most a quarter of its burst)
+# from the shared bucket at once and spends them in memory for at most that long (unspent ones are lost):
+# one database write per lease instead of one per lookup. Below 2 lookups a second (the default rate is
+# 1) a lease is one token, spent at once: exactly the shared bucket. Above it a burst may exceed the
+# bucket's by a lease or two (at most half the burst): the next lease is taken while half of the current
+# one is left, and replaces it.
+LEASE = 1.0
 _LEASES_KEPT = 10_000  # addresses with a lease in memory before the expired ones are dropped
 _FAILURES = select(CodeFailures.failures, CodeFailures.locked_until).where(
     CodeFailures.case_no == bindparam("case_no")
