@@ -33,6 +33,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +226,7 @@ async def soak(
         grpc.aio.insecure_channel(hub.target("identity")) as identity,
     ):
         verify, person = verify_hukou(residence, people), get_person(residence, people)
-        applications = identity_pb2_grpc.IdentityServiceStub(identity)
+        applications = identity_pb2_grpc.IdentityServiceStub(identity)  # type: ignore[no-untyped-call]
 
         async def call(i: int) -> int:
             kind = i % 4
@@ -247,8 +248,12 @@ async def soak(
 
         try:
             for done in range(0, requests, step):
-                await closed_loop("soak", lambda i, base=done: call(base + i), concurrency=16,
-                                  seconds=10**9, limit=min(step, requests - done), ok=OK)  # fmt: skip
+
+                def shifted(i: int, base: int = done) -> Awaitable[int]:
+                    return call(base + i)
+
+                await closed_loop("soak", shifted, concurrency=16, seconds=10**9,
+                                  limit=min(step, requests - done), ok=OK)  # fmt: skip
                 samples.append(
                     {"requests": done + min(step, requests - done),
                      **{name: round(rss_mb(pid), 1) for name, pid in pids.items()}}
