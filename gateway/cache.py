@@ -28,7 +28,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from gateway.store import Case, CaseStep
 
 TTL = 1.0  # seconds a view may be served after it was read
-SIZE = 10_000  # views kept at most (least recently read forgotten first)
+SIZE = 2_000  # views kept at most (least recently read forgotten first): a second of distinct cases
 
 INFO_KEY = "case_views"  # the session's info entry naming the replica's CaseViews
 _TOUCHED = "case_views_touched"  # case ids changed in the session's transaction; ALL for every case
