@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from gateway import saga
 from gateway.api.common import can_see, json_body, read_body, reply, visible_case
 from gateway.auth import allow, principal, public, require
-from gateway.cases import case_view, code_matches, drive_for, load_case
+from gateway.cache import reads_key, views_key
+from gateway.cases import case_view, code_matches, drive_for, load_case, public_progress
 from gateway.materials import SIGNATURES, MaterialTooLarge, MaterialTypeNotAllowed
 from gateway.models import Blocker, Health, Withdrawal
 from gateway.models import Material as MaterialBody
@@ -165,8 +166,22 @@ async def _by_code(request: web.Request, code: Any) -> tuple[Case, list[CaseStep
     wrong codes in a row is locked for a while, whatever code comes next (429 with Retry-After)."""
     case_no = request.match_info["case_no"][:32]
     guard: CodeGuard = request.app[progress_limiter_key]
+    wrong_before = await _unlocked(guard, case_no)
+    loaded = await load_case(request.app[sessions_key], case_no)
+    given = code.strip().upper() if isinstance(code, str) else ""
+    if loaded is None or not given or not code_matches(loaded[0], given):
+        if loaded is not None:
+            await guard.failed(case_no)
+        raise Problem(404, "not-found", "No case with this number and query code")
+    if wrong_before:
+        await guard.succeeded(case_no)
+    return loaded
+
+
+async def _unlocked(guard: CodeGuard, case_no: str) -> bool:
+    """429 while the case number is locked; otherwise whether wrong codes are on record for it."""
     try:
-        await guard.check(case_no)
+        return await guard.check(case_no)
     except Locked as locked:
         raise Problem(
             429,
@@ -174,14 +189,6 @@ async def _by_code(request: web.Request, code: Any) -> tuple[Case, list[CaseStep
             "Too many wrong query codes for this case number; try again later",
             headers={"Retry-After": retry_after(locked.wait)},
         ) from None
-    loaded = await load_case(request.app[sessions_key], case_no)
-    given = code.strip().upper() if isinstance(code, str) else ""
-    if loaded is None or not given or not code_matches(loaded[0], given):
-        if loaded is not None:
-            await guard.failed(case_no)
-        raise Problem(404, "not-found", "No case with this number and query code")
-    await guard.succeeded(case_no)
-    return loaded
 
 
 @routes.get("/api/v1/progress/{case_no}")
@@ -189,10 +196,20 @@ async def _by_code(request: web.Request, code: Any) -> tuple[Case, list[CaseStep
 async def progress(request: web.Request) -> web.Response:
     """Public progress for whoever holds the case number and its query code: no personal data."""
     await _limit(request)
-    case, steps = await _by_code(request, request.query.get("code", ""))
-    return web.json_response(
-        case_view(case, steps, request.app[catalogue_key], request.app[clock_key], personal=False)
+    app, case_no = request.app, request.match_info["case_no"][:32]
+    guard = app[progress_limiter_key]
+    wrong_before = await _unlocked(guard, case_no)
+    code = request.query.get("code", "").strip().upper()
+    found = await public_progress(
+        app[reads_key], app[views_key], case_no, code, app[catalogue_key], app[clock_key]
     )
+    if not isinstance(found, bytes):
+        if found:  # the case exists: a wrong code, counted
+            await guard.failed(case_no)
+        raise Problem(404, "not-found", "No case with this number and query code")
+    if wrong_before:
+        await guard.succeeded(case_no)
+    return web.Response(body=found, content_type="application/json", charset="utf-8")
 
 
 @routes.get("/api/v1/cases/{case_no}")

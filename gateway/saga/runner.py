@@ -33,6 +33,7 @@ from typing import Any, TypeVar, cast
 
 import structlog
 from sqlalchemy import CursorResult, delete, select, true, update
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -133,8 +134,12 @@ class SagaRunner:
         settings: RunnerSettings,
         owner: str | None = None,
         alarm: Alarm | None = None,
+        reads: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        # what it only reads (due steps, a step's input) goes through `reads` (SQLite: the read-only
+        # connections beside the writer); every claim and write is version-checked against the database
+        self._reads = reads or sessions
         self._departments = departments
         self._clock = clock
         self._settings = settings
@@ -185,11 +190,12 @@ class SagaRunner:
         lost = select(CaseStep).where(CaseStep.lease_until < now)
         if case_id is not None:
             lost = lost.where(CaseStep.case_id == case_id)
-        async with self._sessions() as session:
+        async with self._reads() as session:
             steps = list(
                 await session.scalars(due.order_by(CaseStep.next_attempt_at, CaseStep.id).limit(PAGE))
             )
-            steps += await session.scalars(lost.order_by(CaseStep.lease_until).limit(PAGE))
+            if not first:  # a lost lease is the background loop's to recover
+                steps += await session.scalars(lost.order_by(CaseStep.lease_until).limit(PAGE))
         return [s for s in steps if s.id not in self._inflight]
 
     async def _claim(self, step: CaseStep) -> CaseStep | None:
@@ -271,13 +277,17 @@ class SagaRunner:
         raise AssertionError("unreachable")
 
     async def _load(self, session: AsyncSession, step_id: str) -> tuple[Case, CaseStep, list[CaseStep]]:
-        step = await session.get_one(CaseStep, step_id)
-        case = await session.get_one(Case, step.case_id)
+        """A step, its case and all of the case's steps (in order): two statements."""
+        of_case = select(CaseStep.case_id).where(CaseStep.id == step_id).scalar_subquery()
         steps = list(
             await session.scalars(
-                select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.position)
+                select(CaseStep).where(CaseStep.case_id == of_case).order_by(CaseStep.position)
             )
         )
+        step = next((s for s in steps if s.id == step_id), None)
+        if step is None:
+            raise NoResultFound(f"no step {step_id}")
+        case = await session.get_one(Case, step.case_id)
         return case, step, steps
 
     async def _still_ready(self, step_id: str) -> bool:
@@ -300,7 +310,7 @@ class SagaRunner:
         action = ACTIONS[step.action]
         if step.depends_on and not await self._still_ready(step.id):
             return
-        async with self._sessions() as session:
+        async with self._reads() as session:
             case = await session.get_one(Case, step.case_id)
             case_no = case.case_no
             earlier = list(
