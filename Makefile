@@ -50,9 +50,10 @@ $(AXE):
 deploy-lint: $(INSTALLED) ## validate deploy/: kustomize overlays and compose against their schemas, the Dockerfile
 	$(PY) -m deploy.validate
 
-lint: $(GEN_STAMP) $(BUF) deploy-lint ## ruff, buf lint, deploy-lint, and a check that no generated code is tracked
+lint: $(GEN_STAMP) $(BUF) deploy-lint ## ruff, mypy, buf lint, deploy-lint, and a check that no generated code is tracked
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	cd protos && ../$(BUF) lint
 	@! git ls-files | grep -E '_pb2(_grpc)?\.pyi?$$' || (echo "generated code is tracked by git" && false)
 
