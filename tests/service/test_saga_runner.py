@@ -9,10 +9,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway import models
 from gateway.cases import case_view, open_case
 from gateway.catalogue import load_catalogue
 from gateway.clients import Broken, CallContext, NotAllowed, Unavailable
@@ -363,7 +365,7 @@ async def test_a_permit_cancelled_after_issue_undoes_what_rests_on_it_and_leaves
     is never asked to cancel it, and the case, its view and its notification say it stays in force."""
     clock = Clock()
     departments = _departments()
-    runner = SagaRunner(sessions, departments, clock, FAST)  # type: ignore[arg-type]
+    runner = SagaRunner(sessions, departments, clock, FAST)
     matter = CATALOGUE["foreigner-employment"]
     case, _ = await open_case(sessions, clock, matter, DATA, {})
     await runner.drive(case.id)
@@ -410,6 +412,8 @@ async def test_a_permit_cancelled_after_issue_undoes_what_rests_on_it_and_leaves
     shown = {s["key"]: s for s in view["steps"]}
     assert shown["accommodation"]["in_force"] is True and "in force" in shown["accommodation"]["message"]
     assert not any(shown[k].get("in_force") for k in ("work_permit", "residence_permit"))
+    documented = msgspec.convert(view, models.Case)  # the OpenAPI document's shape
+    assert documented.in_force == ["accommodation"] and documented.steps[2].in_force
 
     milestone = milestone_of(fresh.state, fresh.outcome)
     assert milestone == "cancelled"  # decided and then cancelled: not "not approved"
