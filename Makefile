@@ -11,6 +11,10 @@ GEN := gen
 GEN_STAMP := $(GEN)/.stamp
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
+# axe-core: the accessibility rules the browser tests run on every page (injected by the test driver;
+# the pages never load it)
+AXE_VERSION := 4.10.3
+AXE := .tools/node_modules/axe-core/axe.min.js
 
 .PHONY: help install protos lint fmt test unit service e2e run seed bench clean
 
@@ -36,12 +40,20 @@ protos: $(GEN_STAMP) ## generate the protobuf/gRPC code (with .pyi stubs) into g
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@$(BUF_VERSION)
 
+# Without npm nothing is installed here and the browser tests skip, naming axe-core.
+$(AXE):
+	@if command -v npm >/dev/null; then \
+	  npm install --silent --no-audit --no-fund --prefix .tools axe-core@$(AXE_VERSION) \
+	    || echo "axe-core $(AXE_VERSION) could not be installed from npm: the browser tests will skip"; \
+	else echo "npm is missing: the browser tests will skip (they need axe-core $(AXE_VERSION) from npm)"; fi
+
 deploy-lint: $(INSTALLED) ## validate deploy/: kustomize overlays and compose against their schemas, the Dockerfile
 	$(PY) -m deploy.validate
 
-lint: $(GEN_STAMP) $(BUF) deploy-lint ## ruff, buf lint, deploy-lint, and a check that no generated code is tracked
+lint: $(GEN_STAMP) $(BUF) deploy-lint ## ruff, mypy, buf lint, deploy-lint, and a check that no generated code is tracked
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	cd protos && ../$(BUF) lint
 	@! git ls-files | grep -E '_pb2(_grpc)?\.pyi?$$' || (echo "generated code is tracked by git" && false)
 
@@ -53,7 +65,7 @@ fmt: $(INSTALLED) ## format the code and fix what ruff can
 # so a module's hub is started once); TEST_WORKERS=0 runs everything in one process, in order.
 TEST_WORKERS ?= 2
 
-test: $(GEN_STAMP) ## run every test (unit, service, e2e, browser); PostgreSQL too when GOVHUB_TEST_POSTGRES_URL is set
+test: $(GEN_STAMP) $(AXE) ## run every test (unit, service, e2e, browser); PostgreSQL too when GOVHUB_TEST_POSTGRES_URL is set
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 unit: $(GEN_STAMP) ## pure domain tests only
@@ -100,8 +112,8 @@ bench: $(GEN_STAMP) ## benchmarks (not part of make test): gateway beside bare, 
 bench-postgres: $(GEN_STAMP) ## make bench on the local PostgreSQL (GOVHUB_BENCH_POSTGRES_URL; own databases, dropped after)
 	$(PY) -m tests.perf.bench --database postgresql $(BENCH_ARGS)
 
-bench-scale: $(GEN_STAMP) ## make bench at 10 k and at 1 M seeded people, lookups compared (seeding 1 M takes minutes)
-	$(PY) -m tests.perf.bench --people 10000,1000000 $(BENCH_ARGS)
+bench-scale: $(GEN_STAMP) ## GetPerson and VerifyHukou at 10 k and at 1 M seeded people (registers kept in var/bench/scale)
+	$(PY) -m tests.perf.scale --people 10000,1000000 $(SCALE_ARGS)
 
 bench-soak: $(GEN_STAMP) ## make bench, then 100 k more requests watching each process's memory
 	$(PY) -m tests.perf.bench --soak 100000 $(BENCH_ARGS)

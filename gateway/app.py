@@ -19,6 +19,7 @@ from opentelemetry.trace import TracerProvider
 from gateway import web as web_pages
 from gateway.audit import audit_middleware, purpose_middleware, trail_for, trail_key
 from gateway.auth import TokenVerifier, auth_middleware, load_keys
+from gateway.cache import CaseViews, reads_key, tracking_sessions, views_key
 from gateway.catalogue import load_catalogue
 from gateway.clients import Department, DepartmentHealth, grpc_departments
 from gateway.events import EventConsumer
@@ -53,7 +54,8 @@ from gateway.typedefs import (
     verifier_key,
 )
 from services.common.clock import Clock
-from services.common.db import dispose_engine, make_engine, session_factory
+from services.common.db import dispose_engine, make_engine, make_read_engine, session_factory
+from services.common.idnumber import address_code_periods
 from services.common.migrate import SchemaNotCurrent, prepare_schema
 from services.common.settings import GatewaySettings
 
@@ -242,14 +244,19 @@ def create_app(
             if isinstance(exc, SchemaNotCurrent):
                 log.error("cannot start", error=str(exc))
             raise
+        reads = make_read_engine(engine, tracer_provider=tracer_provider)
         app[engine_key] = engine
-        app[sessions_key] = session_factory(engine)
+        app[reads_key] = reads
+        app[views_key] = CaseViews()
+        app[sessions_key] = tracking_sessions(engine, app[views_key])
         app[progress_limiter_key] = CodeGuard(
-            app[sessions_key], app[clock_key], settings.progress_rate, settings.progress_burst
+            app[sessions_key], app[clock_key], settings.progress_rate, settings.progress_burst, reads
         )
         app[trail_key] = trail_for(app)
         app[stats_key] = Stats(app[sessions_key], lambda: app[departments_key].get("permits"))
         yield
+        if reads is not engine:
+            await dispose_engine(reads)
         await dispose_engine(engine)
 
     async def department_clients(app: web.Application) -> AsyncIterator[None]:
@@ -281,6 +288,7 @@ def create_app(
                 max_attempts=settings.max_attempts,
             ),
             alarm=lambda department, _step, _reason: metrics.operator_faults.labels(department).inc(),
+            reads=session_factory(app[reads_key]),
         )
         app[runner_key] = runner
         notifier = Notifier(
@@ -289,7 +297,11 @@ def create_app(
         app[notifier_key] = notifier
         health = DepartmentHealth(app[departments_key], settings.call_timeout)
         health.listeners.append(lambda name, up: metrics.department_up.labels(name).set(1 if up else 0))
-        health.on_recovery.append(lambda name: runner.spawn(runner.resume(name)))
+
+        def resume(name: str) -> None:
+            runner.spawn(runner.resume(name))
+
+        health.on_recovery.append(resume)
         app[health_key] = health
         app[consumers_key] = []
         tasks: list[asyncio.Task[None]] = []
@@ -311,4 +323,11 @@ def create_app(
                 await task
 
     app.cleanup_ctx.extend([database, department_clients, saga_runner])
+    app.on_startup.append(warm_up)
     return app
+
+
+async def warm_up(app: web.Application) -> None:
+    """What the first request would otherwise build while every other request waits: the table of
+    address codes that checking an ID number reads (a few hundred ms of parsing, once a process)."""
+    address_code_periods("110101")

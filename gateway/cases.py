@@ -6,17 +6,19 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import json
 import secrets
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.cache import CaseViews
 from gateway.catalogue import Matter, get_value
 from gateway.departments import ACTIONS
-from gateway.saga.model import FINAL, CaseState, StepState, ready_steps
+from gateway.saga.model import FINAL, CaseState, StepState, flags_of, in_force, ready_steps
 from gateway.saga.runner import SagaRunner
 from gateway.store import Case, CaseStep, IdempotencyKey, Notification
 from services.common.clock import Clock
@@ -142,13 +144,20 @@ async def open_case(
 _NOTHING_HELD = frozenset({StepState.REFUSED, StepState.CANCELLED, StepState.SKIPPED})
 
 
-async def settle_submission(sessions: async_sessionmaker[AsyncSession], case_id: str) -> bool:
+async def settle_submission(
+    sessions: async_sessionmaker[AsyncSession], case_id: str
+) -> tuple[bool, Case, list[CaseStep]]:
     """After the submitting request's wait: a case refused outright (rejected, and no department holds
     anything of it) is forgotten — no case and no notification; the answer and the audit trail say why.
-    Otherwise the case is kept and its applicant told. Returns whether it was kept."""
+    Otherwise the case is kept and its applicant told. Returns whether it was kept, and the case and its
+    steps (in order) as they stood."""
     async with sessions() as session:
         case = await session.get_one(Case, case_id)
-        steps = list(await session.scalars(select(CaseStep).where(CaseStep.case_id == case_id)))
+        steps = list(
+            await session.scalars(
+                select(CaseStep).where(CaseStep.case_id == case_id).order_by(CaseStep.position)
+            )
+        )
         if case.state == CaseState.REJECTED and all(
             s.state in _NOTHING_HELD and not s.resource_id and s.lease_owner is None for s in steps
         ):
@@ -159,11 +168,11 @@ async def settle_submission(sessions: async_sessionmaker[AsyncSession], case_id:
             )
             await session.delete(case)
             await session.commit()
-            return False
+            return False, case, steps
         if case.notified_state != case.state:
             case.notify_due = True
             await session.commit()
-        return True
+        return True, case, steps
 
 
 async def new_query_code_for(sessions: async_sessionmaker[AsyncSession], case_id: str) -> str:
@@ -198,12 +207,74 @@ async def load_case(
     return case, steps
 
 
+# What the public progress answer reads of a case and of its steps (Core selects, no ORM loading).
+_CASE_COLUMNS = (
+    Case.id, Case.case_no, Case.matter, Case.state, Case.query_code_hash, Case.outcome,
+    Case.submitted_on, Case.updated_at,
+)  # fmt: skip
+_STEP_COLUMNS = (
+    CaseStep.step_key, CaseStep.department, CaseStep.action, CaseStep.state,
+    CaseStep.department_state, CaseStep.statutory_deadline, CaseStep.reason, CaseStep.result,
+)  # fmt: skip
+# One statement: the case and its steps in order (a case with none gives one row of NULL steps).
+_PUBLIC_CASE = (
+    select(*_CASE_COLUMNS, *(c.label(f"step_{c.key}") for c in _STEP_COLUMNS))
+    .outerjoin(CaseStep, CaseStep.case_id == Case.id)
+    .where(Case.case_no == bindparam("case_no"))
+    .order_by(CaseStep.position)
+)
+
+
+async def public_progress(
+    reads: AsyncEngine,
+    views: CaseViews,
+    case_no: str,
+    code: str,
+    catalogue: Mapping[str, Matter],
+    clock: Clock,
+) -> bytes | bool:
+    """The public progress answer (JSON) of case `case_no` if `code` is its query code; otherwise
+    whether there is such a case (a wrong code for a case that exists is to be counted). Served from
+    `views` while it holds the case and `code` matches it; anything else is decided by the database
+    (`reads`), and a right answer read from it is kept in `views`."""
+    today = clock.today()
+    kept = views.get(case_no, today)
+    if kept is not None and code and hmac.compare_digest(kept.query_code_hash, hash_code(case_no, code)):
+        return kept.body
+    generation = views.generation
+    async with reads.connect() as conn:
+        rows = (await conn.execute(_PUBLIC_CASE, {"case_no": case_no})).all()
+    if not rows:
+        return False
+    found = rows[0]
+    if not code or not hmac.compare_digest(found.query_code_hash, hash_code(found.case_no, code)):
+        return True
+    case = Case(**{c.key: found._mapping[c.key] for c in _CASE_COLUMNS})
+    steps = [
+        CaseStep(**{c.key: row._mapping[f"step_{c.key}"] for c in _STEP_COLUMNS})
+        for row in rows
+        if row.step_step_key is not None
+    ]
+    body = json.dumps(case_view(case, steps, catalogue, clock, personal=False)).encode()
+    views.put(generation, found.id, found.case_no, found.query_code_hash, body, today)
+    return body
+
+
 # What the applicant is told of a step staff must look at: delayed, never refused.
 DELAYED = {
     "DEPARTMENT_UNAVAILABLE": "Delayed: the department could not be reached; staff have been alerted.",
     "UNDO_REFUSED": "The department still holds this step and could not undo it; staff have been alerted.",
     "": "Delayed: staff have been alerted and will move it on.",
 }
+# What the applicant is told of a step its department keeps although the case failed (``in_force``).
+IN_FORCE = "Still in force: the department keeps this record although the case did not go through."
+IN_FORCE_ZH = "仍然有效：办件虽未办成，该部门的这项登记仍然保留。"
+
+
+def kept_in_force(case: Case, steps: list[CaseStep]) -> list[CaseStep]:
+    """The steps of a failed case that their departments still hold (never shown as undone)."""
+    flags = flags_of(case.outcome or {})
+    return [s for s in steps if in_force(flags, StepState(s.state))]
 
 
 def rejection_view(step: CaseStep, *, personal: bool) -> dict[str, list[str]] | None:
@@ -263,6 +334,12 @@ def case_view(
             results = {k: step.result[k] for k in (action.shown if action else ()) if k in step.result}
             if results:
                 shown["results"] = results
+    kept = {s.step_key for s in kept_in_force(case, steps)}
+    for shown in view["steps"]:
+        if shown["key"] in kept:
+            shown.update(in_force=True, message=IN_FORCE, message_zh=IN_FORCE_ZH)
+    if kept:
+        view["in_force"] = [s["key"] for s in view["steps"] if s["key"] in kept]
     if case.outcome.get("reason"):
         view["reason"] = case.outcome["reason"]
     rejections = [r for r in (rejection_view(s, personal=personal) for s in steps) if r]

@@ -253,11 +253,11 @@ def validate_submission(
                     where, "NOT_A_DATETIME", f"{spec.title} must be an ISO date-time with its UTC offset"
                 )
                 continue
-        elif spec.kind == "passport_number" and (problem := passport_number_problem(value)):
-            errors.add(where, problem, f"{spec.title} is not a passport number")
+        elif spec.kind == "passport_number" and (fault := passport_number_problem(value)):
+            errors.add(where, fault, f"{spec.title} is not a passport number")
             continue
-        elif spec.kind == "country" and (problem := nationality_problem(value)):
-            errors.add(where, problem, f"{spec.title} must be an ISO 3166 alpha-3 code of another country")
+        elif spec.kind == "country" and (fault := nationality_problem(value)):
+            errors.add(where, fault, f"{spec.title} must be an ISO 3166 alpha-3 code of another country")
             continue
         elif spec.kind == "choice" and value not in spec.choices:
             errors.add(where, "NOT_ALLOWED", f"{spec.title} must be one of: {', '.join(spec.choices)}")
@@ -374,7 +374,7 @@ def validate_materials(
     return chosen, errors.violations
 
 
-_UNSET = (None, False, "", [], 0)
+_UNSET: tuple[Any, ...] = (None, False, "", [], 0)
 
 
 def _set(data: dict[str, Any], path: str, value: Any) -> None:
@@ -389,7 +389,7 @@ def get_value(data: dict[str, Any], path: str) -> Any:
     return _get(data, path)
 
 
-def _matter(raw: dict[str, Any], source: str, known_actions: Mapping[str, Action]) -> Matter:
+def _matter(raw: dict[str, Any], source: str, known_actions: Mapping[str, Action[Any, Any]]) -> Matter:
     try:
         fields = tuple(
             FieldSpec(
@@ -479,7 +479,7 @@ def _toml_date(value: Any, key: str) -> dt.date:
     return value
 
 
-def _check(matter: Matter, source: str, known_actions: Mapping[str, Action]) -> None:
+def _check(matter: Matter, source: str, known_actions: Mapping[str, Action[Any, Any]]) -> None:
     if matter.available_until is not None and matter.available_until < matter.available_from:
         raise CatalogueError(f"{source}: available_until is before available_from")
     paths = {f.path for f in matter.fields}
@@ -547,11 +547,13 @@ def _check(matter: Matter, source: str, known_actions: Mapping[str, Action]) -> 
         seen.add(step.key)
 
 
-def load_catalogue(known_actions: Mapping[str, Action] | None = None) -> dict[str, Matter]:
+def load_catalogue(known_actions: Mapping[str, Action[Any, Any]] | None = None) -> dict[str, Matter]:
     """Every ``gateway/matters/*.toml``, checked against the department adapters' actions (by default
     all of them): each step names a known action of its department, reading only the matter's fields."""
     if known_actions is None:
-        from gateway.departments import ACTIONS as known_actions
+        from gateway.departments import ACTIONS
+
+        known_actions = ACTIONS
     catalogue: dict[str, Matter] = {}
     for entry in sorted(resources.files("gateway.matters").iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".toml"):

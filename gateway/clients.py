@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import grpc
 from google.protobuf import json_format
@@ -93,7 +93,9 @@ def translate(department: str, err: grpc.aio.AioRpcError) -> DepartmentError:
     if code in BROKEN:
         return Broken(department, f"{department} {code.name.lower()}")
     status = None
-    for key, value in err.trailing_metadata() or ():
+    # grpc-stubs declares aio metadata as objects; grpc.aio hands over (key, value) pairs
+    trailing = cast("Iterable[tuple[str, Any]]", err.trailing_metadata() or ())
+    for key, value in trailing:
         if key == "grpc-status-details-bin":
             status = status_pb2.Status.FromString(value)
     reason = code.name
@@ -156,7 +158,11 @@ class GrpcDepartment:
         tls: TlsFiles | None = None,
     ) -> None:
         self.name = name
-        interceptors = aio_client_interceptors(tracer_provider=tracer_provider) if tracer_provider else None
+        interceptors = (
+            aio_client_interceptors(tracer_provider=tracer_provider)  # type: ignore[no-untyped-call]
+            if tracer_provider
+            else None
+        )
         # Mutual TLS with the gateway's client certificate when `tls` is given (GOVHUB_TLS=on).
         self.channel = aio_channel(
             target,
@@ -165,7 +171,7 @@ class GrpcDepartment:
             options=[("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 0)],
         )
         self.stub = stub_type(self.channel)
-        self.audit = audit_pb2_grpc.AuditServiceStub(self.channel)
+        self.audit = audit_pb2_grpc.AuditServiceStub(self.channel)  # type: ignore[no-untyped-call]
         self._watch_request = watch_request
 
     async def call(self, method: str, request: Any, ctx: CallContext) -> Any:
@@ -193,10 +199,10 @@ class GrpcDepartment:
             )
         except grpc.aio.AioRpcError:
             return False
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     async def close(self) -> None:
-        await self.channel.close()
+        await self.channel.close(None)
 
 
 class DepartmentHealth:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from google.protobuf.json_format import MessageToDict
-from sqlalchemy import or_, update
+from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -127,7 +127,7 @@ class EventConsumer:
                 )
                 .values(sequence=sequence, lease_until=now + self.lease)
             )
-            if held.rowcount != 1:
+            if cast("CursorResult[Any]", held).rowcount != 1:
                 await session.rollback()
                 raise LeaseLost
             moved = await self.runner.apply_event(

@@ -7,9 +7,9 @@ from aiohttp import web
 from gateway.api import backoffice, citizen, counter
 from gateway.api import public as public_routes
 
-routes: list[web.RouteDef] = [
+routes: list[web.AbstractRouteDef] = [
     *public_routes.routes,
     *citizen.routes,
     *counter.routes,
     *backoffice.routes,
-]  # type: ignore[list-item]
+]

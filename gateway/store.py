@@ -4,7 +4,7 @@ Idempotency-Key records, feedback and the notifications sent. No department's ta
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -51,7 +51,7 @@ class Case(Base):
 
     # Every ORM write is guarded by the version it read (UPDATE ... WHERE version = :read): a writer
     # that lost a race gets StaleDataError and starts again from the database.
-    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (declared by DeclarativeBase)
 
 
 class CaseStep(Base):
@@ -96,7 +96,7 @@ class CaseStep(Base):
 
     case: Mapped[Case] = relationship(back_populates="steps", lazy="raise")
 
-    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (declared by DeclarativeBase)
 
 
 class ParkedEvent(Base):

@@ -21,7 +21,6 @@ from gateway.cases import (
     applicant_key,
     case_view,
     drive_for,
-    load_case,
     new_query_code_for,
     open_case,
     settle_submission,
@@ -29,7 +28,7 @@ from gateway.cases import (
 from gateway.catalogue import Matter, get_value, validate_materials, validate_submission
 from gateway.problems import Problem, problem_response
 from gateway.quotes import QuoteUnavailable
-from gateway.store import Case, IdempotencyKey, Material
+from gateway.store import IdempotencyKey, Material
 from gateway.typedefs import catalogue_key, clock_key, quotes_key, runner_key, sessions_key, settings_key
 from services.common.errors import FieldViolation, InvalidArgument
 
@@ -245,20 +244,15 @@ async def _outcome(request: web.Request, case_id: str, code: str) -> tuple[int, 
     app = request.app
     sessions, clock, runner = app[sessions_key], app[clock_key], app[runner_key]
     await drive_for(runner, case_id, app[settings_key].submit_wait)
-    async with sessions() as session:
-        case_no = (await session.get_one(Case, case_id)).case_no
-    loaded = await load_case(sessions, case_no)
-    assert loaded is not None
-    case, steps = loaded
+    kept, case, steps = await settle_submission(sessions, case_id)
     note_applicant(request, case, app[catalogue_key].get(case.matter))
-    kept = await settle_submission(sessions, case_id)
     if case.state == saga.REJECTED:
         # refused outright: no case is left (`kept` false); a case a department still holds part of
         # (e.g. a loss report that stands on its own) is named, to be followed
         kept_case = {"case_no": case.case_no} if kept else {}
         refused = next((s for s in steps if s.reason), None)
         violations = (refused.result.get("violations") if refused else None) or []
-        if violations:
+        if violations and refused is not None:
             return 400, {
                 "type": "/problems/invalid-submission",
                 "title": "A department found invalid fields",

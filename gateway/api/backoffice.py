@@ -12,11 +12,13 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from gateway.api.common import department_problem, invalid, json_body, next_token, page, visible_case
+from gateway import models
+from gateway.api.common import department_problem, invalid, next_token, page, read_body, reply, visible_case
 from gateway.auth import Principal, allow, require
 from gateway.calls import call_as, derived_request_id
 from gateway.clients import CallContext, DepartmentError, Refused
 from gateway.departments import ACTIONS, FOLLOW_UPS
+from gateway.departments.base import Rpc
 from gateway.feedback import feedback_view
 from gateway.problems import Problem
 from gateway.saga.model import StepState as A
@@ -24,9 +26,6 @@ from gateway.store import Case, CaseStep, Feedback
 from gateway.typedefs import clock_key, departments_key, sessions_key, settings_key
 
 routes = web.RouteTableDef()
-MAX_REASONS = 10
-MAX_REASON_LENGTH = 500
-MAX_CODE_LENGTH = 64
 STEP_STATES = (A.PENDING, A.RUNNING, A.ACCEPTED, A.APPROVED, A.READY, A.DONE, A.REFUSED, A.NEEDS_ATTENTION)
 
 
@@ -51,19 +50,19 @@ async def department_steps(request: web.Request) -> web.Response:
             )
         ).all()
     items = [
-        {
-            "case_no": case_no,
-            "matter": matter,
-            "step": step.step_key,
-            "state": step.state,
-            "department_state": step.department_state,
-            "statutory_deadline": step.statutory_deadline.isoformat() if step.statutory_deadline else None,
-            "submitted_on": submitted.isoformat(),
-            "decisions": decisions_open(step),
-        }
+        models.DepartmentStep(
+            case_no=case_no,
+            matter=matter,
+            step=step.step_key,
+            state=A(step.state),
+            department_state=step.department_state,
+            statutory_deadline=step.statutory_deadline.isoformat() if step.statutory_deadline else None,
+            submitted_on=submitted.isoformat(),
+            decisions=decisions_open(step),
+        )
         for step, case_no, matter, submitted in rows[:size]
     ]
-    return web.json_response({"steps": items, "next_page_token": next_token(offset, size, len(rows))})
+    return reply(models.DepartmentStepPage(steps=items, next_page_token=next_token(offset, size, len(rows))))
 
 
 async def _department_step(request: web.Request, who: Principal) -> tuple[Case, CaseStep]:
@@ -88,13 +87,19 @@ def decisions_open(step: CaseStep) -> list[str]:
 
 
 async def _send(
-    request: web.Request, who: Principal, case: Case, step: CaseStep, word: str, method: str, message: Any
+    request: web.Request,
+    who: Principal,
+    case: Case,
+    step: CaseStep,
+    word: str,
+    rpc: Rpc[Any, Any],
+    message: Any,
 ) -> Any:
     ctx = CallContext(
         request_id=message.request_id, case_no=case.case_no, timeout=request.app[settings_key].call_timeout
     )
     try:
-        return await call_as(request.app[departments_key][step.department], method, message, ctx, who)
+        return await call_as(request.app[departments_key][step.department], rpc, message, ctx, who)
     except Refused as exc:
         if exc.reason == "ILLEGAL_TRANSITION":
             raise Problem(
@@ -111,23 +116,11 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
     reasons: list[str] = []
     reason_codes: list[str] = []
     if not approve:
-        body = await json_body(request)
-        reasons = body.get("reasons")  # type: ignore[assignment]
-        if (
-            not isinstance(reasons, list)
-            or not 1 <= len(reasons) <= MAX_REASONS
-            or not all(isinstance(r, str) and r.strip() and len(r) <= MAX_REASON_LENGTH for r in reasons)
-        ):
-            raise invalid("reasons", "REQUIRED", f"1 to {MAX_REASONS} reasons the applicant will read")
-        reasons = [r.strip() for r in reasons]
-        codes = body.get("reason_codes", [])
-        if not isinstance(codes, list) or not all(
-            isinstance(c, str) and c.strip() and len(c) <= MAX_CODE_LENGTH for c in codes
-        ):
-            raise invalid("reason_codes", "NOT_A_LIST", "the department's code of each reason, in order")
-        if codes and len(codes) != len(reasons):
+        body = await read_body(request, models.StepRejection)
+        if body.reason_codes and len(body.reason_codes) != len(body.reasons):
             raise invalid("reason_codes", "COUNT_MISMATCH", "one code for each reason, in the same order")
-        reason_codes = [c.strip() for c in codes]
+        reasons = [r.strip() for r in body.reasons]
+        reason_codes = [c.strip() for c in body.reason_codes]
     decision = ACTIONS[step.action].decision
     if decision is None or "approve" not in decisions_open(step):
         raise Problem(409, "nothing-to-decide", "This step is not waiting for a decision", state=step.state)
@@ -138,16 +131,16 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
         if approve
         else decision.reject(step.resource_id or "", request_id, reasons, reason_codes)
     )
-    method = (decision.approve_rpc if approve else decision.reject_rpc).name
-    reply = await _send(request, who, case, step, purpose, method, message)
-    return web.json_response(
-        {
-            "case_no": case.case_no,
-            "step": step.step_key,
-            "decision": "approved" if approve else "rejected",
-            "department_state": decision.state_of(reply),
-        },
-        status=202,
+    rpc = decision.approve_rpc if approve else decision.reject_rpc
+    answer = await _send(request, who, case, step, purpose, rpc, message)
+    return reply(
+        models.Decided(
+            case_no=case.case_no,
+            step=step.step_key,
+            decision="approved" if approve else "rejected",
+            department_state=decision.state_of(answer),
+        ),
+        202,
     )
 
 
@@ -185,15 +178,15 @@ def _follow_up_route(word: str) -> None:
             )
         chosen = decision.follow_ups[word]
         message = chosen.build(step.resource_id or "", derived_request_id(step.request_id, word))
-        reply = await _send(request, who, case, step, word, chosen.rpc.name, message)
-        return web.json_response(
-            {
-                "case_no": case.case_no,
-                "step": step.step_key,
-                "decision": word,
-                "department_state": decision.state_of(reply),
-            },
-            status=202,
+        answer = await _send(request, who, case, step, word, chosen.rpc, message)
+        return reply(
+            models.Decided(
+                case_no=case.case_no,
+                step=step.step_key,
+                decision=word,
+                department_state=decision.state_of(answer),
+            ),
+            202,
         )
 
 
@@ -223,19 +216,16 @@ async def reply_feedback(request: web.Request) -> web.Response:
     """Staff answer a rating (the staff of the case's hall or of a department taking part, or an admin)."""
     who = require(request)
     case, _ = await _feedback_row(request, who)
-    body = await json_body(request)
-    text = body.get("text")
-    if not isinstance(text, str) or not text.strip() or len(text) > MAX_REASON_LENGTH:
-        raise invalid("text", "REQUIRED", f"1 to {MAX_REASON_LENGTH} characters")
+    body = await read_body(request, models.Reply)
     async with request.app[sessions_key]() as session:
         row = await session.get_one(Feedback, case.id)
-        reply = {
+        entry = {
             "by": who.subject,
             "role": who.role,
-            "text": text.strip(),
+            "text": body.text.strip(),
             "at": request.app[clock_key].now().isoformat(),
         }
-        row.replies = [*(row.replies or []), reply]
+        row.replies = [*(row.replies or []), entry]
         await session.commit()
     return web.json_response({"case_no": case.case_no, **feedback_view(row)}, status=201)
 

@@ -9,26 +9,28 @@ import binascii
 import datetime as dt
 import json
 import uuid
-from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from gateway import saga
+from gateway import models, saga
 from gateway.api.common import (
     department_problem,
     invalid,
-    json_body,
     next_token,
     page,
     page_size,
+    read_body,
+    reply,
     visible_case,
 )
 from gateway.audit import note_person, trail_key
 from gateway.auth import Principal, allow, require
 from gateway.calls import call_as
 from gateway.clients import CallContext, DepartmentError
+from gateway.departments import identity, residence
+from gateway.departments.base import ACCESS_LOG, Req, Resp, Rpc
 from gateway.feedback import POOR, feedback_view
 from gateway.problems import Problem
 from gateway.store import Case, Feedback, Notification
@@ -40,7 +42,6 @@ from govhub.residence.v1 import residence_pb2
 from services.common.idnumber import check_id_number
 
 routes = web.RouteTableDef()
-MAX_COMMENT = 500
 
 
 def _ctx(request: web.Request, request_id: str | None = None) -> CallContext:
@@ -61,11 +62,13 @@ def _id_number(who: Principal) -> str:
     return check.normalised
 
 
-async def _call(request: web.Request, department: str, method: str, message: Any, who: Principal) -> Any:
+async def _call(
+    request: web.Request, department: str, rpc: Rpc[Req, Resp], message: Req, who: Principal
+) -> Resp:
     if who.person:
         note_person(request, id_number=_id_number(who))
     try:
-        return await call_as(request.app[departments_key][department], method, message, _ctx(request), who)
+        return await call_as(request.app[departments_key][department], rpc, message, _ctx(request), who)
     except DepartmentError as exc:
         raise department_problem(exc) from None
 
@@ -104,22 +107,22 @@ async def my_cases(request: web.Request) -> web.Response:
 async def my_card(request: web.Request) -> web.Response:
     """My current ID card's status (identity GetCurrentCard)."""
     who = require(request)
-    reply = await _call(
+    answer = await _call(
         request,
         "identity",
-        "GetCurrentCard",
+        identity.GET_CURRENT_CARD,
         identity_pb2.GetCurrentCardRequest(id_number=_id_number(who)),
         who,
     )
-    card = reply.card
-    return web.json_response(
-        {
-            "card_number": card.card_number,
-            "status": identity_pb2.CardStatus.Name(card.status).removeprefix("CARD_STATUS_"),
-            "valid_from": _iso(card.valid_from),
-            "valid_until": _iso(card.valid_until),
-            "long_term": card.long_term,
-        }
+    card = answer.card
+    return reply(
+        models.Card(
+            card_number=card.card_number,
+            status=identity_pb2.CardStatus.Name(card.status).removeprefix("CARD_STATUS_"),
+            valid_from=_iso(card.valid_from),
+            valid_until=_iso(card.valid_until),
+            long_term=card.long_term,
+        )
     )
 
 
@@ -128,43 +131,32 @@ async def my_card(request: web.Request) -> web.Response:
 async def report_lost(request: web.Request) -> web.Response:
     """Report my card lost online: it is invalid for every checker at once (identity ReportCardLost)."""
     who = require(request)
-    body = await json_body(request)
-    name, station = body.get("name"), body.get("station_region_code")
-    if not isinstance(name, str) or not name.strip() or len(name) > 60:
-        raise invalid("name", "REQUIRED", "your name as registered")
-    if not isinstance(station, str) or not (len(station) == 6 and station.isdigit()):
-        raise invalid("station_region_code", "NOT_A_REGION_CODE", "six digits")
-    request_id = body.get("request_id")
-    if request_id is not None:
-        try:
-            request_id = str(uuid.UUID(str(request_id)))
-        except ValueError:
-            raise invalid("request_id", "NOT_A_UUID", "a UUID you choose, to retry safely") from None
+    body = await read_body(request, models.ReportLost)
     message = identity_pb2.ReportCardLostRequest(
-        request_id=request_id or str(uuid.uuid4()),
+        request_id=str(body.request_id or uuid.uuid4()),
         id_number=_id_number(who),
-        name=name.strip(),
-        station_region_code=station,
+        name=body.name.strip(),
+        station_region_code=body.station_region_code,
     )
     try:
-        reply = await call_as(
+        answer = await call_as(
             request.app[departments_key]["identity"],
-            "ReportCardLost",
+            identity.REPORT_LOST,
             message,
             _ctx(request, message.request_id),
             who,
         )
     except DepartmentError as exc:
         raise department_problem(exc) from None
-    report = reply.loss_report
-    return web.json_response(
-        {
-            "loss_report_id": report.id,
-            "card_number": report.card_number,
-            "reported_on": _iso(report.reported_on),
-            "inside_hukou_area": report.inside_hukou_area,
-        },
-        status=201,
+    report = answer.loss_report
+    return reply(
+        models.LossReport(
+            loss_report_id=report.id,
+            card_number=report.card_number,
+            reported_on=_iso(report.reported_on),
+            inside_hukou_area=report.inside_hukou_area,
+        ),
+        201,
     )
 
 
@@ -177,24 +169,24 @@ async def my_found_cards(request: web.Request) -> web.Response:
     token = request.query.get("page_token", "")
     if len(token) > 200:
         raise invalid("page_token", "MALFORMED", "use next_page_token from the previous page")
-    reply = await _call(
+    found = await _call(
         request,
         "identity",
-        "SearchFoundCards",
+        identity.SEARCH_FOUND_CARDS,
         identity_pb2.SearchFoundCardsRequest(id_number=_id_number(who), page_size=size, page_token=token),
         who,
     )
     cards = [
-        {
-            "id": c.id,
-            "card_number": c.card_number,
-            "found_on": _iso(c.found_on),
-            "status": identity_pb2.FoundCardStatus.Name(c.status).removeprefix("FOUND_CARD_STATUS_"),
-            "station_region_code": c.station_region_code,
-        }
-        for c in reply.found_cards
+        models.FoundCard(
+            id=c.id,
+            card_number=c.card_number,
+            found_on=_iso(c.found_on),
+            status=identity_pb2.FoundCardStatus.Name(c.status).removeprefix("FOUND_CARD_STATUS_"),
+            station_region_code=c.station_region_code,
+        )
+        for c in found.found_cards
     ]
-    return web.json_response({"found_cards": cards[:size], "next_page_token": reply.next_page_token})
+    return reply(models.FoundCardPage(found_cards=cards[:size], next_page_token=found.next_page_token))
 
 
 @routes.get("/api/v1/me/household")
@@ -203,35 +195,39 @@ async def my_household(request: web.Request) -> web.Response:
     """My household: the register entry and its members (residence GetPerson + ListMembers)."""
     who = require(request)
     person = await _call(
-        request, "residence", "GetPerson", residence_pb2.GetPersonRequest(id_number=_id_number(who)), who
+        request,
+        "residence",
+        residence.GET_PERSON,
+        residence_pb2.GetPersonRequest(id_number=_id_number(who)),
+        who,
     )
     household = person.household
     members = await _call(
         request,
         "residence",
-        "ListMembers",
+        residence.LIST_MEMBERS,
         residence_pb2.ListMembersRequest(
             household_id=household.id, page_size=request.app[settings_key].page_size_max
         ),
         who,
     )
-    return web.json_response(
-        {
-            "household": {
-                "number": household.number,
-                "address": household.address,
-                "region_code": household.region_code,
-                "head_name": household.head_name,
-            },
-            "members": [
-                {
-                    "name": m.name,
-                    "relationship_code": m.relationship_code,
-                    "status": residence_pb2.PersonStatus.Name(m.status).removeprefix("PERSON_STATUS_"),
-                }
+    return reply(
+        models.MyHousehold(
+            household=models.Household(
+                number=household.number,
+                address=household.address,
+                region_code=household.region_code,
+                head_name=household.head_name,
+            ),
+            members=[
+                models.Member(
+                    name=m.name,
+                    relationship_code=m.relationship_code,
+                    status=residence_pb2.PersonStatus.Name(m.status).removeprefix("PERSON_STATUS_"),
+                )
                 for m in members.members
             ],
-        }
+        )
     )
 
 
@@ -253,17 +249,19 @@ async def my_notifications(request: web.Request) -> web.Response:
             )
         ).all()
     items = [
-        {
-            "case_no": case_no,
-            "milestone": n.milestone,
-            "channel": n.channel,
-            "language": n.language,
-            "text": n.text,
-            "sent_at": n.created_at.isoformat(),
-        }
+        models.NotificationSent(
+            case_no=case_no,
+            milestone=n.milestone,
+            channel=n.channel,
+            language=n.language,
+            text=n.text,
+            sent_at=n.created_at.isoformat(),
+        )
         for n, case_no in rows[:size]
     ]
-    return web.json_response({"notifications": items, "next_page_token": next_token(offset, size, len(rows))})
+    return reply(
+        models.NotificationPage(notifications=items, next_page_token=next_token(offset, size, len(rows)))
+    )
 
 
 @routes.post("/api/v1/cases/{case_no}/feedback")
@@ -272,21 +270,16 @@ async def rate_case(request: web.Request) -> web.Response:
     """好差评: the applicant rates a completed case once, 1 to 5, with an optional comment."""
     who = require(request)
     case, _ = await visible_case(request, who)
-    body = await json_body(request)
-    rating, comment = body.get("rating"), body.get("comment", "")
-    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-        raise invalid("rating", "OUT_OF_RANGE", "a whole number from 1 to 5")
-    if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
-        raise invalid("comment", "TOO_LONG", f"at most {MAX_COMMENT} characters")
+    body = await read_body(request, models.Rating)
     if case.state != saga.COMPLETED:
         raise Problem(409, "case-not-completed", "A case is rated once it is completed", state=case.state)
     row = Feedback(
         case_id=case.id,
         matter=case.matter,
         hall=case.hall,
-        rating=rating,
-        comment=comment.strip(),
-        flagged=rating <= POOR,
+        rating=body.rating,
+        comment=body.comment.strip(),
+        flagged=body.rating <= POOR,
         created_at=request.app[clock_key].now(),
         replies=[],
     )
@@ -333,15 +326,15 @@ async def my_access_log(request: web.Request) -> web.Response:
     id_number = _id_number(who)
     size = page_size(request)
     cursor = _log_cursor(request)
-    fetched: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    fetched: dict[str, list[tuple[int, models.AccessEntry]]] = {}
     for name in ("identity", "residence", "permits"):
         if cursor[name] == 0:
             fetched[name] = []
             continue
-        reply = await _call(
+        entries = await _call(
             request,
             name,
-            "ListAccessEntries",
+            ACCESS_LOG,
             audit_pb2.ListAccessEntriesRequest(
                 id_number=id_number, page_size=size, page_token=str(cursor[name] or "")
             ),
@@ -350,18 +343,18 @@ async def my_access_log(request: web.Request) -> web.Response:
         fetched[name] = [
             (
                 e.sequence,
-                {
-                    "time": e.access_time.ToDatetime(dt.UTC).isoformat(),
-                    "department": e.department or name,
-                    "organisation": e.organisation,
-                    "system": e.client_system,
-                    "role": e.role,
-                    "purpose": e.purpose,
-                    "action": e.method,
-                    "outcome": _OUTCOMES.get(e.outcome, "unknown"),
-                },
+                models.AccessEntry(
+                    time=e.access_time.ToDatetime(dt.UTC).isoformat(),
+                    department=e.department or name,
+                    organisation=e.organisation,
+                    system=e.client_system,
+                    role=e.role,
+                    purpose=e.purpose,
+                    action=e.method,
+                    outcome=_OUTCOMES.get(e.outcome, "unknown"),
+                ),
             )
-            for e in reply.entries
+            for e in entries.entries
         ]
     trail = request.app[trail_key]
     rows = (
@@ -372,21 +365,21 @@ async def my_access_log(request: web.Request) -> web.Response:
     fetched["gateway"] = [
         (
             row.sequence,
-            {
-                "time": row.occurred_at.isoformat(),
-                "department": "gateway",
-                "organisation": row.organisation,
-                "system": row.client,
-                "role": row.actor_role,
-                "purpose": row.purpose,
-                "action": row.method,
-                "outcome": row.outcome,
-            },
+            models.AccessEntry(
+                time=row.occurred_at.isoformat(),
+                department="gateway",
+                organisation=row.organisation,
+                system=row.client,
+                role=row.actor_role,
+                purpose=row.purpose,
+                action=row.method,
+                outcome=row.outcome,
+            ),
         )
         for row in rows
     ]
     merged = sorted(
-        ((entry["time"], name, seq, entry) for name, got in fetched.items() for seq, entry in got),
+        ((entry.time, name, seq, entry) for name, got in fetched.items() for seq, entry in got),
         key=lambda t: (t[0], t[1], t[2]),
         reverse=True,
     )[:size]
@@ -399,4 +392,4 @@ async def my_access_log(request: web.Request) -> web.Response:
             following[name] = 0  # this trail has nothing older
     more = any(v != 0 for v in following.values())
     token = base64.urlsafe_b64encode(json.dumps(following).encode()).decode().rstrip("=") if more else ""
-    return web.json_response({"entries": [e for *_, e in merged], "next_page_token": token})
+    return reply(models.AccessLog(entries=[e for *_, e in merged], next_page_token=token))

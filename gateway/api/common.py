@@ -8,14 +8,17 @@ import binascii
 import json
 import math
 import re
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import web
 
 from gateway.audit import note_applicant
 from gateway.auth import Principal
 from gateway.cases import load_case
 from gateway.clients import Invalid, Refused, Unavailable
+from gateway.models import Invalid as InvalidBody
+from gateway.models import decode
 from gateway.problems import Problem
 from gateway.store import Case, CaseStep
 from gateway.typedefs import catalogue_key, sessions_key, settings_key
@@ -109,6 +112,29 @@ async def json_body(request: web.Request, *, required: bool = True) -> dict[str,
     if not isinstance(body, dict):
         raise Problem(400, "malformed-json", "The body must be a JSON object")
     return body
+
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+async def read_body(request: web.Request, model: type[T], *, required: bool = True) -> T:
+    """The request's JSON object (``json_body``: size, depth and text bounds) decoded as `model`
+    (gateway/models.py); a field that does not fit is a 400 naming its path and reason. An absent
+    optional body is the model's defaults."""
+    body = await json_body(request, required=required)
+    try:
+        return decode(body, model)
+    except InvalidBody as exc:
+        raise Problem(
+            400, "invalid-request", "The request has invalid fields", errors=[exc.violation]
+        ) from None
+
+
+def reply(body: msgspec.Struct, status: int = 200) -> web.Response:
+    """`body` (a struct of gateway/models.py, so what is sent is what the document says) as JSON."""
+    return web.Response(
+        body=msgspec.json.encode(body), status=status, content_type="application/json", charset="utf-8"
+    )
 
 
 def invalid(field: str, reason: str, description: str = "") -> Problem:

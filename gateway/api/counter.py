@@ -10,8 +10,16 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import exists, select
 
-from gateway import saga
-from gateway.api.common import department_problem, invalid, json_body, next_token, page, visible_case
+from gateway import models, saga
+from gateway.api.common import (
+    department_problem,
+    invalid,
+    json_body,
+    next_token,
+    page,
+    read_body,
+    visible_case,
+)
 from gateway.auth import Principal, allow, require
 from gateway.calls import call_as, derived_request_id
 from gateway.cases import expected_date, load_case, materials_received
@@ -134,12 +142,9 @@ async def materials_checked(request: web.Request) -> web.Response:
     """Record the in-person materials (``upload = false`` in the matter) checked at the window."""
     who = require(request)
     case, steps = await visible_case(request, who)
-    body = await json_body(request)
-    kinds = body.get("materials")
+    kinds = (await read_body(request, models.MaterialsChecked)).materials
     matter = request.app[catalogue_key].get(case.matter)
     in_person = {m.key for m in matter.materials if not m.upload} if matter else set()
-    if not isinstance(kinds, list) or not kinds or not all(isinstance(k, str) for k in kinds):
-        raise invalid("materials", "REQUIRED", "a list of material keys")
     unknown = [k for k in kinds if k not in in_person]
     if unknown:
         raise invalid(f"materials.{unknown[0]}", "NOT_AN_IN_PERSON_MATERIAL", ", ".join(sorted(in_person)))
@@ -171,10 +176,7 @@ async def pickup(request: web.Request) -> web.Response:
     permits recorded as handed over. The case completes once every step is done."""
     who = require(request)
     case, steps = await visible_case(request, who)
-    body = await json_body(request, required=False)
-    surrendered = body.get("old_card_surrendered", False)
-    if not isinstance(surrendered, bool):
-        raise invalid("old_card_surrendered", "NOT_A_BOOLEAN", "true or false")
+    surrendered = (await read_body(request, models.Pickup, required=False)).old_card_surrendered
     if case.state != saga.READY_FOR_PICKUP:
         raise Problem(
             409, "not-ready-for-pickup", "Not every certificate of this case is ready", state=case.state
@@ -203,7 +205,7 @@ async def _issue_card(
     try:
         reply = await call_as(
             request.app[departments_key][step.department],
-            action.handover_rpc.name,
+            action.handover_rpc,
             action.handover(step.resource_id or "", request_id, surrendered),
             ctx,
             who,

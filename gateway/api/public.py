@@ -7,16 +7,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from gateway import saga
-from gateway.api.common import can_see, json_body, visible_case
+from gateway.api.common import can_see, json_body, read_body, reply, visible_case
 from gateway.auth import allow, principal, public, require
-from gateway.cases import case_view, code_matches, drive_for, load_case
+from gateway.cache import reads_key, views_key
+from gateway.cases import case_view, code_matches, drive_for, load_case, public_progress
 from gateway.materials import SIGNATURES, MaterialTooLarge, MaterialTypeNotAllowed
+from gateway.models import Blocker, Health, Withdrawal
+from gateway.models import Material as MaterialBody
 from gateway.problems import Problem
 from gateway.quotes import public_matter
 from gateway.ratelimit import CodeGuard, Locked, client_address, retry_after
@@ -46,7 +50,7 @@ routes = web.RouteTableDef()
 @public
 async def healthz(request: web.Request) -> web.Response:
     """Alive: the process answers."""
-    return web.json_response({"status": "ok"})
+    return reply(Health(status="ok"))
 
 
 @routes.get("/readyz")
@@ -80,15 +84,12 @@ async def status(request: web.Request) -> web.Response:
     app = request.app
     consumers = {c.department.name: c for c in app[consumers_key]}
     async with app[sessions_key]() as session:
-        attention = dict(
-            (
-                await session.execute(
-                    select(CaseStep.department, func.count())
-                    .where(CaseStep.state == StepState.NEEDS_ATTENTION)
-                    .group_by(CaseStep.department)
-                )
-            ).all()
+        rows = await session.execute(
+            select(CaseStep.department, func.count())
+            .where(CaseStep.state == StepState.NEEDS_ATTENTION)
+            .group_by(CaseStep.department)
         )
+        attention = {department: count for department, count in rows.all()}
     departments = {}
     for name, health in app[health_key].status.items():
         consumer = consumers.get(name)
@@ -165,8 +166,22 @@ async def _by_code(request: web.Request, code: Any) -> tuple[Case, list[CaseStep
     wrong codes in a row is locked for a while, whatever code comes next (429 with Retry-After)."""
     case_no = request.match_info["case_no"][:32]
     guard: CodeGuard = request.app[progress_limiter_key]
+    wrong_before = await _unlocked(guard, case_no)
+    loaded = await load_case(request.app[sessions_key], case_no)
+    given = code.strip().upper() if isinstance(code, str) else ""
+    if loaded is None or not given or not code_matches(loaded[0], given):
+        if loaded is not None:
+            await guard.failed(case_no)
+        raise Problem(404, "not-found", "No case with this number and query code")
+    if wrong_before:
+        await guard.succeeded(case_no)
+    return loaded
+
+
+async def _unlocked(guard: CodeGuard, case_no: str) -> bool:
+    """429 while the case number is locked; otherwise whether wrong codes are on record for it."""
     try:
-        await guard.check(case_no)
+        return await guard.check(case_no)
     except Locked as locked:
         raise Problem(
             429,
@@ -174,14 +189,6 @@ async def _by_code(request: web.Request, code: Any) -> tuple[Case, list[CaseStep
             "Too many wrong query codes for this case number; try again later",
             headers={"Retry-After": retry_after(locked.wait)},
         ) from None
-    loaded = await load_case(request.app[sessions_key], case_no)
-    given = code.strip().upper() if isinstance(code, str) else ""
-    if loaded is None or not given or not code_matches(loaded[0], given):
-        if loaded is not None:
-            await guard.failed(case_no)
-        raise Problem(404, "not-found", "No case with this number and query code")
-    await guard.succeeded(case_no)
-    return loaded
 
 
 @routes.get("/api/v1/progress/{case_no}")
@@ -189,10 +196,20 @@ async def _by_code(request: web.Request, code: Any) -> tuple[Case, list[CaseStep
 async def progress(request: web.Request) -> web.Response:
     """Public progress for whoever holds the case number and its query code: no personal data."""
     await _limit(request)
-    case, steps = await _by_code(request, request.query.get("code", ""))
-    return web.json_response(
-        case_view(case, steps, request.app[catalogue_key], request.app[clock_key], personal=False)
+    app, case_no = request.app, request.match_info["case_no"][:32]
+    guard = app[progress_limiter_key]
+    wrong_before = await _unlocked(guard, case_no)
+    code = request.query.get("code", "").strip().upper()
+    found = await public_progress(
+        app[reads_key], app[views_key], case_no, code, app[catalogue_key], app[clock_key]
     )
+    if not isinstance(found, bytes):
+        if found:  # the case exists: a wrong code, counted
+            await guard.failed(case_no)
+        raise Problem(404, "not-found", "No case with this number and query code")
+    if wrong_before:
+        await guard.succeeded(case_no)
+    return web.Response(body=found, content_type="application/json", charset="utf-8")
 
 
 @routes.get("/api/v1/cases/{case_no}")
@@ -230,16 +247,16 @@ async def withdraw_case(request: web.Request) -> web.Response:
     as_applicant = who is not None and who.role == "citizen"
     if not as_applicant:
         await _limit(request)  # before the body is read: a flood of bodies costs the caller its lookups
-    body = await json_body(request, required=not as_applicant)
+    body = await read_body(request, Withdrawal, required=not as_applicant)
     app = request.app
-    if as_applicant and "code" not in body:
+    if as_applicant and body.code is None:
         loaded = await load_case(app[sessions_key], request.match_info["case_no"])
         if loaded is None or not can_see(who, *loaded):
             raise Problem(404, "not-found", "No such case")
     else:
         if as_applicant:
             await _limit(request)
-        loaded = await _by_code(request, body.get("code"))
+        loaded = await _by_code(request, body.code)
     case, _ = loaded
     if case.state in saga.CASE_FINAL:
         raise Problem(409, "case-closed", f"The case is already {case.state.lower()}", state=case.state)
@@ -252,16 +269,18 @@ async def withdraw_case(request: web.Request) -> web.Response:
             "The application can no longer be withdrawn",
             "; ".join(f"{b.step_key}: {saga.BLOCKER_REASONS[b.reason]}" for b in blockers),
             state=case.state,
-            steps=[
-                {
-                    "key": b.step_key,
-                    "reason": b.reason,
-                    "state": b.state,
-                    "department_state": b.department_state,
-                    "detail": saga.BLOCKER_REASONS[b.reason],
-                }
-                for b in blockers
-            ],
+            steps=msgspec.to_builtins(
+                [
+                    Blocker(
+                        key=b.step_key,
+                        reason=b.reason,
+                        state=b.state,
+                        department_state=b.department_state,
+                        detail=saga.BLOCKER_REASONS[b.reason],
+                    )
+                    for b in blockers
+                ]
+            ),
         )
     await drive_for(runner, case.id, app[settings_key].submit_wait)
     case, steps = await load_case(app[sessions_key], case.case_no) or loaded
@@ -322,5 +341,5 @@ async def upload_material(request: web.Request) -> web.Response:
                 created = False
         else:
             created = False
-    body = {"sha256": stored.sha256, "media_type": stored.media_type, "size_bytes": stored.size_bytes}
-    return web.json_response(body, status=201 if created else 200)
+    body = MaterialBody(sha256=stored.sha256, media_type=stored.media_type, size_bytes=stored.size_bytes)
+    return reply(body, 201 if created else 200)

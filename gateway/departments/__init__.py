@@ -5,11 +5,12 @@ and hands over. ``ACTIONS`` is the one registry, by action name."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from gateway.departments import identity, permits, residence
 from gateway.departments.base import Action, Decision, FollowUp, Outcome, Rpc, StepInput, UndeclaredField
 
-ACTIONS: Mapping[str, Action] = {
+ACTIONS: Mapping[str, Action[Any, Any]] = {
     a.name: a for module in (identity, residence, permits) for a in module.ACTIONS
 }
 EVENT_TYPES = frozenset(event for a in ACTIONS.values() for event in a.events)

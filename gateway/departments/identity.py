@@ -11,25 +11,31 @@ from gateway.departments.base import (
     Decision,
     FollowUp,
     Outcome,
+    Service,
     StepInput,
+    cancel_request,
     date_of,
     proto_date,
-    service,
+    record_request,
     whole,
 )
 from gateway.saga.model import StepState as S
 from govhub.identity.v1 import identity_pb2
 
-rpc = service(identity_pb2.DESCRIPTOR, "IdentityService")
-CREATE = rpc("CreateCardApplication")
-CANCEL = rpc("CancelCardApplication")
-APPROVE = rpc("ApproveCardApplication")
-REJECT = rpc("RejectCardApplication")
-ISSUE = rpc("IssueCard")
-PRODUCED = rpc("MarkCardProduced")
-READY = rpc("MarkCardReadyForPickup")
-TEMPORARY = rpc("IssueTemporaryCard")
-UPDATE_ADDRESS = rpc("UpdateCardAddress")
+rpc = Service(identity_pb2.DESCRIPTOR, "IdentityService").rpc
+CREATE = rpc(identity_pb2.CreateCardApplicationRequest, identity_pb2.CreateCardApplicationResponse)
+CANCEL = rpc(identity_pb2.CancelCardApplicationRequest, identity_pb2.CancelCardApplicationResponse)
+APPROVE = rpc(identity_pb2.ApproveCardApplicationRequest, identity_pb2.ApproveCardApplicationResponse)
+REJECT = rpc(identity_pb2.RejectCardApplicationRequest, identity_pb2.RejectCardApplicationResponse)
+ISSUE = rpc(identity_pb2.IssueCardRequest, identity_pb2.IssueCardResponse)
+PRODUCED = rpc(identity_pb2.MarkCardProducedRequest, identity_pb2.MarkCardProducedResponse)
+READY = rpc(identity_pb2.MarkCardReadyForPickupRequest, identity_pb2.MarkCardReadyForPickupResponse)
+TEMPORARY = rpc(identity_pb2.IssueTemporaryCardRequest, identity_pb2.IssueTemporaryCardResponse)
+UPDATE_ADDRESS = rpc(identity_pb2.UpdateCardAddressRequest, identity_pb2.UpdateCardAddressResponse)
+# asked on a citizen's behalf (gateway/api/citizen.py)
+GET_CURRENT_CARD = rpc(identity_pb2.GetCurrentCardRequest, identity_pb2.GetCurrentCardResponse)
+SEARCH_FOUND_CARDS = rpc(identity_pb2.SearchFoundCardsRequest, identity_pb2.SearchFoundCardsResponse)
+REPORT_LOST = rpc(identity_pb2.ReportCardLostRequest, identity_pb2.ReportCardLostResponse)
 
 _CARD_STATE = identity_pb2.CardApplicationState
 
@@ -38,7 +44,7 @@ def _card_state(response: Any) -> str:
     return str(_CARD_STATE.Name(response.card_application.state)).removeprefix("CARD_APPLICATION_STATE_")
 
 
-def _card_outcome(response: Any) -> Outcome:
+def _card_outcome(response: identity_pb2.CreateCardApplicationResponse) -> Outcome:
     app = response.card_application
     state_name = _card_state(response)
     step_state = {
@@ -106,25 +112,27 @@ def _residence_permit(step: StepInput) -> identity_pb2.ResidencePermit | None:
 
 
 def _card_application(
-    kind: int, region_field: str, *, report_loss: bool = False, cross_province: bool = False
-) -> Callable[[StepInput], Any]:
+    kind: identity_pb2.CardApplicationKind,
+    region_field: str,
+    *,
+    report_loss: bool = False,
+    cross_province: bool = False,
+) -> Callable[[StepInput], identity_pb2.CreateCardApplicationRequest]:
     """A card application; `report_loss`: a replacement that files the loss report in the same
     transaction (or takes the one the citizen filed earlier); `cross_province`: 异地受理 asked for, so
     identity refuses it (NOT_CROSS_PROVINCE) for a hukou in the accepting province."""
 
-    def build(step: StepInput) -> Any:
+    def build(step: StepInput) -> identity_pb2.CreateCardApplicationRequest:
         reason = step.get("renewal_reason") if kind == identity_pb2.CARD_APPLICATION_KIND_RENEWAL else None
         return identity_pb2.CreateCardApplicationRequest(
             request_id=step.request_id,
             id_number=step.get("applicant.id_number"),
             name=step.get("applicant.name"),
             kind=kind,
-            renewal_reason=identity_pb2.RenewalReason.Value(f"RENEWAL_REASON_{reason}") if reason else 0,
+            renewal_reason=f"RENEWAL_REASON_{reason}" if reason else None,
             accepting_region_code=step.get(region_field),
             residence_permit=_residence_permit(step),
-            fee_reduction=identity_pb2.FeeReduction.Value(
-                f"FEE_REDUCTION_{step.get('fee_reduction') or 'NONE'}"
-            ),
+            fee_reduction=f"FEE_REDUCTION_{step.get('fee_reduction') or 'NONE'}",
             report_loss=report_loss,
             require_cross_province=cross_province,
         )
@@ -143,7 +151,7 @@ _CARD_READS = frozenset(
 )
 
 
-def _temporary_card_request(step: StepInput) -> Any:
+def _temporary_card_request(step: StepInput) -> identity_pb2.IssueTemporaryCardRequest:
     return identity_pb2.IssueTemporaryCardRequest(
         request_id=step.request_id,
         id_number=step.get("applicant.id_number"),
@@ -153,7 +161,7 @@ def _temporary_card_request(step: StepInput) -> Any:
     )
 
 
-def _temporary_card_outcome(response: Any) -> Outcome:
+def _temporary_card_outcome(response: identity_pb2.IssueTemporaryCardResponse) -> Outcome:
     card = response.temporary_card
     issued = bool(card.issued_on.year)
     return Outcome(
@@ -163,10 +171,6 @@ def _temporary_card_outcome(response: Any) -> Outcome:
         statutory_deadline=date_of(card.issue_by),
         result={"fee_fen": card.fee_fen},
     )
-
-
-def _cancel_card(resource_id: str, request_id: str, reason: str, _result: dict[str, Any]) -> Any:
-    return identity_pb2.CancelCardApplicationRequest(request_id=request_id, id=resource_id, reason=reason)
 
 
 CARD_EVENTS = {
@@ -192,7 +196,7 @@ CARD_SHOWN = (
 
 CARD_DECISION = Decision(
     APPROVE,
-    lambda rid, req: identity_pb2.ApproveCardApplicationRequest(request_id=req, id=rid),
+    record_request(APPROVE),
     REJECT,
     lambda rid, req, reasons, codes: identity_pb2.RejectCardApplicationRequest(
         request_id=req, id=rid, reason="; ".join(reasons), reason_code=codes[0] if codes else ""
@@ -201,13 +205,13 @@ CARD_DECISION = Decision(
     {
         "produced": FollowUp(
             PRODUCED,
-            lambda rid, req: identity_pb2.MarkCardProducedRequest(request_id=req, id=rid),
+            record_request(PRODUCED),
             frozenset({"APPROVED"}),
             "Mark the approved card produced (the production centre made it; the card number is assigned)",
         ),
         "ready-for-pickup": FollowUp(
             READY,
-            lambda rid, req: identity_pb2.MarkCardReadyForPickupRequest(request_id=req, id=rid),
+            record_request(READY),
             frozenset({"CARD_PRODUCED"}),
             "Mark the produced card ready for pickup at the accepting office",
         ),
@@ -215,13 +219,15 @@ CARD_DECISION = Decision(
 )
 
 
-def issue_card_request(resource_id: str, request_id: str, old_card_surrendered: bool) -> Any:
+def issue_card_request(
+    resource_id: str, request_id: str, old_card_surrendered: bool
+) -> identity_pb2.IssueCardRequest:
     return identity_pb2.IssueCardRequest(
         request_id=request_id, id=resource_id, old_card_surrendered=old_card_surrendered
     )
 
 
-def _card_address_request(step: StepInput) -> Any:
+def _card_address_request(step: StepInput) -> identity_pb2.UpdateCardAddressRequest:
     moved = step.results["move_in"]
     return identity_pb2.UpdateCardAddressRequest(
         request_id=step.request_id,
@@ -231,11 +237,11 @@ def _card_address_request(step: StepInput) -> Any:
     )
 
 
-def _card_address_outcome(response: Any) -> Outcome:
+def _card_address_outcome(response: identity_pb2.UpdateCardAddressResponse) -> Outcome:
     return Outcome(resource_id=response.card.card_number, state=S.DONE, department_state="ADDRESS_RECORDED")
 
 
-def _first_card_request(step: StepInput) -> Any:
+def _first_card_request(step: StepInput) -> identity_pb2.CreateCardApplicationRequest:
     born = step.results["birth"]
     return identity_pb2.CreateCardApplicationRequest(
         request_id=step.request_id,
@@ -246,7 +252,7 @@ def _first_card_request(step: StepInput) -> Any:
     )
 
 
-def _renewal_after_name_change(step: StepInput) -> Any:
+def _renewal_after_name_change(step: StepInput) -> identity_pb2.CreateCardApplicationRequest:
     return identity_pb2.CreateCardApplicationRequest(
         request_id=step.request_id,
         id_number=step.get("applicant.id_number"),
@@ -257,7 +263,9 @@ def _renewal_after_name_change(step: StepInput) -> Any:
     )
 
 
-def _card_action(name: str, build: Callable[[StepInput], Any], reads: frozenset[str]) -> Action:
+def _card_action(
+    name: str, build: Callable[[StepInput], identity_pb2.CreateCardApplicationRequest], reads: frozenset[str]
+) -> Action[identity_pb2.CreateCardApplicationRequest, identity_pb2.CreateCardApplicationResponse]:
     return Action(
         name=name,
         department="identity",
@@ -266,7 +274,7 @@ def _card_action(name: str, build: Callable[[StepInput], Any], reads: frozenset[
         outcome=_card_outcome,
         reads=reads,
         compensate_rpc=CANCEL,
-        compensate_build=_cancel_card,
+        compensate_build=cancel_request(CANCEL),
         undo_until=S.ACCEPTED,  # identity cancels an application only until it is approved
         events=CARD_EVENTS,
         event_result=card_event_result,
@@ -277,7 +285,7 @@ def _card_action(name: str, build: Callable[[StepInput], Any], reads: frozenset[
     )
 
 
-ACTIONS = [
+ACTIONS: list[Action[Any, Any]] = [
     _card_action(
         "identity.card_renewal",
         _card_application(

@@ -12,27 +12,48 @@ from gateway.departments.base import (
     Decision,
     FollowUp,
     Outcome,
+    Req,
+    Resp,
+    Rpc,
+    Service,
     StepInput,
+    cancel_request,
     date_of,
     proto_date,
-    service,
+    record_request,
     whole,
 )
 from gateway.saga.model import StepState as S
-from govhub.common.v1 import common_pb2
 from govhub.permits.v1 import permits_pb2
 
-rpc = service(permits_pb2.DESCRIPTOR, "PermitsService")
-CREATE_WORK = rpc("CreateWorkPermitApplication")
-CANCEL_WORK = rpc("CancelWorkPermitApplication")
-APPROVE_WORK = rpc("ApproveWorkPermitApplication")
-REJECT_WORK = rpc("RejectWorkPermitApplication")
-ISSUE_WORK = rpc("IssueWorkPermit")
-CREATE_RESIDENCE = rpc("CreateResidencePermitApplication")
-CANCEL_RESIDENCE = rpc("CancelResidencePermitApplication")
-APPROVE_RESIDENCE = rpc("ApproveResidencePermitApplication")
-REJECT_RESIDENCE = rpc("RejectResidencePermitApplication")
-ISSUE_RESIDENCE = rpc("IssueResidencePermit")
+rpc = Service(permits_pb2.DESCRIPTOR, "PermitsService").rpc
+CREATE_WORK = rpc(
+    permits_pb2.CreateWorkPermitApplicationRequest, permits_pb2.CreateWorkPermitApplicationResponse
+)
+CANCEL_WORK = rpc(
+    permits_pb2.CancelWorkPermitApplicationRequest, permits_pb2.CancelWorkPermitApplicationResponse
+)
+APPROVE_WORK = rpc(
+    permits_pb2.ApproveWorkPermitApplicationRequest, permits_pb2.ApproveWorkPermitApplicationResponse
+)
+REJECT_WORK = rpc(
+    permits_pb2.RejectWorkPermitApplicationRequest, permits_pb2.RejectWorkPermitApplicationResponse
+)
+ISSUE_WORK = rpc(permits_pb2.IssueWorkPermitRequest, permits_pb2.IssueWorkPermitResponse)
+CREATE_RESIDENCE = rpc(
+    permits_pb2.CreateResidencePermitApplicationRequest, permits_pb2.CreateResidencePermitApplicationResponse
+)
+CANCEL_RESIDENCE = rpc(
+    permits_pb2.CancelResidencePermitApplicationRequest, permits_pb2.CancelResidencePermitApplicationResponse
+)
+APPROVE_RESIDENCE = rpc(
+    permits_pb2.ApproveResidencePermitApplicationRequest,
+    permits_pb2.ApproveResidencePermitApplicationResponse,
+)
+REJECT_RESIDENCE = rpc(
+    permits_pb2.RejectResidencePermitApplicationRequest, permits_pb2.RejectResidencePermitApplicationResponse
+)
+ISSUE_RESIDENCE = rpc(permits_pb2.IssueResidencePermitRequest, permits_pb2.IssueResidencePermitResponse)
 
 
 def _permit_state(state: int) -> tuple[S, str]:
@@ -80,11 +101,11 @@ def _applicant(step: StepInput) -> permits_pb2.Applicant:
         surname=step.get("applicant.surname"),
         given_names=step.get("applicant.given_names"),
         birth_date=proto_date(step.get("applicant.birth_date")),
-        sex=common_pb2.Sex.Value(f"SEX_{step.get('applicant.sex')}"),
+        sex=f"SEX_{step.get('applicant.sex')}",
     )
 
 
-def _work_permit_request(step: StepInput) -> Any:
+def _work_permit_request(step: StepInput) -> permits_pb2.CreateWorkPermitApplicationRequest:
     return permits_pb2.CreateWorkPermitApplicationRequest(
         request_id=step.request_id,
         applicant=_applicant(step),
@@ -96,7 +117,7 @@ def _work_permit_request(step: StepInput) -> Any:
             end_date=proto_date(step.get("contract.end_date")),
         ),
         annual_salary_fen=int(step.get("annual_salary_yuan")) * 100,
-        education=permits_pb2.Education.Value(f"EDUCATION_{step.get('education')}"),
+        education=f"EDUCATION_{step.get('education')}",
         experience_years=int(step.get("experience_years") or 0),
         chinese=permits_pb2.Chinese(
             hsk_level=int(step.get("chinese_hsk_level") or 0),
@@ -107,8 +128,7 @@ def _work_permit_request(step: StepInput) -> Any:
         top_university_or_fortune500=bool(step.get("category.top_university_or_fortune500")),
         provincial_bonus=int(step.get("category.provincial_bonus") or 0),
         special_criteria=[
-            permits_pb2.SpecialCriterion.Value(f"SPECIAL_CRITERION_{code}")
-            for code in step.get("category.special_criteria") or ()
+            f"SPECIAL_CRITERION_{code}" for code in step.get("category.special_criteria") or ()
         ],
         international_skills_certificate=bool(step.get("category.international_skills_certificate")),
         age_limit_relaxed=bool(step.get("category.age_limit_relaxed")),
@@ -118,7 +138,7 @@ def _work_permit_request(step: StepInput) -> Any:
     )
 
 
-def _work_permit_outcome(response: Any) -> Outcome:
+def _work_permit_outcome(response: permits_pb2.CreateWorkPermitApplicationResponse) -> Outcome:
     app = response.work_permit_application
     state, name = _permit_state(app.state)
     return Outcome(
@@ -133,7 +153,7 @@ def _work_permit_outcome(response: Any) -> Outcome:
     )
 
 
-def _residence_permit_request(step: StepInput) -> Any:
+def _residence_permit_request(step: StepInput) -> permits_pb2.CreateResidencePermitApplicationRequest:
     """Lodged when the case is submitted, right after the work permit (still pending: permits decides it
     after the work permit, counting the 30 days from entry to this application's date). A job change
     inside China names the residence permit held instead of an entry date."""
@@ -151,7 +171,7 @@ def _residence_permit_request(step: StepInput) -> Any:
     )
 
 
-def _residence_permit_outcome(response: Any) -> Outcome:
+def _residence_permit_outcome(response: permits_pb2.CreateResidencePermitApplicationResponse) -> Outcome:
     app = response.residence_permit_application
     state, name = _permit_state(app.state)
     return Outcome(
@@ -177,18 +197,6 @@ def permit_event_result(event_type: str, data: Mapping[str, Any]) -> dict[str, A
     return result
 
 
-def _cancel_work_permit(resource_id: str, request_id: str, reason: str, _result: dict[str, Any]) -> Any:
-    return permits_pb2.CancelWorkPermitApplicationRequest(
-        request_id=request_id, id=resource_id, reason=reason
-    )
-
-
-def _cancel_residence_permit(resource_id: str, request_id: str, reason: str, _result: dict[str, Any]) -> Any:
-    return permits_pb2.CancelResidencePermitApplicationRequest(
-        request_id=request_id, id=resource_id, reason=reason
-    )
-
-
 def _permit_events(prefix: str) -> dict[str, tuple[S, str]]:
     return {
         f"{prefix}AwaitingMaterials": (S.ACCEPTED, "AWAITING_MATERIALS"),
@@ -201,14 +209,55 @@ def _permit_events(prefix: str) -> dict[str, tuple[S, str]]:
     }
 
 
-ACTIONS = [
-    Action(
-        name="permits.work_permit",
+ISSUE_SUMMARY = "Issue the approved permit (the permit number and validity are set by the department)"
+
+
+def _permit_action(
+    key: str,
+    create: Rpc[Req, Resp],
+    build: Callable[[StepInput], Req],
+    outcome: Callable[[Resp], Outcome],
+    reads: frozenset[str],
+    shown: tuple[str, ...],
+    undo: Rpc[Any, Any],
+    approve: Rpc[Any, Any],
+    reject: Rpc[Any, Any],
+    issue: Rpc[Any, Any],
+) -> Action[Req, Resp]:
+    """A permit application (``key``: work_permit or residence_permit): the same life for both — undone
+    by its cancel, decided by the back office, then issued; its events are named ``WorkPermit…``."""
+    return Action(
+        name=f"permits.{key}",
         department="permits",
-        rpc=CREATE_WORK,
-        build=_work_permit_request,
-        outcome=_work_permit_outcome,
-        reads=_APPLICANT_READS
+        rpc=create,
+        build=build,
+        outcome=outcome,
+        reads=reads,
+        compensate_rpc=undo,
+        compensate_build=cancel_request(undo),
+        events=_permit_events(key.title().replace("_", "")),
+        event_result=permit_event_result,
+        shown=shown,
+        decision=Decision(
+            approve,
+            record_request(approve),
+            reject,
+            lambda rid, req, reasons, codes: reject.request(
+                request_id=req, id=rid, reasons=reasons, reason_codes=codes
+            ),
+            _state_of(f"{key}_application"),
+            {"issue": FollowUp(issue, record_request(issue), frozenset({"APPROVED"}), ISSUE_SUMMARY)},
+        ),
+    )
+
+
+ACTIONS: list[Action[Any, Any]] = [
+    _permit_action(
+        "work_permit",
+        CREATE_WORK,
+        _work_permit_request,
+        _work_permit_outcome,
+        _APPLICANT_READS
         | {
             "employer_uscc",
             "position",
@@ -222,36 +271,18 @@ ACTIONS = [
             "months_per_year_in_china",
             *CATEGORY_INPUTS,
         },
-        compensate_rpc=CANCEL_WORK,
-        compensate_build=_cancel_work_permit,
-        events=_permit_events("WorkPermit"),
-        event_result=permit_event_result,
-        shown=("category", "permit_number", "valid_from", "valid_until"),
-        decision=Decision(
-            APPROVE_WORK,
-            lambda rid, req: permits_pb2.ApproveWorkPermitApplicationRequest(request_id=req, id=rid),
-            REJECT_WORK,
-            lambda rid, req, reasons, codes: permits_pb2.RejectWorkPermitApplicationRequest(
-                request_id=req, id=rid, reasons=reasons, reason_codes=codes
-            ),
-            _state_of("work_permit_application"),
-            {
-                "issue": FollowUp(
-                    ISSUE_WORK,
-                    lambda rid, req: permits_pb2.IssueWorkPermitRequest(request_id=req, id=rid),
-                    frozenset({"APPROVED"}),
-                    "Issue the approved permit (the permit number and validity are set by the department)",
-                )
-            },
-        ),
+        ("category", "permit_number", "valid_from", "valid_until"),
+        CANCEL_WORK,
+        APPROVE_WORK,
+        REJECT_WORK,
+        ISSUE_WORK,
     ),
-    Action(
-        name="permits.residence_permit",
-        department="permits",
-        rpc=CREATE_RESIDENCE,
-        build=_residence_permit_request,
-        outcome=_residence_permit_outcome,
-        reads=frozenset(
+    _permit_action(
+        "residence_permit",
+        CREATE_RESIDENCE,
+        _residence_permit_request,
+        _residence_permit_outcome,
+        frozenset(
             {
                 "applicant.passport_number",
                 "applicant.nationality",
@@ -260,27 +291,10 @@ ACTIONS = [
                 "held_residence_permit_number",
             }
         ),
-        compensate_rpc=CANCEL_RESIDENCE,
-        compensate_build=_cancel_residence_permit,
-        events=_permit_events("ResidencePermit"),
-        event_result=permit_event_result,
-        shown=("fee_fen", "permit_number", "valid_from", "valid_until", "cancellation_cause"),
-        decision=Decision(
-            APPROVE_RESIDENCE,
-            lambda rid, req: permits_pb2.ApproveResidencePermitApplicationRequest(request_id=req, id=rid),
-            REJECT_RESIDENCE,
-            lambda rid, req, reasons, codes: permits_pb2.RejectResidencePermitApplicationRequest(
-                request_id=req, id=rid, reasons=reasons, reason_codes=codes
-            ),
-            _state_of("residence_permit_application"),
-            {
-                "issue": FollowUp(
-                    ISSUE_RESIDENCE,
-                    lambda rid, req: permits_pb2.IssueResidencePermitRequest(request_id=req, id=rid),
-                    frozenset({"APPROVED"}),
-                    "Issue the approved permit (the permit number and validity are set by the department)",
-                )
-            },
-        ),
+        ("fee_fen", "permit_number", "valid_from", "valid_until", "cancellation_cause"),
+        CANCEL_RESIDENCE,
+        APPROVE_RESIDENCE,
+        REJECT_RESIDENCE,
+        ISSUE_RESIDENCE,
     ),
 ]

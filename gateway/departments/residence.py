@@ -9,19 +9,22 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from gateway.departments.base import Action, Outcome, StepInput, proto_date, service
+from gateway.departments.base import Action, Outcome, Service, StepInput, proto_date
 from gateway.saga.model import StepState as S
-from govhub.common.v1 import common_pb2
 from govhub.residence.v1 import residence_pb2
 
-rpc = service(residence_pb2.DESCRIPTOR, "ResidenceService")
-REGISTER_ACCOMMODATION = rpc("RegisterAccommodation")
-CANCEL_ACCOMMODATION = rpc("CancelAccommodationRegistration")
-MOVE_OUT = rpc("MoveOut")
-CANCEL_MOVE_OUT = rpc("CancelMoveOut")
-MOVE_IN = rpc("MoveIn")
-REGISTER_BIRTH = rpc("RegisterBirth")
-CHANGE_NAME = rpc("ChangeName")
+rpc = Service(residence_pb2.DESCRIPTOR, "ResidenceService").rpc
+REGISTER_ACCOMMODATION = rpc(
+    residence_pb2.RegisterAccommodationRequest, residence_pb2.RegisterAccommodationResponse
+)
+MOVE_OUT = rpc(residence_pb2.MoveOutRequest, residence_pb2.MoveOutResponse)
+CANCEL_MOVE_OUT = rpc(residence_pb2.CancelMoveOutRequest, residence_pb2.CancelMoveOutResponse)
+MOVE_IN = rpc(residence_pb2.MoveInRequest, residence_pb2.MoveInResponse)
+REGISTER_BIRTH = rpc(residence_pb2.RegisterBirthRequest, residence_pb2.RegisterBirthResponse)
+CHANGE_NAME = rpc(residence_pb2.ChangeNameRequest, residence_pb2.ChangeNameResponse)
+# asked on a citizen's behalf (gateway/api/citizen.py)
+GET_PERSON = rpc(residence_pb2.GetPersonRequest, residence_pb2.GetPersonResponse)
+LIST_MEMBERS = rpc(residence_pb2.ListMembersRequest, residence_pb2.ListMembersResponse)
 
 
 def _timestamp(value: str) -> timestamp_pb2.Timestamp:
@@ -30,7 +33,7 @@ def _timestamp(value: str) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def _accommodation_request(step: StepInput) -> Any:
+def _accommodation_request(step: StepInput) -> residence_pb2.RegisterAccommodationRequest:
     return residence_pb2.RegisterAccommodationRequest(
         request_id=step.request_id,
         passport_number=step.get("applicant.passport_number"),
@@ -39,7 +42,7 @@ def _accommodation_request(step: StepInput) -> Any:
         address=step.get("accommodation.address"),
         police_station_code=step.get("accommodation.police_station_code"),
         host=residence_pb2.AccommodationHost(
-            kind=residence_pb2.HostKind.Value(f"HOST_KIND_{step.get('accommodation.host_kind')}"),
+            kind=f"HOST_KIND_{step.get('accommodation.host_kind')}",
             name=step.get("accommodation.host_name"),
             identifier=step.get("accommodation.host_identifier"),
         ),
@@ -49,7 +52,7 @@ def _accommodation_request(step: StepInput) -> Any:
     )
 
 
-def _accommodation_outcome(response: Any) -> Outcome:
+def _accommodation_outcome(response: residence_pb2.RegisterAccommodationResponse) -> Outcome:
     reg = response.accommodation_registration
     return Outcome(
         resource_id=reg.id,
@@ -59,13 +62,7 @@ def _accommodation_outcome(response: Any) -> Outcome:
     )
 
 
-def _cancel_accommodation(resource_id: str, request_id: str, reason: str, _result: dict[str, Any]) -> Any:
-    return residence_pb2.CancelAccommodationRegistrationRequest(
-        request_id=request_id, id=resource_id, reason=reason
-    )
-
-
-def _move_out_request(step: StepInput) -> Any:
+def _move_out_request(step: StepInput) -> residence_pb2.MoveOutRequest:
     return residence_pb2.MoveOutRequest(
         request_id=step.request_id,
         id_number=step.get("applicant.id_number"),
@@ -75,7 +72,7 @@ def _move_out_request(step: StepInput) -> Any:
     )
 
 
-def _move_out_outcome(response: Any) -> Outcome:
+def _move_out_outcome(response: residence_pb2.MoveOutResponse) -> Outcome:
     return Outcome(
         resource_id=response.person.id,
         state=S.DONE,
@@ -88,13 +85,15 @@ def _move_out_outcome(response: Any) -> Outcome:
     )
 
 
-def _cancel_move_out(resource_id: str, request_id: str, reason: str, result: dict[str, Any]) -> Any:
+def _cancel_move_out(
+    resource_id: str, request_id: str, reason: str, result: dict[str, Any]
+) -> residence_pb2.CancelMoveOutRequest:
     return residence_pb2.CancelMoveOutRequest(
         request_id=request_id, id_number=result["id_number"], reason=reason
     )
 
 
-def _move_in_request(step: StepInput) -> Any:
+def _move_in_request(step: StepInput) -> residence_pb2.MoveInRequest:
     moved = step.results.get("move_out", {})
     return residence_pb2.MoveInRequest(
         request_id=step.request_id,
@@ -106,7 +105,7 @@ def _move_in_request(step: StepInput) -> Any:
     )
 
 
-def _move_in_outcome(response: Any) -> Outcome:
+def _move_in_outcome(response: residence_pb2.MoveInResponse) -> Outcome:
     person = response.person
     return Outcome(
         resource_id=person.id,
@@ -122,13 +121,13 @@ def _move_in_outcome(response: Any) -> Outcome:
     )
 
 
-def _birth_request(step: StepInput) -> Any:
+def _birth_request(step: StepInput) -> residence_pb2.RegisterBirthRequest:
     return residence_pb2.RegisterBirthRequest(
         request_id=step.request_id,
         household_number=step.get("household_number"),
         person=residence_pb2.Newborn(
             name=step.get("newborn.name"),
-            sex=common_pb2.Sex.Value(f"SEX_{step.get('newborn.sex')}"),
+            sex=f"SEX_{step.get('newborn.sex')}",
             birth_date=proto_date(step.get("newborn.birth_date")),
             birth_place=step.get("newborn.birth_place"),
             ethnicity=step.get("newborn.ethnicity"),
@@ -141,7 +140,7 @@ def _birth_request(step: StepInput) -> Any:
     )
 
 
-def _birth_outcome(response: Any) -> Outcome:
+def _birth_outcome(response: residence_pb2.RegisterBirthResponse) -> Outcome:
     return Outcome(
         resource_id=response.person.id,
         state=S.DONE,
@@ -155,7 +154,7 @@ def _birth_outcome(response: Any) -> Outcome:
     )
 
 
-def _change_name_request(step: StepInput) -> Any:
+def _change_name_request(step: StepInput) -> residence_pb2.ChangeNameRequest:
     return residence_pb2.ChangeNameRequest(
         request_id=step.request_id,
         id_number=step.get("applicant.id_number"),
@@ -164,7 +163,7 @@ def _change_name_request(step: StepInput) -> Any:
     )
 
 
-def _change_name_outcome(response: Any) -> Outcome:
+def _change_name_outcome(response: residence_pb2.ChangeNameResponse) -> Outcome:
     return Outcome(
         resource_id=response.person.id,
         state=S.DONE,
@@ -173,7 +172,7 @@ def _change_name_outcome(response: Any) -> Outcome:
     )
 
 
-ACTIONS = [
+ACTIONS: list[Action[Any, Any]] = [
     Action(
         name="residence.accommodation",
         department="residence",
@@ -196,8 +195,10 @@ ACTIONS = [
                 "accommodation.to_date",
             }
         ),
-        compensate_rpc=CANCEL_ACCOMMODATION,
-        compensate_build=_cancel_accommodation,
+        # where a foreigner stays is a fact of its own, not the case's: a permit refused or cancelled, or
+        # the case withdrawn, does not undo it — the registration stays in force until residence ends
+        # it (its own CancelAccommodationRegistration, not the window's)
+        with_case=False,
         shown=("registration_number", "late"),
     ),
     Action(

@@ -14,7 +14,8 @@ database, so a gateway killed at any point resumes every unfinished case on star
 - Only transport failures are retried (with backoff); a programming error, a department's
   INTERNAL/UNKNOWN or the department refusing the gateway itself needs staff at once (NEEDS_ATTENTION,
   shown to the applicant as delayed, never as a refusal). A business refusal fails the case and
-  compensates every step a department already holds, in reverse order.
+  compensates, in reverse order, every step a department already holds that exists for the case's sake;
+  a record that stands on its own (``Action.with_case``) stays in force.
 - A department event moves the step holding its resource; a step is found by the resource id the
   create call answered, or by the create call's request_id that the creation event carries. An event
   for a resource no step holds yet is parked and applied when a step binds that resource.
@@ -29,10 +30,11 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import structlog
-from sqlalchemy import delete, select, true, update
+from sqlalchemy import CursorResult, delete, select, true, update
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -133,8 +135,12 @@ class SagaRunner:
         settings: RunnerSettings,
         owner: str | None = None,
         alarm: Alarm | None = None,
+        reads: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        # what it only reads (due steps, a step's input) goes through `reads` (SQLite: the read-only
+        # connections beside the writer); every claim and write is version-checked against the database
+        self._reads = reads or sessions
         self._departments = departments
         self._clock = clock
         self._settings = settings
@@ -185,11 +191,12 @@ class SagaRunner:
         lost = select(CaseStep).where(CaseStep.lease_until < now)
         if case_id is not None:
             lost = lost.where(CaseStep.case_id == case_id)
-        async with self._sessions() as session:
+        async with self._reads() as session:
             steps = list(
                 await session.scalars(due.order_by(CaseStep.next_attempt_at, CaseStep.id).limit(PAGE))
             )
-            steps += await session.scalars(lost.order_by(CaseStep.lease_until).limit(PAGE))
+            if not first:  # a lost lease is the background loop's to recover
+                steps += await session.scalars(lost.order_by(CaseStep.lease_until).limit(PAGE))
         return [s for s in steps if s.id not in self._inflight]
 
     async def _claim(self, step: CaseStep) -> CaseStep | None:
@@ -212,7 +219,7 @@ class SagaRunner:
                 .execution_options(synchronize_session=False)
             )
             await session.commit()
-        if result.rowcount != 1:
+        if cast("CursorResult[Any]", result).rowcount != 1:
             return None
         step.state, step.lease_owner, step.lease_until, step.version = (
             new_state,
@@ -271,13 +278,17 @@ class SagaRunner:
         raise AssertionError("unreachable")
 
     async def _load(self, session: AsyncSession, step_id: str) -> tuple[Case, CaseStep, list[CaseStep]]:
-        step = await session.get_one(CaseStep, step_id)
-        case = await session.get_one(Case, step.case_id)
+        """A step, its case and all of the case's steps (in order): two statements."""
+        of_case = select(CaseStep.case_id).where(CaseStep.id == step_id).scalar_subquery()
         steps = list(
             await session.scalars(
-                select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.position)
+                select(CaseStep).where(CaseStep.case_id == of_case).order_by(CaseStep.position)
             )
         )
+        step = next((s for s in steps if s.id == step_id), None)
+        if step is None:
+            raise NoResultFound(f"no step {step_id}")
+        case = await session.get_one(Case, step.case_id)
         return case, step, steps
 
     async def _still_ready(self, step_id: str) -> bool:
@@ -300,7 +311,7 @@ class SagaRunner:
         action = ACTIONS[step.action]
         if step.depends_on and not await self._still_ready(step.id):
             return
-        async with self._sessions() as session:
+        async with self._reads() as session:
             case = await session.get_one(Case, step.case_id)
             case_no = case.case_no
             earlier = list(
@@ -325,7 +336,7 @@ class SagaRunner:
         ctx = CallContext(request_id=step.request_id, case_no=case_no, timeout=self._settings.call_timeout)
         department = self._departments[step.department]
         try:
-            response = await department.call(action.rpc.name, request, ctx)
+            response = await action.rpc.call(department, request, ctx)
             outcome = action.outcome(response)
         except Broken as exc:
             await self._fail(step.id, Failure.PROGRAMMING, exc.message)
@@ -364,7 +375,7 @@ class SagaRunner:
                 StepState(fresh.state),
                 outcome.state,
                 case_failed=failed,
-                compensable=M.can_undo(outcome.state, action.undo),
+                compensable=M.undone_with_case(outcome.state, undo_rules(steps)[fresh.step_key], steps),
             )
             if fresh.state == StepState.COMPENSATING:
                 fresh.next_attempt_at = self._clock.now()
@@ -446,16 +457,13 @@ class SagaRunner:
         self.wake()
 
     def _begin_compensation(self, case: Case, steps: list[CaseStep], outcome: dict[str, object]) -> None:
+        """The case failed: undo the steps that exist for its sake (``M.begin_compensation``); a record
+        that stands on its own, or one its department can no longer undo, keeps its state."""
         case.outcome = {**case.outcome, **outcome}
-        rules = undo_rules(steps)
-        compensable = {
-            s.step_key: M.can_undo(StepState(s.state), rules[s.step_key])
-            and not M.undo_ended(rules[s.step_key], steps)
-            for s in steps
-        }
+        changes = M.begin_compensation(steps, undo_rules(steps))
         now = self._clock.now()
         for step in steps:
-            new = M.begin_compensation([step], compensable).get(step.step_key)
+            new = changes.get(step.step_key)
             if new is None:
                 continue
             step.state = new
@@ -479,7 +487,7 @@ class SagaRunner:
             request = action.compensate_rpc.check(
                 action.compensate_build(step.resource_id, request_id, reason, step.result)
             )
-            await self._departments[step.department].call(action.compensate_rpc.name, request, ctx)
+            await action.compensate_rpc.call(self._departments[step.department], request, ctx)
         except Broken as exc:
             await self._fail(step.id, Failure.PROGRAMMING, exc.message)
             return
@@ -595,7 +603,7 @@ class SagaRunner:
         case: Case,
         step: CaseStep,
         steps: list[CaseStep],
-        action: Action,
+        action: Action[Any, Any],
         event_type: str,
         data: Mapping[str, Any] | None = None,
     ) -> bool:
@@ -681,7 +689,7 @@ class SagaRunner:
         async with self._sessions() as session:
             result = await session.execute(delete(ParkedEvent).where(ParkedEvent.created_at < cutoff))
             await session.commit()
-        return int(result.rowcount or 0)
+        return int(cast("CursorResult[Any]", result).rowcount or 0)
 
     async def resume(self, department: str) -> int:
         """The department answers again: the steps that gave up waiting for it (retries spent) are taken

@@ -301,6 +301,44 @@ async def submit_form(
     return fail(request, answer)
 
 
+def application_routes(area: str, verb: str, endpoint: str) -> list[web.RouteDef]:
+    """``/{area}/matters/{matter_id}/{verb}``: GET shows the matter's generated form, POST submits it to
+    the API's `endpoint` and goes on to ``/{area}/cases/{case_no}/receipt``. In the hall the form starts
+    with the signed-in person's own number (online one applies only for oneself)."""
+    receipt_url = f"/{area}/cases/{{case_no}}/receipt"
+
+    @page(area)
+    async def application(request: web.Request, session: Session) -> web.StreamResponse:
+        matter = matter_or_404(request)
+        action = f"/{area}/matters/{matter.id}/{verb}"
+        if request.method == "GET":
+            values = {f"data.{matter.applicant_field}": _person(request, session)} if area == "hall" else {}
+            return form_page(request, matter, action=action, values=values)
+        return await submit_form(
+            request, session, matter, endpoint=endpoint, action=action, receipt_url=receipt_url
+        )
+
+    path = f"/{area}/matters/{{matter_id}}/{verb}"
+    return [web.get(path, application), web.post(path, application)]
+
+
+def _person(request: web.Request, session: Session) -> str:
+    """The signed-in citizen's own ID or passport number, from the session's token ("" if it is no
+    longer valid: the API's answer to the form then says so)."""
+    try:
+        return request.app[verifier_key].verify(session.token).person
+    except Problem:
+        return ""
+
+
+def page_query(request: web.Request, size: int, **extra: str) -> dict[str, str]:
+    """A listing's query to the API: its page size, the page token the person followed, and `extra`."""
+    params = {"page_size": str(size), **extra}
+    if request.query.get("page_token"):
+        params["page_token"] = request.query["page_token"][:200]
+    return params
+
+
 def matter_or_404(request: web.Request) -> Matter:
     matter = request.app[catalogue_key].get(request.match_info["matter_id"])
     if matter is None:
@@ -312,4 +350,4 @@ def words_for(lang: str) -> dict[str, str]:
     return {key: translate(lang, key) for key in WORDS}
 
 
-__all__ = ["area_routes", "error_page", "form_page", "matter_or_404", "routes", "submit_form"]
+__all__ = ["application_routes", "area_routes", "error_page", "matter_or_404", "page_query", "routes"]

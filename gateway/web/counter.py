@@ -10,7 +10,7 @@ from aiohttp import web
 
 from gateway.departments import FOLLOW_UPS
 from gateway.typedefs import catalogue_key
-from gateway.web.common import area_routes, form_page, matter_or_404, submit_form
+from gateway.web.common import application_routes, area_routes, page_query
 from gateway.web.i18n import translate
 from gateway.web.pages import call, fail, language, page, problem_text, redirect, render
 from gateway.web.session import Session
@@ -34,12 +34,8 @@ def _q(case_no: str) -> str:
 
 @page("counter")
 async def queue(request: web.Request, session: Session) -> web.StreamResponse:
-    params = {"page_size": "30"}
     state = request.query.get("state", "")
-    if state in CASE_STATES:
-        params["state"] = state
-    if request.query.get("page_token"):
-        params["page_token"] = request.query["page_token"][:200]
+    params = page_query(request, 30, **({"state": state} if state in CASE_STATES else {}))
     answer = await call(request, "GET", "/api/v1/counter/queue", params=params)
     if not answer.ok:
         return fail(request, answer)
@@ -54,24 +50,8 @@ async def queue(request: web.Request, session: Session) -> web.StreamResponse:
     )
 
 
-@page("counter")
-async def open_case(request: web.Request, session: Session) -> web.StreamResponse:
-    matter = matter_or_404(request)
-    action = f"/counter/matters/{matter.id}/open"
-    if request.method == "GET":
-        return form_page(request, matter, action=action)
-    return await submit_form(
-        request,
-        session,
-        matter,
-        endpoint="/api/v1/counter/cases",
-        action=action,
-        receipt_url="/counter/cases/{case_no}/receipt",
-    )
-
-
 async def _counter_case(
-    request: web.Request, *, errors: dict | None = None, notice: str = ""
+    request: web.Request, *, errors: dict[str, list[str]] | None = None, notice: str = ""
 ) -> web.Response:
     case_no = request.match_info["case_no"]
     case = await call(request, "GET", f"/api/v1/cases/{_q(case_no)}")
@@ -152,11 +132,11 @@ DECISION_WORDS = ("approve", "reject", *FOLLOW_UPS)
 STEP_STATES = ("ACCEPTED", "PENDING", "RUNNING", "APPROVED", "READY", "DONE", "REFUSED", "NEEDS_ATTENTION")
 
 
-async def _steps_page(request: web.Request, *, errors: dict | None = None, notice: str = "") -> web.Response:
+async def _steps_page(
+    request: web.Request, *, errors: dict[str, list[str]] | None = None, notice: str = ""
+) -> web.Response:
     state = request.query.get("state", "ACCEPTED")
-    params = {"page_size": "30", "state": state if state in STEP_STATES else "ACCEPTED"}
-    if request.query.get("page_token"):
-        params["page_token"] = request.query["page_token"][:200]
+    params = page_query(request, 30, state=state if state in STEP_STATES else "ACCEPTED")
     answer = await call(request, "GET", "/api/v1/backoffice/steps", params=params)
     if not answer.ok:
         return fail(request, answer)
@@ -224,8 +204,7 @@ async def backoffice_case(request: web.Request, session: Session) -> web.StreamR
 routes = [
     *area_routes("counter"),
     web.get("/counter/", queue),
-    web.get("/counter/matters/{matter_id}/open", open_case),
-    web.post("/counter/matters/{matter_id}/open", open_case),
+    *application_routes("counter", "open", "/api/v1/counter/cases"),
     web.get("/counter/cases/{case_no}", counter_case),
     web.get("/counter/cases/{case_no}/receipt", counter_receipt),
     web.post("/counter/cases/{case_no}/materials-checked", materials_checked),

@@ -13,6 +13,7 @@ from typing import Any
 from multidict import MultiDictProxy
 
 from gateway.catalogue import FieldSpec, MaterialSpec, Matter
+from gateway.web.i18n import choice_label
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -78,7 +79,7 @@ def controls(
     for spec in matter.fields:
         name = f"data.{spec.path}"
         kind, mode, hint = _kind(spec)
-        choices = tuple((c, c) for c in spec.choices)
+        choices = tuple((c, choice_label(lang, c)) for c in spec.choices)
         fields.append(
             Control(
                 name=name,

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import urllib.parse
 import uuid
+from typing import Any
 
 from aiohttp import web
 
 from gateway.quotes import public_matter
 from gateway.typedefs import catalogue_key, clock_key, quotes_key
-from gateway.web.common import area_routes, form_page, matter_or_404, submit_form
+from gateway.web.common import application_routes, area_routes, matter_or_404, page_query
 from gateway.web.i18n import translate
 from gateway.web.pages import call, error_page, fail, language, page, problem_text, redirect, render
 from gateway.web.session import Session
@@ -23,7 +24,24 @@ FINAL = ("COMPLETED", "REJECTED", "WITHDRAWN")
 async def index(request: web.Request, session: Session) -> web.StreamResponse:
     quotes, today = request.app[quotes_key], request.app[clock_key].today()
     matters = [await public_matter(quotes, m, today) for m in request.app[catalogue_key].values()]
-    return render(request, "hall/index.html", matters=matters)
+    return render(
+        request, "hall/index.html", matters=matters, glance={m["id"]: _glance(request, m) for m in matters}
+    )
+
+
+def _glance(request: web.Request, matter: dict[str, Any]) -> dict[str, list[Any]]:
+    """A matter at a glance for its card in the catalogue: its distinct time limits in words and its
+    distinct fees (the details page names what each is for)."""
+    lang = language(request)
+    limits: list[str] = []
+    for limit in matter.get("time_limits") or []:
+        text = f"{limit['days']} {translate(lang, 'working_days' if limit.get('working_days') else 'days')}"
+        if text not in limits:
+            limits.append(text)
+    fees = sorted({int(f["amount_fen"]) for f in matter.get("fees") or []})
+    if fees == [0]:
+        fees = []  # free of charge
+    return {"limits": limits, "fees": fees}
 
 
 @page(AREA, signed_in=False)
@@ -34,27 +52,8 @@ async def matter_page(request: web.Request, session: Session) -> web.StreamRespo
 
 
 @page(AREA)
-async def apply(request: web.Request, session: Session) -> web.StreamResponse:
-    matter = matter_or_404(request)
-    action = f"/hall/matters/{matter.id}/apply"
-    if request.method == "GET":
-        return form_page(request, matter, action=action)
-    return await submit_form(
-        request,
-        session,
-        matter,
-        endpoint="/api/v1/cases",
-        action=action,
-        receipt_url="/hall/cases/{case_no}/receipt",
-    )
-
-
-@page(AREA)
 async def my_cases(request: web.Request, session: Session) -> web.StreamResponse:
-    params = {"page_size": "20"}
-    if request.query.get("page_token"):
-        params["page_token"] = request.query["page_token"][:200]
-    cases = await call(request, "GET", "/api/v1/me/cases", params=params)
+    cases = await call(request, "GET", "/api/v1/me/cases", params=page_query(request, 20))
     if not cases.ok:
         return fail(request, cases)
     notes = await call(request, "GET", "/api/v1/me/notifications", params={"page_size": "10"})
@@ -67,7 +66,7 @@ async def my_cases(request: web.Request, session: Session) -> web.StreamResponse
     )
 
 
-async def _case(request: web.Request) -> tuple[str, dict | None, web.Response | None]:
+async def _case(request: web.Request) -> tuple[str, dict[str, Any] | None, web.Response | None]:
     case_no = request.match_info["case_no"]
     answer = await call(request, "GET", f"/api/v1/cases/{urllib.parse.quote(case_no)}")
     if not answer.ok:
@@ -77,6 +76,13 @@ async def _case(request: web.Request) -> tuple[str, dict | None, web.Response | 
 
 @page(AREA)
 async def case_page(request: web.Request, session: Session) -> web.StreamResponse:
+    return await _case_page(request, notice=request.query.get("notice", ""))
+
+
+async def _case_page(
+    request: web.Request, *, notice: str = "", errors: dict[str, list[str]] | None = None
+) -> web.Response:
+    """The case with its steps and results; the rating once completed; `errors` from a form on it."""
     case_no, case, failed = await _case(request)
     if failed is not None:
         return failed
@@ -88,11 +94,12 @@ async def case_page(request: web.Request, session: Session) -> web.StreamRespons
     return render(
         request,
         "hall/case.html",
+        status=400 if errors else 200,
         case=case,
         feedback=feedback,
         can_withdraw=case["state"] not in FINAL,
-        notice=request.query.get("notice", ""),
-        errors={},
+        notice=notice,
+        errors=errors or {},
     )
 
 
@@ -110,10 +117,10 @@ async def withdraw(request: web.Request, session: Session) -> web.StreamResponse
     case_no = request.match_info["case_no"]
     form = await request.post()
     if form.get("confirm") != "yes":
-        return await _case_with_error(request, "confirm", translate(language(request), "required"))
+        return await _case_page(request, errors={"confirm": [translate(language(request), "required")]})
     answer = await call(request, "POST", f"/api/v1/cases/{urllib.parse.quote(case_no)}/withdraw")
     if not answer.ok:
-        return await _case_with_error(request, "withdraw", problem_text(answer))
+        return await _case_page(request, errors={"withdraw": [problem_text(answer)]})
     return redirect(f"/hall/cases/{urllib.parse.quote(case_no)}?notice=withdrawn")
 
 
@@ -123,7 +130,7 @@ async def rate(request: web.Request, session: Session) -> web.StreamResponse:
     form = await request.post()
     raw = str(form.get("rating", ""))
     if raw not in ("1", "2", "3", "4", "5"):
-        return await _case_with_error(request, "rating", "1–5")
+        return await _case_page(request, errors={"rating": ["1–5"]})
     answer = await call(
         request,
         "POST",
@@ -133,29 +140,8 @@ async def rate(request: web.Request, session: Session) -> web.StreamResponse:
     if not answer.ok:
         errors = answer.field_errors(language(request))
         field = next(iter(errors), "rating")
-        return await _case_with_error(request, field, problem_text(answer))
+        return await _case_page(request, errors={field: [problem_text(answer)]})
     return redirect(f"/hall/cases/{urllib.parse.quote(case_no)}?notice=rated")
-
-
-async def _case_with_error(request: web.Request, field: str, text: str) -> web.Response:
-    case_no, case, failed = await _case(request)
-    if failed is not None:
-        return failed
-    assert case is not None
-    feedback = None
-    if case["state"] == "COMPLETED":
-        rated = await call(request, "GET", f"/api/v1/cases/{urllib.parse.quote(case_no)}/feedback")
-        feedback = rated.body if rated.ok else None
-    return render(
-        request,
-        "hall/case.html",
-        status=400,
-        case=case,
-        feedback=feedback,
-        can_withdraw=case["state"] not in FINAL,
-        notice="",
-        errors={field: [text]},
-    )
 
 
 @page(AREA)
@@ -166,9 +152,9 @@ async def card(request: web.Request, session: Session) -> web.StreamResponse:
 async def _card_page(
     request: web.Request,
     *,
-    errors: dict | None = None,
-    reported: dict | None = None,
-    values: dict | None = None,
+    errors: dict[str, list[str]] | None = None,
+    reported: dict[str, Any] | None = None,
+    values: dict[str, str] | None = None,
 ) -> web.Response:
     current = await call(request, "GET", "/api/v1/me/card")
     found = await call(request, "GET", "/api/v1/me/found-cards", params={"page_size": "20"})
@@ -248,8 +234,7 @@ routes = [
     *area_routes(AREA),
     web.get("/hall/", index),
     web.get("/hall/matters/{matter_id}", matter_page),
-    web.get("/hall/matters/{matter_id}/apply", apply),
-    web.post("/hall/matters/{matter_id}/apply", apply),
+    *application_routes(AREA, "apply", "/api/v1/cases"),
     web.get("/hall/cases", my_cases),
     web.get("/hall/cases/{case_no}", case_page),
     web.get("/hall/cases/{case_no}/receipt", receipt_page),

@@ -28,6 +28,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "required": ("必填", "required"),
     "fees": ("收费标准", "Fees"),
     "free": ("不收费", "Free of charge"),
+    "fee_depends": ("视情形，详见办事指南", "depending on the case; see the details"),
     "yuan": ("元", "yuan"),
     "statutory_days": ("法定办结时限", "Statutory time limit"),
     "days": ("日", "days"),
@@ -124,6 +125,18 @@ WORDS: dict[str, tuple[str, str]] = {
         "This gateway uses its development secret, so a session can be minted for a demo resident. "
         "In production, sign in with a token from the identity provider.",
     ),
+    "demo_residents": (
+        "演示居民：120101198503120115（王津生，天津户籍，可在上海办理身份证异地换领）、"
+        "360102199205200454（刘赣平，江西户籍）、310104197811300337（陈沪明，上海徐汇户籍）。",
+        "Demo residents: 120101198503120115 (王津生, hukou in Tianjin: can renew the ID card in Shanghai), "
+        "360102199205200454 (刘赣平, hukou in Jiangxi), "
+        "310104197811300337 (陈沪明, hukou in Xuhui, Shanghai).",
+    ),
+    "demo_staff": ("任意工号，例如 window-07 或 psb-0042。", "Any staff number, e.g. window-07 or psb-0042."),
+    "demo_hall": (
+        "服务大厅的 6 位区划代码，例如 310104（徐汇区）。",
+        "The hall's six-digit region code, e.g. 310104 (Xuhui).",
+    ),
     "token_sign_in": ("使用身份认证平台令牌登录", "Sign in with a token from the identity provider"),
     "token_sign_in_hint": (
         "政务服务统一身份认证平台签发的访问令牌（JWT）。本系统不保存任何密码。",
@@ -215,6 +228,40 @@ WORDS: dict[str, tuple[str, str]] = {
         "Every department and the one window record each look at your data; listed here by organisation and "
         "purpose, never by staff member.",
     ),
+    "results": ("办理结果", "Results"),
+    "rejection_reasons": ("不予批准的理由", "Reasons for the rejection"),
+    "result_id_number": ("分配的公民身份号码", "ID number assigned"),
+    "result_registration_number": ("登记编号", "Registration number"),
+    "result_certificate_number": ("证明编号", "Certificate number"),
+    "result_household_number": ("户号", "Household number"),
+    "result_late": ("逾期申报", "Registered late"),
+    "result_fee_fen": ("费用", "Fee"),
+    "result_loss_report": ("原证挂失", "Old card reported lost"),
+    "result_card_number": ("证件号", "Card number"),
+    "result_ready_on": ("可领取日期", "Ready for pickup from"),
+    "result_collect_at_region_code": ("领取地点（区划代码）", "Collect at (region code)"),
+    "result_valid_from": ("有效期自", "Valid from"),
+    "result_valid_until": ("有效期至", "Valid until"),
+    "result_category": ("类别", "Category"),
+    "result_permit_number": ("证件号码", "Permit number"),
+    "result_cancellation_cause": ("注销原因", "Cause of cancellation"),
+    "no": ("否", "no"),
+    "reported_on": ("{d} 挂失", "reported on {d}"),
+    "loss_report_withdrawn": ("挂失已撤销", "the loss report was withdrawn"),
+    "reason_REJECTED_BY_DEPARTMENT": ("主管部门不予批准", "Rejected by the department"),
+    "reason_CANCELLED_BY_DEPARTMENT": ("主管部门已取消", "Cancelled by the department"),
+    "reason_WITHDRAWN_BY_APPLICANT": ("申请人已撤回", "Withdrawn by the applicant"),
+    "reason_DEPARTMENT_UNAVAILABLE": ("暂时无法联系主管部门", "The department could not be reached"),
+    "reason_UNDO_REFUSED": ("主管部门未能撤销此环节", "The department could not undo this step"),
+    "next_step": ("下一步", "What to do next"),
+    "bring_originals": (
+        "请携带以下原件和本回执到 {hall} 服务大厅窗口，由工作人员核验：",
+        "Bring these originals and this receipt to the {hall} service hall, where the counter checks them:",
+    ),
+    "bring_originals_any": (
+        "请携带以下原件和本回执到服务大厅窗口，由工作人员核验：",
+        "Bring these originals and this receipt to a service hall, where the counter checks them:",
+    ),
     "ready_pickup_at": (
         "请携带回执到 {hall} 服务大厅领取。",
         "Collect it at the {hall} service hall with the receipt.",
@@ -257,6 +304,98 @@ def reason_text(lang: str, reason: str, description: str) -> str:
     if pair is not None:
         return pair[1] if lang == "en" else pair[0]
     return description or reason
+
+
+# The catalogue's choice codes as the forms offer them (the code stays the value sent to the API). The
+# relationship codes are GB/T 4761's, shown with their code as staff know them.
+CHOICES: dict[str, tuple[str, str]] = {
+    "MALE": ("男", "Male"),
+    "FEMALE": ("女", "Female"),
+    "EXPIRY": ("有效期满", "Validity ended or ending"),
+    "SERIOUS_DAMAGE": ("严重损坏", "Seriously damaged"),
+    "NAME_CHANGE": ("登记项目变更", "Registered details changed"),
+    "CORRECTION": ("登记项目错误更正", "Correction of a registered detail"),
+    "NEW_GENERATION": ("换领新一代证", "New-generation card"),
+    "NONE": ("不减免", "No reduction"),
+    "MINIMUM_LIVING_ALLOWANCE": ("享受城乡最低生活保障", "Receiving the minimum living allowance"),
+    "ENTITLED_GROUP": ("其他依规减免对象", "Other group entitled to a reduction"),
+    "HARDSHIP": ("生活确有困难", "Real hardship"),
+    "DOCTORATE": ("博士", "Doctorate"),
+    "MASTER": ("硕士", "Master's degree"),
+    "BACHELOR": ("学士", "Bachelor's degree"),
+    "OTHER": ("其他", "Other"),
+    "TALENT_PROGRAMME": ("入选国家人才计划", "Selected by a national talent programme"),
+    "INTERNATIONAL_AWARD": ("获国际重要奖项", "Major international award"),
+    "ENCOURAGED_POST": ("鼓励类岗位", "Encouraged post"),
+    "INNOVATION_TALENT": ("创新创业人才", "Innovation and entrepreneurship talent"),
+    "YOUNG_TALENT": ("优秀青年人才", "Outstanding young talent"),
+    "HOTEL": ("住宿宾馆", "Staying at a hotel"),
+    "RESIDENT": ("住在居民家中", "Staying with a resident"),
+    "20": ("20 子", "20 son"),
+    "21": ("21 独生子", "21 only son"),
+    "22": ("22 长子", "22 eldest son"),
+    "23": ("23 次子", "23 second son"),
+    "24": ("24 三子", "24 third son"),
+    "25": ("25 四子", "25 fourth son"),
+    "26": ("26 五子", "26 fifth son"),
+    "29": ("29 其他儿子", "29 other son"),
+    "30": ("30 女", "30 daughter"),
+    "31": ("31 独生女", "31 only daughter"),
+    "32": ("32 长女", "32 eldest daughter"),
+    "33": ("33 二女", "33 second daughter"),
+    "34": ("34 三女", "34 third daughter"),
+    "35": ("35 四女", "35 fourth daughter"),
+    "36": ("36 五女", "36 fifth daughter"),
+    "39": ("39 其他女儿", "39 other daughter"),
+    "40": ("40 孙辈", "40 grandchild"),
+    "41": ("41 孙子", "41 grandson (son's son)"),
+    "42": ("42 孙女", "42 granddaughter (son's daughter)"),
+    "43": ("43 外孙子", "43 grandson (daughter's son)"),
+    "44": ("44 外孙女", "44 granddaughter (daughter's daughter)"),
+    "47": ("47 曾孙子或外曾孙子", "47 great-grandson"),
+    "48": ("48 曾孙女或外曾孙女", "48 great-granddaughter"),
+    "49": ("49 其他孙子女", "49 other grandchild"),
+    "70": ("70 兄弟姐妹", "70 sibling"),
+    "73": ("73 弟", "73 younger brother"),
+    "77": ("77 妹妹", "77 younger sister"),
+    "79": ("79 其他兄弟姐妹", "79 other sibling"),
+    "80": ("80 其他", "80 other"),
+    "91": ("91 堂兄弟姐妹", "91 cousin (father's side)"),
+    "92": ("92 表兄弟姐妹", "92 cousin (mother's side)"),
+    "93": ("93 侄子", "93 nephew (brother's son)"),
+    "94": ("94 侄女", "94 niece (brother's daughter)"),
+    "95": ("95 外甥", "95 nephew (sister's son)"),
+    "96": ("96 外甥女", "96 niece (sister's daughter)"),
+    "97": ("97 其他亲属", "97 other relative"),
+    "99": ("99 非亲属", "99 not related"),
+}
+
+
+def choice_label(lang: str, code: str) -> str:
+    """A choice code in words (the code itself where the pages have none)."""
+    pair = CHOICES.get(code)
+    if pair is None:
+        return code
+    return pair[1] if lang == "en" else pair[0]
+
+
+def reason_words(lang: str, code: str) -> str:
+    """A case's or step's reason code in words where the pages know it, else the code itself."""
+    return translate(lang, f"reason_{code}") if f"reason_{code}" in WORDS else code
+
+
+def result_text(lang: str, key: str, value: object) -> str:
+    """One of a step's results (``results`` in the API's case view) as a person reads it."""
+    if key == "fee_fen" and isinstance(value, int):
+        return f"¥{value / 100:.2f}" if value else translate(lang, "free")
+    if isinstance(value, bool):
+        return translate(lang, "yes" if value else "no")
+    if key == "loss_report" and isinstance(value, dict):
+        if value.get("withdrawn"):
+            return translate(lang, "loss_report_withdrawn")
+        on = value.get("reported_on")
+        return translate(lang, "reported_on", d=on) if on else translate(lang, "yes")
+    return str(value)
 
 
 def translate(lang: str, key: str, **values: object) -> str:

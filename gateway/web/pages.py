@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.auth import public
 from gateway.typedefs import catalogue_key, clock_key, settings_key, verifier_key
 from gateway.web import api
-from gateway.web.i18n import LANGUAGES, translate
+from gateway.web.i18n import LANGUAGES, reason_words, result_text, translate
 from gateway.web.session import Session, Sessions
 
 log = structlog.get_logger("govhub.web")
@@ -82,6 +82,8 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         "step_title": lambda mid, key: _step_title(request, mid, key, lang),
         "field_title": lambda mid, path: _field_title(request, mid, path, lang),
         "yuan": lambda fen: f"{fen / 100:.2f}" if isinstance(fen, int) else "",
+        "reason_words": functools.partial(reason_words, lang),
+        "result_text": functools.partial(result_text, lang),
         "dev": development(request),
     }
     base.update(context)

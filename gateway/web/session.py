@@ -97,7 +97,12 @@ class Sessions:
 
     def save(self, response: web.StreamResponse, session: Session, *, secure: bool) -> None:
         """Set the cookie (``Secure`` when the page was served over HTTPS)."""
-        body = {"t": session.token, "r": session.role, "l": session.label, "c": session.csrf}
+        body: dict[str, object] = {
+            "t": session.token,
+            "r": session.role,
+            "l": session.label,
+            "c": session.csrf,
+        }
         if session.receipt:
             body["rc"] = session.receipt
         value = self._fernet.encrypt(json.dumps(body, separators=(",", ":")).encode()).decode()

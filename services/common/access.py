@@ -52,7 +52,7 @@ from services.common.audit import (
 from services.common.clock import Clock
 from services.common.errors import DomainError, InvalidArgument
 from services.common.grants import Grants, is_open
-from services.common.interceptors import Call, abort_with, wrap
+from services.common.interceptors import Call, ServerInterceptor, abort_with, wrap
 from services.common.logging import mask_text
 from services.common.settings import ServiceSettings, SettingsError, TlsFiles
 from services.common.tls import peer_identity
@@ -124,7 +124,7 @@ class _Caller:
     denied: str  # "" or the ErrorInfo reason
 
 
-class AccessInterceptor(grpc.aio.ServerInterceptor):
+class AccessInterceptor(ServerInterceptor):
     """Grants, purposes and the audit trail; see the module notes. The last interceptor before the
     handlers: after OpenTelemetry and after the log-context and error-mapping one, which turns this one's
     refusals and the handlers' errors into status codes."""
@@ -134,7 +134,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         self.security = security
         self.personal = personal_methods(service_names)
 
-    def _caller(self, method: str, metadata: dict[str, Any], context: grpc.aio.ServicerContext) -> _Caller:
+    def _caller(
+        self, method: str, metadata: dict[str, Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> _Caller:
         keys = self.security.trail.keys
         raw_actor = metadata.get(md.ACTOR)
         actor = raw_actor.decode("utf-8", "replace") if isinstance(raw_actor, bytes) else raw_actor or ""
@@ -202,7 +204,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         ]
         await asyncio.shield(self.security.trail.append(accesses))
 
-    async def _deny(self, context: grpc.aio.ServicerContext, method: str, caller: _Caller) -> None:
+    async def _deny(self, context: grpc.aio.ServicerContext[Any, Any], method: str, caller: _Caller) -> None:
         log.warning("access denied", client=caller.client, rpc=method, reason=caller.denied)
         if caller.denied == PURPOSE_REQUIRED:
             message = "an outside system must give the purpose of the call in x-govhub-purpose"
@@ -219,7 +221,11 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         )
 
     async def _before(
-        self, method: str, metadata: dict[str, Any], request: Message, context: grpc.aio.ServicerContext
+        self,
+        method: str,
+        metadata: dict[str, Any],
+        request: Message,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> _Caller:
         caller = self._caller(method, metadata, context)
         if caller.denied:
@@ -235,7 +241,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         method: str,
         caller: _Caller,
         request: Message,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
         exc: BaseException,
     ) -> None:
         """Record a failed call. Runs inside the error-mapping interceptor, before the status is sent (a
@@ -268,9 +274,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(details)
         method = details.method
         if handler is None or is_open(method):
@@ -283,7 +289,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         metadata = dict(details.invocation_metadata or ())
 
         @contextlib.asynccontextmanager
-        async def around(call: Call, context: grpc.aio.ServicerContext) -> AsyncIterator[Call]:
+        async def around(call: Call, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Call]:
             caller = await self._before(method, metadata, call.request, context)
             try:
                 yield call
@@ -294,7 +300,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
 
         return wrap(handler, around)  # type: ignore[return-value]
 
-    async def _unsupported(self, _request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def _unsupported(self, _request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "streaming requests are not granted")
 
 
@@ -306,7 +312,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         self.trail = trail
 
     async def ListAccessEntries(
-        self, request: audit_pb2.ListAccessEntriesRequest, context: grpc.aio.ServicerContext
+        self, request: audit_pb2.ListAccessEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> audit_pb2.ListAccessEntriesResponse:
         keys = self.trail.keys
         which = request.WhichOneof("person")
@@ -356,4 +362,6 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
 
 def add_audit_service(server: grpc.aio.Server, service: str, security: ServiceSecurity) -> None:
-    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(service, security.trail), server)
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(  # type: ignore[no-untyped-call]  # generated, untyped
+        AuditServicer(service, security.trail), server
+    )

@@ -44,7 +44,7 @@ from typing import Any
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
-from sqlalchemy import Boolean, MetaData, String, inspect, select, text
+from sqlalchemy import Boolean, MetaData, String, insert, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -170,7 +170,7 @@ def person_numbers(message: Message, depth: int = 0) -> Iterator[tuple[str, str,
                 nationality = getattr(message, "nationality", "") if field.name == "passport_number" else ""
                 yield field.name, value, nationality if isinstance(nationality, str) else ""
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
-            if field.message_type.GetOptions().map_entry:
+            if field.message_type is None or field.message_type.GetOptions().map_entry:
                 continue
             items = value if _is_repeated(field) else [value]
             for item in items:
@@ -181,7 +181,7 @@ def _is_repeated(field: FieldDescriptor) -> bool:
     repeated = getattr(field, "is_repeated", None)
     if repeated is not None:
         return bool(repeated)
-    return field.label == FieldDescriptor.LABEL_REPEATED  # older protobuf
+    return bool(getattr(field, "label", None) == FieldDescriptor.LABEL_REPEATED)  # older protobuf
 
 
 def names_a_person(descriptor: Descriptor, depth: int = 0, seen: frozenset[str] = frozenset()) -> bool:
@@ -192,7 +192,8 @@ def names_a_person(descriptor: Descriptor, depth: int = 0, seen: frozenset[str] 
     for field in descriptor.fields:
         if field.name in PERSON_FIELDS and field.type == FieldDescriptor.TYPE_STRING:
             return True
-        if field.type == FieldDescriptor.TYPE_MESSAGE and names_a_person(field.message_type, depth + 1, seen):
+        nested = field.message_type if field.type == FieldDescriptor.TYPE_MESSAGE else None
+        if nested is not None and names_a_person(nested, depth + 1, seen):
             return True
     return False
 
@@ -300,11 +301,14 @@ class AuditTrail:
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
             last = await session.scalar(select(model.entry_hash).order_by(model.sequence.desc()).limit(1))
             prev = last or GENESIS
+            rows = []
             for access in accesses:
                 fields = access.fields()
                 digest = entry_hash(prev, fields)
-                session.add(model(**fields, prev_hash=prev, entry_hash=digest))
+                rows.append({**fields, "prev_hash": prev, "entry_hash": digest})
                 prev = digest
+            # One Core executemany: the entries in chain order, no ORM objects.
+            await session.execute(insert(model.__table__), rows)  # type: ignore[attr-defined]
 
     async def about(self, record_key: str, *, before: int | None, limit: int) -> list[AuditMixin]:
         """Entries about one record, newest first; `before` a sequence (exclusive) for paging."""

@@ -13,6 +13,7 @@ the one engine: its pool already serves reads concurrently).
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import os
 import time
@@ -24,6 +25,12 @@ from typing import Any, Self
 from opentelemetry.trace import TracerProvider
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event, text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+    AsyncAdapt_aiosqlite_ss_cursor,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -108,6 +115,101 @@ def _sqlite_pragmas(engine: AsyncEngine, *, read_only: bool = False) -> None:
         cur.close()
 
 
+# -- one thread hop per statement ----------------------------------------------------------------------
+#
+# aiosqlite runs every call on a connection in the connection's own thread: a job queued, the thread
+# woken, a future set back on the event loop. SQLAlchemy's aiosqlite adapter makes four such calls for
+# one SELECT (cursor, execute, fetchall, close) and three for an INSERT; on a busy machine each hop is two
+# context switches, and a unit of work holds the one write connection through all of them. The adapter
+# below runs the same four steps as one job on that thread (the rows, description, lastrowid and rowcount
+# come back together), so a statement costs one hop. Server-side cursors (``stream``) are unchanged.
+
+
+class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+    __slots__ = ()
+
+    def _run(self, many: bool, operation: Any, parameters: Any) -> None:
+        conn = self._connection  # the aiosqlite.Connection
+
+        def job() -> tuple[Any, list[Any] | None, int | None, int]:
+            cursor = conn._conn.cursor()
+            try:
+                if many:
+                    cursor.executemany(operation, parameters)
+                elif parameters is None:
+                    cursor.execute(operation)
+                else:
+                    cursor.execute(operation, parameters)
+                description = cursor.description
+                rows = cursor.fetchall() if description else None
+                return description, rows, cursor.lastrowid, cursor.rowcount
+            finally:
+                cursor.close()
+
+        try:
+            description, rows, lastrowid, rowcount = self.await_(conn._execute(job))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+        if description:
+            self.description = description
+            self.lastrowid = self.rowcount = -1
+            self._rows = collections.deque(rows or ())
+        else:
+            self.description = None
+            self.lastrowid = lastrowid
+            self.rowcount = rowcount
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        self._run(False, operation, parameters)
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        self._run(True, operation, seq_of_parameters)
+
+
+class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
+    """Also: no hop at all for a COMMIT or ROLLBACK with no transaction open (the Python sqlite3 module
+    opens one only before a data change, so a read-only session's end, and the pool's rollback of a
+    connection returned after a commit, have nothing to send). The connection is checked out by one
+    coroutine and no job of its runs at the time, so its transaction flag can be read from here."""
+
+    __slots__ = ()
+
+    def _idle(self) -> bool:
+        raw = self._connection._connection  # the sqlite3 connection, None once closed
+        return raw is not None and not raw.in_transaction
+
+    def commit(self) -> None:
+        if not self._idle():
+            super().commit()
+
+    def rollback(self) -> None:
+        if not self._idle():
+            super().rollback()
+
+    def cursor(self, server_side: bool = False) -> AsyncAdapt_aiosqlite_cursor:
+        return AsyncAdapt_aiosqlite_ss_cursor(self) if server_side else _OneHopCursor(self)
+
+
+class _OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
+        adapted = super().connect(*arg, **kw)
+        if type(adapted) is not AsyncAdapt_aiosqlite_connection:  # the sync fallback mode: as it is
+            return adapted
+        return _OneHopConnection(self, adapted._connection)
+
+
+def _sqlite_dbapi() -> _OneHopDBAPI:
+    import sqlite3
+
+    import aiosqlite
+
+    return _OneHopDBAPI(aiosqlite, sqlite3)
+
+
+def _sqlite_engine(url: str, **kw: Any) -> AsyncEngine:
+    return create_async_engine(url, module=_sqlite_dbapi(), **kw)
+
+
 def _instrument(engine: AsyncEngine, tracer_provider: TracerProvider | None) -> None:
     if tracer_provider is not None:
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -129,9 +231,9 @@ def make_engine(
         if database is not None:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
             _private_file(Path(database))
-            engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=write_wait)
+            engine = _sqlite_engine(url, pool_size=1, max_overflow=0, pool_timeout=write_wait)
         else:
-            engine = create_async_engine(url, poolclass=StaticPool)
+            engine = _sqlite_engine(url, poolclass=StaticPool)
         _sqlite_pragmas(engine)
     else:
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
@@ -152,7 +254,7 @@ def make_read_engine(
     url = engine.url.render_as_string(hide_password=False)
     if not is_sqlite(url) or _sqlite_file(url) is None:
         return engine
-    reader = create_async_engine(url, pool_size=readers, max_overflow=0, pool_timeout=read_wait)
+    reader = _sqlite_engine(url, pool_size=readers, max_overflow=0, pool_timeout=read_wait)
     _sqlite_pragmas(reader, read_only=True)
     _instrument(reader, tracer_provider)
     return reader

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import LargeBinary, String
+from sqlalchemy import LargeBinary, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -44,8 +44,12 @@ def check_request_id(value: str, field: str = "request_id") -> str:
 def fingerprint(method: str, request: Message) -> str:
     copy = type(request)()
     copy.CopyFrom(request)
-    copy.ClearField("request_id")  # type: ignore[arg-type]
+    copy.ClearField("request_id")
     return hashlib.sha256(method.encode() + b"\0" + copy.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _table(model: type[IdempotencyMixin]) -> Table:
+    return model.__table__  # type: ignore[attr-defined,no-any-return]
 
 
 async def run_idempotent(
@@ -61,9 +65,16 @@ async def run_idempotent(
     response. A concurrent duplicate loses the insert race and returns the winner's response."""
     request_id = check_request_id(getattr(request, "request_id", ""))
     fp = fingerprint(method, request)
+    table = _table(model)  # Core statements: a few columns, no ORM objects
     for _ in range(2):
         async with uow_factory() as uow:
-            stored = await uow.session.get(model, request_id)
+            stored = (
+                await uow.session.execute(
+                    select(table.c.method, table.c.fingerprint, table.c.response).where(
+                        table.c.request_id == request_id
+                    )
+                )
+            ).first()
             if stored is not None:
                 if stored.method != method or stored.fingerprint != fp:
                     raise InvalidArgument.one(
@@ -76,16 +87,16 @@ async def run_idempotent(
                 response = await handler(uow)
             except IntegrityError:
                 continue  # a unique rule raced with a concurrent change (flushed early): look again
-            uow.session.add(
-                model(
-                    request_id=request_id,
-                    method=method,
-                    fingerprint=fp,
-                    response=response.SerializeToString(),
-                    created_at=now(),
-                )
-            )
             try:
+                await uow.session.execute(
+                    insert(table).values(
+                        request_id=request_id,
+                        method=method,
+                        fingerprint=fp,
+                        response=response.SerializeToString(),
+                        created_at=now(),
+                    )
+                )
                 await uow.commit()
             except IntegrityError:
                 continue  # lost a race with the same request_id (or another unique rule): look again

@@ -34,7 +34,7 @@ else:
     ServerInterceptor = grpc.aio.ServerInterceptor
 
 
-async def abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2.Status) -> None:
     """End the call with a google.rpc.Status (its details in ``grpc-status-details-bin``)."""
     converted = rpc_status.to_status(status)
     await context.abort(converted.code, converted.details, converted.trailing_metadata)
@@ -54,7 +54,7 @@ def bad_request(message: str, violations: list[tuple[str, str, str]]) -> status_
     return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message, details=[detail])
 
 
-async def _decoded(raw: Any, deserializer: Any, context: grpc.aio.ServicerContext) -> Any:
+async def _decoded(raw: Any, deserializer: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
     if deserializer is None or not isinstance(raw, bytes):
         return raw
     try:
@@ -87,15 +87,15 @@ class Call:
     on_item: Callable[[Any], None] | None = None  # called with each streamed message
 
 
-Around = Callable[[Call, grpc.aio.ServicerContext], contextlib.AbstractAsyncContextManager[Call]]
+Around = Callable[[Call, grpc.aio.ServicerContext[Any, Any]], contextlib.AbstractAsyncContextManager[Call]]
 
 
 def wrap(
-    handler: grpc.RpcMethodHandler | None,
+    handler: grpc.RpcMethodHandler[Any, Any] | None,
     around: Around,
     *,
     decode: bool = False,
-) -> grpc.RpcMethodHandler | None:
+) -> grpc.RpcMethodHandler[Any, Any] | None:
     """`handler` with `around` around each call; with `decode`, the request is decoded inside `around`
     (see the module notes). Client-streaming handlers are returned as they are."""
     if handler is None:
@@ -104,9 +104,10 @@ def wrap(
     deserializer = None if decode else original
     parse = original if decode else None
     if handler.unary_unary is not None:
-        inner = handler.unary_unary
+        # the stubs type handlers as synchronous; grpc.aio's are coroutine functions
+        inner: Any = handler.unary_unary
 
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             async with around(Call(request, streaming=False), context) as call:
                 call.request = await _decoded(call.request, parse, context)
                 call.response = await inner(call.request, context)
@@ -116,9 +117,11 @@ def wrap(
             unary_unary, request_deserializer=deserializer, response_serializer=handler.response_serializer
         )
     if handler.unary_stream is not None:
-        inner_stream = handler.unary_stream
+        inner_stream: Any = handler.unary_stream
 
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def unary_stream(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
             async with around(Call(request, streaming=True), context) as call:
                 call.request = await _decoded(call.request, parse, context)
                 async for item in inner_stream(call.request, context):

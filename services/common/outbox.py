@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from sqlalchemy import String, select, text
+from sqlalchemy import String, Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -39,6 +39,7 @@ class EventFeed:
 
     def __init__(self, model: type[OutboxMixin], sessions: async_sessionmaker[AsyncSession]) -> None:
         self.model = model
+        self._table: Table = model.__table__  # type: ignore[attr-defined]
         self._sessions = sessions
         self._changed = asyncio.Event()
 
@@ -60,30 +61,31 @@ class EventFeed:
         if session.bind.dialect.name == "postgresql":
             with session.no_autoflush:  # pending inserts flush at commit, where run_idempotent retries races
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
-        session.add(
-            self.model(
-                event_type=event_type,
-                aggregate_id=aggregate_id,
-                payload=payload,
-                request_id=request_id,
-                occurred_at=occurred_at,
+        with session.no_autoflush:  # a Core insert: the row is written now, no ORM object
+            await session.execute(
+                insert(self._table).values(
+                    event_type=event_type,
+                    aggregate_id=aggregate_id,
+                    payload=payload,
+                    request_id=request_id,
+                    occurred_at=occurred_at,
+                )
             )
-        )
         uow.after_commit(self.notify)
 
-    async def read(
-        self, after_sequence: int, types: Sequence[str] = (), limit: int = 500
-    ) -> list[OutboxMixin]:
-        model = self.model
-        stmt = select(model).where(model.sequence > after_sequence).order_by(model.sequence).limit(limit)
+    async def read(self, after_sequence: int, types: Sequence[str] = (), limit: int = 500) -> list[Any]:
+        """Up to `limit` events after `after_sequence` in order: rows with the outbox's columns as
+        attributes (plain rows, not ORM objects: a watcher reads each event once)."""
+        table = self._table
+        stmt = select(table).where(table.c.sequence > after_sequence).order_by(table.c.sequence).limit(limit)
         if types:
-            stmt = stmt.where(model.event_type.in_(list(types)))
+            stmt = stmt.where(table.c.event_type.in_(list(types)))
         async with self._sessions() as session:
-            return list((await session.scalars(stmt)).all())
+            return list((await session.execute(stmt)).all())
 
     async def watch(
         self, after_sequence: int, types: Sequence[str] = (), *, poll_interval: float = 1.0
-    ) -> AsyncIterator[OutboxMixin]:
+    ) -> AsyncIterator[Any]:
         """Yield every event after `after_sequence`, then keep following the outbox until cancelled.
         Events written by this process wake the watcher at once; others are found by polling."""
         cursor = after_sequence

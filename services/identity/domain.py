@@ -4,7 +4,9 @@ lost-and-found, temporary cards and cross-province acceptance (docs/domain.md §
 Pure: no I/O, no clock (every "today" is a parameter), no grpc, protobuf or SQL. Every rule that
 docs/domain.md marks unverified or policy-driven comes from an `IdentityPolicy` (loaded from
 ``policy.toml`` by ``services.identity.policy``) passed in by the caller. Objects are frozen; a change
-returns a new object.
+returns a new object. The operations at the end (the ones the service layer, ``handlers.py``, calls)
+return the new state together with the domain events it causes (``services.common.events``): a
+``Changed`` for one aggregate, a result type with an ``events`` field when several change.
 
 Refusals raise ``FailedPrecondition(reason, message)`` with one of the reason constants below.
 """
@@ -12,12 +14,14 @@ Refusals raise ``FailedPrecondition(reason, message)`` with one of the reason co
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from typing import Any, ClassVar
 
 from services.common.dates import add_months, add_years, age_on
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ValidationCollector
+from services.common.events import Changed, DomainEvent
 
 # -- refusal reasons (FailedPrecondition.reason) ----------------------------------------------------
 ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
@@ -125,7 +129,7 @@ def fee_case(kind: ApplicationKind, reason: RenewalReason | None = None) -> str:
         return f"RENEWAL.{reason.value}"
     if reason is not None:
         raise InvalidArgument.one("renewal_reason", "NOT_A_RENEWAL", "Only a renewal has a renewal reason.")
-    return kind.value
+    return str(kind.value)
 
 
 ALL_FEE_CASES: tuple[str, ...] = (
@@ -358,6 +362,18 @@ class HukouRecord:
     @property
     def confirms_identity(self) -> bool:
         return self.found and self.name_matches
+
+
+@dataclass(frozen=True, slots=True)
+class Deregistration:
+    """A PersonDeregistered event of the household register, at its position in residence's stream
+    (identity follows it: ``cancel_card``, ``cancel_for_deregistered_holder``)."""
+
+    sequence: int
+    id_number: str
+    reason: str  # DEATH, CONSCRIPTION, ...
+    occurred_on: date
+    cancel_id_card: bool
 
 
 def require_hukou(record: HukouRecord, *, active: bool = True) -> HukouRecord:
@@ -1054,3 +1070,495 @@ def apply_for_temporary_card(
         issue_by=applied_on + timedelta(days=rules.issue_within_days),
         fee_fen=rules.fee_fen,
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Domain events: what the department publishes on WatchEvents (a contract: the gateway's saga and other
+# departments read these types and payloads). `aggregate` names the field that is the event's aggregate id.
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityEvent(DomainEvent):
+    aggregate: ClassVar[str] = ""
+
+    @property
+    def aggregate_id(self) -> str:
+        return str(getattr(self, self.aggregate))
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationEvent(IdentityEvent):
+    """What every event of a card application says about it."""
+
+    aggregate: ClassVar[str] = "application_id"
+    application_id: str
+    id_number: str
+    kind: ApplicationKind
+    state: ApplicationState
+    cross_province: bool
+    fee_fen: int
+
+
+def _about(app: CardApplication) -> dict[str, Any]:
+    return {
+        "application_id": app.id,
+        "id_number": app.id_number,
+        "kind": app.kind,
+        "state": app.state,
+        "cross_province": app.cross_province,
+        "fee_fen": app.fee_fen,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class CardApplicationSubmitted(ApplicationEvent):
+    type: ClassVar[str] = "CardApplicationSubmitted"
+    statutory_deadline: date
+    loss_report_id: str | None  # a replacement's loss report (the loss_* fields only when there is one)
+    loss_reported_on: date | None
+    loss_already_reported: bool
+
+    def payload(self) -> dict[str, Any]:
+        payload = DomainEvent.payload(self)
+        if self.loss_report_id is None:
+            for key in ("loss_report_id", "loss_reported_on", "loss_already_reported"):
+                del payload[key]
+        return payload
+
+
+@dataclass(frozen=True, slots=True)
+class CardApplicationApproved(ApplicationEvent):
+    type: ClassVar[str] = "CardApplicationApproved"
+
+
+@dataclass(frozen=True, slots=True)
+class CardApplicationRejected(ApplicationEvent):
+    type: ClassVar[str] = "CardApplicationRejected"
+    loss_report_withdrawn: bool
+    rejection_reason: str
+    rejection_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class CardApplicationCancelled(ApplicationEvent):
+    type: ClassVar[str] = "CardApplicationCancelled"
+    loss_report_withdrawn: bool
+    cancellation_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CardProduced(ApplicationEvent):
+    type: ClassVar[str] = "CardProduced"
+    card_number: str
+
+
+@dataclass(frozen=True, slots=True)
+class CardReadyForPickup(ApplicationEvent):
+    type: ClassVar[str] = "CardReadyForPickup"
+    card_number: str
+    ready_on: date | None
+    collect_at_region_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class CardIssued(ApplicationEvent):
+    type: ClassVar[str] = "CardIssued"
+    card_number: str
+    valid_until: date | None
+    previous_card_number: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CardReportedLost(IdentityEvent):
+    type: ClassVar[str] = "CardReportedLost"
+    aggregate: ClassVar[str] = "card_number"
+    card_number: str
+    id_number: str
+    station_region_code: str
+    inside_hukou_area: bool
+    loss_report_id: str
+    reported_on: date
+    application_id: str | None  # the application it was filed with, None for a report of its own
+
+    @classmethod
+    def of(cls, report: LossReport) -> CardReportedLost:
+        return cls(
+            report.card_number,
+            report.id_number,
+            report.station_region_code,
+            report.inside_hukou_area,
+            report.id,
+            report.reported_on,
+            report.application_id or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CardLossReportWithdrawn(IdentityEvent):
+    type: ClassVar[str] = "CardLossReportWithdrawn"
+    aggregate: ClassVar[str] = "card_number"
+    card_number: str
+    id_number: str
+    loss_report_id: str
+    application_id: str
+    withdrawn_on: date
+
+
+@dataclass(frozen=True, slots=True)
+class CardAddressUpdated(IdentityEvent):
+    type: ClassVar[str] = "CardAddressUpdated"
+    aggregate: ClassVar[str] = "card_number"
+    id_number: str
+    card_number: str
+    region_code: str
+    recorded_on: date
+
+
+@dataclass(frozen=True, slots=True)
+class CardCancelled(IdentityEvent):
+    """The holder was deregistered (death and the other reasons the register cancels a card for)."""
+
+    type: ClassVar[str] = "CardCancelled"
+    aggregate: ClassVar[str] = "card_number"
+    card_number: str
+    id_number: str
+    cancelled_on: date
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class FoundCardEvent(IdentityEvent):
+    aggregate: ClassVar[str] = "found_card_id"
+    found_card_id: str
+    card_number: str
+    id_number: str
+
+
+@dataclass(frozen=True, slots=True)
+class FoundCardRegistered(FoundCardEvent):
+    type: ClassVar[str] = "FoundCardRegistered"
+    status: FoundCardStatus
+    notify_owner: bool
+    station_region_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class FoundCardDestroyed(FoundCardEvent):
+    type: ClassVar[str] = "FoundCardDestroyed"
+
+
+@dataclass(frozen=True, slots=True)
+class FoundCardClaimed(FoundCardEvent):
+    type: ClassVar[str] = "FoundCardClaimed"
+
+
+@dataclass(frozen=True, slots=True)
+class TemporaryCardIssued(IdentityEvent):
+    type: ClassVar[str] = "TemporaryCardIssued"
+    aggregate: ClassVar[str] = "temporary_card_id"
+    temporary_card_id: str
+    application_id: str
+    id_number: str
+    valid_until: date | None
+
+
+def aggregate_id(event: DomainEvent) -> str:
+    """The id of the aggregate an identity event is about (the outbox's and WatchEvents' aggregate_id)."""
+    if not isinstance(event, IdentityEvent):
+        raise TypeError(f"not an identity event: {event.type}")
+    return event.aggregate_id
+
+
+EVENT_TYPES: tuple[type[IdentityEvent], ...] = (
+    CardApplicationSubmitted,
+    CardApplicationApproved,
+    CardApplicationRejected,
+    CardApplicationCancelled,
+    CardProduced,
+    CardReadyForPickup,
+    CardIssued,
+    CardReportedLost,
+    CardLossReportWithdrawn,
+    CardAddressUpdated,
+    CardCancelled,
+    FoundCardRegistered,
+    FoundCardDestroyed,
+    FoundCardClaimed,
+    TemporaryCardIssued,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Operations: what the service layer calls. Each composes the rules above and returns the new state with
+# the events it causes, in the order they are published.
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A new application, ACCEPTED; for a replacement, the card reported lost with it and the report."""
+
+    application: CardApplication
+    lost_card: Card | None
+    loss_report: LossReport | None
+    events: tuple[IdentityEvent, ...]
+
+
+def submit_application(
+    application: CardApplication,
+    current_card: Card | None,
+    standing_report: LossReport | None,
+    *,
+    report_loss: bool,
+    report_id: str,
+    on: date,
+) -> Submitted:
+    """Accept a new application (from ``new_application``) and take its loss report (``take_loss_report``):
+    CardReportedLost when a report is filed with it, then CardApplicationSubmitted."""
+    app, lost_card, report = take_loss_report(
+        application.accept(on),
+        current_card,
+        standing_report,
+        report_loss=report_loss,
+        report_id=report_id,
+        on=on,
+    )
+    events: list[IdentityEvent] = []
+    if report is not None:
+        events.append(CardReportedLost.of(report))
+    taken = app.loss_report
+    events.append(
+        CardApplicationSubmitted(
+            **_about(app),
+            statutory_deadline=app.statutory_deadline,
+            loss_report_id=taken.id if taken else None,
+            loss_reported_on=taken.reported_on if taken else None,
+            loss_already_reported=app.loss_already_reported,
+        )
+    )
+    return Submitted(app, lost_card, report, tuple(events))
+
+
+def approve_application(app: CardApplication, on: date) -> Changed[CardApplication]:
+    approved = app.approve(on)
+    return Changed(approved, (CardApplicationApproved(**_about(approved)),))
+
+
+def mark_card_produced(app: CardApplication, card_number: str, on: date) -> Changed[CardApplication]:
+    produced = app.mark_produced(card_number, on)
+    return Changed(produced, (CardProduced(**_about(produced), card_number=produced.card_number),))
+
+
+def mark_card_ready(app: CardApplication, on: date) -> Changed[CardApplication]:
+    ready = app.mark_ready(on)
+    event = CardReadyForPickup(
+        **_about(ready),
+        card_number=ready.card_number,
+        ready_on=ready.ready_on,
+        collect_at_region_code=ready.accepting_region_code,
+    )
+    return Changed(ready, (event,))
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """A rejected or cancelled application; the loss report filed with it withdrawn, and its card VALID
+    again (None when nothing else changed)."""
+
+    application: CardApplication
+    restored_card: Card | None
+    withdrawn_report: LossReport | None
+    events: tuple[IdentityEvent, ...]
+
+
+def _close(
+    closed: CardApplication,
+    card: Card | None,
+    on: date,
+    event: Callable[[CardApplication, bool], IdentityEvent],
+) -> Closed:
+    app, restored, withdrawn = withdraw_loss_report(closed, card, on)
+    events = [event(app, withdrawn is not None)]
+    if withdrawn is not None:
+        events.append(
+            CardLossReportWithdrawn(withdrawn.card_number, withdrawn.id_number, withdrawn.id, app.id, on)
+        )
+    return Closed(app, restored, withdrawn, tuple(events))
+
+
+def reject_application(app: CardApplication, card: Card | None, reason: str, code: str, on: date) -> Closed:
+    """Reject (`card`: the card of the application's loss report, if any): CardApplicationRejected, then
+    CardLossReportWithdrawn for a report filed with it."""
+    return _close(
+        app.reject(reason, on, code),
+        card,
+        on,
+        lambda a, withdrawn: CardApplicationRejected(
+            **_about(a),
+            loss_report_withdrawn=withdrawn,
+            rejection_reason=a.rejection_reason,
+            rejection_code=a.rejection_code,
+        ),
+    )
+
+
+def cancel_application(app: CardApplication, card: Card | None, reason: str, on: date) -> Closed:
+    """Cancel, as `reject_application`: CardApplicationCancelled, then CardLossReportWithdrawn."""
+    return _close(
+        app.cancel(reason, on),
+        card,
+        on,
+        lambda a, withdrawn: CardApplicationCancelled(
+            **_about(a), loss_report_withdrawn=withdrawn, cancellation_reason=a.cancellation_reason
+        ),
+    )
+
+
+def cancel_for_deregistered_holder(app: CardApplication, reason: str, on: date) -> Closed:
+    """The register deregistered the applicant: the application is cancelled and a loss report filed with
+    it withdrawn, but the card stays cancelled, so no card is restored and no CardLossReportWithdrawn is
+    published (CardApplicationCancelled says ``loss_report_withdrawn``)."""
+    closed = _close(
+        app.cancel(reason, on),
+        None,
+        on,
+        lambda a, withdrawn: CardApplicationCancelled(
+            **_about(a), loss_report_withdrawn=withdrawn, cancellation_reason=a.cancellation_reason
+        ),
+    )
+    return replace(closed, events=closed.events[:1])
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """The application ISSUED, its new card, and the person's previous card when it changed."""
+
+    application: CardApplication
+    card: Card
+    previous_card: Card | None
+    events: tuple[IdentityEvent, ...]
+
+
+def hand_over_card(
+    app: CardApplication,
+    birth_date: date,
+    on: date,
+    policy: IdentityPolicy,
+    *,
+    previous_card: Card | None,
+    old_card_surrendered: bool,
+) -> Issued:
+    """``issue_card`` with its CardIssued event."""
+    issued, card, previous_after = issue_card(
+        app, birth_date, on, policy, previous_card=previous_card, old_card_surrendered=old_card_surrendered
+    )
+    event = CardIssued(
+        **_about(issued),
+        card_number=card.card_number,
+        valid_until=card.valid_until,
+        previous_card_number=previous_card.card_number if previous_card else None,
+    )
+    changed_previous = previous_after if previous_after != previous_card else None
+    return Issued(issued, card, changed_previous, (event,))
+
+
+@dataclass(frozen=True, slots=True)
+class LossReported:
+    card: Card
+    report: LossReport
+    events: tuple[IdentityEvent, ...]
+
+
+def report_card_lost(
+    card: Card, station_region_code: str, hukou_region_code: str, on: date, *, report_id: str
+) -> LossReported:
+    """A loss report filed on its own (``report_lost``, the register's expiry applied first)."""
+    lost, report = report_lost(mark_expired(card, on), station_region_code, hukou_region_code, on)
+    report = replace(report, id=report_id)
+    return LossReported(lost, report, (CardReportedLost.of(report),))
+
+
+def update_card_address(card: Card | None, region_code: str, address: str, on: date) -> Changed[Card]:
+    """``record_address`` with its CardAddressUpdated event."""
+    updated = record_address(card, region_code, address, on)
+    event = CardAddressUpdated(updated.id_number, updated.card_number, updated.address_region_code, on)
+    return Changed(updated, (event,))
+
+
+def cancel_card(card: Card, on: date, cause: str) -> Changed[Card] | None:
+    """``cancel_on_death`` (for `cause`, the register's deregistration reason) with its CardCancelled
+    event; None when the card does not change."""
+    cancelled = cancel_on_death(card, on)
+    if cancelled is None:
+        return None
+    return Changed(cancelled, (CardCancelled(cancelled.card_number, cancelled.id_number, on, cause),))
+
+
+def enter_found_card(
+    *,
+    id: str,
+    card: Card,
+    owner_current_card: Card | None,
+    station_region_code: str,
+    found_place: str,
+    found_on: date,
+    registered_on: date,
+) -> Changed[FoundCard]:
+    """``register_found_card``: FoundCardRegistered, and FoundCardDestroyed for a card already replaced."""
+    found = register_found_card(
+        id=id,
+        card=card,
+        owner_current_card=owner_current_card,
+        station_region_code=station_region_code,
+        found_place=found_place,
+        found_on=found_on,
+        registered_on=registered_on,
+    )
+    events: list[IdentityEvent] = [
+        FoundCardRegistered(
+            found.id,
+            found.card_number,
+            found.id_number,
+            found.status,
+            found.notify_owner,
+            station_region_code,
+        )
+    ]
+    if found.status is FoundCardStatus.DESTROYED:
+        events.append(FoundCardDestroyed(found.id, found.card_number, found.id_number))
+    return Changed(found, tuple(events))
+
+
+def return_found_card(
+    found: FoundCard, claimant_id_number: str, *, identity_confirmed: bool, photo_ref: str, on: date
+) -> Changed[FoundCard]:
+    """``claim_found_card`` with its FoundCardClaimed event."""
+    claimed = claim_found_card(
+        found, claimant_id_number, identity_confirmed=identity_confirmed, photo_ref=photo_ref, on=on
+    )
+    return Changed(claimed, (FoundCardClaimed(claimed.id, claimed.card_number, claimed.id_number),))
+
+
+def issue_temporary_card(
+    *,
+    id: str,
+    id_number: str,
+    open_application: CardApplication | None,
+    station_region_code: str,
+    hukou_region_code: str,
+    urgent_need: bool,
+    on: date,
+    policy: IdentityPolicy,
+) -> Changed[TemporaryCard]:
+    """Apply for a temporary card and issue it the same day (``apply_for_temporary_card``), under `id`."""
+    card = apply_for_temporary_card(
+        id_number=id_number,
+        applications=[open_application] if open_application else [],
+        station_region_code=station_region_code,
+        hukou_region_code=hukou_region_code,
+        urgent_need=urgent_need,
+        applied_on=on,
+        policy=policy,
+    ).issue(on, policy)
+    return Changed(card, (TemporaryCardIssued(id, card.application_id, card.id_number, card.valid_until),))

@@ -57,20 +57,20 @@ Text = Annotated[str, msgspec.Meta(min_length=1)]
 # -- the file's shape -------------------------------------------------------------------------------------
 
 
-class BracketRow(Policy):
+class BracketRow(Policy, frozen=True):
     min_age: NonNegative
     max_age: NonNegative | None = None
     years: Positive | None = None
     long_term: bool = False
 
 
-class ValidityRow(Policy):
+class ValidityRow(Policy, frozen=True):
     age_basis: AgeBasis
     early_renewal_months: Annotated[int, msgspec.Meta(ge=1, le=12)]
     bracket: Annotated[list[BracketRow], msgspec.Meta(min_length=1)]
 
 
-class ReductionRow(Policy):
+class ReductionRow(Policy, frozen=True):
     payable_percent: Percent
     applies_to: Codes
 
@@ -91,12 +91,12 @@ FeesRow = msgspec.defstruct(
 )
 
 
-class DeadlinesRow(Policy):
+class DeadlinesRow(Policy, frozen=True):
     statutory_days: Positive
     remote_extension_days: NonNegative
 
 
-class TemporaryCardRow(Policy):
+class TemporaryCardRow(Policy, frozen=True):
     validity_months: Positive
     issue_within_days: Positive
     fee_fen: NonNegative
@@ -104,12 +104,12 @@ class TemporaryCardRow(Policy):
     urgent_need_required: bool
 
 
-class RolloutRow(Policy):
+class RolloutRow(Policy, frozen=True):
     effective: dt.date
     provinces: Literal["all"] | Codes
 
 
-class CrossProvinceRow(Policy):
+class CrossProvinceRow(Policy, frozen=True):
     acceptance_province_code: str
     kinds: Annotated[list[ApplicationKind], msgspec.Meta(min_length=1)]
     residence_permit_required: bool
@@ -118,7 +118,7 @@ class CrossProvinceRow(Policy):
     postal_delivery_from: dt.date | None = None
 
 
-class PolicyFile(Policy):
+class PolicyFile(Policy, frozen=True):
     mainland_province_codes: Annotated[list[ProvinceCode], msgspec.Meta(min_length=1)]
     validity: ValidityRow
     fees: FeesRow  # type: ignore[valid-type]
@@ -160,7 +160,7 @@ def _validity(row: ValidityRow) -> ValidityPolicy:
 
 def _fees(row: Any) -> FeePolicy:
     fen = {case: getattr(row, _fee_attr(case)) for case in _FEE_KEYS}
-    reductions = {}
+    reductions: dict[FeeReduction, Reduction] = {}
     for name, r in row.reduction.items():
         where = f"{SOURCE}: fees.reduction.{name}"
         try:

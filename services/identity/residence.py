@@ -23,23 +23,12 @@ from govhub.residence.v1 import residence_pb2, residence_pb2_grpc
 from services.common.errors import Unavailable
 from services.common.settings import TlsFiles
 from services.common.tls import aio_channel
-from services.identity.domain import HukouRecord
+from services.identity.domain import Deregistration, HukouRecord
 
 # Status codes that mean "the register did not answer": the caller may retry later.
 _NOT_ANSWERED = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Deregistration:
-    """A PersonDeregistered event of the household register, at its position in residence's stream."""
-
-    sequence: int
-    id_number: str
-    reason: str  # DEATH, CONSCRIPTION, ...
-    occurred_on: dt.date
-    cancel_id_card: bool
 
 
 def deregistration(sequence: int, data: dict[str, Any]) -> Deregistration | None:
@@ -80,10 +69,10 @@ class GrpcHukouDirectory:
         if tracer_provider is not None:
             from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-            interceptors = aio_client_interceptors(tracer_provider=tracer_provider)
+            interceptors = aio_client_interceptors(tracer_provider=tracer_provider)  # type: ignore[no-untyped-call]
         # Mutual TLS with identity's client certificate when `tls` is given (GOVHUB_TLS=on).
         self._channel = aio_channel(target, tls, interceptors=interceptors)
-        self._stub = residence_pb2_grpc.ResidenceServiceStub(self._channel)
+        self._stub = residence_pb2_grpc.ResidenceServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
     async def verify(self, id_number: str, name: str, *, timeout: float) -> HukouRecord:
         try:
@@ -118,7 +107,7 @@ class GrpcHukouDirectory:
             call.cancel()
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(None)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from services.common.grpcserver import GrpcService
 from services.common.settings import ServiceSettings
 from services.identity import store
 from services.identity.deaths import RegisterFollower, follow
+from services.identity.handlers import IdentityHandlers
 from services.identity.migrations import DATABASE
 from services.identity.policy import default_policy
 from services.identity.residence import GrpcHukouDirectory, HukouDirectory
@@ -35,7 +36,8 @@ async def build_server(
             settings.residence_target, tracer_provider=parts.tracer_provider, tls=settings.security.client_tls
         )
         parts.closers.push_async_callback(directory.close)
-        parts.background.append(lambda: follow(RegisterFollower(parts.ctx, directory)))
-        return IdentityServicer(parts.ctx, directory, default_policy())
+        handlers = IdentityHandlers(default_policy(), parts.ctx.clock)
+        parts.background.append(lambda: follow(RegisterFollower(parts.ctx, directory, handlers)))
+        return IdentityServicer(parts.ctx, directory, handlers)
 
     return await assemble(IDENTITY, settings, servicer, tracer_provider, clock=clock)

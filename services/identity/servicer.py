@@ -1,30 +1,30 @@
-"""govhub.identity.v1.IdentityService over grpc.aio: proto in, domain rules, proto out.
+"""govhub.identity.v1.IdentityService over grpc.aio: proto in, a use case of ``handlers``, proto out.
 
-Every ID number that enters an RPC goes through ``require_id_number`` under the request field's name.
-Every mutating RPC runs in one unit of work through ``run_idempotent`` (its request_id), with the state
-change and its outbox event committed together. Hukou facts come from the household register through a
-`HukouDirectory` (one call per request, made before the unit of work and not repeated for a request_id
-already answered).
+The servicer only translates: a request into plain and domain values (every ID number through
+``require_id_number`` under the request field's name, every bad field reported at once), the use case's
+answer into the response; domain errors become gRPC status codes in the error interceptor. Every change
+runs in one unit of work through ``run_idempotent`` (its request_id, whose stored answer is the response),
+with the state change and its outbox events committed together. Hukou facts come from the household
+register through a `HukouDirectory` (one call per request, made before the unit of work and not repeated
+for a request_id already answered).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import secrets
+import enum
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from govhub.common.v1 import common_pb2
 from govhub.identity.v1 import identity_pb2 as pb
 from govhub.identity.v1 import identity_pb2_grpc
-from services.common.db import UnitOfWork, new_id
-from services.common.errors import AlreadyExists, InvalidArgument, NotFound, ValidationCollector
+from services.common.db import UnitOfWork
+from services.common.errors import InvalidArgument, ValidationCollector
 from services.common.grpcserver import remaining
 from services.common.idempotency import check_request_id, run_idempotent
 from services.common.idnumber import IdNumber, address_code_periods, check_id_number, require_id_number
@@ -32,55 +32,60 @@ from services.common.pages import page_size
 from services.common.protoconv import date_from_proto, date_to_proto, event_to_proto, timestamp
 from services.common.service import ServiceContext
 from services.identity import domain as d
+from services.identity.handlers import (
+    ApplicationRecord,
+    Hukou,
+    HukouAnswer,
+    IdentityHandlers,
+    TemporaryCardRecord,
+    Work,
+)
 from services.identity.residence import HukouDirectory
-from services.identity.store import IdempotencyRecord, IdentityRepository
+from services.identity.store import IdempotencyRecord, IdentityRepository, IdentityWork
 
 R = TypeVar("R", bound=Message)
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
-_KIND_FROM_PROTO = {
-    pb.CARD_APPLICATION_KIND_FIRST_ISSUE: d.ApplicationKind.FIRST_ISSUE,
-    pb.CARD_APPLICATION_KIND_RENEWAL: d.ApplicationKind.RENEWAL,
-    pb.CARD_APPLICATION_KIND_REPLACEMENT: d.ApplicationKind.REPLACEMENT,
+# Proto enums in by number, out by name (the generated constructors take either).
+_KIND_FROM_PROTO: dict[int, d.ApplicationKind] = {
+    pb.CardApplicationKind.Value(f"CARD_APPLICATION_KIND_{k.value}"): k for k in d.ApplicationKind
 }
-_KIND_TO_PROTO = {v: k for k, v in _KIND_FROM_PROTO.items()}
-_REASON_FROM_PROTO = {pb.RenewalReason.Value(f"RENEWAL_REASON_{r.value}"): r for r in d.RenewalReason}
-_REASON_TO_PROTO = {v: k for k, v in _REASON_FROM_PROTO.items()}
-_REDUCTION_FROM_PROTO = {pb.FeeReduction.Value(f"FEE_REDUCTION_{r.value}"): r for r in d.FeeReduction}
-_REDUCTION_TO_PROTO = {v: k for k, v in _REDUCTION_FROM_PROTO.items()}
-_STATE_TO_PROTO = {
-    s: pb.CardApplicationState.Value(f"CARD_APPLICATION_STATE_{s.value}") for s in d.ApplicationState
+_REASON_FROM_PROTO: dict[int, d.RenewalReason] = {
+    pb.RenewalReason.Value(f"RENEWAL_REASON_{r.value}"): r for r in d.RenewalReason
 }
-_CARD_STATUS_TO_PROTO = {s: pb.CardStatus.Value(f"CARD_STATUS_{s.value}") for s in d.CardStatus}
-_FOUND_STATUS_TO_PROTO = {
-    s: pb.FoundCardStatus.Value(f"FOUND_CARD_STATUS_{s.value}") for s in d.FoundCardStatus
+_REDUCTION_FROM_PROTO: dict[int, d.FeeReduction] = {
+    pb.FeeReduction.Value(f"FEE_REDUCTION_{r.value}"): r for r in d.FeeReduction
 }
-_SEX_TO_PROTO = {"MALE": common_pb2.SEX_MALE, "FEMALE": common_pb2.SEX_FEMALE}
+
+
+def _name(prefix: str, value: enum.Enum | None) -> str | None:
+    """The proto enum name of a domain value (None: left unset)."""
+    return f"{prefix}_{value.value}" if value is not None else None
 
 
 # -- proto out --------------------------------------------------------------------------------------------
 
 
-def application_proto(
-    app: d.CardApplication, created: dt.datetime, updated: dt.datetime
-) -> pb.CardApplication:
+def application_proto(stored: ApplicationRecord) -> pb.CardApplication:
+    app = stored.application
     msg = pb.CardApplication(
         id=app.id,
         id_number=app.id_number,
         name=app.name,
-        kind=_KIND_TO_PROTO[app.kind],
-        renewal_reason=_REASON_TO_PROTO[app.renewal_reason] if app.renewal_reason else 0,
+        kind=_name("CARD_APPLICATION_KIND", app.kind),
+        renewal_reason=_name("RENEWAL_REASON", app.renewal_reason),
         cross_province=app.cross_province,
         hukou_province_code=app.hukou_province_code,
         accepting_region_code=app.accepting_region_code,
-        state=_STATE_TO_PROTO[app.state],
-        fee_reduction=_REDUCTION_TO_PROTO[app.fee_reduction],
+        state=_name("CARD_APPLICATION_STATE", app.state),
+        fee_reduction=_name("FEE_REDUCTION", app.fee_reduction),
         fee_fen=app.fee_fen,
         application_date=date_to_proto(app.application_date),
         statutory_deadline=date_to_proto(app.statutory_deadline),
         required_materials=list(app.required_materials),
         rejection_reason=app.rejection_reason,
-        create_time=timestamp(created),
-        update_time=timestamp(updated),
+        create_time=timestamp(stored.created),
+        update_time=timestamp(stored.updated),
         card_number=app.card_number,
         cancellation_reason=app.cancellation_reason,
         loss_already_reported=app.loss_already_reported,
@@ -112,18 +117,6 @@ def loss_report_proto(report: d.LossReport) -> pb.LossReport:
     )
 
 
-def loss_report_event(report: d.LossReport) -> dict[str, Any]:
-    return {
-        "card_number": report.card_number,
-        "id_number": report.id_number,
-        "station_region_code": report.station_region_code,
-        "inside_hukou_area": report.inside_hukou_area,
-        "loss_report_id": report.id,
-        "reported_on": report.reported_on.isoformat(),
-        "application_id": report.application_id or None,
-    }
-
-
 def card_proto(card: d.Card) -> pb.Card:
     return pb.Card(
         card_number=card.card_number,
@@ -131,7 +124,7 @@ def card_proto(card: d.Card) -> pb.Card:
         valid_from=date_to_proto(card.valid_from),
         valid_until=date_to_proto(card.valid_until),
         long_term=card.long_term,
-        status=_CARD_STATUS_TO_PROTO[card.status],
+        status=_name("CARD_STATUS", card.status),
         application_id=card.application_id,
         address_region_code=card.address_region_code,
         address=card.address,
@@ -149,15 +142,16 @@ def found_card_proto(found: d.FoundCard) -> pb.FoundCard:
         found_place=found.found_place,
         found_on=date_to_proto(found.found_on),
         registered_on=date_to_proto(found.registered_on),
-        status=_FOUND_STATUS_TO_PROTO[found.status],
+        status=_name("FOUND_CARD_STATUS", found.status),
         owner_notified=found.notify_owner,
         closed_on=date_to_proto(found.closed_on),
     )
 
 
-def temporary_card_proto(temporary_id: str, card: d.TemporaryCard, station: str) -> pb.TemporaryCard:
+def temporary_card_proto(issued: TemporaryCardRecord) -> pb.TemporaryCard:
+    card = issued.card
     return pb.TemporaryCard(
-        id=temporary_id,
+        id=issued.id,
         id_number=card.id_number,
         application_id=card.application_id,
         applied_on=date_to_proto(card.applied_on),
@@ -165,25 +159,8 @@ def temporary_card_proto(temporary_id: str, card: d.TemporaryCard, station: str)
         issued_on=date_to_proto(card.issued_on),
         valid_until=date_to_proto(card.valid_until),
         fee_fen=card.fee_fen,
-        station_region_code=station,
+        station_region_code=issued.station_region_code,
     )
-
-
-def _application_event(app: d.CardApplication, **extra: Any) -> dict[str, Any]:
-    return {
-        "application_id": app.id,
-        "id_number": app.id_number,
-        "kind": app.kind.value,
-        "state": app.state.value,
-        "cross_province": app.cross_province,
-        "fee_fen": app.fee_fen,
-        **extra,
-    }
-
-
-def new_card_number() -> str:
-    """The chip serial the production centre gives a card (here: 16 random hex digits)."""
-    return secrets.token_hex(8).upper()
 
 
 # -- proto in ---------------------------------------------------------------------------------------------
@@ -224,428 +201,262 @@ def _collect_date(v: ValidationCollector, msg: common_pb2.Date, field: str) -> d
         return None
 
 
+def _collect_kind(
+    v: ValidationCollector, raw_kind: int, raw_reason: int
+) -> tuple[d.ApplicationKind | None, d.RenewalReason | None]:
+    kind = _KIND_FROM_PROTO.get(raw_kind)
+    if kind is None:
+        v.add("kind", "REQUIRED", "kind is one of FIRST_ISSUE, RENEWAL, REPLACEMENT")
+    reason = _REASON_FROM_PROTO.get(raw_reason)
+    if kind is d.ApplicationKind.RENEWAL and reason is None:
+        v.add("renewal_reason", "REQUIRED", "a renewal states its reason")
+    if kind is not None and kind is not d.ApplicationKind.RENEWAL and raw_reason:
+        v.add("renewal_reason", "NOT_A_RENEWAL", "only a renewal has a renewal reason")
+    return kind, reason
+
+
 def _required_id(value: str, field: str = "id") -> str:
     if not value:
         raise InvalidArgument.one(field, "REQUIRED", f"{field} is required")
     return value
 
 
+def _page_size(raw: int) -> int:
+    errors = ValidationCollector()
+    size = page_size(raw, errors)
+    errors.raise_if_any()
+    return size
+
+
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, ctx: ServiceContext, hukou: HukouDirectory, policy: d.IdentityPolicy) -> None:
+    """Each RPC: the request into plain and domain values (field violations named by the request's field
+    paths), one use case of `IdentityHandlers`, the answer into the response."""
+
+    def __init__(self, ctx: ServiceContext, hukou: HukouDirectory, handlers: IdentityHandlers) -> None:
         self.ctx = ctx
         self.hukou = hukou
-        self.policy = policy
+        self.handlers = handlers
+        self.policy = handlers.policy
 
     # -- plumbing -----------------------------------------------------------------------------------------
 
-    def _repo(self, uow: UnitOfWork) -> IdentityRepository:
-        return IdentityRepository(uow.session, self.ctx.clock.now())
-
-    def _reader(self, session: AsyncSession) -> IdentityRepository:
+    @contextlib.asynccontextmanager
+    async def _records(self) -> AsyncIterator[IdentityRepository]:
         """The repository over a read-only session (``ctx.read()``)."""
-        return IdentityRepository(session, self.ctx.clock.now())
+        async with self.ctx.read() as session:
+            yield IdentityRepository(session, self.ctx.clock.now())
 
-    async def _mutate(
-        self,
-        method: str,
-        request: Message,
-        response_type: type[R],
-        handler: Callable[[UnitOfWork], Awaitable[R]],
+    async def _change(
+        self, method: str, request: Any, use_case: Callable[[Work], Awaitable[R]], response_type: type[R]
     ) -> R:
         """One unit of work, at most once per request_id. Inserts are flushed only at commit, where a
         unique-constraint race (one open application per person, one temporary card per application, a
         duplicate request_id) is caught by ``run_idempotent`` and the request re-evaluated."""
+        request_id = check_request_id(request.request_id)
 
         async def run(uow: UnitOfWork) -> R:
             with uow.session.no_autoflush:
-                return await handler(uow)
+                return await use_case(IdentityWork(uow, self.ctx.feed, self.ctx.clock.now(), request_id))
 
         return await run_idempotent(
             self.ctx.uow, IdempotencyRecord, method, request, response_type, run, self.ctx.clock.now
         )
 
-    async def _event(
-        self, uow: UnitOfWork, event_type: str, aggregate_id: str, payload: dict[str, Any], request: Any
-    ) -> None:
-        await self.ctx.feed.record(
-            uow,
-            event_type,
-            aggregate_id,
-            payload,
-            occurred_at=self.ctx.clock.now(),
-            request_id=check_request_id(request.request_id),
+    async def _hukou(self, request_id: str, context: Context, id_number: str, name: str) -> Hukou:
+        """The register's answer for the person, asked now (outside the unit of work) unless the
+        request_id was already answered, and at the latest when the use case needs it."""
+        answer = HukouAnswer(
+            lambda: self.hukou.verify(
+                id_number, name, timeout=remaining(context, self.ctx.settings.call_timeout)
+            )
         )
-
-    async def _answered(self, request_id: str) -> bool:
-        """Whether this request_id already has a stored answer (then nobody else need be asked)."""
-        stmt = select(IdempotencyRecord.request_id).where(
-            IdempotencyRecord.request_id == check_request_id(request_id)
-        )
-        async with self.ctx.read() as session:
-            return await session.scalar(stmt) is not None
-
-    async def _hukou(self, context: grpc.aio.ServicerContext, id_number: str, name: str) -> d.HukouRecord:
-        return await self.hukou.verify(
-            id_number, name, timeout=remaining(context, self.ctx.settings.call_timeout)
-        )
-
-    async def _get_application(self, repo: IdentityRepository, application_id: str) -> d.CardApplication:
-        app = await repo.get_application(_required_id(application_id))
-        if app is None:
-            raise NotFound("No such card application.")
-        return app
-
-    async def _application_proto(
-        self, repo: IdentityRepository, app: d.CardApplication
-    ) -> pb.CardApplication:
-        times = await repo.application_times(app.id)
-        assert times is not None
-        return application_proto(app, *times)
+        async with self._records() as records:
+            answered = await records.answered(request_id)
+        if not answered:
+            await answer()
+        return answer
 
     # -- ID numbers ---------------------------------------------------------------------------------------
 
     async def ValidateIdNumber(
-        self, request: pb.ValidateIdNumberRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ValidateIdNumberRequest, context: Context
     ) -> pb.ValidateIdNumberResponse:
         check = check_id_number(request.id_number, self.ctx.clock.today())
         return pb.ValidateIdNumberResponse(
             valid=check.valid,
             id_number=check.normalised,
             birth_date=date_to_proto(check.birth_date),
-            sex=_SEX_TO_PROTO[check.sex.value] if check.sex else 0,
+            sex=_name("SEX", check.sex),
             region_code=check.region_code,
             region_name=check.region_name,
-            problems=[pb.IdNumberProblem.Value(f"ID_NUMBER_PROBLEM_{p}") for p in check.problems],
+            problems=[f"ID_NUMBER_PROBLEM_{p}" for p in check.problems],
         )
 
     # -- applications -------------------------------------------------------------------------------------
 
     async def CreateCardApplication(
-        self, request: pb.CreateCardApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: pb.CreateCardApplicationRequest, context: Context
     ) -> pb.CreateCardApplicationResponse:
-        check_request_id(request.request_id)
-        today = self.ctx.clock.today()
+        request_id = check_request_id(request.request_id)
         v = ValidationCollector()
-        id_number = _collect_id_number(v, request.id_number, "id_number", today)
+        id_number = _collect_id_number(v, request.id_number, "id_number", self.ctx.clock.today())
         name = _collect_text(v, request.name, "name")
-        kind = _KIND_FROM_PROTO.get(request.kind)
-        if kind is None:
-            v.add("kind", "REQUIRED", "kind is one of FIRST_ISSUE, RENEWAL, REPLACEMENT")
-        reason = _REASON_FROM_PROTO.get(request.renewal_reason)
-        if kind is d.ApplicationKind.RENEWAL and reason is None:
-            v.add("renewal_reason", "REQUIRED", "a renewal states its reason")
-        if kind is not None and kind is not d.ApplicationKind.RENEWAL and request.renewal_reason:
-            v.add("renewal_reason", "NOT_A_RENEWAL", "only a renewal has a renewal reason")
+        kind, reason = _collect_kind(v, request.kind, request.renewal_reason)
         accepting = _collect_region(v, request.accepting_region_code, "accepting_region_code")
         permit = None
         if request.residence_permit.number.strip():
             until = _collect_date(v, request.residence_permit.valid_until, "residence_permit.valid_until")
             if until is not None:
                 permit = d.ResidencePermit(request.residence_permit.number.strip(), until)
-        reduction = (
-            _REDUCTION_FROM_PROTO.get(request.fee_reduction, d.FeeReduction.NONE)
-            if request.fee_reduction
-            else d.FeeReduction.NONE
-        )
+        reduction = _REDUCTION_FROM_PROTO.get(request.fee_reduction, d.FeeReduction.NONE)
         v.raise_if_any()
         assert id_number is not None and kind is not None
+        hukou = await self._hukou(request_id, context, id_number.value, name)
 
-        hukou: d.HukouRecord | None = None
-        if not await self._answered(request.request_id):
-            hukou = d.require_hukou(await self._hukou(context, id_number.value, name))
-
-        async def handler(uow: UnitOfWork) -> pb.CreateCardApplicationResponse:
-            nonlocal hukou
-            if hukou is None:  # answered meanwhile by a concurrent duplicate that then rolled back
-                hukou = d.require_hukou(await self._hukou(context, id_number.value, name))
-            repo = self._repo(uow)
-            open_app = await repo.get_open_application_for(id_number.value)
-            current = await repo.current_card(id_number.value)
-            app = d.new_application(
-                id=new_id(),
-                id_number=id_number.value,
+        async def create(work: Work) -> pb.CreateCardApplicationResponse:
+            stored = await self.handlers.create_application(
+                work,
+                id_number=id_number,
                 name=name,
-                birth_date=id_number.birth_date,
                 kind=kind,
                 renewal_reason=reason,
-                hukou_province_code=hukou.province_code,
-                hukou_region_code=hukou.region_code,
                 accepting_region_code=accepting,
-                accepting_province_code=accepting[:2],
-                application_date=today,
                 fee_reduction=reduction,
-                policy=self.policy,
                 residence_permit=permit,
-                current_card=current,
-                existing=[open_app] if open_app else [],
                 report_loss=request.report_loss,
                 require_cross_province=request.require_cross_province,
-            ).accept(today)
-            standing = await repo.standing_loss_report(current.card_number) if current else None
-            app, lost_card, report = d.take_loss_report(
-                app, current, standing, report_loss=request.report_loss, report_id=new_id(), on=today
+                hukou=hukou,
             )
-            created, updated = repo.add_application(app)
-            if lost_card is not None and report is not None:
-                await repo.save_card(lost_card)
-                await repo.add_loss_report(report.id, report)
-                await self._event(
-                    uow, "CardReportedLost", report.card_number, loss_report_event(report), request
-                )
-            extra: dict[str, Any] = {"statutory_deadline": app.statutory_deadline.isoformat()}
-            if app.loss_report is not None:
-                extra |= {
-                    "loss_report_id": app.loss_report.id,
-                    "loss_reported_on": app.loss_report.reported_on.isoformat(),
-                    "loss_already_reported": app.loss_already_reported,
-                }
-            await self._event(
-                uow, "CardApplicationSubmitted", app.id, _application_event(app, **extra), request
-            )
-            return pb.CreateCardApplicationResponse(card_application=application_proto(app, created, updated))
+            return pb.CreateCardApplicationResponse(card_application=application_proto(stored))
 
-        return await self._mutate("CreateCardApplication", request, pb.CreateCardApplicationResponse, handler)
+        return await self._change("CreateCardApplication", request, create, pb.CreateCardApplicationResponse)
 
     async def GetCardApplication(
-        self, request: pb.GetCardApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetCardApplicationRequest, context: Context
     ) -> pb.GetCardApplicationResponse:
-        async with self.ctx.read() as session:
-            repo = self._reader(session)
-            app = await self._get_application(repo, request.id)
-            return pb.GetCardApplicationResponse(card_application=await self._application_proto(repo, app))
+        async with self._records() as records:
+            stored = await self.handlers.get_application(records, _required_id(request.id))
+        return pb.GetCardApplicationResponse(card_application=application_proto(stored))
 
     async def ListCardApplications(
-        self, request: pb.ListCardApplicationsRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ListCardApplicationsRequest, context: Context
     ) -> pb.ListCardApplicationsResponse:
         id_number = None
         if request.id_number:
             id_number = require_id_number(request.id_number, "id_number", self.ctx.clock.today()).value
-        errors = ValidationCollector()
-        size = page_size(request.page_size, errors)
-        errors.raise_if_any()
-        async with self.ctx.read() as session:
-            items, token = await self._reader(session).list_applications(id_number, size, request.page_token)
+        size = _page_size(request.page_size)
+        async with self._records() as records:
+            items, token = await self.handlers.list_applications(records, id_number, size, request.page_token)
         return pb.ListCardApplicationsResponse(
-            card_applications=[application_proto(*item) for item in items], next_page_token=token
+            card_applications=[application_proto(item) for item in items], next_page_token=token
         )
 
-    async def _transition(
+    async def _application_change(
         self,
         method: str,
         request: Any,
         response_type: type[R],
-        event_type: str,
-        change: Callable[[d.CardApplication, dt.date], d.CardApplication],
-        **extra: Callable[[d.CardApplication], Any],
+        change: Callable[[Work, str], Awaitable[ApplicationRecord]],
     ) -> R:
-        _required_id(request.id)
-        today = self.ctx.clock.today()
+        application_id = _required_id(request.id)
 
-        async def handler(uow: UnitOfWork) -> R:
-            repo = self._repo(uow)
-            app = change(await self._get_application(repo, request.id), today)
-            created, updated = await repo.save_application(app)
-            payload = _application_event(app, **{k: f(app) for k, f in extra.items()})
-            await self._event(uow, event_type, app.id, payload, request)
-            return response_type(card_application=application_proto(app, created, updated))
+        async def respond(work: Work) -> R:
+            return response_type(card_application=application_proto(await change(work, application_id)))
 
-        return await self._mutate(method, request, response_type, handler)
+        return await self._change(method, request, respond, response_type)
 
     async def ApproveCardApplication(
-        self, request: pb.ApproveCardApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ApproveCardApplicationRequest, context: Context
     ) -> pb.ApproveCardApplicationResponse:
-        return await self._transition(
-            "ApproveCardApplication",
-            request,
-            pb.ApproveCardApplicationResponse,
-            "CardApplicationApproved",
-            lambda app, today: app.approve(today),
+        return await self._application_change(
+            "ApproveCardApplication", request, pb.ApproveCardApplicationResponse, self.handlers.approve
         )
 
-    async def _close(
-        self,
-        method: str,
-        request: Any,
-        response_type: type[R],
-        event_type: str,
-        change: Callable[[d.CardApplication, dt.date], d.CardApplication],
-        **extra: Callable[[d.CardApplication], Any],
-    ) -> R:
-        """Reject or cancel: the application closes, and a loss report filed with it is withdrawn in the
-        same unit of work (the card is valid again), announced by CardLossReportWithdrawn."""
-        _required_id(request.id)
-        today = self.ctx.clock.today()
-
-        async def handler(uow: UnitOfWork) -> R:
-            repo = self._repo(uow)
-            app = change(await self._get_application(repo, request.id), today)
-            card = await repo.get_card(app.loss_report.card_number) if app.loss_report else None
-            app, restored, withdrawn = d.withdraw_loss_report(app, card, today)
-            if withdrawn is not None:
-                await repo.withdraw_loss_report(withdrawn)
-                if restored is not None:
-                    await repo.save_card(restored)
-            created, updated = await repo.save_application(app)
-            payload = _application_event(
-                app, loss_report_withdrawn=withdrawn is not None, **{k: f(app) for k, f in extra.items()}
-            )
-            await self._event(uow, event_type, app.id, payload, request)
-            if withdrawn is not None:
-                brief = {
-                    "card_number": withdrawn.card_number,
-                    "id_number": withdrawn.id_number,
-                    "loss_report_id": withdrawn.id,
-                    "application_id": app.id,
-                    "withdrawn_on": today.isoformat(),
-                }
-                await self._event(uow, "CardLossReportWithdrawn", withdrawn.card_number, brief, request)
-            return response_type(card_application=application_proto(app, created, updated))
-
-        return await self._mutate(method, request, response_type, handler)
-
     async def RejectCardApplication(
-        self, request: pb.RejectCardApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RejectCardApplicationRequest, context: Context
     ) -> pb.RejectCardApplicationResponse:
         code = d.rejection_code(request.reason_code, self.policy)
-        return await self._close(
+        return await self._application_change(
             "RejectCardApplication",
             request,
             pb.RejectCardApplicationResponse,
-            "CardApplicationRejected",
-            lambda app, today: app.reject(request.reason.strip(), today, code),
-            rejection_reason=lambda app: app.rejection_reason,
-            rejection_code=lambda app: app.rejection_code,
+            lambda work, id: self.handlers.reject(work, id, request.reason, code),
         )
 
     async def CancelCardApplication(
-        self, request: pb.CancelCardApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: pb.CancelCardApplicationRequest, context: Context
     ) -> pb.CancelCardApplicationResponse:
-        return await self._close(
+        return await self._application_change(
             "CancelCardApplication",
             request,
             pb.CancelCardApplicationResponse,
-            "CardApplicationCancelled",
-            lambda app, today: app.cancel(request.reason.strip(), today),
-            cancellation_reason=lambda app: app.cancellation_reason,
+            lambda work, id: self.handlers.cancel(work, id, request.reason),
         )
 
     async def MarkCardProduced(
-        self, request: pb.MarkCardProducedRequest, context: grpc.aio.ServicerContext
+        self, request: pb.MarkCardProducedRequest, context: Context
     ) -> pb.MarkCardProducedResponse:
-        return await self._transition(
-            "MarkCardProduced",
-            request,
-            pb.MarkCardProducedResponse,
-            "CardProduced",
-            lambda app, today: app.mark_produced(new_card_number(), today),
-            card_number=lambda app: app.card_number,
+        return await self._application_change(
+            "MarkCardProduced", request, pb.MarkCardProducedResponse, self.handlers.mark_produced
         )
 
     async def MarkCardReadyForPickup(
-        self, request: pb.MarkCardReadyForPickupRequest, context: grpc.aio.ServicerContext
+        self, request: pb.MarkCardReadyForPickupRequest, context: Context
     ) -> pb.MarkCardReadyForPickupResponse:
-        return await self._transition(
-            "MarkCardReadyForPickup",
-            request,
-            pb.MarkCardReadyForPickupResponse,
-            "CardReadyForPickup",
-            lambda app, today: app.mark_ready(today),
-            card_number=lambda app: app.card_number,
-            ready_on=lambda app: app.ready_on.isoformat() if app.ready_on else None,
-            collect_at_region_code=lambda app: app.accepting_region_code,
+        return await self._application_change(
+            "MarkCardReadyForPickup", request, pb.MarkCardReadyForPickupResponse, self.handlers.mark_ready
         )
 
-    async def IssueCard(
-        self, request: pb.IssueCardRequest, context: grpc.aio.ServicerContext
-    ) -> pb.IssueCardResponse:
-        _required_id(request.id)
-        today = self.ctx.clock.today()
+    async def IssueCard(self, request: pb.IssueCardRequest, context: Context) -> pb.IssueCardResponse:
+        application_id = _required_id(request.id)
 
-        async def handler(uow: UnitOfWork) -> pb.IssueCardResponse:
-            repo = self._repo(uow)
-            app = await self._get_application(repo, request.id)
-            birth = check_id_number(app.id_number).birth_date
-            assert birth is not None
-            previous = await repo.current_card(app.id_number)
-            issued, card, previous_after = d.issue_card(
-                app,
-                birth,
-                today,
-                self.policy,
-                previous_card=previous,
-                old_card_surrendered=request.old_card_surrendered,
+        async def issue(work: Work) -> pb.IssueCardResponse:
+            stored, card = await self.handlers.issue_card(
+                work, application_id, old_card_surrendered=request.old_card_surrendered
             )
-            if previous_after is not None and previous_after != previous:
-                await repo.save_card(previous_after)
-            await repo.save_card(card)
-            created, updated = await repo.save_application(issued)
-            payload = _application_event(
-                issued,
-                card_number=card.card_number,
-                valid_until=card.valid_until.isoformat() if card.valid_until else None,
-                previous_card_number=previous.card_number if previous else None,
-            )
-            await self._event(uow, "CardIssued", issued.id, payload, request)
-            return pb.IssueCardResponse(
-                card_application=application_proto(issued, created, updated), card=card_proto(card)
-            )
+            return pb.IssueCardResponse(card_application=application_proto(stored), card=card_proto(card))
 
-        return await self._mutate("IssueCard", request, pb.IssueCardResponse, handler)
+        return await self._change("IssueCard", request, issue, pb.IssueCardResponse)
 
     # -- the card register --------------------------------------------------------------------------------
 
     async def GetCurrentCard(
-        self, request: pb.GetCurrentCardRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetCurrentCardRequest, context: Context
     ) -> pb.GetCurrentCardResponse:
-        today = self.ctx.clock.today()
-        id_number = require_id_number(request.id_number, "id_number", today)
-        async with self.ctx.read() as session:
-            card = await self._reader(session).current_card(id_number.value)
-        if card is None:
-            raise NotFound("The register holds no card for this person.")
-        return pb.GetCurrentCardResponse(card=card_proto(d.mark_expired(card, today)))
+        id_number = require_id_number(request.id_number, "id_number", self.ctx.clock.today())
+        async with self._records() as records:
+            card = await self.handlers.current_card(records, id_number.value)
+        return pb.GetCurrentCardResponse(card=card_proto(card))
 
-    async def ListCards(
-        self, request: pb.ListCardsRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListCardsResponse:
-        today = self.ctx.clock.today()
-        id_number = require_id_number(request.id_number, "id_number", today)
-        errors = ValidationCollector()
-        size = page_size(request.page_size, errors)
-        errors.raise_if_any()
-        async with self.ctx.read() as session:
-            cards, token = await self._reader(session).list_cards(id_number.value, size, request.page_token)
-        return pb.ListCardsResponse(
-            cards=[card_proto(d.mark_expired(c, today)) for c in cards], next_page_token=token
-        )
+    async def ListCards(self, request: pb.ListCardsRequest, context: Context) -> pb.ListCardsResponse:
+        id_number = require_id_number(request.id_number, "id_number", self.ctx.clock.today())
+        size = _page_size(request.page_size)
+        async with self._records() as records:
+            cards, token = await self.handlers.list_cards(records, id_number.value, size, request.page_token)
+        return pb.ListCardsResponse(cards=[card_proto(c) for c in cards], next_page_token=token)
 
-    async def VerifyCard(
-        self, request: pb.VerifyCardRequest, context: grpc.aio.ServicerContext
-    ) -> pb.VerifyCardResponse:
-        today = self.ctx.clock.today()
+    async def VerifyCard(self, request: pb.VerifyCardRequest, context: Context) -> pb.VerifyCardResponse:
         v = ValidationCollector()
         card_number = _collect_text(v, request.card_number, "card_number").upper()
-        id_number = _collect_id_number(v, request.id_number, "id_number", today)
+        id_number = _collect_id_number(v, request.id_number, "id_number", self.ctx.clock.today())
         v.raise_if_any()
         assert id_number is not None
-        async with self.ctx.read() as session:
-            card = await self._reader(session).get_card(card_number)
-        if card is None or card.id_number != id_number.value:
+        async with self._records() as records:
+            answer = await self.handlers.verify_card(records, card_number, id_number.value)
+        if answer is None:
             return pb.VerifyCardResponse(valid=False, result=pb.CARD_VERIFICATION_RESULT_UNKNOWN_CARD)
-        answer = d.verify(card, today)
         return pb.VerifyCardResponse(
             valid=answer.valid,
-            result=pb.CardVerificationResult.Value(f"CARD_VERIFICATION_RESULT_{answer.reason}"),
+            result=f"CARD_VERIFICATION_RESULT_{answer.reason}",
             cancelled_on=date_to_proto(answer.since),
         )
 
     async def UpdateCardAddress(
-        self, request: pb.UpdateCardAddressRequest, context: grpc.aio.ServicerContext
+        self, request: pb.UpdateCardAddressRequest, context: Context
     ) -> pb.UpdateCardAddressResponse:
         check_request_id(request.request_id)
-        today = self.ctx.clock.today()
         v = ValidationCollector()
-        id_number = _collect_id_number(v, request.id_number, "id_number", today)
+        id_number = _collect_id_number(v, request.id_number, "id_number", self.ctx.clock.today())
         try:
             d.check_card_address(request.region_code, request.address)
         except InvalidArgument as exc:
@@ -653,251 +464,139 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         v.raise_if_any()
         assert id_number is not None
 
-        async def handler(uow: UnitOfWork) -> pb.UpdateCardAddressResponse:
-            repo = self._repo(uow)
-            card = d.record_address(
-                await repo.current_card(id_number.value), request.region_code, request.address, today
+        async def update(work: Work) -> pb.UpdateCardAddressResponse:
+            card = await self.handlers.update_card_address(
+                work, id_number.value, request.region_code, request.address
             )
-            await repo.save_card(card)
-            payload = {
-                "id_number": card.id_number,
-                "card_number": card.card_number,
-                "region_code": card.address_region_code,
-                "recorded_on": today.isoformat(),
-            }
-            await self._event(uow, "CardAddressUpdated", card.card_number, payload, request)
             return pb.UpdateCardAddressResponse(card=card_proto(card))
 
-        return await self._mutate("UpdateCardAddress", request, pb.UpdateCardAddressResponse, handler)
+        return await self._change("UpdateCardAddress", request, update, pb.UpdateCardAddressResponse)
 
-    async def _person_at_station(
-        self, request: Any, context: grpc.aio.ServicerContext, today: Any, *, active: bool
-    ) -> tuple[Any, str, Callable[[], Awaitable[d.HukouRecord]]]:
-        """The checked ID number and station of a request made in person at a station, and its hukou
-        record: asked of residence now (outside the unit of work) unless the request_id was already
-        answered, and at the latest when the handler needs it."""
-        check_request_id(request.request_id)
+    async def _at_station(self, request: Any, context: Context) -> tuple[str, str, Hukou]:
+        """The checked ID number and station of a request made in person at a station, and the register's
+        answer for the person."""
+        request_id = check_request_id(request.request_id)
         v = ValidationCollector()
-        id_number = _collect_id_number(v, request.id_number, "id_number", today)
+        id_number = _collect_id_number(v, request.id_number, "id_number", self.ctx.clock.today())
         name = _collect_text(v, request.name, "name")
         station = _collect_region(v, request.station_region_code, "station_region_code")
         v.raise_if_any()
         assert id_number is not None
-        found: list[d.HukouRecord] = []
-
-        async def hukou() -> d.HukouRecord:
-            if not found:
-                found.append(
-                    d.require_hukou(await self._hukou(context, id_number.value, name), active=active)
-                )
-            return found[0]
-
-        if not await self._answered(request.request_id):
-            await hukou()
-        return id_number, station, hukou
+        return id_number.value, station, await self._hukou(request_id, context, id_number.value, name)
 
     # -- loss and lost-and-found --------------------------------------------------------------------------
 
     async def ReportCardLost(
-        self, request: pb.ReportCardLostRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ReportCardLostRequest, context: Context
     ) -> pb.ReportCardLostResponse:
-        today = self.ctx.clock.today()
-        id_number, station, hukou_of = await self._person_at_station(request, context, today, active=False)
+        id_number, station, hukou = await self._at_station(request, context)
 
-        async def handler(uow: UnitOfWork) -> pb.ReportCardLostResponse:
-            hukou = await hukou_of()
-            repo = self._repo(uow)
-            wanted = request.card_number.strip().upper()
-            card = await repo.get_card(wanted) if wanted else await repo.current_card(id_number.value)
-            if card is None or card.id_number != id_number.value:
-                raise NotFound("The register holds no such card for this person.")
-            card, report = d.report_lost(d.mark_expired(card, today), station, hukou.region_code, today)
-            report = replace(report, id=new_id())
-            await repo.save_card(card)
-            await repo.add_loss_report(report.id, report)
-            await self._event(uow, "CardReportedLost", card.card_number, loss_report_event(report), request)
-            return pb.ReportCardLostResponse(loss_report=loss_report_proto(report), card=card_proto(card))
+        async def report(work: Work) -> pb.ReportCardLostResponse:
+            reported = await self.handlers.report_card_lost(
+                work, id_number, station, request.card_number.strip().upper(), hukou
+            )
+            return pb.ReportCardLostResponse(
+                loss_report=loss_report_proto(reported.report), card=card_proto(reported.card)
+            )
 
-        return await self._mutate("ReportCardLost", request, pb.ReportCardLostResponse, handler)
+        return await self._change("ReportCardLost", request, report, pb.ReportCardLostResponse)
 
     async def RegisterFoundCard(
-        self, request: pb.RegisterFoundCardRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RegisterFoundCardRequest, context: Context
     ) -> pb.RegisterFoundCardResponse:
         check_request_id(request.request_id)
-        today = self.ctx.clock.today()
         v = ValidationCollector()
         card_number = _collect_text(v, request.card_number, "card_number").upper()
-        id_number = _collect_id_number(v, request.id_number, "id_number", today)
+        id_number = _collect_id_number(v, request.id_number, "id_number", self.ctx.clock.today())
         station = _collect_region(v, request.station_region_code, "station_region_code")
         place = _collect_text(v, request.found_place, "found_place")
         found_on = _collect_date(v, request.found_on, "found_on")
         v.raise_if_any()
         assert id_number is not None and found_on is not None
 
-        async def handler(uow: UnitOfWork) -> pb.RegisterFoundCardResponse:
-            repo = self._repo(uow)
-            card = await repo.get_card(card_number)
-            if card is None or card.id_number != id_number.value:
-                raise NotFound("The register holds no such card for this ID number.")
-            found = d.register_found_card(
-                id=new_id(),
-                card=card,
-                owner_current_card=await repo.current_card(card.id_number),
+        async def register(work: Work) -> pb.RegisterFoundCardResponse:
+            found = await self.handlers.register_found_card(
+                work,
+                card_number=card_number,
+                id_number=id_number.value,
                 station_region_code=station,
                 found_place=place,
                 found_on=found_on,
-                registered_on=today,
             )
-            await repo.save_found_card(found)
-            payload = {
-                "found_card_id": found.id,
-                "card_number": found.card_number,
-                "id_number": found.id_number,
-                "status": found.status.value,
-                "notify_owner": found.notify_owner,
-                "station_region_code": station,
-            }
-            await self._event(uow, "FoundCardRegistered", found.id, payload, request)
-            if found.status is d.FoundCardStatus.DESTROYED:
-                brief = {k: payload[k] for k in ("found_card_id", "card_number", "id_number")}
-                await self._event(uow, "FoundCardDestroyed", found.id, brief, request)
             return pb.RegisterFoundCardResponse(found_card=found_card_proto(found))
 
-        return await self._mutate("RegisterFoundCard", request, pb.RegisterFoundCardResponse, handler)
+        return await self._change("RegisterFoundCard", request, register, pb.RegisterFoundCardResponse)
 
     async def SearchFoundCards(
-        self, request: pb.SearchFoundCardsRequest, context: grpc.aio.ServicerContext
+        self, request: pb.SearchFoundCardsRequest, context: Context
     ) -> pb.SearchFoundCardsResponse:
         id_number = require_id_number(request.id_number, "id_number", self.ctx.clock.today())
-        errors = ValidationCollector()
-        size = page_size(request.page_size, errors)
-        errors.raise_if_any()
-        async with self.ctx.read() as session:
-            repo = self._reader(session)
-            found, token = await repo.found_cards_of(id_number.value, size, request.page_token)
+        size = _page_size(request.page_size)
+        async with self._records() as records:
+            found, token = await self.handlers.found_cards(records, id_number.value, size, request.page_token)
         return pb.SearchFoundCardsResponse(
             found_cards=[found_card_proto(f) for f in found], next_page_token=token
         )
 
     async def ClaimFoundCard(
-        self, request: pb.ClaimFoundCardRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ClaimFoundCardRequest, context: Context
     ) -> pb.ClaimFoundCardResponse:
-        check_request_id(request.request_id)
-        today = self.ctx.clock.today()
+        request_id = check_request_id(request.request_id)
         v = ValidationCollector()
         if not request.id:
             v.add("id", "REQUIRED", "id is required")
-        claimant = _collect_id_number(v, request.claimant_id_number, "claimant_id_number", today)
+        claimant = _collect_id_number(
+            v, request.claimant_id_number, "claimant_id_number", self.ctx.clock.today()
+        )
         name = _collect_text(v, request.claimant_name, "claimant_name")
         photo_ref = _collect_text(v, request.photo_ref, "photo_ref")
         v.raise_if_any()
         assert claimant is not None
+        hukou = await self._hukou(request_id, context, claimant.value, name)
 
-        hukou: d.HukouRecord | None = None
-        if not await self._answered(request.request_id):
-            hukou = await self._hukou(context, claimant.value, name)
+        async def claim(work: Work) -> pb.ClaimFoundCardResponse:
+            found = await self.handlers.claim_found_card(work, request.id, claimant.value, photo_ref, hukou)
+            return pb.ClaimFoundCardResponse(found_card=found_card_proto(found))
 
-        async def handler(uow: UnitOfWork) -> pb.ClaimFoundCardResponse:
-            nonlocal hukou
-            if hukou is None:
-                hukou = await self._hukou(context, claimant.value, name)
-            repo = self._repo(uow)
-            found = await repo.get_found_card(request.id)
-            if found is None:
-                raise NotFound("No such found card.")
-            claimed = d.claim_found_card(
-                found,
-                claimant.value,
-                identity_confirmed=hukou.confirms_identity,
-                photo_ref=photo_ref,
-                on=today,
-            )
-            await repo.save_found_card(claimed)
-            payload = {
-                "found_card_id": claimed.id,
-                "card_number": claimed.card_number,
-                "id_number": claimed.id_number,
-            }
-            await self._event(uow, "FoundCardClaimed", claimed.id, payload, request)
-            return pb.ClaimFoundCardResponse(found_card=found_card_proto(claimed))
-
-        return await self._mutate("ClaimFoundCard", request, pb.ClaimFoundCardResponse, handler)
+        return await self._change("ClaimFoundCard", request, claim, pb.ClaimFoundCardResponse)
 
     # -- temporary cards ----------------------------------------------------------------------------------
 
     async def IssueTemporaryCard(
-        self, request: pb.IssueTemporaryCardRequest, context: grpc.aio.ServicerContext
+        self, request: pb.IssueTemporaryCardRequest, context: Context
     ) -> pb.IssueTemporaryCardResponse:
-        today = self.ctx.clock.today()
-        id_number, station, hukou_of = await self._person_at_station(request, context, today, active=True)
+        id_number, station, hukou = await self._at_station(request, context)
 
-        async def handler(uow: UnitOfWork) -> pb.IssueTemporaryCardResponse:
-            hukou = await hukou_of()
-            repo = self._repo(uow)
-            open_app = await repo.get_open_application_for(id_number.value)
-            card = d.apply_for_temporary_card(
-                id_number=id_number.value,
-                applications=[open_app] if open_app else [],
-                station_region_code=station,
-                hukou_region_code=hukou.region_code,
-                urgent_need=request.urgent_need,
-                applied_on=today,
-                policy=self.policy,
-            ).issue(today, self.policy)
-            if await repo.temporary_card_for_application(card.application_id) is not None:
-                raise AlreadyExists("The application in progress already has a temporary card.")
-            temporary_id = new_id()
-            await repo.add_temporary_card(temporary_id, card, station)
-            payload = {
-                "temporary_card_id": temporary_id,
-                "application_id": card.application_id,
-                "id_number": card.id_number,
-                "valid_until": card.valid_until.isoformat() if card.valid_until else None,
-            }
-            await self._event(uow, "TemporaryCardIssued", temporary_id, payload, request)
-            return pb.IssueTemporaryCardResponse(
-                temporary_card=temporary_card_proto(temporary_id, card, station)
+        async def issue(work: Work) -> pb.IssueTemporaryCardResponse:
+            issued = await self.handlers.issue_temporary_card(
+                work, id_number, station, request.urgent_need, hukou
             )
+            return pb.IssueTemporaryCardResponse(temporary_card=temporary_card_proto(issued))
 
-        return await self._mutate("IssueTemporaryCard", request, pb.IssueTemporaryCardResponse, handler)
+        return await self._change("IssueTemporaryCard", request, issue, pb.IssueTemporaryCardResponse)
 
     async def GetTemporaryCard(
-        self, request: pb.GetTemporaryCardRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetTemporaryCardRequest, context: Context
     ) -> pb.GetTemporaryCardResponse:
-        async with self.ctx.read() as session:
-            found = await self._reader(session).get_temporary_card(_required_id(request.id))
-        if found is None:
-            raise NotFound("No such temporary card.")
-        return pb.GetTemporaryCardResponse(temporary_card=temporary_card_proto(request.id, *found))
+        async with self._records() as records:
+            issued = await self.handlers.get_temporary_card(records, _required_id(request.id))
+        return pb.GetTemporaryCardResponse(temporary_card=temporary_card_proto(issued))
 
     # -- quotes -------------------------------------------------------------------------------------------
 
     async def QuoteCardApplication(
-        self, request: pb.QuoteCardApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: pb.QuoteCardApplicationRequest, context: Context
     ) -> pb.QuoteCardApplicationResponse:
         v = ValidationCollector()
-        kind = _KIND_FROM_PROTO.get(request.kind)
-        if kind is None:
-            v.add("kind", "REQUIRED", "kind is one of FIRST_ISSUE, RENEWAL, REPLACEMENT")
-        reason = _REASON_FROM_PROTO.get(request.renewal_reason)
-        if kind is d.ApplicationKind.RENEWAL and reason is None:
-            v.add("renewal_reason", "REQUIRED", "a renewal states its reason")
-        if kind is not None and kind is not d.ApplicationKind.RENEWAL and request.renewal_reason:
-            v.add("renewal_reason", "NOT_A_RENEWAL", "only a renewal has a renewal reason")
+        kind, reason = _collect_kind(v, request.kind, request.renewal_reason)
         on = self.ctx.clock.today()
         if request.HasField("on"):
             on = _collect_date(v, request.on, "on") or on
         reduction = _REDUCTION_FROM_PROTO.get(request.fee_reduction, d.FeeReduction.NONE)
         v.raise_if_any()
         assert kind is not None
-        quote = d.quote(
-            kind,
-            reason,
-            reduction,
-            on,
-            self.policy,
-            cross_province=request.cross_province,
-            under_16=request.under_16,
+        quote = self.handlers.quote(
+            kind, reason, reduction, on, cross_province=request.cross_province, under_16=request.under_16
         )
         return pb.QuoteCardApplicationResponse(
             fee_fen=quote.fee_fen,
@@ -915,7 +614,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     # -- events -------------------------------------------------------------------------------------------
 
     async def WatchEvents(
-        self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
+        self, request: pb.WatchEventsRequest, context: Context
     ) -> AsyncIterator[pb.WatchEventsResponse]:
         async for row in self.ctx.feed.watch(request.after_sequence, list(request.types)):
             yield pb.WatchEventsResponse(event=event_to_proto(row))

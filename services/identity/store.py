@@ -10,7 +10,7 @@ concurrent applications of one person exactly one commits.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, Boolean, Date, MetaData, String, Text, and_, false, or_, select
@@ -19,10 +19,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql import Select
 
 from services.common.audit import AuditMixin
-from services.common.db import NAMING, JsonType, UTCDateTime
+from services.common.db import NAMING, JsonType, UnitOfWork, UTCDateTime
 from services.common.errors import ValidationCollector
+from services.common.events import DomainEvent
 from services.common.idempotency import IdempotencyMixin
-from services.common.outbox import OutboxMixin
+from services.common.outbox import EventFeed, OutboxMixin
 from services.common.pages import decode_page_token, encode_page_token
 from services.identity.domain import (
     ApplicationKind,
@@ -37,6 +38,7 @@ from services.identity.domain import (
     RenewalReason,
     ResidencePermit,
     TemporaryCard,
+    aggregate_id,
 )
 
 
@@ -450,6 +452,13 @@ class IdentityRepository:
         stmt = select(CardRow).where(CardRow.id_number == id_number)
         return [_card(r) for r in (await self.session.scalars(stmt)).all()]
 
+    # requests answered (services.common.idempotency)
+
+    async def answered(self, request_id: str) -> bool:
+        """Whether this request_id already has a stored answer (then nobody else need be asked)."""
+        stmt = select(IdempotencyRecord.request_id).where(IdempotencyRecord.request_id == request_id)
+        return await self.session.scalar(stmt) is not None
+
     # other departments' event streams
 
     async def cursor(self, source: str) -> int:
@@ -523,6 +532,29 @@ class IdentityRepository:
         )
 
 
+class IdentityWork:
+    """One unit of work as identity's use cases see it (``handlers.Work``): the repository in its session
+    and its outbox. Every event is written with the request_id that caused it."""
+
+    def __init__(self, uow: UnitOfWork, feed: EventFeed, now: dt.datetime, request_id: str | None) -> None:
+        self.uow = uow
+        self.records = IdentityRepository(uow.session, now)
+        self._feed = feed
+        self._now = now
+        self._request_id = request_id
+
+    async def emit(self, events: Iterable[DomainEvent]) -> None:
+        for event in events:
+            await self._feed.record(
+                self.uow,
+                event.type,
+                aggregate_id(event),
+                event.payload(),
+                occurred_at=self._now,
+                request_id=self._request_id,
+            )
+
+
 __all__: Sequence[str] = [
     "Base",
     "CardApplicationRow",
@@ -531,6 +563,7 @@ __all__: Sequence[str] = [
     "FoundCardRow",
     "IdempotencyRecord",
     "IdentityRepository",
+    "IdentityWork",
     "LossReportRow",
     "OutboxEvent",
     "TemporaryCardRow",

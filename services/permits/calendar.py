@@ -51,13 +51,13 @@ MAX_SPAN_DAYS = 10  # the longest holiday of a notice (国庆 with its bridging 
 ONE_DAY = dt.timedelta(days=1)
 
 
-class HolidaySpan(Policy):
+class HolidaySpan(Policy, frozen=True):
     name: str
     start: dt.date = msgspec.field(name="from")
     end: dt.date = msgspec.field(name="to")
 
 
-class Notice(Policy):
+class Notice(Policy, frozen=True):
     """One year's State Council notice, copied into the override file."""
 
     year: int
@@ -66,16 +66,16 @@ class Notice(Policy):
     adjusted_working_days: tuple[dt.date, ...] = ()
 
 
-class Overrides(Policy):
+class Overrides(Policy, frozen=True):
     notices: tuple[Notice, ...] = ()
 
 
-class MonthDay(Policy):
+class MonthDay(Policy, frozen=True):
     month: int
     day: int
 
 
-class StatutoryHoliday(Policy):
+class StatutoryHoliday(Policy, frozen=True):
     """A holiday of the law: `days` days from `offset` days after its one anchor."""
 
     name: str
@@ -86,13 +86,13 @@ class StatutoryHoliday(Policy):
     days: int = 1
 
 
-class LawVersion(Policy):
+class LawVersion(Policy, frozen=True):
     effective: dt.date
     source: str
     holidays: tuple[StatutoryHoliday, ...]
 
 
-class HolidayLaw(Policy):
+class HolidayLaw(Policy, frozen=True):
     """《全国年节及纪念日放假办法》 version by version, and how far past the last notice it is used."""
 
     horizon_years: int
@@ -153,9 +153,11 @@ def _anchor(h: StatutoryHoliday, year: int) -> dt.date:
     if h.gregorian is not None:
         return dt.date(year, h.gregorian.month, h.gregorian.day)
     if h.lunar is not None:
-        return LunarDate(year, h.lunar.month, h.lunar.day).to_solar_date()
+        solar: dt.date = LunarDate(year, h.lunar.month, h.lunar.day).to_solar_date()
+        return solar
     terms = chinese_calendar.get_solar_terms(dt.date(year, 1, 1), dt.date(year, 12, 31))
-    return next(day for day, name in terms if name == h.solar_term)
+    term: dt.date = next(day for day, name in terms if name == h.solar_term)
+    return term
 
 
 def statutory_holidays(law: HolidayLaw, year: int) -> dict[dt.date, str] | None:

@@ -54,32 +54,32 @@ ReasonCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]*$", max_lengt
 # -- the file's shape -------------------------------------------------------------------------------------
 
 
-class ThresholdRow(Policy):
+class ThresholdRow(Policy, frozen=True):
     minimum: NonNegative
     points: NonNegative
 
 
-class AgeRow(Policy):
+class AgeRow(Policy, frozen=True):
     start: NonNegative = msgspec.field(name="from")
     points: NonNegative
     end: NonNegative | None = msgspec.field(name="to", default=None)
 
 
-class EducationPoints(Policy):
+class EducationPoints(Policy, frozen=True):
     DOCTORATE: NonNegative
     MASTER: NonNegative
     BACHELOR: NonNegative
     OTHER: NonNegative
 
 
-class ExperiencePoints(Policy):
+class ExperiencePoints(Policy, frozen=True):
     min_years: NonNegative
     base: NonNegative
     per_year: NonNegative
     maximum: NonNegative
 
 
-class HskPoints(Policy):
+class HskPoints(Policy, frozen=True):
     level1: NonNegative = msgspec.field(name="1")
     level2: NonNegative = msgspec.field(name="2")
     level3: NonNegative = msgspec.field(name="3")
@@ -88,12 +88,12 @@ class HskPoints(Policy):
     level6: NonNegative = msgspec.field(name="6")
 
 
-class ChinesePoints(Policy):
+class ChinesePoints(Policy, frozen=True):
     degree_taught_in_chinese: NonNegative
     hsk: HskPoints
 
 
-class PointsTableRow(Policy):
+class PointsTableRow(Policy, frozen=True):
     version: Text
     effective_from: dt.date
     max_total: Positive
@@ -107,7 +107,7 @@ class PointsTableRow(Policy):
     flags: dict[str, NonNegative]
 
 
-class CategoryRulesRow(Policy):
+class CategoryRulesRow(Policy, frozen=True):
     a_min_points: NonNegative
     a_salary_multiple: Positive
     b_min_points: NonNegative
@@ -117,13 +117,13 @@ class CategoryRulesRow(Policy):
     b_max_age: NonNegative
 
 
-class LocalAverageSalaryRow(Policy):
+class LocalAverageSalaryRow(Policy, frozen=True):
     region: Region
     effective_from: dt.date
     annual_yuan: Positive
 
 
-class DeadlinesRow(Policy):
+class DeadlinesRow(Policy, frozen=True):
     work_permit_working_days: Positive
     work_permit_extension_working_days: Positive
     work_permit_short_stay_working_days: Positive
@@ -133,19 +133,19 @@ class DeadlinesRow(Policy):
     residence_extension_min_days_before_expiry: Positive
 
 
-class ValidityRow(Policy):
+class ValidityRow(Policy, frozen=True):
     work_permit_max_years: Positive
     residence_min_days: Positive
     residence_max_years: Positive
     min_age: Positive
 
 
-class FeeTierRow(Policy):
+class FeeTierRow(Policy, frozen=True):
     min_months: NonNegative
     fee_yuan: NonNegative
 
 
-class MaterialRow(Policy):
+class MaterialRow(Policy, frozen=True):
     code: Text
     label: Text
     deferrable: bool = False
@@ -154,7 +154,7 @@ class MaterialRow(Policy):
     max_age: NonNegative | None = None
 
 
-class PolicyFile(Policy):
+class PolicyFile(Policy, frozen=True):
     points_tables: Annotated[list[PointsTableRow], msgspec.Meta(min_length=1)]
     category_rules: CategoryRulesRow
     local_average_salaries: list[LocalAverageSalaryRow]

@@ -1,29 +1,29 @@
-"""govhub.permits.v1.PermitsService over grpc.aio: proto in, domain, proto out.
+"""govhub.permits.v1.PermitsService over grpc.aio: proto in, the service layer (``handlers.py``), proto out.
 
-Every mutating RPC runs through ``run_idempotent``: one unit of work holds the state change, its outbox
-events and the stored answer. "Today" is the service clock's (``GOVHUB_TODAY`` pins it).
+The servicer checks and converts the request's fields (every bad field at once, named by its path), calls
+one use case of ``PermitsHandlers`` and answers with the stored resource. Every mutating RPC runs through
+``run_idempotent``: one unit of work holds the state change, its outbox events and the stored answer.
+"Today" is the service clock's (``GOVHUB_TODAY`` pins it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
-from stdnum.cn import uscc as stdnum_uscc
 
 from govhub.common.v1 import common_pb2
 from govhub.permits.v1 import permits_pb2, permits_pb2_grpc
 from services.common.dates import age_on
-from services.common.db import UnitOfWork, new_id
+from services.common.db import UnitOfWork
 from services.common.errors import (
-    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
-    NotFound,
     ValidationCollector,
 )
 from services.common.foreigner import nationality_problem, normalise_passport_number, passport_number_problem
@@ -40,20 +40,18 @@ from services.common.protoconv import (
 from services.common.service import ServiceContext
 from services.permits import domain as d
 from services.permits.calendar import CalendarAlarm
+from services.permits.handlers import PermitsHandlers, SqlPermitsUnit
 from services.permits.policy import default_policy
 from services.permits.store import (
-    EmployerRepository,
     EmployerRow,
     IdempotencyRecord,
-    PermitNumberRepository,
     ResidencePermitRecord,
-    ResidencePermitRepository,
     WorkPermitRecord,
-    WorkPermitRepository,
-    record_events,
 )
 
 R = TypeVar("R", bound=Message)
+P = TypeVar("P", bound=int)
+Context = grpc.aio.ServicerContext[Any, Any]
 S = d.PermitState
 
 # A page token carries the last row's (create time, id) and a digest of the list's filters.
@@ -68,6 +66,11 @@ _PLACEHOLDER_BIRTH_DATE = dt.date(1990, 1, 1)  # stands in for a missing date so
 # ----------------------------------------------------------------------------------------------------------
 # Conversions
 # ----------------------------------------------------------------------------------------------------------
+
+
+def _enum(wrapper: type[P], prefix: str, value: enum.Enum | None) -> P:
+    """A domain enum (or None) as the number of the proto enum `wrapper`."""
+    return cast(P, enum_out(wrapper, prefix, value))
 
 
 def _materials_in(
@@ -122,7 +125,7 @@ def _applicant_out(a: d.Applicant) -> permits_pb2.Applicant:
         surname=a.surname,
         given_names=a.given_names,
         birth_date=date_to_proto(a.birth_date),
-        sex=enum_out(common_pb2.Sex, "SEX_", a.sex),
+        sex=_enum(common_pb2.Sex, "SEX_", a.sex),
     )
 
 
@@ -140,7 +143,7 @@ def _employer_out(row: EmployerRow) -> permits_pb2.Employer:
         unified_social_credit_code=row.uscc,
         name=row.name,
         address=row.address,
-        status=enum_out(permits_pb2.EmployerStatus, "EMPLOYER_STATUS_", d.EmployerStatus(row.status)),
+        status=_enum(permits_pb2.EmployerStatus, "EMPLOYER_STATUS_", d.EmployerStatus(row.status)),
         create_time=timestamp(row.created_at),
         update_time=timestamp(row.updated_at),
         status_reason=row.status_reason,
@@ -166,6 +169,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         self.ctx = ctx
         self.policy = policy or default_policy()
         self.calendar_alarm = CalendarAlarm(self.policy.calendar)
+        self.handlers = PermitsHandlers(self.policy, ctx.clock, self.calendar_alarm)
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -174,49 +178,50 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         method: str,
         request: Message,
         response_type: type[R],
-        handler: Callable[[UnitOfWork], Awaitable[R]],
+        handler: Callable[[SqlPermitsUnit], Awaitable[R]],
     ) -> R:
+        """Run `handler` once per request_id in one unit of work (``run_idempotent``)."""
+
+        async def run(uow: UnitOfWork) -> R:
+            return await handler(SqlPermitsUnit(uow, self.ctx.feed))
+
         try:
             return await run_idempotent(
-                self.ctx.uow, IdempotencyRecord, method, request, response_type, handler, self.ctx.clock.now
+                self.ctx.uow, IdempotencyRecord, method, request, response_type, run, self.ctx.clock.now
             )
         except d.CalendarNotCovered as exc:
             self.calendar_alarm.raised(exc, method)
             raise
 
-    async def _publish(
+    async def _work_permit_change(
         self,
-        uow: UnitOfWork,
-        app: d.WorkPermitApplication | d.ResidencePermitApplication,
-        request_id: str,
-        now: dt.datetime,
-        extra: dict[str, dict[str, Any]] | None = None,
-    ) -> None:
-        facts = dict(extra or {})
-        kinds = {event.type for event in app.events}
-        if isinstance(app, d.WorkPermitApplication):
-            if app.decision_due is not None:
-                facts.setdefault("WorkPermitUnderReview", {})["decision_due"] = app.decision_due.isoformat()
-                deadline = kinds & {"WorkPermitUnderReview", "WorkPermitReviewExtended"}
-                if deadline and self._provisional(app.decision_due, "work permit decision due"):
-                    for kind in deadline:
-                        facts.setdefault(kind, {})["calendar_provisional"] = True
-        elif app.decision_due is not None and app.decision_target is not None:
-            facts.setdefault("ResidencePermitUnderReview", {}).update(
-                decision_due=app.decision_due.isoformat(), decision_target=app.decision_target.isoformat()
+        method: str,
+        request: Any,
+        response_type: type[R],
+        change: Callable[[SqlPermitsUnit], Awaitable[WorkPermitRecord]],
+    ) -> R:
+        async def handler(unit: SqlPermitsUnit) -> R:
+            record = await change(unit)
+            return response_type(
+                work_permit_application=self._work_permit_out(record, self.ctx.clock.today())
             )
-            if "ResidencePermitUnderReview" in kinds and self._provisional(
-                app.decision_target, "residence permit decision target"
-            ):
-                facts["ResidencePermitUnderReview"]["calendar_provisional"] = True
-        await record_events(self.ctx.feed, uow, app.events, now=now, request_id=request_id, extra=facts)
 
-    def _provisional(self, due: dt.date, what: str) -> bool:
-        """Whether a deadline just counted to `due` relies on a provisional year; counted and logged when it
-        does (the operator alarm: the notice for that year is missing)."""
-        if not self.policy.calendar.is_provisional(due):
-            return False
-        return self.calendar_alarm.provisional(due.year, what)
+        return await self._idempotent(method, request, response_type, handler)
+
+    async def _residence_permit_change(
+        self,
+        method: str,
+        request: Any,
+        response_type: type[R],
+        change: Callable[[SqlPermitsUnit], Awaitable[ResidencePermitRecord]],
+    ) -> R:
+        async def handler(unit: SqlPermitsUnit) -> R:
+            record = await change(unit)
+            return response_type(
+                residence_permit_application=self._residence_permit_out(record, self.ctx.clock.today())
+            )
+
+        return await self._idempotent(method, request, response_type, handler)
 
     # -- resources out ---------------------------------------------------------------------------------------
 
@@ -246,7 +251,7 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
                 end_date=date_to_proto(req.contract.end_date),
             ),
             annual_salary_fen=row.annual_salary_fen,
-            education=enum_out(permits_pb2.Education, "EDUCATION_", req.education),
+            education=_enum(permits_pb2.Education, "EDUCATION_", req.education),
             experience_years=req.experience_years,
             chinese=permits_pb2.Chinese(
                 hsk_level=req.hsk_level, degree_taught_in_chinese=req.degree_taught_in_chinese
@@ -257,14 +262,14 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             patent=req.patent,
             provincial_bonus=req.provincial_bonus,
             special_criteria=[
-                enum_out(permits_pb2.SpecialCriterion, "SPECIAL_CRITERION_", c)
+                _enum(permits_pb2.SpecialCriterion, "SPECIAL_CRITERION_", c)
                 for c in sorted(req.special_criteria)
             ],
             international_skills_certificate=req.international_skills_certificate,
             age_limit_relaxed=req.age_limit_relaxed,
             short_stay=not req.stay_over_90_days,
-            state=enum_out(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
-            category=enum_out(permits_pb2.Category, "CATEGORY_", app.category),
+            state=_enum(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
+            category=_enum(permits_pb2.Category, "CATEGORY_", app.category),
             category_grounds=list(app.category_grounds),
             points=permits_pb2.Points(
                 table_version=app.points.table_version, total=app.points.total, items=dict(app.points.items)
@@ -303,8 +308,8 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             id=app.id,
             work_permit_id=app.work_permit_id,
             applicant=_applicant_out(app.applicant),
-            state=enum_out(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
-            category=enum_out(permits_pb2.Category, "CATEGORY_", app.category),
+            state=_enum(permits_pb2.PermitState, "PERMIT_STATE_", app.state),
+            category=_enum(permits_pb2.Category, "CATEGORY_", app.category),
             entry_date=date_to_proto(app.entry_date),
             requested_valid_until=date_to_proto(app.requested_valid_until),
             materials=[_reference_out(r) for r in row.materials],
@@ -330,18 +335,14 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
     # -- employers -------------------------------------------------------------------------------------------
 
     async def RegisterEmployer(
-        self, request: permits_pb2.RegisterEmployerRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.RegisterEmployerRequest, context: Context
     ) -> permits_pb2.RegisterEmployerResponse:
-        async def handler(uow: UnitOfWork) -> permits_pb2.RegisterEmployerResponse:
-            employer = d.register_employer(request.unified_social_credit_code, request.name, request.address)
-            now = self.ctx.clock.now()
-            row = await EmployerRepository(uow.session).add(employer, now)
-            await self.ctx.feed.record(
-                uow,
-                "EmployerRegistered",
-                row.id,
-                {"status": row.status},
-                occurred_at=now,
+        async def handler(unit: SqlPermitsUnit) -> permits_pb2.RegisterEmployerResponse:
+            row = await self.handlers.register_employer(
+                unit,
+                request.unified_social_credit_code,
+                request.name,
+                request.address,
                 request_id=request.request_id,
             )
             return permits_pb2.RegisterEmployerResponse(employer=_employer_out(row))
@@ -351,43 +352,30 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         )
 
     async def GetEmployer(
-        self, request: permits_pb2.GetEmployerRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.GetEmployerRequest, context: Context
     ) -> permits_pb2.GetEmployerResponse:
         if not request.id and not request.unified_social_credit_code:
             raise InvalidArgument.one("id", "REQUIRED", "give the id or the unified social credit code")
         async with self.ctx.uow() as uow:
-            repo = EmployerRepository(uow.session)
-            if request.id:
-                row = await repo.get(request.id)
-            else:
-                found = await repo.get_by_uscc(stdnum_uscc.compact(request.unified_social_credit_code))
-                if found is None:
-                    raise NotFound("no such employer")
-                row = found
+            row = await self.handlers.get_employer(
+                SqlPermitsUnit(uow, self.ctx.feed), request.id, request.unified_social_credit_code
+            )
             return permits_pb2.GetEmployerResponse(employer=_employer_out(row))
 
     async def SetEmployerStatus(
-        self, request: permits_pb2.SetEmployerStatusRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.SetEmployerStatusRequest, context: Context
     ) -> permits_pb2.SetEmployerStatusResponse:
         errors = ValidationCollector()
         status = enum_in(
             permits_pb2.EmployerStatus, request.status, d.EmployerStatus, "EMPLOYER_STATUS_", "status", errors
         )
         errors.raise_if_any()
+        assert status is not None
 
-        async def handler(uow: UnitOfWork) -> permits_pb2.SetEmployerStatusResponse:
-            now = self.ctx.clock.now()
-            repo = EmployerRepository(uow.session)
-            row = await repo.get(request.id, for_update=True)
-            if await repo.set_status(row, status, request.reason.strip(), now):
-                await self.ctx.feed.record(
-                    uow,
-                    "EmployerStatusChanged",
-                    row.id,
-                    {"status": row.status},
-                    occurred_at=now,
-                    request_id=request.request_id,
-                )
+        async def handler(unit: SqlPermitsUnit) -> permits_pb2.SetEmployerStatusResponse:
+            row = await self.handlers.set_employer_status(
+                unit, request.id, status, request.reason, request_id=request.request_id
+            )
             return permits_pb2.SetEmployerStatusResponse(employer=_employer_out(row))
 
         return await self._idempotent(
@@ -462,47 +450,34 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         return request, materials
 
     async def CreateWorkPermitApplication(
-        self, request: permits_pb2.CreateWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.CreateWorkPermitApplicationRequest, context: Context
     ) -> permits_pb2.CreateWorkPermitApplicationResponse:
-        async def handler(uow: UnitOfWork) -> permits_pb2.CreateWorkPermitApplicationResponse:
-            today, now = self.ctx.clock.today(), self.ctx.clock.now()
-            wp_request, materials = self._work_permit_request(request, today)
-            employer = await EmployerRepository(uow.session).get_by_uscc(wp_request.employer_uscc)
-            if employer is None:
-                raise FailedPrecondition("EMPLOYER_NOT_REGISTERED", "the employer is not registered")
-            app = d.submit_work_permit(new_id(), wp_request, employer.to_domain(), today, self.policy)
-            if materials:
-                app.supply_materials([m["kind"] for m in materials], today, self.policy)
-            record = await WorkPermitRepository(uow.session).add(
-                app, employer.id, request.annual_salary_fen, materials, now
-            )
-            await self._publish(
-                uow, app, request.request_id, now, {"WorkPermitSubmitted": {"employer_id": employer.id}}
-            )
-            return permits_pb2.CreateWorkPermitApplicationResponse(
-                work_permit_application=self._work_permit_out(record, today)
+        async def create(unit: SqlPermitsUnit) -> WorkPermitRecord:
+            wp_request, materials = self._work_permit_request(request, self.ctx.clock.today())
+            return await self.handlers.create_work_permit(
+                unit, wp_request, request.annual_salary_fen, materials, request_id=request.request_id
             )
 
-        return await self._idempotent(
-            "CreateWorkPermitApplication", request, permits_pb2.CreateWorkPermitApplicationResponse, handler
+        return await self._work_permit_change(
+            "CreateWorkPermitApplication", request, permits_pb2.CreateWorkPermitApplicationResponse, create
         )
 
     async def GetWorkPermitApplication(
-        self, request: permits_pb2.GetWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.GetWorkPermitApplicationRequest, context: Context
     ) -> permits_pb2.GetWorkPermitApplicationResponse:
         async with self.ctx.uow() as uow:  # read only; the answer is built before the session closes
-            record = await WorkPermitRepository(uow.session).get(request.id)
+            record = await self.handlers.work_permit(SqlPermitsUnit(uow, self.ctx.feed), request.id)
             return permits_pb2.GetWorkPermitApplicationResponse(
                 work_permit_application=self._work_permit_out(record, self.ctx.clock.today())
             )
 
     async def ListWorkPermitApplications(
-        self, request: permits_pb2.ListWorkPermitApplicationsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.ListWorkPermitApplicationsRequest, context: Context
     ) -> permits_pb2.ListWorkPermitApplicationsResponse:
         errors = ValidationCollector()
         limit = page_size(request.page_size, errors)
         passport, nationality = _person_filter(request.passport_number, request.nationality, errors)
-        uscc = stdnum_uscc.compact(request.employer_uscc) if request.employer_uscc else ""
+        uscc = d.compact_uscc(request.employer_uscc) if request.employer_uscc else ""
         state = None
         if request.state:
             state = enum_in(
@@ -512,7 +487,8 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         after = decode_page_token(request.page_token, PAGE_KEY, errors, filters)
         errors.raise_if_any()
         async with self.ctx.uow() as uow:
-            page = await WorkPermitRepository(uow.session).page(
+            page = await self.handlers.work_permits(
+                SqlPermitsUnit(uow, self.ctx.feed),
                 limit=limit,
                 after=after,
                 nationality=nationality,
@@ -526,167 +502,99 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
                 next_page_token=encode_page_token(page.last_key if page.has_more else None, filters),
             )
 
-    async def _change_work_permit(
-        self,
-        method: str,
-        request: Any,
-        response_type: type[R],
-        change: Callable[
-            [WorkPermitRecord, UnitOfWork, dt.date, dt.datetime], Awaitable[dict[str, Any] | None]
-        ],
-    ) -> R:
-        """Load the application (locked), apply `change`, save it, publish its events, answer with it."""
-
-        async def handler(uow: UnitOfWork) -> R:
-            today, now = self.ctx.clock.today(), self.ctx.clock.now()
-            repo = WorkPermitRepository(uow.session)
-            record = await repo.get(request.id, for_update=True)
-            saved = await change(record, uow, today, now) or {}
-            await repo.save(record, now, **saved)
-            await self._publish(uow, record.app, request.request_id, now)
-            return response_type(work_permit_application=self._work_permit_out(record, today))
-
-        return await self._idempotent(method, request, response_type, handler)
-
     async def SupplyWorkPermitMaterials(
-        self, request: permits_pb2.SupplyWorkPermitMaterialsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.SupplyWorkPermitMaterialsRequest, context: Context
     ) -> permits_pb2.SupplyWorkPermitMaterialsResponse:
         errors = ValidationCollector()
         materials = _materials_in(request.materials, "materials", errors, self.policy)
         if not materials:
             errors.add("materials", "REQUIRED")
         errors.raise_if_any()
-        kinds = [m["kind"] for m in materials]
-
-        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> dict:
-            if record.app.state is S.APPROVED:
-                record.app.supply_after_entry_materials(kinds, today, self.policy)
-            else:
-                record.app.supply_materials(kinds, today, self.policy)
-            return {"added_materials": materials}
-
-        return await self._change_work_permit(
-            "SupplyWorkPermitMaterials", request, permits_pb2.SupplyWorkPermitMaterialsResponse, change
+        return await self._work_permit_change(
+            "SupplyWorkPermitMaterials",
+            request,
+            permits_pb2.SupplyWorkPermitMaterialsResponse,
+            lambda unit: self.handlers.supply_work_permit_materials(
+                unit, request.id, materials, request_id=request.request_id
+            ),
         )
 
     async def RequestWorkPermitMaterials(
-        self, request: permits_pb2.RequestWorkPermitMaterialsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.RequestWorkPermitMaterialsRequest, context: Context
     ) -> permits_pb2.RequestWorkPermitMaterialsResponse:
         errors = ValidationCollector()
         kinds = _kinds_in(request.kinds, errors, self.policy)
         errors.raise_if_any()
-
-        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> dict:
-            record.app.request_materials(kinds, today)
-            return {"removed_kinds": kinds}
-
-        return await self._change_work_permit(
-            "RequestWorkPermitMaterials", request, permits_pb2.RequestWorkPermitMaterialsResponse, change
+        return await self._work_permit_change(
+            "RequestWorkPermitMaterials",
+            request,
+            permits_pb2.RequestWorkPermitMaterialsResponse,
+            lambda unit: self.handlers.request_work_permit_materials(
+                unit, request.id, kinds, request_id=request.request_id
+            ),
         )
 
     async def ExtendWorkPermitReview(
-        self, request: permits_pb2.ExtendWorkPermitReviewRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.ExtendWorkPermitReviewRequest, context: Context
     ) -> permits_pb2.ExtendWorkPermitReviewResponse:
-        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> None:
-            record.app.extend_review(today, self.policy)
-
-        return await self._change_work_permit(
-            "ExtendWorkPermitReview", request, permits_pb2.ExtendWorkPermitReviewResponse, change
+        return await self._work_permit_change(
+            "ExtendWorkPermitReview",
+            request,
+            permits_pb2.ExtendWorkPermitReviewResponse,
+            lambda unit: self.handlers.extend_work_permit_review(
+                unit, request.id, request_id=request.request_id
+            ),
         )
 
     async def ApproveWorkPermitApplication(
-        self, request: permits_pb2.ApproveWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.ApproveWorkPermitApplicationRequest, context: Context
     ) -> permits_pb2.ApproveWorkPermitApplicationResponse:
-        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> None:
-            record.app.approve(today)
-            await self._residence_follows(
-                uow, record, request.request_id, now, lambda rp: rp.work_permit_approved(today, self.policy)
-            )
-
-        return await self._change_work_permit(
-            "ApproveWorkPermitApplication", request, permits_pb2.ApproveWorkPermitApplicationResponse, change
+        return await self._work_permit_change(
+            "ApproveWorkPermitApplication",
+            request,
+            permits_pb2.ApproveWorkPermitApplicationResponse,
+            lambda unit: self.handlers.approve_work_permit(unit, request.id, request_id=request.request_id),
         )
 
     async def RejectWorkPermitApplication(
-        self, request: permits_pb2.RejectWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.RejectWorkPermitApplicationRequest, context: Context
     ) -> permits_pb2.RejectWorkPermitApplicationResponse:
         codes = d.check_rejection_codes(request.reason_codes, self.policy)
-
-        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> None:
-            record.app.reject(request.reasons, today, codes)
-            await self._residence_follows(
-                uow,
-                record,
-                request.request_id,
-                now,
-                lambda rp: (
-                    rp.state is not S.ISSUED and rp.follow_work_permit_end(today, "WORK_PERMIT_REJECTED")
-                ),
-                reason="工作许可申请未获批准",
-            )
-
-        return await self._change_work_permit(
-            "RejectWorkPermitApplication", request, permits_pb2.RejectWorkPermitApplicationResponse, change
+        return await self._work_permit_change(
+            "RejectWorkPermitApplication",
+            request,
+            permits_pb2.RejectWorkPermitApplicationResponse,
+            lambda unit: self.handlers.reject_work_permit(
+                unit, request.id, list(request.reasons), codes, request_id=request.request_id
+            ),
         )
 
     async def IssueWorkPermit(
-        self, request: permits_pb2.IssueWorkPermitRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.IssueWorkPermitRequest, context: Context
     ) -> permits_pb2.IssueWorkPermitResponse:
-        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> None:
-            app = record.app
-            if app.state is not S.APPROVED:
-                raise FailedPrecondition("ILLEGAL_TRANSITION", f"cannot go from {app.state.value} to ISSUED")
-            number = await PermitNumberRepository(uow.session).lifelong_work_permit_number(
-                app.applicant.nationality, app.applicant.passport_number, app.request.work_region, now
-            )
-            app.issue(number, today, self.policy)
-
-        return await self._change_work_permit(
-            "IssueWorkPermit", request, permits_pb2.IssueWorkPermitResponse, change
+        return await self._work_permit_change(
+            "IssueWorkPermit",
+            request,
+            permits_pb2.IssueWorkPermitResponse,
+            lambda unit: self.handlers.issue_work_permit(unit, request.id, request_id=request.request_id),
         )
 
     async def CancelWorkPermitApplication(
-        self, request: permits_pb2.CancelWorkPermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.CancelWorkPermitApplicationRequest, context: Context
     ) -> permits_pb2.CancelWorkPermitApplicationResponse:
-        async def change(record: WorkPermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime) -> dict:
-            record.app.cancel(today)
-            await self._residence_follows(
-                uow,
-                record,
-                request.request_id,
-                now,
-                lambda rp: rp.follow_work_permit_end(today, "WORK_PERMIT_CANCELLED"),
-                reason="所依据的工作许可已注销",
-            )
-            return {"cancellation_reason": request.reason.strip()}
-
-        return await self._change_work_permit(
-            "CancelWorkPermitApplication", request, permits_pb2.CancelWorkPermitApplicationResponse, change
+        return await self._work_permit_change(
+            "CancelWorkPermitApplication",
+            request,
+            permits_pb2.CancelWorkPermitApplicationResponse,
+            lambda unit: self.handlers.cancel_work_permit(
+                unit, request.id, request.reason, request_id=request.request_id
+            ),
         )
-
-    async def _residence_follows(
-        self,
-        uow: UnitOfWork,
-        work_permit: WorkPermitRecord,
-        request_id: str,
-        now: dt.datetime,
-        change: Callable[[d.ResidencePermitApplication], bool],
-        *,
-        reason: str | None = None,
-    ) -> None:
-        """A work permit decision reaches the residence permits resting on it, in the same transaction:
-        approval starts their decision clock, rejection cancels the open ones, cancellation cancels every
-        one (an issued permit verifies invalid from then on). Each change publishes its own events."""
-        repo = ResidencePermitRepository(uow.session)
-        for record in await repo.resting_on(work_permit.app.id):
-            if change(record.app):
-                await repo.save(record, now, cancellation_reason=reason)
-                await self._publish(uow, record.app, request_id, now)
 
     # -- residence permits -----------------------------------------------------------------------------------
 
     async def CreateResidencePermitApplication(
-        self, request: permits_pb2.CreateResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.CreateResidencePermitApplicationRequest, context: Context
     ) -> permits_pb2.CreateResidencePermitApplicationResponse:
         errors = ValidationCollector()
         passport = normalise_passport_number(request.passport_number)
@@ -703,54 +611,33 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         errors.raise_if_any()
         # Only nationality and passport number identify the person; the rest comes from the work permit.
         person = d.Applicant(passport, request.nationality, "", "", _PLACEHOLDER_BIRTH_DATE, d.Sex.FEMALE)
-
-        async def handler(uow: UnitOfWork) -> permits_pb2.CreateResidencePermitApplicationResponse:
-            today, now = self.ctx.clock.today(), self.ctx.clock.now()
-            work_permit = await WorkPermitRepository(uow.session).for_residence(
-                request.nationality, passport, request.work_permit_id
-            )
-            held = (
-                await ResidencePermitRepository(uow.session).get_by_number(held_number)
-                if held_number
-                else None
-            )
-            app = d.submit_residence_permit(
-                new_id(),
-                person,
-                work_permit.app if work_permit else None,
-                entry_date,
-                requested,
-                today,
-                self.policy,
-                held_permit=held.app if held else None,
-                job_change=bool(held_number),
-            )
-            if materials:
-                app.supply_materials([m["kind"] for m in materials], today, self.policy)
-            record = await ResidencePermitRepository(uow.session).add(app, materials, now)
-            await self._publish(uow, app, request.request_id, now)
-            return permits_pb2.CreateResidencePermitApplicationResponse(
-                residence_permit_application=self._residence_permit_out(record, today)
-            )
-
-        return await self._idempotent(
+        return await self._residence_permit_change(
             "CreateResidencePermitApplication",
             request,
             permits_pb2.CreateResidencePermitApplicationResponse,
-            handler,
+            lambda unit: self.handlers.create_residence_permit(
+                unit,
+                person,
+                request.work_permit_id,
+                held_number,
+                entry_date,
+                requested,
+                materials,
+                request_id=request.request_id,
+            ),
         )
 
     async def GetResidencePermitApplication(
-        self, request: permits_pb2.GetResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.GetResidencePermitApplicationRequest, context: Context
     ) -> permits_pb2.GetResidencePermitApplicationResponse:
         async with self.ctx.uow() as uow:
-            record = await ResidencePermitRepository(uow.session).get(request.id)
+            record = await self.handlers.residence_permit(SqlPermitsUnit(uow, self.ctx.feed), request.id)
             return permits_pb2.GetResidencePermitApplicationResponse(
                 residence_permit_application=self._residence_permit_out(record, self.ctx.clock.today())
             )
 
     async def ListResidencePermitApplications(
-        self, request: permits_pb2.ListResidencePermitApplicationsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.ListResidencePermitApplicationsRequest, context: Context
     ) -> permits_pb2.ListResidencePermitApplicationsResponse:
         errors = ValidationCollector()
         limit = page_size(request.page_size, errors)
@@ -764,8 +651,13 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         after = decode_page_token(request.page_token, PAGE_KEY, errors, filters)
         errors.raise_if_any()
         async with self.ctx.uow() as uow:
-            page = await ResidencePermitRepository(uow.session).page(
-                limit=limit, after=after, nationality=nationality, passport_number=passport, state=state
+            page = await self.handlers.residence_permits(
+                SqlPermitsUnit(uow, self.ctx.feed),
+                limit=limit,
+                after=after,
+                nationality=nationality,
+                passport_number=passport,
+                state=state,
             )
             today = self.ctx.clock.today()
             return permits_pb2.ListResidencePermitApplicationsResponse(
@@ -773,198 +665,124 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
                 next_page_token=encode_page_token(page.last_key if page.has_more else None, filters),
             )
 
-    async def _change_residence_permit(
-        self,
-        method: str,
-        request: Any,
-        response_type: type[R],
-        change: Callable[
-            [ResidencePermitRecord, UnitOfWork, dt.date, dt.datetime], Awaitable[dict[str, Any] | None]
-        ],
-    ) -> R:
-        async def handler(uow: UnitOfWork) -> R:
-            today, now = self.ctx.clock.today(), self.ctx.clock.now()
-            repo = ResidencePermitRepository(uow.session)
-            record = await repo.get(request.id, for_update=True)
-            saved = await change(record, uow, today, now) or {}
-            await repo.save(record, now, **saved)
-            await self._publish(uow, record.app, request.request_id, now)
-            return response_type(residence_permit_application=self._residence_permit_out(record, today))
-
-        return await self._idempotent(method, request, response_type, handler)
-
-    async def _work_permit_of(self, uow: UnitOfWork, record: ResidencePermitRecord) -> WorkPermitRecord:
-        return await WorkPermitRepository(uow.session).get(record.app.work_permit_id)
-
     async def SupplyResidencePermitMaterials(
-        self, request: permits_pb2.SupplyResidencePermitMaterialsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.SupplyResidencePermitMaterialsRequest, context: Context
     ) -> permits_pb2.SupplyResidencePermitMaterialsResponse:
         errors = ValidationCollector()
         materials = _materials_in(request.materials, "materials", errors, self.policy)
         if not materials:
             errors.add("materials", "REQUIRED")
         errors.raise_if_any()
-
-        async def change(
-            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
-        ) -> dict:
-            record.app.supply_materials([m["kind"] for m in materials], today, self.policy)
-            return {"added_materials": materials}
-
-        return await self._change_residence_permit(
+        return await self._residence_permit_change(
             "SupplyResidencePermitMaterials",
             request,
             permits_pb2.SupplyResidencePermitMaterialsResponse,
-            change,
+            lambda unit: self.handlers.supply_residence_permit_materials(
+                unit, request.id, materials, request_id=request.request_id
+            ),
         )
 
     async def RequestResidencePermitMaterials(
-        self, request: permits_pb2.RequestResidencePermitMaterialsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.RequestResidencePermitMaterialsRequest, context: Context
     ) -> permits_pb2.RequestResidencePermitMaterialsResponse:
         errors = ValidationCollector()
         kinds = _kinds_in(request.kinds, errors, self.policy)
         errors.raise_if_any()
-
-        async def change(
-            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
-        ) -> dict:
-            record.app.request_materials(kinds, today)
-            return {"removed_kinds": kinds}
-
-        return await self._change_residence_permit(
+        return await self._residence_permit_change(
             "RequestResidencePermitMaterials",
             request,
             permits_pb2.RequestResidencePermitMaterialsResponse,
-            change,
+            lambda unit: self.handlers.request_residence_permit_materials(
+                unit, request.id, kinds, request_id=request.request_id
+            ),
         )
 
     async def ApproveResidencePermitApplication(
-        self, request: permits_pb2.ApproveResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.ApproveResidencePermitApplicationRequest, context: Context
     ) -> permits_pb2.ApproveResidencePermitApplicationResponse:
-        async def change(
-            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
-        ) -> None:
-            if record.app.state is not S.UNDER_REVIEW:
-                raise FailedPrecondition(
-                    "ILLEGAL_TRANSITION", f"cannot go from {record.app.state.value} to APPROVED"
-                )
-            work_permit = await self._work_permit_of(uow, record)
-            record.app.approve(work_permit.app, today, self.policy)
-
-        return await self._change_residence_permit(
+        return await self._residence_permit_change(
             "ApproveResidencePermitApplication",
             request,
             permits_pb2.ApproveResidencePermitApplicationResponse,
-            change,
+            lambda unit: self.handlers.approve_residence_permit(
+                unit, request.id, request_id=request.request_id
+            ),
         )
 
     async def RejectResidencePermitApplication(
-        self, request: permits_pb2.RejectResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.RejectResidencePermitApplicationRequest, context: Context
     ) -> permits_pb2.RejectResidencePermitApplicationResponse:
         codes = d.check_rejection_codes(request.reason_codes, self.policy)
-
-        async def change(
-            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
-        ) -> None:
-            record.app.reject(request.reasons, today, codes)
-
-        return await self._change_residence_permit(
+        return await self._residence_permit_change(
             "RejectResidencePermitApplication",
             request,
             permits_pb2.RejectResidencePermitApplicationResponse,
-            change,
+            lambda unit: self.handlers.reject_residence_permit(
+                unit, request.id, list(request.reasons), codes, request_id=request.request_id
+            ),
         )
 
     async def IssueResidencePermit(
-        self, request: permits_pb2.IssueResidencePermitRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.IssueResidencePermitRequest, context: Context
     ) -> permits_pb2.IssueResidencePermitResponse:
-        async def change(
-            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
-        ) -> None:
-            app = record.app
-            if app.state is not S.APPROVED:
-                raise FailedPrecondition("ILLEGAL_TRANSITION", f"cannot go from {app.state.value} to ISSUED")
-            work_permit = await self._work_permit_of(uow, record)
-            number = await PermitNumberRepository(uow.session).residence_permit_number(
-                work_permit.app.request.work_region, now
-            )
-            app.issue(number, today)
-            if app.replaces_id:  # a job change: the permit held until now is replaced
-                repo = ResidencePermitRepository(uow.session)
-                old = await repo.get(app.replaces_id, for_update=True)
-                if old.app.replaced(today):
-                    await repo.save(
-                        old, now, cancellation_reason=f"由新居留许可 {number} 取代（变更工作单位）"
-                    )
-                    await self._publish(uow, old.app, request.request_id, now)
-
-        return await self._change_residence_permit(
-            "IssueResidencePermit", request, permits_pb2.IssueResidencePermitResponse, change
+        return await self._residence_permit_change(
+            "IssueResidencePermit",
+            request,
+            permits_pb2.IssueResidencePermitResponse,
+            lambda unit: self.handlers.issue_residence_permit(
+                unit, request.id, request_id=request.request_id
+            ),
         )
 
     async def CancelResidencePermitApplication(
-        self, request: permits_pb2.CancelResidencePermitApplicationRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.CancelResidencePermitApplicationRequest, context: Context
     ) -> permits_pb2.CancelResidencePermitApplicationResponse:
-        async def change(
-            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
-        ) -> dict:
-            record.app.cancel(today, cause="WITHDRAWN")
-            return {"cancellation_reason": request.reason.strip()}
-
-        return await self._change_residence_permit(
+        return await self._residence_permit_change(
             "CancelResidencePermitApplication",
             request,
             permits_pb2.CancelResidencePermitApplicationResponse,
-            change,
+            lambda unit: self.handlers.cancel_residence_permit(
+                unit, request.id, request.reason, request_id=request.request_id
+            ),
         )
 
     async def ExtendResidencePermit(
-        self, request: permits_pb2.ExtendResidencePermitRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.ExtendResidencePermitRequest, context: Context
     ) -> permits_pb2.ExtendResidencePermitResponse:
         errors = ValidationCollector()
         requested = date_in(request.requested_valid_until, "requested_valid_until", errors, required=False)
         errors.raise_if_any()
-
-        async def change(
-            record: ResidencePermitRecord, uow: UnitOfWork, today: dt.date, now: dt.datetime
-        ) -> None:
-            work_permit = await self._work_permit_of(uow, record)
-            record.app.extend(requested, work_permit.app, today, self.policy)
-
-        return await self._change_residence_permit(
-            "ExtendResidencePermit", request, permits_pb2.ExtendResidencePermitResponse, change
+        return await self._residence_permit_change(
+            "ExtendResidencePermit",
+            request,
+            permits_pb2.ExtendResidencePermitResponse,
+            lambda unit: self.handlers.extend_residence_permit(
+                unit, request.id, requested, request_id=request.request_id
+            ),
         )
 
     # -- verification and events -----------------------------------------------------------------------------
 
     async def VerifyPermit(
-        self, request: permits_pb2.VerifyPermitRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.VerifyPermitRequest, context: Context
     ) -> permits_pb2.VerifyPermitResponse:
         number = request.permit_number.strip().upper()
         if problem := d.permit_number_problem(number):
             raise InvalidArgument.one("permit_number", problem)
         async with self.ctx.uow() as uow:
-            kind = await PermitNumberRepository(uow.session).kind_of(number)
-            record: WorkPermitRecord | ResidencePermitRecord | None = None
-            if kind is d.PermitKind.WORK_PERMIT:
-                record = await WorkPermitRepository(uow.session).for_verification(number)
-            elif kind is d.PermitKind.RESIDENCE_PERMIT:
-                record = await ResidencePermitRepository(uow.session).get_by_number(number)
-        if record is None:
-            raise NotFound("no such permit")
-        v = d.verify_permit(record.app, self.ctx.clock.today())
+            v = await self.handlers.verify_permit(SqlPermitsUnit(uow, self.ctx.feed), number)
         return permits_pb2.VerifyPermitResponse(
             permit_number=number,
-            kind=enum_out(permits_pb2.PermitKind, "PERMIT_KIND_", v.kind),
+            kind=_enum(permits_pb2.PermitKind, "PERMIT_KIND_", v.kind),
             valid_now=v.valid_now,
-            state=enum_out(permits_pb2.PermitState, "PERMIT_STATE_", v.state),
-            category=enum_out(permits_pb2.Category, "CATEGORY_", v.category),
+            state=_enum(permits_pb2.PermitState, "PERMIT_STATE_", v.state),
+            category=_enum(permits_pb2.Category, "CATEGORY_", v.category),
             valid_from=date_to_proto(v.validity.valid_from if v.validity else None),
             valid_until=date_to_proto(v.validity.valid_until if v.validity else None),
         )
 
     async def QuotePermits(
-        self, request: permits_pb2.QuotePermitsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.QuotePermitsRequest, context: Context
     ) -> permits_pb2.QuotePermitsResponse:
         errors = ValidationCollector()
         on = date_in(request.on, "on", errors, required=False) or self.ctx.clock.today()
@@ -975,49 +793,33 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
         elif valid_from is not None and valid_until is not None and valid_until < valid_from:
             errors.add("valid_until", "END_BEFORE_START", "the validity ends before it starts")
         errors.raise_if_any()
+        validity = None if valid_from is None or valid_until is None else d.Validity(valid_from, valid_until)
+        quote = self.handlers.quote(on, validity)
         p, dl = self.policy, self.policy.deadlines
-        try:
-            wp_due = p.calendar.add_working_days(on, dl.work_permit_working_days)
-            short_due = p.calendar.add_working_days(on, dl.work_permit_short_stay_working_days)
-        except d.CalendarNotCovered as exc:
-            self.calendar_alarm.raised(exc, "QuotePermits")
-            raise
-        provisional = self._provisional(max(wp_due, short_due), "QuotePermits")
-        fee_fen = 0
-        if valid_from is not None and valid_until is not None:
-            validity = d.Validity(valid_from, valid_until)
-            if validity.days < p.validity.residence_min_days:
-                raise FailedPrecondition(
-                    "VALIDITY_TOO_SHORT",
-                    f"a residence permit is valid for at least {p.validity.residence_min_days} days",
-                )
-            fee_fen = d.residence_fee(validity, p.residence_fee_tiers) * 100
         return permits_pb2.QuotePermitsResponse(
             on=date_to_proto(on),
             work_permit_working_days=dl.work_permit_working_days,
             work_permit_short_stay_working_days=dl.work_permit_short_stay_working_days,
             work_permit_extension_working_days=dl.work_permit_extension_working_days,
-            work_permit_decision_due=date_to_proto(wp_due),
-            work_permit_short_stay_decision_due=date_to_proto(short_due),
+            work_permit_decision_due=date_to_proto(quote.work_permit_decision_due),
+            work_permit_short_stay_decision_due=date_to_proto(quote.work_permit_short_stay_decision_due),
             residence_permit_decision_days=dl.residence_decision_calendar_days,
             residence_permit_target_working_days=dl.residence_target_working_days,
-            residence_permit_decision_due=date_to_proto(
-                on + dt.timedelta(days=dl.residence_decision_calendar_days)
-            ),
+            residence_permit_decision_due=date_to_proto(quote.residence_permit_decision_due),
             residence_permit_apply_within_days_of_entry=dl.residence_apply_within_days_of_entry,
             residence_permit_fee_tiers=[
                 permits_pb2.ResidencePermitFeeTier(min_months=t.min_months, fee_fen=t.fee_yuan * 100)
                 for t in p.residence_fee_tiers
             ],
-            residence_permit_fee_fen=fee_fen,
+            residence_permit_fee_fen=(quote.residence_permit_fee_yuan or 0) * 100,
             rejection_codes=[
                 permits_pb2.RejectionCode(code=code, text=text) for code, text in p.rejection_codes.items()
             ],
-            calendar_provisional=provisional,
+            calendar_provisional=quote.calendar_provisional,
         )
 
     async def CountWorkingDays(
-        self, request: permits_pb2.CountWorkingDaysRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.CountWorkingDaysRequest, context: Context
     ) -> permits_pb2.CountWorkingDaysResponse:
         errors = ValidationCollector()
         if not 1 <= len(request.spans) <= MAX_WORKING_DAY_SPANS:
@@ -1029,22 +831,15 @@ class PermitsServicer(permits_pb2_grpc.PermitsServiceServicer):
             if start is not None and end is not None:
                 spans.append((start, end))
         errors.raise_if_any()
-        calendar = self.policy.calendar
-        try:
-            counts = [calendar.working_days_between(start, end) for start, end in spans]
-        except d.CalendarNotCovered as exc:
-            self.calendar_alarm.raised(exc, "CountWorkingDays")
-            raise
-        years = [y for y in (calendar.provisional_year(start, end) for start, end in spans) if y is not None]
-        provisional = self.calendar_alarm.provisional(min(years) if years else None, "CountWorkingDays")
+        counted = self.handlers.count_working_days(spans)
         return permits_pb2.CountWorkingDaysResponse(
-            working_days=counts,
-            last_covered_year=calendar.last_published_year or 0,
-            calendar_provisional=provisional,
+            working_days=counted.counts,
+            last_covered_year=counted.last_published_year or 0,
+            calendar_provisional=counted.calendar_provisional,
         )
 
     async def WatchEvents(
-        self, request: permits_pb2.WatchEventsRequest, context: grpc.aio.ServicerContext
+        self, request: permits_pb2.WatchEventsRequest, context: Context
     ) -> AsyncIterator[permits_pb2.WatchEventsResponse]:
         async for row in self.ctx.feed.watch(request.after_sequence, list(request.types)):
             yield permits_pb2.WatchEventsResponse(event=event_to_proto(row))

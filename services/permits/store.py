@@ -49,10 +49,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.common.audit import AuditMixin
-from services.common.db import NAMING, JsonType, UnitOfWork, UTCDateTime, new_id
+from services.common.db import NAMING, JsonType, UTCDateTime, new_id
 from services.common.errors import AlreadyExists, NotFound
 from services.common.idempotency import IdempotencyMixin
-from services.common.outbox import EventFeed, OutboxMixin
+from services.common.outbox import OutboxMixin
 from services.permits import domain as d
 
 
@@ -342,7 +342,10 @@ class EmployerRepository:
         return row
 
     async def get_by_uscc(self, uscc: str) -> EmployerRow | None:
-        return await self.session.scalar(select(EmployerRow).where(EmployerRow.uscc == uscc))
+        row: EmployerRow | None = await self.session.scalar(
+            select(EmployerRow).where(EmployerRow.uscc == uscc)
+        )
+        return row
 
     async def set_status(
         self, row: EmployerRow, status: d.EmployerStatus, reason: str, now: dt.datetime
@@ -395,7 +398,10 @@ class WorkPermitRepository:
         self, nationality: str, passport_number: str, employer_uscc: str
     ) -> WorkPermitRow | None:
         key = f"{person_key(nationality, passport_number)}:{employer_uscc}"
-        return await self.session.scalar(select(WorkPermitRow).where(WorkPermitRow.open_key == key))
+        row: WorkPermitRow | None = await self.session.scalar(
+            select(WorkPermitRow).where(WorkPermitRow.open_key == key)
+        )
+        return row
 
     async def add(
         self,
@@ -575,7 +581,10 @@ class ResidencePermitRepository:
 
     async def find_open(self, nationality: str, passport_number: str) -> ResidencePermitRow | None:
         key = person_key(nationality, passport_number)
-        return await self.session.scalar(select(ResidencePermitRow).where(ResidencePermitRow.open_key == key))
+        row: ResidencePermitRow | None = await self.session.scalar(
+            select(ResidencePermitRow).where(ResidencePermitRow.open_key == key)
+        )
+        return row
 
     async def add(
         self, app: d.ResidencePermitApplication, materials: list[dict[str, Any]], now: dt.datetime
@@ -740,28 +749,3 @@ class PermitNumberRepository:
             created_at=now,
         )
         return number if await _insert_unique(self.session, row) else None
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Events
-# ----------------------------------------------------------------------------------------------------------
-
-
-async def record_events(
-    feed: EventFeed,
-    uow: UnitOfWork,
-    events: list[d.PermitEvent],
-    *,
-    now: dt.datetime,
-    request_id: str,
-    extra: dict[str, dict[str, str]] | None = None,
-) -> None:
-    """Write the domain events of this unit to the outbox (committed with the state change), then forget
-    them. `extra` adds facts by event type (e.g. the employer id of WorkPermitSubmitted)."""
-    extra = extra or {}
-    for event in events:
-        payload = dict(event.data) | extra.get(event.type, {})
-        await feed.record(
-            uow, event.type, event.application_id, payload, occurred_at=now, request_id=request_id
-        )
-    events.clear()

@@ -45,7 +45,7 @@ Texts = list[Text]
 # -- the files' shapes ------------------------------------------------------------------------------------
 
 
-class RelationshipRow(Policy):
+class RelationshipRow(Policy, frozen=True):
     code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{2}$")]
     name: Text
     group: Text
@@ -54,11 +54,11 @@ class RelationshipRow(Policy):
     newborn: bool = False
 
 
-class RelationshipsFile(Policy):
+class RelationshipsFile(Policy, frozen=True):
     relationship: Annotated[list[RelationshipRow], msgspec.Meta(min_length=1)]
 
 
-class DeadlinesRow(Policy):
+class DeadlinesRow(Policy, frozen=True):
     birth_registration_months: Positive
     move_in_city_days: Positive
     move_in_countryside_days: Positive
@@ -67,21 +67,21 @@ class DeadlinesRow(Policy):
     accommodation_countryside_hours: Positive
 
 
-class CertificateRow(Policy):
+class CertificateRow(Policy, frozen=True):
     validity_days: Positive
 
 
-class DeregistrationRow(Policy):
+class DeregistrationRow(Policy, frozen=True):
     cancel_id_card_reasons: list[DeregistrationReason]
 
 
-class RegisterRow(Policy):
+class RegisterRow(Policy, frozen=True):
     card_fields: Texts
     correctable_fields: Texts
     ethnicities: Annotated[Texts, msgspec.Meta(min_length=1)]
 
 
-class PolicyFile(Policy):
+class PolicyFile(Policy, frozen=True):
     deadlines: DeadlinesRow
     migration_certificate: CertificateRow
     deregistration: DeregistrationRow

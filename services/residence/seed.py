@@ -239,9 +239,7 @@ class Progress:
             self.stream.flush()
 
 
-async def _write(conn: AsyncConnection, households: Iterable[d.Household], policy: d.ResidencePolicy) -> int:
-    """Insert a batch of households and their members, ignoring rows already there; the number of people
-    in the batch."""
+def _rows(households: Iterable[d.Household], policy: d.ResidencePolicy) -> tuple[list[Any], list[Any]]:
     household_rows: list[dict[str, Any]] = []
     people_rows: list[dict[str, Any]] = []
     stamp = _stamp()
@@ -259,7 +257,18 @@ async def _write(conn: AsyncConnection, households: Iterable[d.Household], polic
                     **person_values(member, household_id, policy.relationships),
                 }
             )
+    return household_rows, people_rows
+
+
+async def _write(conn: AsyncConnection, households: Iterable[d.Household], policy: d.ResidencePolicy) -> int:
+    """Insert a batch of households and their members, ignoring rows already there; the number of people
+    in the batch."""
+    household_rows, people_rows = _rows(households, policy)
     dialect = conn.dialect.name
+    if dialect == "sqlite":
+        # A bulk load: a large page cache for this connection (random UUID keys touch index pages all
+        # over a large register; SQLite's default cache is 2 MB).
+        await conn.exec_driver_sql("PRAGMA cache_size=-262144")
     await conn.execute(insert_ignoring_conflicts(dialect, HouseholdRow.__table__), household_rows)
     await conn.execute(insert_ignoring_conflicts(dialect, PersonRow.__table__), people_rows)
     return len(people_rows)
@@ -298,14 +307,19 @@ async def seed(
     async with engine.begin() as conn:
         await _write(conn, demo_households(policy), policy)
     done = people = 0
-    for batch in generate_population(
+    batches = generate_population(
         seed=SEED,
         households=households,
         as_of=AS_OF,
         policy=policy,
         batch_size=batch_size,
         reserved=RESERVED_ID_NUMBERS,
-    ):
+    )
+    # The next batch is generated in a thread while this one is written (SQLite and asyncpg do their
+    # work without the interpreter lock): the two overlap on a machine with a core to spare.
+    coming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
+    while (batch := await coming) is not None:
+        coming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
         async with engine.begin() as conn:
             people += await _write(conn, batch, policy)
         done += len(batch)

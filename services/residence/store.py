@@ -39,6 +39,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    bindparam,
     func,
     select,
 )
@@ -49,6 +50,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from services.common.audit import AuditMixin
 from services.common.db import NAMING, JsonType, UnitOfWork, UTCDateTime, new_id
 from services.common.errors import NotFound
+from services.common.events import DomainEvent, HasEvents
 from services.common.idempotency import IdempotencyMixin
 from services.common.outbox import EventFeed, OutboxMixin
 from services.residence import domain as d
@@ -237,7 +239,7 @@ def _pending_in(doc: dict[str, Any] | None) -> d.PendingMove | None:
         same_city=doc["same_city"],
         moved_out_on=dt.date.fromisoformat(doc["moved_out_on"]),
         former_relationship_code=doc.get("former_relationship_code", ""),
-        member_changes=tuple(tuple(c) for c in doc.get("member_changes", ())),  # type: ignore[misc]
+        member_changes=tuple(tuple(c) for c in doc.get("member_changes", ())),
         new_head_id_number=doc.get("new_head_id_number", ""),
         closed_household=doc.get("closed_household", False),
     )
@@ -459,6 +461,13 @@ class MemberPage:
 # Repositories
 # ----------------------------------------------------------------------------------------------------------
 
+# VerifyHukou's one read: three columns by the unique ID number index, built once.
+_VERIFY_HUKOU = (
+    select(PersonRow.name, PersonRow.status, HouseholdRow.region_code)
+    .join_from(PersonRow, HouseholdRow, PersonRow.household_id == HouseholdRow.id)
+    .where(PersonRow.id_number == bindparam("id_number"))
+)
+
 
 class RegisterRepository:
     """Households, register entries and migration certificates, in one unit of work."""
@@ -543,6 +552,11 @@ class RegisterRepository:
         )
         return {d.sequence_of(n) for n in numbers}
 
+    async def hukou(self, id_number: str) -> tuple[str, str, str] | None:
+        """VerifyHukou's one read: the name, status and registering area of an entry, by ID number."""
+        found = (await self.session.execute(_VERIFY_HUKOU, {"id_number": id_number})).first()
+        return None if found is None else (found[0], found[1], found[2])
+
     async def station(self, code: str) -> d.PoliceStation | None:
         row = await self.session.get(StationRow, code)
         return None if row is None else row.to_domain()
@@ -551,7 +565,8 @@ class RegisterRepository:
         stmt = select(CertificateRow).where(CertificateRow.number == number)
         if for_update and self._locking:
             stmt = stmt.with_for_update()
-        return await self.session.scalar(stmt)
+        row: CertificateRow | None = await self.session.scalar(stmt)
+        return row
 
     # -- writes --------------------------------------------------------------------------------------------
 
@@ -779,7 +794,7 @@ _PAYLOAD_OMIT = {"BirthRegistered": frozenset({"name"})}
 async def record_events(
     feed: EventFeed,
     uow: UnitOfWork,
-    events: Sequence[d.DomainEvent],
+    events: Sequence[DomainEvent],
     *,
     person_id: str | None,
     household_ids: dict[str, str],
@@ -806,6 +821,38 @@ async def record_events(
         await feed.record(uow, event.type, aggregate, payload, occurred_at=now, request_id=request_id)
 
 
+class RegisterWork:
+    """One unit of work of the register as the service layer (``handlers.Work``) sees it: the repositories
+    over its session, and the outbox its events go to, stamped with the request's id."""
+
+    def __init__(self, uow: UnitOfWork, feed: EventFeed, policy: d.ResidencePolicy, request_id: str) -> None:
+        self._uow = uow
+        self._feed = feed
+        self._request_id = request_id
+        self.registers = RegisterRepository(uow.session, policy)
+        self.accommodations = AccommodationRepository(uow.session)
+
+    async def publish(
+        self,
+        result: HasEvents,
+        now: dt.datetime,
+        *,
+        person_id: str | None = None,
+        households: Sequence[HouseholdRow] = (),
+        aggregate_id: str | None = None,
+    ) -> None:
+        await record_events(
+            self._feed,
+            self._uow,
+            result.events,
+            person_id=person_id,
+            household_ids={h.number: h.id for h in households},
+            now=now,
+            request_id=self._request_id,
+            aggregate_id=aggregate_id,
+        )
+
+
 def seeded_id(kind: str, key: str) -> str:
     """The deterministic id of a seeded household (``kind="household"``, key its number) or person
     (``"person"``, key the ID number)."""
@@ -828,6 +875,7 @@ __all__ = [
     "PersonRecord",
     "PersonRow",
     "RegisterRepository",
+    "RegisterWork",
     "StationRow",
     "accommodation_to_domain",
     "certificate_to_domain",

@@ -1,9 +1,11 @@
 """Browser tests: Debian's Chromium driven by Selenium through Debian's chromedriver (no browser is
-downloaded), headless, against the real processes of the hub. Skipped, naming the missing Debian
-packages, when they are not installed (``.ci/run`` installs them)."""
+downloaded), headless, against the real processes of the hub on today's date, each page audited with
+axe-core (from npm, installed under .tools/ by ``make test``). Skipped, naming what is missing, when the
+Debian packages or axe-core are not installed (``.ci/run`` installs the packages)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +18,10 @@ from tests.e2e.conftest import ROOT, Hub, start_hub, stop_hub
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = ROOT / "var" / "screenshots"
+AXE = ROOT / ".tools" / "node_modules" / "axe-core" / "axe.min.js"
+_PINNED = re.search(r"^AXE_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+AXE_VERSION = _PINNED.group(1) if _PINNED else "(see AXE_VERSION in the Makefile)"
+COMMAND_TIMEOUT = 180  # seconds for any one WebDriver command
 PHONE = (390, 844)
 DESKTOP = (1280, 900)
 
@@ -44,12 +50,17 @@ def browser_ready() -> None:
         import selenium  # noqa: F401
     except ImportError:
         pytest.skip("browser tests need the selenium package: make install")
+    if not AXE.exists():
+        pytest.skip(
+            f"browser tests need axe-core {AXE_VERSION} from npm at {AXE.relative_to(ROOT)} (make test "
+            f"installs it; needs npm): npm install --prefix .tools axe-core@{AXE_VERSION}"
+        )
 
 
 @pytest.fixture(scope="module")
 def hub(browser_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    # GOVHUB_TODAY=2016-09-15: a day every demo matter used here works on (Tianjin accepted since July)
-    running = start_hub(tmp_path_factory.mktemp("browser-hub"), today="2016-09-15")
+    # on today's date, as in production (no GOVHUB_TODAY): every matter used here is open today
+    running = start_hub(tmp_path_factory.mktemp("browser-hub"), today="")
     yield running
     code = stop_hub(running.process)
     assert running.process.stdout is not None
@@ -76,6 +87,10 @@ def driver(browser_ready: None) -> Iterator[object]:
         "--disable-component-update",
         "--disable-sync",
         "--disable-dev-shm-usage",
+        # a busy machine must not starve the one tab's renderer
+        "--disable-renderer-backgrounding",
+        "--disable-background-timer-throttling",
+        "--disable-backgrounding-occluded-windows",
         f"--user-data-dir={profile}",
         f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
         "--lang=zh-CN",
@@ -83,7 +98,10 @@ def driver(browser_ready: None) -> Iterator[object]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to see Content-Security-Policy refusals
     browser = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    browser.set_page_load_timeout(60)
+    # generous limits for a loaded machine (2 cores shared); no command waits forever on chromedriver
+    browser.command_executor.client_config.timeout = COMMAND_TIMEOUT
+    browser.set_page_load_timeout(120)
+    browser.set_script_timeout(60)
     try:
         yield browser
     finally:

@@ -1,27 +1,35 @@
 """The hall, the counter and the back office as a person uses them, in a real browser against the real
-processes: a citizen applies for a cross-province renewal, a back-office clerk approves it, the counter
-hands the card over and the citizen rates the service; a counter clerk opens a newborn registration and
-prints the receipt; a form error shows beside its field. Each page is photographed at phone and desktop
-widths into var/screenshots/."""
+processes on today's date: a citizen applies for a cross-province renewal, a back-office clerk approves
+it, the counter hands the card over and the citizen rates the service; a counter clerk opens a newborn
+registration and prints the receipt; a form error shows beside its field. Every page is audited with
+axe-core (the WCAG 2 A and AA rules) and photographed at phone and desktop widths into var/screenshots/."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import functools
 import re
-import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.residence.seed import DEMO_HOUSEHOLDS
-from tests.browser.conftest import DESKTOP, PHONE, SCREENSHOTS
+from tests.browser.conftest import AXE, COMMAND_TIMEOUT, DESKTOP, PHONE, SCREENSHOTS
 from tests.e2e.conftest import Hub
 
 pytestmark = pytest.mark.e2e
 
 TIANJIN = ("120101198503120115", "王津生")  # hukou in Tianjin, accepted in Shanghai from 2016-07-01
+JIANGXI = ("360102199205200454", "刘赣平")  # hukou in Jiangxi, accepted in Shanghai from 2016-07-01
 XUHUI = next(h for h in DEMO_HOUSEHOLDS if h.region_code == "310104" and len(h.members) == 3)
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+WAIT = 60  # seconds an explicit wait gives its condition
+SHOT_TRIES = 3  # a screenshot the renderer did not deliver is taken again (never an assertion)
+AXE_TAGS = ["wcag2a", "wcag2aa"]
 
 
 def by(how: str, what: str) -> tuple[str, str]:
@@ -30,9 +38,79 @@ def by(how: str, what: str) -> tuple[str, str]:
     return ({"css": By.CSS_SELECTOR, "id": By.ID, "xpath": By.XPATH}[how], what)
 
 
+def until(driver: Any, condition: Callable[[Any], Any], message: str, timeout: float = WAIT) -> Any:
+    """Wait for `condition` (polled by WebDriverWait) and return what it returned."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.5).until(condition, message)
+
+
+def hub_today(driver: Any) -> dt.date:
+    """The hub's date, as every page's footer shows it."""
+    found = re.search(r"\d{4}-\d{2}-\d{2}", driver.find_element(*by("css", "footer")).text)
+    assert found, driver.find_element(*by("css", "footer")).text
+    return dt.date.fromisoformat(found.group())
+
+
+@functools.cache
+def axe_script() -> str:
+    return AXE.read_text()
+
+
+def audit(driver: Any, name: str) -> None:
+    """axe-core's WCAG 2 A and AA rules on the page as it stands; any violation fails, named."""
+    if not driver.execute_script("return typeof window.axe === 'object'"):
+        driver.execute_script(axe_script())
+    violations = driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        axe.run(document, {runOnly: {type: 'tag', values: arguments[0]}, resultTypes: ['violations']})
+          .then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                  nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ') + ' — ' + n.failureSummary)}))),
+                e => done([{id: 'axe-failed', impact: 'error', help: String(e), nodes: []}]));""",
+        AXE_TAGS,
+    )
+    assert not violations, f"{name}: axe found\n" + "\n".join(
+        f"- {v['id']} ({v['impact']}): {v['help']}\n    " + "\n    ".join(v["nodes"]) for v in violations
+    )
+
+
+@contextmanager
+def viewport(driver: Any, width: int, height: int) -> Iterator[None]:
+    """The page laid out at `width` (a phone's narrow one emulated as a phone), the window left as is."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+    )
+    try:
+        yield
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def capture(driver: Any, path: Path, width: int, height: int) -> None:
+    """The whole page (full height, at most 6000 px) through the DevTools protocol; a renderer that does
+    not deliver gets another try, up to SHOT_TRIES (only the picture is retried, never a check)."""
+    from selenium.common.exceptions import WebDriverException
+
+    for attempt in range(1, SHOT_TRIES + 1):
+        try:
+            full = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]["height"]
+            clip = {"x": 0, "y": 0, "width": width, "height": min(max(height, int(full)), 6000), "scale": 1}
+            shot = driver.execute_cdp_cmd(
+                "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+            )
+        except WebDriverException:
+            if attempt == SHOT_TRIES:
+                raise
+        else:
+            path.write_bytes(base64.b64decode(shot["data"]))
+            return
+
+
 def shoot(driver: Any, name: str) -> None:
-    """The page at phone and desktop widths (full height), after checking that the browser refused
-    nothing under the pages' Content-Security-Policy (no inline script or style anywhere)."""
+    """Check the page, then photograph it at phone and desktop widths: the browser refused nothing under
+    the pages' Content-Security-Policy (no inline script or style anywhere), and axe finds no WCAG 2 A
+    or AA violation at either width."""
     refused = [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
     assert not refused, refused
     assert "default-src 'self'" in driver.execute_script(
@@ -40,11 +118,25 @@ def shoot(driver: Any, name: str) -> None:
     )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for label, (width, height) in (("phone", PHONE), ("desktop", DESKTOP)):
-        driver.set_window_size(width, height)
-        full = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(width, min(max(height, full + 120), 6000))
-        driver.save_screenshot(str(SCREENSHOTS / f"{name}-{label}.png"))
-    driver.set_window_size(*DESKTOP)
+        with viewport(driver, width, height):
+            audit(driver, f"{name} ({label})")
+            capture(driver, SCREENSHOTS / f"{name}-{label}.png", width, height)
+
+
+@contextmanager
+def command_timeout(driver: Any, seconds: float) -> Iterator[None]:
+    """Every WebDriver command inside gives up after `seconds` (a clear failure, never a hang)."""
+    config = driver.command_executor.client_config
+    config.timeout = seconds
+    try:
+        yield
+    finally:
+        config.timeout = COMMAND_TIMEOUT
+
+
+def permit_valid_until(today: dt.date) -> str:
+    """A Shanghai residence permit still valid for most of a year."""
+    return (today + dt.timedelta(days=300)).isoformat()
 
 
 def fill(driver: Any, values: dict[str, str]) -> None:
@@ -71,11 +163,10 @@ def fill(driver: Any, values: dict[str, str]) -> None:
 def press(driver: Any, button: Any) -> None:
     """Click a button that sends a form, and wait until the browser has left the page."""
     from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
 
     old = driver.find_element(*by("css", "html"))
     button.click()
-    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old))
+    until(driver, expected_conditions.staleness_of(old), "the form was not sent")
 
 
 def submit(driver: Any, form_css: str = "main form") -> None:
@@ -97,35 +188,37 @@ def sign_in(driver: Any, base: str, area: str, **fields: str) -> None:
     assert "/signin" not in driver.current_url, driver.find_element(*by("css", "main")).text
 
 
+def result_of(driver: Any, key: str) -> str:
+    """One of the steps' results as the case page shows it (the first step that has it)."""
+    return str(driver.find_element(*by("css", f"#results [data-result={key}]")).text)
+
+
 def state_of(driver: Any) -> str:
     return driver.find_element(*by("id", "case-state")).get_attribute("data-state")
 
 
-def wait_state(driver: Any, url: str, state: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        driver.get(url)
-        current = state_of(driver)
-        if current == state:
-            return
-        assert time.monotonic() < deadline, f"{url}: still {current}, wanted {state}"
-        time.sleep(0.5)
+def wait_state(driver: Any, url: str, state: str) -> None:
+    """Reload `url` until the case shows `state` (the saga moves it on in the background)."""
+
+    def shows(d: Any) -> bool:
+        d.get(url)
+        return bool(state_of(d) == state)
+
+    until(driver, shows, f"{url} never showed {state}")
 
 
 def back_office_decides(driver: Any, base: str, case_no: str, decision: str, state: str) -> None:
     """The department's clerk takes `decision` on the case's step from the back office's list of steps in
     `state` (the button is there only while the step allows it); the event moves the step on."""
-    deadline = time.monotonic() + 30
     action = f"form[action$='/{decision}'] button"
-    while True:
-        driver.get(f"{base}/backoffice/?state={state}")
-        sections = driver.find_elements(*by("xpath", f"//section[.//a[text()='{case_no}']]"))
-        buttons = sections[0].find_elements(*by("css", action)) if sections else []
-        if buttons:
-            break
-        assert time.monotonic() < deadline, f"no '{decision}' for {case_no} among the {state} steps"
-        time.sleep(0.5)
-    press(driver, buttons[0])
+
+    def button(d: Any) -> Any:
+        d.get(f"{base}/backoffice/?state={state}")
+        sections = d.find_elements(*by("xpath", f"//section[.//a[text()='{case_no}']]"))
+        found = sections[0].find_elements(*by("css", action)) if sections else []
+        return found[0] if found else False
+
+    press(driver, until(driver, button, f"no '{decision}' for {case_no} among the {state} steps"))
     assert case_no in driver.find_element(*by("css", ".notice")).text
 
 
@@ -141,8 +234,14 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     driver.get(f"{base}/lang/zh?next=/hall/matters/id-card-renewal-cross-province")
     shoot(driver, "hall-matter")
 
+    driver.get(f"{base}/hall/signin")
+    shoot(driver, "hall-signin")
     sign_in(driver, base, "hall", id_number=TIANJIN[0])
     driver.get(f"{base}/hall/matters/id-card-renewal-cross-province/apply")
+    today = hub_today(driver)
+    deadline = (today + dt.timedelta(days=60)).isoformat()  # the statutory deadline: 60 days
+    # online one applies for oneself: the form starts with the signed-in person's number
+    assert driver.find_element(*by("id", "f-data-applicant-id_number")).get_attribute("value") == TIANJIN[0]
     fill(
         driver,
         {
@@ -151,7 +250,7 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
             "data.renewal_reason": "EXPIRY",
             "data.accepting_region_code": "310104",
             "data.residence_permit.number": "SH3101042016000123",
-            "data.residence_permit.valid_until": "2017-08-31",
+            "data.residence_permit.valid_until": permit_valid_until(today),
         },
     )
     shoot(driver, "hall-apply")
@@ -159,14 +258,17 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     assert "/receipt" in driver.current_url, driver.find_element(*by("css", "main")).text
     case_no = driver.find_element(*by("css", ".case-no")).text
     code = driver.find_element(*by("id", "query-code")).text
-    assert case_no.startswith("GH20160915") and re.fullmatch(r"[2-9A-HJ-NP-Z]{8}", code)
+    assert case_no.startswith("GH" + today.strftime("%Y%m%d")) and re.fullmatch(r"[2-9A-HJ-NP-Z]{8}", code)
     assert state_of(driver) == "IN_REVIEW"
-    assert "2016-11-14" in driver.page_source  # the statutory deadline: 60 days
+    assert deadline in driver.page_source
+    assert "原居民身份证" in driver.find_element(*by("id", "next")).text  # what to bring to the counter next
     shoot(driver, "hall-receipt")
     driver.refresh()  # the query code is shown once per submission, and the page survives a reload
     assert driver.find_element(*by("css", ".case-no")).text == case_no
 
     # The hukou PSB's clerk approves in the back office.
+    driver.get(f"{base}/backoffice/signin")
+    shoot(driver, "backoffice-signin")
     sign_in(driver, base, "backoffice", staff="psb-0042", dept="identity")
     section = driver.find_element(*by("xpath", f"//section[.//a[text()='{case_no}']]"))
     shoot(driver, "backoffice-steps")
@@ -176,7 +278,8 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     # The citizen sees it approved, with its step and deadline.
     case_url = f"{base}/hall/cases/{case_no}"
     wait_state(driver, case_url, "APPROVED")
-    assert "2016-11-14" in driver.find_element(*by("css", "table.steps")).text
+    assert deadline in driver.find_element(*by("css", "table.steps")).text
+    assert result_of(driver, "fee_fen").startswith("¥")  # the fee the department fixed on approval
     shoot(driver, "hall-case-approved")
 
     # The department's clerk marks the card produced, then ready for pickup, in the back office (each
@@ -187,6 +290,9 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     back_office_decides(driver, base, case_no, "ready-for-pickup", "APPROVED")
     sign_in(driver, base, "counter", staff="window-07", hall="310104")
     wait_state(driver, f"{base}/counter/cases/{case_no}", "READY_FOR_PICKUP")
+    assert result_of(driver, "collect_at_region_code") == "310104"  # pickup place and date
+    assert dt.date.fromisoformat(result_of(driver, "ready_on")) >= today
+    assert result_of(driver, "card_number")
     shoot(driver, "counter-pickup")
     driver.find_element(*by("id", "f-surrendered")).click()
     press(driver, driver.find_element(*by("css", "form[action$='/pickup'] button")))
@@ -213,8 +319,11 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     submit(driver, "form[action$='/report-lost']")
     assert driver.find_element(*by("id", "lost-reported")).is_displayed()
     assert driver.find_element(*by("id", "card-status")).get_attribute("data-status") == "REPORTED_LOST"
+    driver.get(f"{base}/hall/card")  # (the page answering the report is a POST's: photographed as a GET)
+    shoot(driver, "hall-card-reported")
     driver.delete_all_cookies()
     driver.get(f"{base}/hall/progress")
+    shoot(driver, "hall-progress-form")
     fill(driver, {"case_no": case_no, "code": code})
     submit(driver)
     assert state_of(driver) == "COMPLETED"
@@ -227,6 +336,8 @@ def test_counter_opens_newborn_registration_and_prints_receipt(hub: Hub, driver:
     head = XUHUI.members[0]
     certificate = tmp_path / "birth-certificate.pdf"
     certificate.write_bytes(PDF)
+    driver.get(f"{base}/counter/signin")
+    shoot(driver, "counter-signin")
     sign_in(driver, base, "counter", staff="window-03", hall="310104")
     shoot(driver, "counter-queue")
     driver.get(f"{base}/counter/matters/newborn-registration/open")
@@ -238,7 +349,7 @@ def test_counter_opens_newborn_registration_and_prints_receipt(hub: Hub, driver:
             "data.household_number": XUHUI.number,
             "data.newborn.name": "张小玉",
             "data.newborn.sex": "FEMALE",
-            "data.newborn.birth_date": "2016-09-01",
+            "data.newborn.birth_date": (hub_today(driver) - dt.timedelta(days=14)).isoformat(),
             "data.newborn.birth_place": "上海市徐汇区",
             "data.newborn.ethnicity": "汉",
             "data.newborn.native_place": "上海",
@@ -264,9 +375,9 @@ def test_counter_opens_newborn_registration_and_prints_receipt(hub: Hub, driver:
     assert not driver.find_element(*by("css", "header.top")).is_displayed()
     assert not driver.find_element(*by("css", "[data-print]")).is_displayed()
     assert driver.find_element(*by("css", ".receipt .case-no")).text == case_no
-    import base64
-
-    pdf = base64.b64decode(driver.execute_cdp_cmd("Page.printToPDF", {"printBackground": False})["data"])
+    with command_timeout(driver, 90):
+        printed = driver.execute_cdp_cmd("Page.printToPDF", {"printBackground": False})
+    pdf = base64.b64decode(printed["data"])
     assert pdf.startswith(b"%PDF-")
     (SCREENSHOTS / "counter-receipt.pdf").write_bytes(pdf)
     driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
@@ -276,6 +387,59 @@ def test_counter_opens_newborn_registration_and_prints_receipt(hub: Hub, driver:
     driver.find_element(*by("id", "f-mat-household_register")).click()
     press(driver, driver.find_element(*by("css", "form[action$='/materials-checked'] button")))
     assert driver.find_element(*by("id", "f-mat-household_register")).get_attribute("disabled")
+    # the newborn's ID number, assigned at once by the household registration, on the counter's case page
+    until(
+        driver,
+        lambda d: (
+            d.get(f"{base}/counter/cases/{case_no}"),
+            d.find_elements(*by("css", "[data-result=id_number]")),
+        )[1],
+        "the newborn's ID number never showed",
+    )
+    number = result_of(driver, "id_number")
+    assert re.fullmatch(r"310104\d{11}[\dX]", number), number
+    shoot(driver, "counter-case-newborn")
+
+
+def test_a_rejection_shows_its_reasons(hub: Hub, driver: Any) -> None:
+    """A back-office clerk rejects an application with reasons; the applicant reads them on the case page."""
+    base = hub.base_url
+    sign_in(driver, base, "hall", id_number=JIANGXI[0])
+    shoot(driver, "hall-signed-in")
+    driver.get(f"{base}/hall/matters/id-card-renewal-cross-province/apply")
+    fill(
+        driver,
+        {
+            "data.applicant.id_number": JIANGXI[0],
+            "data.applicant.name": JIANGXI[1],
+            "data.renewal_reason": "EXPIRY",
+            "data.accepting_region_code": "310104",
+            "data.residence_permit.number": "SH3101042016000456",
+            "data.residence_permit.valid_until": permit_valid_until(hub_today(driver)),
+        },
+    )
+    submit(driver, "form.apply")
+    case_no = driver.find_element(*by("css", ".case-no")).text
+
+    sign_in(driver, base, "backoffice", staff="psb-0043", dept="identity")
+    section = until(
+        driver,
+        lambda d: (
+            d.get(f"{base}/backoffice/"),
+            d.find_elements(*by("xpath", f"//section[.//a[text()='{case_no}']]")),
+        )[1],
+        f"{case_no} never waited in the back office",
+    )[0]
+    section.find_element(*by("css", "textarea")).send_keys("居住证照片不清晰\n请重新上传居住证")
+    press(driver, section.find_element(*by("css", "form[action$='/reject'] button")))
+    driver.get(f"{base}/backoffice/cases/{case_no}")
+    shoot(driver, "backoffice-case")
+
+    sign_in(driver, base, "hall", id_number=JIANGXI[0])
+    wait_state(driver, f"{base}/hall/cases/{case_no}", "REJECTED")
+    reasons = driver.find_element(*by("id", "rejection")).text
+    assert "居住证照片不清晰" in reasons and "请重新上传居住证" in reasons
+    shoot(driver, "hall-case-rejected")
 
 
 def test_a_form_error_shows_beside_its_field(hub: Hub, driver: Any) -> None:
@@ -290,7 +454,7 @@ def test_a_form_error_shows_beside_its_field(hub: Hub, driver: Any) -> None:
             "data.renewal_reason": "EXPIRY",
             "data.accepting_region_code": "310104",
             "data.residence_permit.number": "SH3101042016000123",
-            "data.residence_permit.valid_until": "2017-08-31",
+            "data.residence_permit.valid_until": permit_valid_until(hub_today(driver)),
         },
     )
     submit(driver, "form.apply")
@@ -306,3 +470,11 @@ def test_a_form_error_shows_beside_its_field(hub: Hub, driver: Any) -> None:
     assert summary.find_element(*by("css", "a")).get_attribute("href").endswith("#f-data-applicant-id_number")
     assert driver.switch_to.active_element == summary
     shoot(driver, "hall-apply-error")
+
+
+def test_the_audit_fails_a_page_with_violations(driver: Any) -> None:
+    """The check every page passes can fail: an unlabelled field and an image without text are named."""
+    driver.get("data:text/html,<html><body><main><img src='x.png'><input type='text'></main></body></html>")
+    with pytest.raises(AssertionError) as failed:
+        audit(driver, "probe")
+    assert "image-alt" in str(failed.value) and "label" in str(failed.value)

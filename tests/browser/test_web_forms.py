@@ -24,6 +24,21 @@ def test_every_declared_field_has_a_control_named_by_its_api_path() -> None:
             assert len({c.id for c in fields}) == len(fields)  # every label points at one control
 
 
+def test_every_choice_is_offered_in_words_in_both_languages() -> None:
+    """A person picks "有效期满" or "Validity ended or ending", never the code EXPIRY (which is still the
+    value sent)."""
+    for matter in CATALOGUE.values():
+        for lang in ("zh", "en"):
+            fields, _, _ = forms.controls(matter, lang, labels=LABELS)
+            for control in fields:
+                for value, label in control.choices:
+                    assert label != value, f"{matter.id} {control.name}: {value} has no words ({lang})"
+    renewal = CATALOGUE["id-card-renewal-cross-province"]
+    fields, _, _ = forms.controls(renewal, "zh", labels=LABELS)
+    reason = next(c for c in fields if c.name == "data.renewal_reason")
+    assert ("EXPIRY", "有效期满") in reason.choices
+
+
 def test_errors_go_to_the_field_they_name() -> None:
     matter = CATALOGUE["id-card-renewal-cross-province"]
     errors = {"data.applicant.id_number": ["bad"], "contact.phone": ["phone"]}

@@ -33,6 +33,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +226,7 @@ async def soak(
         grpc.aio.insecure_channel(hub.target("identity")) as identity,
     ):
         verify, person = verify_hukou(residence, people), get_person(residence, people)
-        applications = identity_pb2_grpc.IdentityServiceStub(identity)
+        applications = identity_pb2_grpc.IdentityServiceStub(identity)  # type: ignore[no-untyped-call]
 
         async def call(i: int) -> int:
             kind = i % 4
@@ -247,8 +248,12 @@ async def soak(
 
         try:
             for done in range(0, requests, step):
-                await closed_loop("soak", lambda i, base=done: call(base + i), concurrency=16,
-                                  seconds=10**9, limit=min(step, requests - done), ok=OK)  # fmt: skip
+
+                def shifted(i: int, base: int = done) -> Awaitable[int]:
+                    return call(base + i)
+
+                await closed_loop("soak", shifted, concurrency=16, seconds=10**9,
+                                  limit=min(step, requests - done), ok=OK)  # fmt: skip
                 samples.append(
                     {"requests": done + min(step, requests - done),
                      **{name: round(rss_mb(pid), 1) for name, pid in pids.items()}}
@@ -281,7 +286,31 @@ def summary(phases: list[Phase]) -> dict[str, Any]:
         label: _nan_none(_find(phases, label, "gateway", "half").percentile(0.99))
         for label in ("submission", "progress")
     }
-    return {"ratios": ratios, "half_load_p99_ms": half_p99}
+    sums = {"ratios": ratios, "half_load_p99_ms": half_p99}
+    return {**sums, "targets": check_targets(sums)}
+
+
+# The targets of issue 14, as (name, the summary's figure, comparison, bound): `make bench` says which of
+# them its run met.
+TARGETS: tuple[tuple[str, tuple[str, ...], str, float], ...] = (
+    ("progress throughput / bare JSON", ("ratios", "progress", "throughput"), ">=", 0.25),
+    ("progress half-load p99 ms", ("half_load_p99_ms", "progress"), "<", 10.0),
+    ("submission throughput / bare chain", ("ratios", "submission", "throughput"), ">=", 0.6),
+    ("submission throughput / bare JSON", ("ratios", "submission_to_bare_json"), ">=", 0.006),
+    ("submission half-load p99 ms", ("half_load_p99_ms", "submission"), "<", 100.0),
+)
+
+
+def check_targets(sums: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with the run's figure and whether it was met (None: no figure)."""
+    checked = []
+    for name, path, op, bound in TARGETS:
+        value: Any = sums
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        met = None if value is None else (value >= bound if op == ">=" else value < bound)
+        checked.append({"target": name, "value": value, "op": op, "bound": bound, "met": met})
+    return checked
 
 
 def _nan_none(value: float) -> float | None:
@@ -313,6 +342,10 @@ def print_run(args: argparse.Namespace, people: int, phases: list[Phase], sums: 
     print(
         f"half-load p99: submission {_ms(half_p99['submission'])} ms, progress {_ms(half_p99['progress'])} ms"
     )
+    for t in check_targets(sums):
+        verdict = {True: "met", False: "NOT met", None: "no figure"}[t["met"]]
+        value = "n/a" if t["value"] is None else f"{t['value']:.3g}"
+        print(f"target {t['target']:<36} {value:>8} ({t['op']} {t['bound']:g}): {verdict}")
 
 
 def run_one(args: argparse.Namespace, people: int) -> dict[str, Any]:

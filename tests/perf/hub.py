@@ -30,7 +30,8 @@ DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def start(
@@ -137,6 +138,7 @@ class Hub:
     households: int
     postgres_url: str = DEFAULT_POSTGRES
     ports: dict[str, int] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # the departments' Prometheus ports
     urls: dict[str, str] = field(default_factory=dict)  # per process (and the bare baseline), a database
     process: subprocess.Popen[str] | None = None
     pg_names: list[str] = field(default_factory=list)
@@ -165,6 +167,8 @@ class Hub:
         )
         for name in PROCESSES:
             env[f"GOVHUB_{name.upper()}_LISTEN"] = self.target(name)
+            if name in self.metrics_ports:  # not the defaults: another hub on this machine may hold them
+                env[f"GOVHUB_{name.upper()}_METRICS_LISTEN"] = f"127.0.0.1:{self.metrics_ports[name]}"
             if self.database == "postgresql":
                 env[f"GOVHUB_{name.upper()}_DATABASE_URL"] = self.urls[name]
         return env
@@ -175,6 +179,7 @@ class Hub:
     def start(self) -> None:
         self.var.mkdir(parents=True, exist_ok=True)
         self.ports = {name: free_port() for name in PROCESSES}
+        self.metrics_ports = {name: free_port() for name in PROCESSES if name != "gateway"}
         if self.database == "postgresql":
             suffix = uuid.uuid4().hex[:10]
             base = self.postgres_url.rsplit("/", 1)[0]

@@ -16,6 +16,7 @@ import schemathesis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from hypothesis import given, settings
+from jsonschema import Draft202012Validator
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -25,12 +26,16 @@ from schemathesis.specs.openapi.checks import (
 
 from gateway.app import GatewayRunner, create_app
 from gateway.openapi import OPERATIONS
+from gateway.saga.model import BLOCKER_REASONS
+from gateway.typedefs import catalogue_key
 from gateway.web import is_page
 from services.common.clock import Clock
 from tests.conftest import BACKENDS, POSTGRES_URL, _asyncpg_dsn, examples
 from tests.fakes import FakeDepartment, accepting_identity, accepting_permits
 from tests.service.gateway_fakes import deciding_identity, deciding_permits, household_residence
 from tests.service.gateway_support import TODAY, bearer, citizen, counter, department
+from tests.service.test_gateway_cases import VALID
+from tests.service.test_gateway_foreigner import DATA as FOREIGNER
 
 EXAMPLES = 12  # per operation: bounded, so the whole suite stays quick
 
@@ -50,6 +55,49 @@ async def test_the_document_and_the_routes_are_the_same_set(client: TestClient) 
         for method, op in ops.items():
             assert op["x-govhub-roles"], f"{method} {path} declares nobody"
             assert "500" in op["responses"] and "401" in op["responses"]
+
+
+async def test_each_matter_s_data_has_a_schema_that_takes_a_good_form_and_refuses_a_bad_one(
+    client: TestClient,
+) -> None:
+    """A client can check a form before sending it: ``Data.<matter>`` from the matter's declared fields,
+    and the submission's body names it for its matter."""
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    assert {f"Data.{m}" for m in client.app[catalogue_key]} <= set(schemas)
+    resolver = {"components": {"schemas": schemas}}
+
+    def errors(matter: str, data: dict[str, Any]) -> list[str]:
+        schema = {**schemas[f"Data.{matter}"], **resolver}
+        return [e.json_path for e in Draft202012Validator(schema).iter_errors(data)]
+
+    assert errors(VALID["matter"], VALID["data"]) == []
+    assert errors("foreigner-employment", FOREIGNER) == []
+    bad = {**VALID["data"], "accepting_region_code": "31010", "renewal_reason": "BORED"}
+    assert sorted(errors(VALID["matter"], bad)) == ["$.accepting_region_code", "$.renewal_reason"]
+    missing = {k: v for k, v in VALID["data"].items() if k != "applicant"}
+    assert errors(VALID["matter"], missing) == ["$"]  # 'applicant' is a required property
+    body = doc["paths"]["/api/v1/cases"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    variants = {v["allOf"][1]["properties"]["matter"]["const"]: v for v in body["oneOf"]}
+    assert variants.keys() == set(client.app[catalogue_key])
+    assert variants[VALID["matter"]]["allOf"][1]["properties"]["data"] == {
+        "$ref": f"#/components/schemas/Data.{VALID['matter']}"
+    }
+
+
+async def test_the_withdrawal_refusal_and_a_rejection_are_documented(client: TestClient) -> None:
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    refused = doc["paths"]["/api/v1/cases/{case_no}/withdraw"]["post"]["responses"]["409"]
+    assert {"$ref": "#/components/schemas/WithdrawalRefused"} in refused["content"][
+        "application/problem+json"
+    ]["schema"]["anyOf"]
+    assert schemas["Blocker"]["properties"]["reason"]["enum"] == list(BLOCKER_REASONS)
+    assert schemas["Case"]["properties"]["rejection"]["anyOf"][0] == {
+        "$ref": "#/components/schemas/Rejection"
+    }
+    assert set(schemas["Rejection"]["required"]) == {"reasons", "codes"}
+    assert "id_number" in schemas["StepResults"]["properties"]
 
 
 # -- a live gateway in a thread of its own (schemathesis drives it over HTTP with requests) ------------

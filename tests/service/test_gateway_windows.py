@@ -10,9 +10,11 @@ import uuid
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway import models
 from gateway.clients import Refused
 from gateway.saga.model import StepState as A
 from gateway.store import Notification
@@ -454,6 +456,9 @@ async def test_a_card_application_approved_cannot_be_withdrawn_and_says_why(
     assert identity.calls_to("CancelCardApplication") == []
     view = await (await client.get(f"/api/v1/cases/{body['case_no']}", headers=APPLICANT)).json()
     assert view["state"] == "APPROVED" and view["steps"][0]["state"] == A.APPROVED
+    # both answers are what the OpenAPI document says they are (its schemas are these structs)
+    assert msgspec.convert(problem, models.WithdrawalRefused).steps[0].reason == "ALREADY_DECIDED"
+    assert msgspec.convert(view, models.Case).steps[0].state == A.APPROVED
 
 
 async def test_an_undo_the_department_refuses_is_never_shown_as_compensated(

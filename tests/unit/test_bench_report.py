@@ -68,3 +68,20 @@ def test_closed_and_open_loop_count_every_request_and_its_status() -> None:
     opened = asyncio.run(open_loop("o", call, rate=2000, seconds=0.01, limit=1000, ok=ok))
     assert (opened.count, opened.statuses) == (20, {200: 15, 503: 5})
     assert opened.mode == "open" and opened.offered_rate == 2000
+
+
+def test_the_targets_of_a_run_are_checked() -> None:
+    from tests.perf.bench import check_targets
+
+    sums = {
+        "ratios": {"progress": {"throughput": 0.3}, "submission": {"throughput": 0.5}},
+        "half_load_p99_ms": {"progress": 9.0, "submission": None},
+    }
+    met = {t["target"]: t["met"] for t in check_targets(sums)}
+    assert met == {
+        "progress throughput / bare JSON": True,
+        "progress half-load p99 ms": True,
+        "submission throughput / bare chain": False,
+        "submission throughput / bare JSON": None,  # no figure in this run
+        "submission half-load p99 ms": None,
+    }

@@ -4,8 +4,10 @@
 What a process calls is read from the code, not from a list kept by hand: every Python file of the
 caller (the whole ``gateway/`` package; for a department, its modules that import another department's
 protos, such as identity's residence client) is parsed, and every attribute (``stub.GetPerson``) or string
-constant (``method="GetPerson"``, the gateway's dispatch by name) that is the name of a method of a
-service the caller imports (from the generated descriptors) counts as a call of that method. A name
+constant (``method="GetPerson"``, a dispatch by name) that is the name of a method of a service the
+caller imports (from the generated descriptors) counts as a call of that method, and so does a typed RPC
+named by its request and response classes (the gateway's adapters:
+``rpc(residence_pb2.GetPersonRequest, residence_pb2.GetPersonResponse)``). A name
 several reachable services share (``WatchEvents``) counts for each of them: the gateway's client is
 generic over its departments. A call added without its grant, or a grant nobody calls, fails here.
 """
@@ -63,6 +65,33 @@ def service_methods(packages: Iterable[str]) -> dict[str, set[str]]:
     return methods
 
 
+def typed_methods(packages: Iterable[str]) -> dict[tuple[str, str], set[str]]:
+    """(request type, response type) -> the fully-qualified methods taking and answering them."""
+    methods: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for package in packages:
+        module = importlib.import_module(f"govhub.{package}.v1.{package}_pb2")
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                pair = (method.input_type.name, method.output_type.name)
+                methods[pair].add(f"{service.full_name}/{method.name}")
+    return methods
+
+
+def _name(node: ast.expr) -> str:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def _pairs_used(tree: ast.AST) -> set[tuple[str, str]]:
+    """The (first, second) argument names of every call with two or more positional arguments."""
+    return {
+        (_name(node.args[0]), _name(node.args[1]))
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and len(node.args) >= 2
+    }
+
+
 def _names_used(tree: ast.AST) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(tree):
@@ -84,10 +113,13 @@ def called_methods(files: Iterable[Path], own: frozenset[str] = frozenset()) -> 
     if packages & set(SERVICES):
         packages.add("audit")
     by_name = service_methods(sorted(packages))
+    by_types = typed_methods(sorted(packages))
     called: set[str] = set()
     for tree in trees:
         for name in _names_used(tree) & by_name.keys():
             called |= by_name[name]
+        for pair in _pairs_used(tree) & by_types.keys():
+            called |= by_types[pair]
     return called
 
 
@@ -155,7 +187,7 @@ def test_the_scan_sees_the_calls_the_gateway_makes_by_stub_and_by_name() -> None
 
 
 def test_a_call_added_without_a_grant_fails(tmp_path: Path) -> None:
-    """A new module calling a method by stub attribute, and another by name, are both caught."""
+    """New modules calling a method by stub attribute, by name and as a typed RPC are all caught."""
     gateway = CALLERS_FOUND[0]
     by_stub = tmp_path / "by_stub.py"
     by_stub.write_text(
@@ -165,11 +197,17 @@ def test_a_call_added_without_a_grant_fails(tmp_path: Path) -> None:
     )
     by_name = tmp_path / "by_name.py"
     by_name.write_text("ACTION = dict(department='residence', method='Deregister')\n")
-    caller = Caller("gateway", (*gateway.files, by_stub, by_name), frozenset())
+    typed = tmp_path / "typed.py"
+    typed.write_text(
+        "from govhub.permits.v1 import permits_pb2\n"
+        "VERIFY = rpc(permits_pb2.VerifyPermitRequest, permits_pb2.VerifyPermitResponse)\n"
+    )
+    caller = Caller("gateway", (*gateway.files, by_stub, by_name, typed), frozenset())
     missing, unused = grant_gaps(GRANTS, caller)
     assert missing == {
         "govhub.identity.v1.IdentityService/ClaimFoundCard",
         "govhub.residence.v1.ResidenceService/Deregister",
+        "govhub.permits.v1.PermitsService/VerifyPermit",
     }
     assert not unused
 

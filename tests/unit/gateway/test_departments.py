@@ -9,7 +9,7 @@ import pytest
 
 from gateway.catalogue import CatalogueError, load_catalogue
 from gateway.departments import ACTIONS, StepInput, UndeclaredField
-from gateway.departments.base import service
+from gateway.departments.base import Service
 from govhub.identity.v1 import identity_pb2
 from govhub.permits.v1 import permits_pb2
 
@@ -38,10 +38,11 @@ def test_a_builder_reading_a_field_it_did_not_declare_fails_loudly() -> None:
 
 
 def test_rpcs_are_checked_against_the_service_and_requests_against_their_type() -> None:
-    rpc = service(identity_pb2.DESCRIPTOR, "IdentityService")
-    with pytest.raises(KeyError):
-        rpc("CreateCardApplicaton")
-    create = rpc("CreateCardApplication")
+    rpc = Service(identity_pb2.DESCRIPTOR, "IdentityService").rpc
+    with pytest.raises(ValueError, match="0 methods"):  # no method takes this and answers that
+        rpc(identity_pb2.CreateCardApplicationRequest, identity_pb2.CancelCardApplicationResponse)
+    create = rpc(identity_pb2.CreateCardApplicationRequest, identity_pb2.CreateCardApplicationResponse)
+    assert create.name == "CreateCardApplication"
     assert create.check(identity_pb2.CreateCardApplicationRequest()) is not None
     with pytest.raises(TypeError):
         create.check(identity_pb2.CancelCardApplicationRequest())

@@ -101,27 +101,32 @@ def make_work_permit(policy: PermitsPolicy, employer: d.Employer) -> Callable[..
     def make(
         state: d.PermitState = d.PermitState.SUBMITTED, today: dt.date = TODAY, **overrides: Any
     ) -> d.WorkPermitApplication:
-        app = d.submit_work_permit("wp-1", request(**overrides), employer, today, policy)
+        """The application in `state`; the events of the way there are in `make.events`, in order."""
+        events: list[Any] = []
+        make.events = events  # type: ignore[attr-defined]
+
+        def step(changed: Any) -> d.WorkPermitApplication:
+            events.extend(changed.events)
+            return changed.state  # type: ignore[no-any-return]
+
+        app = step(d.submit_work_permit("wp-1", request(**overrides), employer, today, policy))
         S = d.PermitState
         if state is S.SUBMITTED:
             return app
         if state is S.AWAITING_MATERIALS:
-            app.supply_materials(["passport"], today, policy)
-            return app
-        app.supply_materials(NOTICE_ITEMS, today, policy)
+            return step(app.supply_materials(["passport"], today, policy))
+        app = step(app.supply_materials(NOTICE_ITEMS, today, policy))
         if state is S.UNDER_REVIEW:
             return app
         if state is S.REJECTED:
-            app.reject(["synthetic reason"], today)
-            return app
+            return step(app.reject(["synthetic reason"], today))
         if state is S.CANCELLED:
-            app.cancel(today)
-            return app
-        app.approve(today)
+            return step(app.cancel(today))
+        app = step(app.approve(today))
         if state is S.APPROVED:
             return app
-        app.supply_after_entry_materials(["z_or_r_visa_with_entry_stamp"], today, policy)
-        app.issue(d.permit_number(1, "310000"), today, policy)
+        app = step(app.supply_after_entry_materials(["z_or_r_visa_with_entry_stamp"], today, policy))
+        app = step(app.issue(d.permit_number(1, "310000"), today, policy))
         assert state is S.ISSUED
         return app
 

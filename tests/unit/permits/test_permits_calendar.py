@@ -225,7 +225,7 @@ def complete_on(make_work_permit, policy, notice_items):
 
     def make(day: dt.date, **overrides) -> d.WorkPermitApplication:
         app = make_work_permit(today=day, **overrides)
-        app.supply_materials(notice_items, day, policy)
+        app = app.supply_materials(notice_items, day, policy).state
         assert app.materials_complete_on == day
         return app
 
@@ -244,7 +244,7 @@ def complete_on(make_work_permit, policy, notice_items):
 def test_work_permit_decision_due(complete_on, policy, stay_over_90_days, extend, due) -> None:
     app = complete_on(D(2017, 9, 29), stay_over_90_days=stay_over_90_days)
     if extend:
-        assert app.extend_review(D(2017, 10, 20), policy) == due
+        app = app.extend_review(D(2017, 10, 20), policy).state
     assert app.decision_due == due
 
 
@@ -257,7 +257,7 @@ def test_short_stay_review_cannot_be_extended(complete_on, policy) -> None:
 
 def test_review_is_extended_only_once(complete_on, policy) -> None:
     app = complete_on(D(2017, 9, 29))
-    app.extend_review(D(2017, 10, 10), policy)
+    app = app.extend_review(D(2017, 10, 10), policy).state
     with pytest.raises(FailedPrecondition) as exc:
         app.extend_review(D(2017, 10, 11), policy)
     assert exc.value.reason == "ALREADY_EXTENDED"
@@ -265,8 +265,8 @@ def test_review_is_extended_only_once(complete_on, policy) -> None:
 
 def test_clock_restarts_when_materials_are_asked_for_again(complete_on, policy) -> None:
     app = complete_on(D(2017, 9, 29))
-    app.request_materials(["photo"], D(2017, 10, 10))
+    app = app.request_materials(["photo"], D(2017, 10, 10)).state
     assert app.decision_due is None
-    app.supply_materials(["photo"], D(2017, 10, 13), policy)  # Friday
+    app = app.supply_materials(["photo"], D(2017, 10, 13), policy).state  # Friday
     assert app.materials_complete_on == D(2017, 10, 13)
     assert app.decision_due == D(2017, 11, 10)

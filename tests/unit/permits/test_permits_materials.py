@@ -79,11 +79,13 @@ def test_residence_health_certificate_only_between_18_and_70(policy, residence_i
 
 def test_supplying_in_parts_reports_what_is_still_missing(make_work_permit, policy, notice_items) -> None:
     app = make_work_permit()
-    check = app.supply_materials(["passport", "photo"], app.submitted_on, policy)
+    supplied = app.supply_materials(["passport", "photo"], app.submitted_on, policy)
+    app, check = supplied.state, supplied.check
     assert app.state is d.PermitState.AWAITING_MATERIALS
     assert "passport" not in check.missing_codes and len(check.missing_codes) == 6
-    assert app.events[-1].data["missing"] == ",".join(check.missing_codes)
-    check = app.supply_materials(notice_items, app.submitted_on, policy)
+    assert supplied.events[-1].payload()["missing"] == ",".join(check.missing_codes)
+    supplied = app.supply_materials(notice_items, app.submitted_on, policy)
+    app, check = supplied.state, supplied.check
     assert check.complete and app.state is d.PermitState.UNDER_REVIEW
 
 
@@ -99,16 +101,18 @@ def test_category_a_file_is_accepted_early_but_not_issued_incomplete(make_work_p
     app = make_work_permit(special_criteria=frozenset({d.SpecialCriterion.TALENT_PROGRAMME}))
     assert app.category is d.Category.A
     core = [i for i in notice_items if i not in DEFERRABLE]
-    check = app.supply_materials(core, app.submitted_on, policy)
+    supplied = app.supply_materials(core, app.submitted_on, policy)
+    app, check = supplied.state, supplied.check
     assert app.state is d.PermitState.UNDER_REVIEW and check.acceptable and not check.complete
     assert app.decision_due is not None
-    app.approve(app.submitted_on)
-    remaining = app.supply_after_entry_materials(["residence_permit"], app.submitted_on, policy)
+    app = app.approve(app.submitted_on).state
+    after_entry = app.supply_after_entry_materials(["residence_permit"], app.submitted_on, policy)
+    app, remaining = after_entry.state, after_entry.check
     assert remaining.missing_codes == DEFERRABLE
     with pytest.raises(FailedPrecondition) as exc:
         app.issue(d.permit_number(7, "310000"), app.submitted_on, policy)
     assert exc.value.reason == "MATERIALS_INCOMPLETE"
     assert all(code in exc.value.message for code in DEFERRABLE)
-    app.supply_materials(DEFERRABLE, app.submitted_on, policy)
-    app.issue(d.permit_number(7, "310000"), app.submitted_on, policy)
+    app = app.supply_materials(DEFERRABLE, app.submitted_on, policy).state
+    app = app.issue(d.permit_number(7, "310000"), app.submitted_on, policy).state
     assert app.state is d.PermitState.ISSUED

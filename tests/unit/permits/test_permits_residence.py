@@ -29,24 +29,21 @@ def make_residence(policy, work_permit, residence_items):
     ) -> d.ResidencePermitApplication:
         app = d.submit_residence_permit(
             "rp-1", work_permit.applicant, work_permit, ENTRY, requested_until, DAY, policy
-        )
+        ).state
         if state is S.SUBMITTED:
             return app
         if state is S.AWAITING_MATERIALS:
-            app.supply_materials(["photo"], DAY, policy)
-            return app
-        app.supply_materials(residence_items, DAY, policy)
+            return app.supply_materials(["photo"], DAY, policy).state
+        app = app.supply_materials(residence_items, DAY, policy).state
         if state is S.UNDER_REVIEW:
             return app
         if state in (S.REJECTED, S.CANCELLED):
             if state is S.REJECTED:
-                app.reject(["synthetic"], DAY)
-            else:
-                app.cancel(DAY)
-            return app
-        app.approve(work_permit, DAY, policy)
+                return app.reject(["synthetic"], DAY).state
+            return app.cancel(DAY).state
+        app = app.approve(work_permit, DAY, policy).state
         if state is S.ISSUED:
-            app.issue(d.permit_number(2, "310000"), DAY)
+            app = app.issue(d.permit_number(2, "310000"), DAY).state
         return app
 
     return make
@@ -68,9 +65,10 @@ def test_lodged_with_a_pending_work_permit_and_decided_after_it(
     policy, make_work_permit, residence_items, wp_state
 ) -> None:
     wp = make_work_permit(wp_state)
-    app = d.submit_residence_permit("rp-1", wp.applicant, wp, ENTRY, None, DAY, policy)
-    assert app.awaiting_work_permit and app.events[0].data["awaiting_work_permit"] is True
-    app.supply_materials(residence_items, DAY, policy)
+    submitted = d.submit_residence_permit("rp-1", wp.applicant, wp, ENTRY, None, DAY, policy)
+    app = submitted.state
+    assert app.awaiting_work_permit and submitted.events[0].payload()["awaiting_work_permit"] is True
+    app = app.supply_materials(residence_items, DAY, policy).state
     assert app.state is S.UNDER_REVIEW and app.decision_due is None  # no clock while the work permit waits
     with pytest.raises(FailedPrecondition) as exc:
         app.approve(wp, DAY, policy)
@@ -78,9 +76,11 @@ def test_lodged_with_a_pending_work_permit_and_decided_after_it(
     # Decided after the work permit, on day 43 after entry: the 30 days counted to the application date.
     later = ENTRY + dt.timedelta(days=43)
     approved_wp = make_work_permit(S.APPROVED)
-    assert app.work_permit_approved(later, policy)
+    followed = app.work_permit_approved(later, policy)
+    assert followed is not None
+    app = followed.state
     assert app.decision_due == later + dt.timedelta(days=15) and not app.awaiting_work_permit
-    app.approve(approved_wp, later, policy)
+    app = app.approve(approved_wp, later, policy).state
     assert app.state is S.APPROVED and app.fee_yuan is not None
 
 
@@ -101,7 +101,7 @@ def test_refused_with_someone_elses_work_permit(policy, work_permit, make_applic
 def test_accepted_with_an_approved_or_issued_work_permit(policy, make_work_permit, make_applicant, wp_state):
     wp = make_work_permit(wp_state)
     same_person = make_applicant(passport_number="e 1234567")  # written differently, same passport
-    app = d.submit_residence_permit("rp-1", same_person, wp, ENTRY, None, DAY, policy)
+    app = d.submit_residence_permit("rp-1", same_person, wp, ENTRY, None, DAY, policy).state
     assert app.state is S.SUBMITTED and app.category is wp.category and app.work_permit_id == wp.id
 
 
@@ -132,8 +132,10 @@ def test_bad_dates_are_field_violations(policy, work_permit) -> None:
 
 def test_decision_due_and_target_across_a_holiday(policy, make_work_permit, residence_items) -> None:
     wp = make_work_permit(S.APPROVED, today=D(2017, 9, 1))
-    app = d.submit_residence_permit("rp-1", wp.applicant, wp, D(2017, 9, 20), None, D(2017, 9, 29), policy)
-    app.supply_materials(residence_items, D(2017, 9, 29), policy)
+    app = d.submit_residence_permit(
+        "rp-1", wp.applicant, wp, D(2017, 9, 20), None, D(2017, 9, 29), policy
+    ).state
+    app = app.supply_materials(residence_items, D(2017, 9, 29), policy).state
     assert app.decision_due == D(2017, 10, 14)  # 15 calendar days
     assert app.decision_target == D(2017, 10, 16)  # 调休 Sat 30 Sep, 国庆/中秋 1–8 Oct, then 9–13 and 16 Oct
 
@@ -143,7 +145,7 @@ def test_target_working_days_are_configurable(policy, make_residence) -> None:
         policy, deadlines=dataclasses.replace(policy.deadlines, residence_target_working_days=3)
     )
     app = make_residence(S.AWAITING_MATERIALS)
-    app.supply_materials(
+    app = app.supply_materials(
         [
             "passport_and_visa",
             "rp_application_form",
@@ -154,7 +156,7 @@ def test_target_working_days_are_configurable(policy, make_residence) -> None:
         ],
         DAY,
         faster,
-    )
+    ).state
     assert app.decision_target == D(2017, 5, 5)
 
 
@@ -179,7 +181,7 @@ def test_residence_validity(
 ) -> None:
     wp = make_work_permit(S.APPROVED, contract=d.Contract(D(2017, 5, 1), contract_end))
     if wp_until is not None:
-        wp.validity = d.Validity(D(2017, 5, 1), wp_until)
+        wp = dataclasses.replace(wp, validity=d.Validity(D(2017, 5, 1), wp_until))
     if expected_until is None:
         with pytest.raises(FailedPrecondition) as exc:
             d.residence_validity(D(2017, 5, 10), requested, wp, policy.validity)
@@ -204,11 +206,13 @@ def test_residence_fee_tiers(policy, valid_until, fee) -> None:
     assert d.residence_fee(d.Validity(D(2017, 1, 1), valid_until), policy.residence_fee_tiers) == fee
 
 
-def test_approval_fixes_validity_and_fee(make_residence) -> None:
-    app = make_residence(S.APPROVED)
+def test_approval_fixes_validity_and_fee(policy, make_residence, work_permit) -> None:
+    approved = make_residence(S.UNDER_REVIEW).approve(work_permit, DAY, policy)
+    app = approved.state
     assert app.validity == d.Validity(DAY, D(2019, 4, 30))
     assert app.fee_yuan == 800
-    assert app.events[-1].data == {
+    assert approved.events[-1].type == "ResidencePermitApproved"
+    assert approved.events[-1].payload() == {
         "valid_until": "2019-04-30",
         "valid_from": "2017-05-02",
         "fee_yuan": "800",
@@ -218,7 +222,7 @@ def test_approval_fixes_validity_and_fee(make_residence) -> None:
 
 def test_approval_rechecks_the_work_permit(policy, make_residence, work_permit) -> None:
     app = make_residence(S.UNDER_REVIEW)
-    work_permit.cancel(DAY)
+    work_permit = work_permit.cancel(DAY).state
     with pytest.raises(FailedPrecondition) as exc:
         app.approve(work_permit, DAY, policy)
     assert exc.value.reason == "WORK_PERMIT_REQUIRED"
@@ -244,22 +248,22 @@ def test_every_action_from_every_state(policy, make_residence, work_permit, stat
     app = make_residence(state)
     assert app.state is state
 
-    def run() -> None:
+    def run() -> d.ResidencePermitApplication:
         match action:
             case "approve":
-                app.approve(work_permit, DAY, policy)
+                return app.approve(work_permit, DAY, policy).state
             case "reject":
-                app.reject(["synthetic"], DAY)
+                return app.reject(["synthetic"], DAY).state
             case "issue":
-                app.issue(d.permit_number(3, "310000"), DAY)
+                return app.issue(d.permit_number(3, "310000"), DAY).state
             case "cancel":
-                app.cancel(DAY)
+                return app.cancel(DAY).state
             case "request_materials":
-                app.request_materials(["photo"], DAY)
+                return app.request_materials(["photo"], DAY).state
+        raise AssertionError(action)
 
     if state in ALLOWED[action]:
-        run()
-        assert app.state is ALLOWED[action][state]
+        assert run().state is ALLOWED[action][state]
     else:
         with pytest.raises(FailedPrecondition) as exc:
             run()
@@ -288,9 +292,9 @@ def issued(make_residence) -> d.ResidencePermitApplication:
 )
 def test_extension_window(policy, issued, work_permit, today, reason) -> None:
     if reason is None:
-        new = issued.extend(None, work_permit, today, policy)
-        assert new == d.Validity(DAY, D(2019, 4, 30))  # capped by the work permit
-        assert issued.validity == new and issued.events[-1].type == "ResidencePermitExtended"
+        extended = issued.extend(None, work_permit, today, policy)
+        assert extended.state.validity == d.Validity(DAY, D(2019, 4, 30))  # capped by the work permit
+        assert [e.type for e in extended.events] == ["ResidencePermitExtended"]
         return
     with pytest.raises(FailedPrecondition) as exc:
         issued.extend(None, work_permit, today, policy)
@@ -310,7 +314,7 @@ def test_extension_must_go_beyond_the_current_expiry(policy, issued, work_permit
 
 
 def test_extension_needs_the_work_permit(policy, issued, work_permit) -> None:
-    work_permit.cancel(D(2018, 1, 1))
+    work_permit = work_permit.cancel(D(2018, 1, 1)).state
     with pytest.raises(FailedPrecondition) as exc:
         issued.extend(None, work_permit, D(2018, 1, 2), policy)
     assert exc.value.reason == "WORK_PERMIT_REQUIRED"
@@ -336,7 +340,7 @@ def test_verify_residence_permit(make_residence, today, valid_now) -> None:
 def test_verify_work_permit(make_work_permit, state, valid_now) -> None:
     wp = make_work_permit(S.ISSUED if state is S.CANCELLED else state)
     if state is S.CANCELLED:
-        wp.cancel(D(2017, 6, 1))
+        wp = wp.cancel(D(2017, 6, 1)).state
     result = d.verify_permit(wp, D(2017, 6, 2))
     assert result.valid_now is valid_now and result.state is state and result.kind is d.PermitKind.WORK_PERMIT
 
@@ -353,5 +357,7 @@ def test_verification_holds_no_personal_data(make_work_permit) -> None:
 
 
 def test_the_department_never_asks_for_a_copy_of_its_own_work_permit(policy, work_permit) -> None:
-    app = d.submit_residence_permit("rp-1", work_permit.applicant, work_permit, ENTRY, None, DAY, policy)
+    app = d.submit_residence_permit(
+        "rp-1", work_permit.applicant, work_permit, ENTRY, None, DAY, policy
+    ).state
     assert "work_permit" in app.supplied_materials

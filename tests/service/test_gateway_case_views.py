@@ -1,0 +1,133 @@
+"""Public progress answers kept in memory (gateway/cache.py): forgotten on this replica's own writes of
+the case, whichever way they are made; another replica's change seen once the view is a second old;
+a wrong query code never answered from memory."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select, update
+
+from gateway.app import create_app
+from gateway.cache import views_key
+from gateway.ratelimit import MAX_WRONG_CODES
+from gateway.store import Case, CaseStep, LookupBucket
+from gateway.typedefs import progress_limiter_key, sessions_key
+from services.common.clock import Clock
+from tests.fakes import FakeDepartment, accepting_identity
+from tests.service.gateway_support import TODAY, settings
+from tests.service.test_gateway_cases import APPLICANT, VALID
+
+Client = TestClient[web.Request, web.Application]
+
+
+async def opened(client: Client) -> tuple[str, dict[str, str]]:
+    resp = await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)
+    assert resp.status == 201, await resp.text()
+    body = await resp.json()
+    return f"/api/v1/progress/{body['case_no']}", {"code": body["query_code"]}
+
+
+async def progress(client: Client, url: str, code: dict[str, str]) -> dict[str, Any]:
+    resp = await client.get(url, params=code)
+    assert resp.status == 200, await resp.text()
+    assert resp.content_type == "application/json"
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def test_an_orm_write_of_a_step_is_seen_by_the_next_lookup(client: Client) -> None:
+    url, code = await opened(client)
+    before = await progress(client, url, code)
+    assert len(client.app[views_key]) == 1  # kept
+    async with client.app[sessions_key]() as session:
+        step = await session.scalar(select(CaseStep).order_by(CaseStep.position).limit(1))
+        assert step is not None
+        step.department_state = "PHOTO_TAKEN"
+        await session.commit()
+    after = await progress(client, url, code)
+    assert after["steps"][0]["department_state"] == "PHOTO_TAKEN"
+    assert after["steps"][0]["department_state"] != before["steps"][0]["department_state"]
+
+
+async def test_a_bulk_update_of_cases_is_seen_by_the_next_lookup(client: Client) -> None:
+    url, code = await opened(client)
+    await progress(client, url, code)
+    async with client.app[sessions_key]() as session:
+        await session.execute(update(Case).values(state="COMPLETED"))
+        await session.commit()
+    assert (await progress(client, url, code))["state"] == "COMPLETED"
+
+
+async def test_a_write_rolled_back_changes_nothing_kept(client: Client) -> None:
+    url, code = await opened(client)
+    before = await progress(client, url, code)
+    async with client.app[sessions_key]() as session:
+        await session.execute(update(Case).values(state="COMPLETED"))
+        await session.rollback()
+    assert len(client.app[views_key]) == 1
+    assert (await progress(client, url, code)) == before
+
+
+async def test_another_replicas_change_is_seen_once_the_view_is_a_second_old(
+    aiohttp_client: Any, db_url: str
+) -> None:
+    def replica() -> Any:
+        departments = {
+            "identity": accepting_identity(FakeDepartment("identity")),
+            "residence": FakeDepartment("residence"),
+            "permits": FakeDepartment("permits"),
+        }
+        return create_app(settings(db_url), departments=departments, clock=Clock(TODAY), background=False)
+
+    first, second = await aiohttp_client(replica()), await aiohttp_client(replica())
+    now = [100.0]
+    first.app[views_key]._monotonic = lambda: now[0]
+    url, code = await opened(first)
+    assert (await progress(first, url, code))["state"] != "COMPLETED"
+    async with second.app[sessions_key]() as session:  # the other replica's own write
+        case = await session.scalar(select(Case))
+        assert case is not None
+        case.state = "COMPLETED"
+        await session.commit()
+    assert (await progress(second, url, code))["state"] == "COMPLETED"
+    now[0] += 0.5
+    assert (await progress(first, url, code))["state"] != "COMPLETED"  # its view is half a second old
+    now[0] += 0.5
+    assert (await progress(first, url, code))["state"] == "COMPLETED"
+
+
+async def test_wrong_codes_are_counted_while_the_right_answer_is_kept(client: Client) -> None:
+    url, code = await opened(client)
+    await progress(client, url, code)
+    for _ in range(MAX_WRONG_CODES):
+        assert (await client.get(url, params={"code": "WRONG234"})).status == 404
+    locked = await client.get(url, params=code)  # kept in memory, but the number is locked
+    assert locked.status == 429
+    assert (await locked.json())["type"] == "/problems/case-locked"
+
+
+async def test_leased_lookups_never_exceed_the_shared_bucket(client: Client) -> None:
+    """At a rate where a replica leases several tokens at once, what it admits still comes out of the
+    one bucket in the database: with the clock standing still (no refill), no more than the burst."""
+
+    class Stopped:
+        def now(self) -> dt.datetime:
+            return dt.datetime(2016, 9, 15, 9, tzinfo=dt.UTC)
+
+    guard = client.app[progress_limiter_key]
+    guard.clock = Stopped()  # type: ignore[assignment]
+    guard.rate, guard.burst = 100.0, 40  # a lease of 10 tokens
+    admitted = 0
+    for _ in range(60):
+        admitted += await guard.admit("198.51.100.1") == 0
+    await asyncio.gather(*guard._renewing.values())
+    assert 10 < admitted <= 40
+    assert await guard.admit("198.51.100.1") > 0  # nothing left: wait
+    async with client.app[sessions_key]() as session:
+        left = await session.scalar(select(LookupBucket.tokens).where(LookupBucket.key.like("%198.51.100.1")))
+    assert left is not None and left < 1
