@@ -19,7 +19,7 @@ from gateway.cache import CaseViews
 from gateway.catalogue import Matter, get_value
 from gateway.departments import ACTIONS
 from gateway.regions import region_name
-from gateway.saga.model import FINAL, CaseState, StepState, ready_steps
+from gateway.saga.model import FINAL, CaseState, StepState, flags_of, in_force, ready_steps
 from gateway.saga.runner import SagaRunner
 from gateway.store import Case, CaseStep, IdempotencyKey, Notification
 from services.common.clock import Clock
@@ -267,6 +267,15 @@ DELAYED = {
     "UNDO_REFUSED": "The department still holds this step and could not undo it; staff have been alerted.",
     "": "Delayed: staff have been alerted and will move it on.",
 }
+# What the applicant is told of a step its department keeps although the case failed (``in_force``).
+IN_FORCE = "Still in force: the department keeps this record although the case did not go through."
+IN_FORCE_ZH = "仍然有效：办件虽未办成，该部门的这项登记仍然保留。"
+
+
+def kept_in_force(case: Case, steps: list[CaseStep]) -> list[CaseStep]:
+    """The steps of a failed case that their departments still hold (never shown as undone)."""
+    flags = flags_of(case.outcome or {})
+    return [s for s in steps if in_force(flags, StepState(s.state))]
 
 
 def rejection_view(step: CaseStep, *, personal: bool) -> dict[str, list[str]] | None:
@@ -333,6 +342,12 @@ def case_view(
             results = shown_results(step)
             if results:
                 shown["results"] = results
+    kept = {s.step_key for s in kept_in_force(case, steps)}
+    for shown in view["steps"]:
+        if shown["key"] in kept:
+            shown.update(in_force=True, message=IN_FORCE, message_zh=IN_FORCE_ZH)
+    if kept:
+        view["in_force"] = [s["key"] for s in view["steps"] if s["key"] in kept]
     if case.outcome.get("reason"):
         view["reason"] = case.outcome["reason"]
     rejections = [r for r in (rejection_view(s, personal=personal) for s in steps) if r]

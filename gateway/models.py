@@ -282,7 +282,18 @@ class Step(Struct):
     overdue: bool | None = None
     reason: str | None = None
     rejection: Rejection | None = None
-    message: Annotated[str | None, Meta(description="What a step staff must look at means for you")] = None
+    message: Annotated[
+        str | None,
+        Meta(description="What a step staff must look at, or one that stays in force, means for you"),
+    ] = None
+    message_zh: str | None = None
+    in_force: Annotated[
+        bool | None,
+        Meta(
+            description="The case failed but the department keeps this step's record (e.g. an accommodation "
+            "registration, which stands on its own): it stays in force, it was not undone"
+        ),
+    ] = None
     results: StepResults | None = None
     department_message: Annotated[
         str | None,
@@ -310,6 +321,9 @@ class Case(Struct):
         Rejection | None, Meta(description="Every step's rejection reasons and codes together")
     ] = None
     fee_fen: int | None = None
+    in_force: Annotated[
+        list[str], Meta(description="A failed case's steps whose records stay in force, by key")
+    ] = []
     query_code: Annotated[
         str, Meta(pattern="^[2-9A-HJ-NP-Z]{8}$", description="Given once, when the case is opened")
     ] = ""
