@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.cache import CaseViews
 from gateway.catalogue import Matter, get_value
 from gateway.departments import ACTIONS
+from gateway.regions import region_name
 from gateway.saga.model import FINAL, CaseState, StepState, flags_of, in_force, ready_steps
 from gateway.saga.runner import SagaRunner
 from gateway.store import Case, CaseStep, IdempotencyKey, Notification
@@ -310,7 +311,15 @@ def _step_view(step: CaseStep, matter: Matter | None, today: Any, *, personal: b
         view["rejection"] = rejection
     if step.state == StepState.NEEDS_ATTENTION:
         view["message"] = DELAYED.get(step.reason, DELAYED[""])
+    if personal and step.state == StepState.REFUSED and step.message:
+        view["department_message"] = mask_text(step.message)
     return view
+
+
+def shown_results(step: CaseStep) -> dict[str, Any]:
+    """What a department produced on the step that its applicant (and staff) may see."""
+    action = ACTIONS.get(step.action)
+    return {k: step.result[k] for k in (action.shown if action else ()) if k in step.result}
 
 
 def case_view(
@@ -330,8 +339,7 @@ def case_view(
     }
     if personal:  # what the departments produced, for those entitled (the newborn's ID number, ...)
         for step, shown in zip(steps, view["steps"], strict=True):
-            action = ACTIONS.get(step.action)
-            results = {k: step.result[k] for k in (action.shown if action else ()) if k in step.result}
+            results = shown_results(step)
             if results:
                 shown["results"] = results
     kept = {s.step_key for s in kept_in_force(case, steps)}
@@ -360,6 +368,8 @@ def case_view(
         view["materials"] = materials_received(case, matter)
         if case.hall:
             view["hall"] = case.hall
+            view["hall_name"] = region_name(case.hall, "en")
+            view["hall_name_zh"] = region_name(case.hall, "zh")
         deadline = expected_date(steps)
         if deadline:
             view["expected_date"] = deadline
