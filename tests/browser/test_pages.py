@@ -162,11 +162,24 @@ def fill(driver: Any, values: dict[str, str]) -> None:
 
 def press(driver: Any, button: Any) -> None:
     """Click a button that sends a form, and wait until the browser has left the page."""
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 
     old = driver.find_element(*by("css", "html"))
+
+    def left(_: Any) -> bool:
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            # chromedriver's other word for "stale" while the old document is being replaced
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
     button.click()
-    until(driver, expected_conditions.staleness_of(old), "the form was not sent")
+    until(driver, left, "the form was not sent")
 
 
 def submit(driver: Any, form_css: str = "main form") -> None:
