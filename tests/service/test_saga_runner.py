@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.cases import open_case
 from gateway.catalogue import load_catalogue
 from gateway.clients import Broken, CallContext, NotAllowed, Unavailable
-from gateway.events import EventConsumer
+from gateway.events import Event, EventConsumer
 from gateway.saga.model import CaseState, StepState
 from gateway.saga.runner import RunnerSettings, SagaRunner
 from gateway.store import Base, Case, CaseStep, ParkedEvent
@@ -211,8 +211,8 @@ async def test_a_decision_taken_while_the_create_answer_was_lost_is_not_lost(
     if creation_event:
         events.append(permits.emit_event("WorkPermitSubmitted", application, ctx.request_id))
     events.append(permits.emit_event("WorkPermitApproved", application, "approve-request"))
-    for event in events:
-        await consumer.apply(event.type, event.aggregate_id, event.sequence, event.request_id)
+    # delivered by one read of the stream: applied in one transaction, the creation event first
+    await consumer.apply_batch([Event(e.type, e.aggregate_id, e.sequence, e.request_id) for e in events])
 
     step = await _work_permit(sessions, case.id)
     if creation_event:  # bound at once by the creation event's request_id, then moved by the decision
