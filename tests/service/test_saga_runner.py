@@ -24,6 +24,7 @@ from govhub.common.v1 import common_pb2
 from services.common.clock import Clock
 from services.common.db import create_schema, dispose_engine, make_engine, session_factory
 from tests.fakes import FakeDepartment, accepting_identity, accepting_permits, accepting_residence
+from tests.service.gateway_support import TODAY
 from tests.service.test_gateway_cases import VALID
 from tests.service.test_gateway_foreigner import DATA
 
@@ -155,6 +156,28 @@ async def test_an_expired_lease_is_recovered_behind_the_backlog(
     async with sessions() as session:
         step = await session.scalar(select(CaseStep).where(CaseStep.case_id == case.id))
         assert step is not None and step.state == StepState.ACCEPTED and step.lease_owner is None
+
+
+async def test_steps_claimed_when_the_case_opened_are_taken_up_once_the_claim_expires(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = Clock(TODAY)
+    departments = _departments()
+    submitting = SagaRunner(sessions, departments, clock, FAST, owner="gw-died")  # type: ignore[arg-type]
+    case, _ = await open_case(
+        sessions, clock, CATALOGUE["id-card-renewal-cross-province"], VALID["data"], {}, runner=submitting
+    )
+    assert [(s.state, s.lease_owner) for s in case.steps] == [(StepState.RUNNING, "gw-died")]
+    # its gateway dies before running them: another does not take them up while the claim holds ...
+    assert await SagaRunner(sessions, departments, clock, FAST).drive() == 0  # type: ignore[arg-type]
+    assert departments["identity"].calls == []
+    # ... and does once it has expired; the applicant is told, as of any case kept
+    later = Clock(TODAY + dt.timedelta(days=1))
+    assert await SagaRunner(sessions, departments, later, FAST).drive() == 1  # type: ignore[arg-type]
+    assert len(departments["identity"].calls_to("CreateCardApplication")) == 1
+    async with sessions() as session:
+        fresh = await session.get_one(Case, case.id)
+        assert fresh.state == CaseState.IN_REVIEW and fresh.notify_due
 
 
 class LosingAnswers(FakeDepartment):
