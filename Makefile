@@ -61,8 +61,12 @@ fmt: $(INSTALLED) ## format the code and fix what ruff can
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: $(GEN_STAMP) $(AXE) ## run every test (unit, service, e2e); PostgreSQL too when GOVHUB_TEST_POSTGRES_URL is set
-	$(PY) -m pytest -q
+# make test spreads the test files over TEST_WORKERS processes (pytest-xdist; a file's tests stay together,
+# so a module's hub is started once); TEST_WORKERS=0 runs everything in one process, in order.
+TEST_WORKERS ?= 2
+
+test: $(GEN_STAMP) $(AXE) ## run every test (unit, service, e2e, browser); PostgreSQL too when GOVHUB_TEST_POSTGRES_URL is set
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 unit: $(GEN_STAMP) ## pure domain tests only
 	$(PY) -m pytest -q tests/unit

@@ -261,14 +261,18 @@ def create_app(
 
     async def department_clients(app: web.Application) -> AsyncIterator[None]:
         owned = departments is None
-        clients: Mapping[str, Department] = departments or grpc_departments(
-            {
-                "identity": settings.identity_target,
-                "residence": settings.residence_target,
-                "permits": settings.permits_target,
-            },
-            tracer_provider,
-            settings.security.client_tls,  # mutual TLS with the gateway's client certificate (GOVHUB_TLS=on)
+        clients: Mapping[str, Department] = (
+            departments
+            if departments is not None  # given (tests, embedding): an empty mapping means none at all
+            else grpc_departments(
+                {
+                    "identity": settings.identity_target,
+                    "residence": settings.residence_target,
+                    "permits": settings.permits_target,
+                },
+                tracer_provider,
+                settings.security.client_tls,  # mutual TLS with its client certificate (GOVHUB_TLS=on)
+            )
         )
         app[departments_key] = clients
         yield

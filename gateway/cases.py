@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.cache import CaseViews
 from gateway.catalogue import Matter, get_value
 from gateway.departments import ACTIONS
-from gateway.saga.model import FINAL, CaseState, StepState, ready_steps
+from gateway.regions import region_name
+from gateway.saga.model import FINAL, CaseState, StepState, flags_of, in_force, ready_steps
 from gateway.saga.runner import SagaRunner
 from gateway.store import Case, CaseStep, IdempotencyKey, Notification
 from services.common.clock import Clock
@@ -281,6 +282,15 @@ DELAYED = {
     "UNDO_REFUSED": "The department still holds this step and could not undo it; staff have been alerted.",
     "": "Delayed: staff have been alerted and will move it on.",
 }
+# What the applicant is told of a step its department keeps although the case failed (``in_force``).
+IN_FORCE = "Still in force: the department keeps this record although the case did not go through."
+IN_FORCE_ZH = "仍然有效：办件虽未办成，该部门的这项登记仍然保留。"
+
+
+def kept_in_force(case: Case, steps: list[CaseStep]) -> list[CaseStep]:
+    """The steps of a failed case that their departments still hold (never shown as undone)."""
+    flags = flags_of(case.outcome or {})
+    return [s for s in steps if in_force(flags, StepState(s.state))]
 
 
 def rejection_view(step: CaseStep, *, personal: bool) -> dict[str, list[str]] | None:
@@ -316,7 +326,15 @@ def _step_view(step: CaseStep, matter: Matter | None, today: Any, *, personal: b
         view["rejection"] = rejection
     if step.state == StepState.NEEDS_ATTENTION:
         view["message"] = DELAYED.get(step.reason, DELAYED[""])
+    if personal and step.state == StepState.REFUSED and step.message:
+        view["department_message"] = mask_text(step.message)
     return view
+
+
+def shown_results(step: CaseStep) -> dict[str, Any]:
+    """What a department produced on the step that its applicant (and staff) may see."""
+    action = ACTIONS.get(step.action)
+    return {k: step.result[k] for k in (action.shown if action else ()) if k in step.result}
 
 
 def case_view(
@@ -336,10 +354,15 @@ def case_view(
     }
     if personal:  # what the departments produced, for those entitled (the newborn's ID number, ...)
         for step, shown in zip(steps, view["steps"], strict=True):
-            action = ACTIONS.get(step.action)
-            results = {k: step.result[k] for k in (action.shown if action else ()) if k in step.result}
+            results = shown_results(step)
             if results:
                 shown["results"] = results
+    kept = {s.step_key for s in kept_in_force(case, steps)}
+    for shown in view["steps"]:
+        if shown["key"] in kept:
+            shown.update(in_force=True, message=IN_FORCE, message_zh=IN_FORCE_ZH)
+    if kept:
+        view["in_force"] = [s["key"] for s in view["steps"] if s["key"] in kept]
     if case.outcome.get("reason"):
         view["reason"] = case.outcome["reason"]
     rejections = [r for r in (rejection_view(s, personal=personal) for s in steps) if r]
@@ -360,6 +383,8 @@ def case_view(
         view["materials"] = materials_received(case, matter)
         if case.hall:
             view["hall"] = case.hall
+            view["hall_name"] = region_name(case.hall, "en")
+            view["hall_name_zh"] = region_name(case.hall, "zh")
         deadline = expected_date(steps)
         if deadline:
             view["expected_date"] = deadline

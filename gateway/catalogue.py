@@ -48,6 +48,13 @@ class CatalogueError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class ChoiceSpec:
+    code: str  # the value sent
+    title: str
+    title_zh: str
+
+
+@dataclass(frozen=True, slots=True)
 class FieldSpec:
     path: str  # dotted path in the submission's "data", e.g. "applicant.id_number"
     kind: str
@@ -60,6 +67,7 @@ class FieldSpec:
     minimum: int | None = None  # for "int"
     maximum: int | None = None
     hall: bool = False  # the hall that accepts it: at a counter, the counter's own hall only
+    choice_titles: tuple[ChoiceSpec, ...] = ()  # each of `choices` in words, in the same order
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,7 @@ class Matter:
     title: str
     title_zh: str
     description: str
+    description_zh: str
     fields: tuple[FieldSpec, ...]
     materials: tuple[MaterialSpec, ...]
     steps: tuple[StepSpec, ...]
@@ -128,6 +137,7 @@ class Matter:
             "title": self.title,
             "title_zh": self.title_zh,
             "description": self.description,
+            "description_zh": self.description_zh,
             "fields": [
                 {
                     "path": f.path,
@@ -136,6 +146,16 @@ class Matter:
                     "title_zh": f.title_zh,
                     "required": f.required,
                     **({"choices": list(f.choices)} if f.choices else {}),
+                    **(
+                        {
+                            "choice_titles": [
+                                {"code": c.code, "title": c.title, "title_zh": c.title_zh}
+                                for c in f.choice_titles
+                            ]
+                        }
+                        if f.choice_titles
+                        else {}
+                    ),
                 }
                 for f in self.fields
             ],
@@ -389,24 +409,34 @@ def get_value(data: dict[str, Any], path: str) -> Any:
     return _get(data, path)
 
 
+def _choice(raw: Any) -> ChoiceSpec:
+    """One choice as declared: ``{ code = "EXPIRY", title = "…", title_zh = "…" }``."""
+    if not isinstance(raw, dict):
+        raise ValueError("each choice is a table with code, title and title_zh")
+    return ChoiceSpec(str(raw["code"]), str(raw["title"]), str(raw["title_zh"]))
+
+
 def _matter(raw: dict[str, Any], source: str, known_actions: Mapping[str, Action[Any, Any]]) -> Matter:
     try:
-        fields = tuple(
-            FieldSpec(
-                path=f["path"],
-                kind=f["kind"],
-                title=f["title"],
-                title_zh=f["title_zh"],
-                required=f.get("required", True),
-                choices=tuple(f.get("choices", ())),
-                max_length=f.get("max_length", 200),
-                personal=f.get("personal", False),
-                minimum=f.get("min"),
-                maximum=f.get("max"),
-                hall=f.get("hall", False),
+        fields = []
+        for f in raw.get("fields", []):
+            choices = tuple(_choice(c) for c in f.get("choices", ()))
+            fields.append(
+                FieldSpec(
+                    path=f["path"],
+                    kind=f["kind"],
+                    title=f["title"],
+                    title_zh=f["title_zh"],
+                    required=f.get("required", True),
+                    choices=tuple(c.code for c in choices),
+                    choice_titles=choices,
+                    max_length=f.get("max_length", 200),
+                    personal=f.get("personal", False),
+                    minimum=f.get("min"),
+                    maximum=f.get("max"),
+                    hall=f.get("hall", False),
+                )
             )
-            for f in raw.get("fields", [])
-        )
         materials = tuple(
             MaterialSpec(
                 m["key"],
@@ -437,7 +467,8 @@ def _matter(raw: dict[str, Any], source: str, known_actions: Mapping[str, Action
             title=raw["title"],
             title_zh=raw["title_zh"],
             description=raw.get("description", ""),
-            fields=fields,
+            description_zh=raw.get("description_zh", ""),
+            fields=tuple(fields),
             materials=materials,
             steps=steps,
             fees=tuple(
@@ -492,6 +523,9 @@ def _check(matter: Matter, source: str, known_actions: Mapping[str, Action[Any, 
             raise CatalogueError(f"{source}: field {f.path}: only a region_code names the hall")
         if f.kind in ("choice", "choices") and not f.choices:
             raise CatalogueError(f"{source}: field {f.path}: a choice needs choices")
+        untitled = any(not (c.title and c.title_zh) for c in f.choice_titles)
+        if len(set(f.choices)) != len(f.choices) or untitled:
+            raise CatalogueError(f"{source}: field {f.path}: each choice once, with its title and title_zh")
     for rule in matter.rules:
         if rule.check not in RULE_CHECKS:
             raise CatalogueError(f"{source}: rule {rule.check!r}: one of {', '.join(RULE_CHECKS)}")

@@ -22,6 +22,9 @@ T = TypeVar("T", bound=Struct)
 Department = Literal["identity", "residence", "permits"]
 DATE = Annotated[str, Meta(extra_json_schema={"format": "date"})]  # an ISO date, as the answers write it
 NONBLANK = r"\S"  # at least one character that is not white space (the value is stripped)
+# A region code's name beside it (gateway/regions.toml; the code itself where it has none)
+HallName = Annotated[str, Meta(description="The hall's region in English (else its code)")]
+HallNameZh = Annotated[str, Meta(description="The hall's region in Chinese (else its code)")]
 
 
 def why(reason: str, detail: str) -> dict[str, Any]:
@@ -279,8 +282,26 @@ class Step(Struct):
     overdue: bool | None = None
     reason: str | None = None
     rejection: Rejection | None = None
-    message: Annotated[str | None, Meta(description="What a step staff must look at means for you")] = None
+    message: Annotated[
+        str | None,
+        Meta(description="What a step staff must look at, or one that stays in force, means for you"),
+    ] = None
+    message_zh: str | None = None
+    in_force: Annotated[
+        bool | None,
+        Meta(
+            description="The case failed but the department keeps this step's record (e.g. an accommodation "
+            "registration, which stands on its own): it stays in force, it was not undone"
+        ),
+    ] = None
     results: StepResults | None = None
+    department_message: Annotated[
+        str | None,
+        Meta(
+            description="A refused step: the department's own words (ID, passport and phone numbers "
+            "masked); not on the public progress view"
+        ),
+    ] = None
 
 
 class Case(Struct):
@@ -300,6 +321,9 @@ class Case(Struct):
         Rejection | None, Meta(description="Every step's rejection reasons and codes together")
     ] = None
     fee_fen: int | None = None
+    in_force: Annotated[
+        list[str], Meta(description="A failed case's steps whose records stay in force, by key")
+    ] = []
     query_code: Annotated[
         str, Meta(pattern="^[2-9A-HJ-NP-Z]{8}$", description="Given once, when the case is opened")
     ] = ""
@@ -308,8 +332,23 @@ class Case(Struct):
     ] = {}
     materials: list[MaterialReceived] = []
     hall: str | None = None
+    hall_name: HallName | None = None
+    hall_name_zh: HallNameZh | None = None
     expected_date: DATE | None = None
     opened_by: str | None = None
+
+
+class StepSummary(Struct, omit_defaults=True):
+    """A step as the applicant's case list shows it."""
+
+    key: str
+    title: str
+    title_zh: str
+    department: Department
+    state: StepState
+    results: Annotated[
+        StepResults | None, Meta(description="What the department produced (the applicant's own list only)")
+    ] = None
 
 
 class CaseSummary(Struct):
@@ -319,6 +358,7 @@ class CaseSummary(Struct):
     submitted_on: DATE
     updated_at: str | None = None
     opened_by: str | None = None
+    steps: Annotated[list[StepSummary], Meta(description="Each step in short (my cases)")] = []
 
 
 class MaterialReceived(Struct):
@@ -349,10 +389,18 @@ class Receipt(Struct):
     fee_fen: int | None
     expected_date: DATE | None
     query_code: str = ""
+    hall_name: HallName | None = None
+    hall_name_zh: HallNameZh | None = None
 
 
 class OpenedAtCounter(Case):
     receipt: Receipt | None = None
+
+
+class Choice(Struct):
+    code: Annotated[str, Meta(description="The value sent")]
+    title: str
+    title_zh: str
 
 
 class MatterField(Struct):
@@ -362,6 +410,7 @@ class MatterField(Struct):
     title_zh: str
     required: bool
     choices: list[str] = []
+    choice_titles: Annotated[list[Choice], Meta(description="Each of choices in words, in order")] = []
 
 
 class MatterMaterial(Struct):
@@ -410,6 +459,7 @@ class Matter(Struct):
     title: str
     title_zh: str
     description: str
+    description_zh: str
     fields: list[MatterField]
     materials: list[MatterMaterial]
     steps: list[MatterStep]
@@ -456,6 +506,8 @@ class Feedback(Struct):
     created_at: str | None = None
     matter: str | None = None
     hall: str | None = None
+    hall_name: str | None = None
+    hall_name_zh: str | None = None
 
 
 class Decided(Struct):
@@ -499,6 +551,8 @@ class FoundCard(Struct):
     found_on: DATE | None
     status: str
     station_region_code: str
+    station_region_name: str = ""
+    station_region_name_zh: str = ""
 
 
 class Household(Struct):
@@ -506,6 +560,8 @@ class Household(Struct):
     address: str
     region_code: str
     head_name: str
+    region_name: str = ""
+    region_name_zh: str = ""
 
 
 class Member(Struct):

@@ -1,5 +1,6 @@
-"""Milestone messages to applicants: received, needs material, approved or rejected, ready for pickup,
-completed.
+"""Milestone messages to applicants: received, needs material, approved, rejected or cancelled by the
+department, ready for pickup, completed. A message about a failed case names the records that stay in
+force (an accommodation registration outlives a cancelled work permit).
 
 The saga changes a case's state; the notifier notices afterwards, without any hook in the saga: every
 ``notify_interval`` it reads the cases whose ``state`` differs from their ``notified_state``, records the
@@ -24,7 +25,7 @@ from sqlalchemy import CursorResult, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import saga
-from gateway.cases import expected_date, rejection_view
+from gateway.cases import expected_date, kept_in_force, rejection_view
 from gateway.catalogue import Matter
 from gateway.store import Case, CaseStep, Notification
 from services.common.clock import Clock
@@ -40,14 +41,25 @@ MILESTONES: dict[str, str] = {
     saga.READY_FOR_PICKUP: "ready_for_pickup",
     saga.COMPLETED: "completed",
 }
+# A case a department ended after deciding it (a permit cancelled, an application cancelled on the
+# holder's death) is not "not approved": it is told as cancelled.
+CANCELLED = "cancelled"
 BATCH = 200
+
+
+def milestone_of(state: str, outcome: Mapping[str, Any]) -> str | None:
+    """The milestone a case's new state is told as (none for a state the applicant is not told of)."""
+    milestone = MILESTONES.get(state)
+    if milestone == "rejected" and outcome.get("reason") == "CANCELLED_BY_DEPARTMENT":
+        return CANCELLED
+    return milestone
 
 
 @lru_cache(maxsize=1)
 def templates() -> dict[str, dict[str, str]]:
     text = resources.files("gateway").joinpath("notifications.toml").read_text("utf-8")
     loaded = tomllib.loads(text)
-    for milestone in set(MILESTONES.values()):
+    for milestone in {*MILESTONES.values(), CANCELLED, "kept"}:
         if not {"zh", "en"} <= set(loaded.get(milestone, {})):
             raise ValueError(f"notifications.toml: {milestone} needs zh and en")
     return loaded
@@ -103,6 +115,7 @@ def message_for(case: Case, steps: list[CaseStep], matter: Matter | None, milest
         expected_date=expected_date(steps) or "-",
         reason=case.outcome.get("reason", "-"),
         reasons=_reasons(steps, language),
+        kept=_kept(case, steps, matter, language),
     )
     if contact.get("phone"):
         channel, recipient, masked = "sms", contact["phone"], mask_phone(contact["phone"])
@@ -117,6 +130,19 @@ def _reasons(steps: list[CaseStep], language: str) -> str:
     """The department's own words for a rejection (masked: a message carries no personal data)."""
     words = [r for s in steps for r in (rejection_view(s, personal=False) or {}).get("reasons", [])]
     return ("；" if language == "zh" else "; ").join(words) or "-"
+
+
+def _kept(case: Case, steps: list[CaseStep], matter: Matter | None, language: str) -> str:
+    """The sentence naming the steps a failed case leaves in force ("" when there are none)."""
+    kept = kept_in_force(case, steps)
+    if not kept:
+        return ""
+    specs = {s.key: s for s in matter.steps} if matter else {}
+    titles = [
+        (spec.title_zh if language == "zh" else spec.title) if (spec := specs.get(s.step_key)) else s.step_key
+        for s in kept
+    ]
+    return str(templates()["kept"][language].format(steps=("、" if language == "zh" else ", ").join(titles)))
 
 
 class Notifier:
@@ -144,7 +170,7 @@ class Notifier:
             )
         sent = 0
         for case in changed:
-            message = await self._record(case.id, case.notified_state, case.state)
+            message = await self._record(case.id, case.notified_state, case.state, case.outcome or {})
             if message is None:
                 continue
             sent += 1
@@ -154,11 +180,13 @@ class Notifier:
                 log.exception("notification not sent", case_no=message.case_no, milestone=message.milestone)
         return sent
 
-    async def _record(self, case_id: str, seen: str | None, state: str) -> Message | None:
+    async def _record(
+        self, case_id: str, seen: str | None, state: str, outcome: Mapping[str, Any]
+    ) -> Message | None:
         if seen == state:  # nothing new (the state moved and came back before this pass)
             await self._clear(case_id, state)
             return None
-        milestone = MILESTONES.get(state)
+        milestone = milestone_of(state, outcome)
         if milestone == "received" and seen is not None:
             milestone = None  # told once
         async with self._sessions() as session:

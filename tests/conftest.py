@@ -2,6 +2,10 @@
 
 Store and service tests take ``db_url``: a fresh SQLite file always, and a fresh PostgreSQL database
 as well when GOVHUB_TEST_POSTGRES_URL names a server (``.ci/run`` sets it, so CI covers both).
+
+Property tests (Hypothesis) run under a settings profile: ``quick`` by default (``make test``: each test's
+own small count, see ``examples``, derandomized so a failure reproduces), ``deep`` with
+GOVHUB_HYPOTHESIS_PROFILE=deep (many more examples, fresh random ones each run).
 """
 
 from __future__ import annotations
@@ -11,6 +15,22 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "quick", deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, stateful_step_count=15
+)
+settings.register_profile(
+    "deep", settings.get_profile("quick"), max_examples=1000, derandomize=False, stateful_step_count=50
+)
+HYPOTHESIS_PROFILE = os.environ.get("GOVHUB_HYPOTHESIS_PROFILE", "quick")
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def examples(quick: int) -> int:
+    """A property test's example count: `quick` in the quick profile, the profile's own when deeper."""
+    return quick if HYPOTHESIS_PROFILE == "quick" else max(quick, settings().max_examples)
+
 
 POSTGRES_URL = os.environ.get("GOVHUB_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)] if POSTGRES_URL else ["sqlite"]

@@ -21,6 +21,7 @@ from gateway.departments import ACTIONS, FOLLOW_UPS
 from gateway.departments.base import Rpc
 from gateway.feedback import feedback_view
 from gateway.problems import Problem
+from gateway.regions import region_name
 from gateway.saga.model import StepState as A
 from gateway.store import Case, CaseStep, Feedback
 from gateway.typedefs import clock_key, departments_key, sessions_key, settings_key
@@ -248,7 +249,17 @@ async def flagged_feedback(request: web.Request) -> web.Response:
             )
         ).all()
     items = [
-        {"case_no": case_no, "matter": row.matter, "hall": row.hall, **feedback_view(row)}
+        {
+            "case_no": case_no,
+            "matter": row.matter,
+            "hall": row.hall,
+            **(
+                {"hall_name": region_name(row.hall, "en"), "hall_name_zh": region_name(row.hall, "zh")}
+                if row.hall
+                else {}
+            ),
+            **feedback_view(row),
+        }
         for row, case_no in rows[:size]
     ]
     return web.json_response({"feedback": items, "next_page_token": next_token(offset, size, len(rows))})

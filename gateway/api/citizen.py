@@ -9,6 +9,7 @@ import binascii
 import datetime as dt
 import json
 import uuid
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
@@ -28,13 +29,16 @@ from gateway.api.common import (
 from gateway.audit import note_person, trail_key
 from gateway.auth import Principal, allow, require
 from gateway.calls import call_as
+from gateway.cases import shown_results
+from gateway.catalogue import Matter
 from gateway.clients import CallContext, DepartmentError
 from gateway.departments import identity, residence
 from gateway.departments.base import ACCESS_LOG, Req, Resp, Rpc
 from gateway.feedback import POOR, feedback_view
 from gateway.problems import Problem
-from gateway.store import Case, Feedback, Notification
-from gateway.typedefs import clock_key, departments_key, sessions_key, settings_key, stats_key
+from gateway.regions import region_name
+from gateway.store import Case, CaseStep, Feedback, Notification
+from gateway.typedefs import catalogue_key, clock_key, departments_key, sessions_key, settings_key, stats_key
 from govhub.audit.v1 import audit_pb2
 from govhub.common.v1 import common_pb2
 from govhub.identity.v1 import identity_pb2
@@ -89,6 +93,14 @@ async def my_cases(request: web.Request) -> web.Response:
                 .limit(size + 1)
             )
         )
+        # the steps of the whole page in one statement
+        steps: dict[str, list[CaseStep]] = {c.id: [] for c in cases[:size]}
+        if steps:
+            for step in await session.scalars(
+                select(CaseStep).where(CaseStep.case_id.in_(steps)).order_by(CaseStep.position)
+            ):
+                steps[step.case_id].append(step)
+    catalogue = app[catalogue_key]
     items = [
         {
             "case_no": c.case_no,
@@ -96,10 +108,27 @@ async def my_cases(request: web.Request) -> web.Response:
             "state": c.state,
             "submitted_on": c.submitted_on.isoformat(),
             "updated_at": c.updated_at.isoformat(),
+            "steps": [_step_summary(s, catalogue.get(c.matter)) for s in steps[c.id]],
         }
         for c in cases[:size]
     ]
     return web.json_response({"cases": items, "next_page_token": next_token(offset, size, len(cases))})
+
+
+def _step_summary(step: CaseStep, matter: Matter | None) -> dict[str, Any]:
+    """A step in short for the applicant's own list: its department, state and what it produced."""
+    spec = next((s for s in matter.steps if s.key == step.step_key), None) if matter else None
+    summary: dict[str, Any] = {
+        "key": step.step_key,
+        "title": spec.title if spec else step.step_key,
+        "title_zh": spec.title_zh if spec else step.step_key,
+        "department": step.department,
+        "state": step.state,
+    }
+    results = shown_results(step)
+    if results:
+        summary["results"] = results
+    return summary
 
 
 @routes.get("/api/v1/me/card")
@@ -183,6 +212,8 @@ async def my_found_cards(request: web.Request) -> web.Response:
             found_on=_iso(c.found_on),
             status=identity_pb2.FoundCardStatus.Name(c.status).removeprefix("FOUND_CARD_STATUS_"),
             station_region_code=c.station_region_code,
+            station_region_name=region_name(c.station_region_code, "en"),
+            station_region_name_zh=region_name(c.station_region_code, "zh"),
         )
         for c in found.found_cards
     ]
@@ -218,6 +249,8 @@ async def my_household(request: web.Request) -> web.Response:
                 address=household.address,
                 region_code=household.region_code,
                 head_name=household.head_name,
+                region_name=region_name(household.region_code, "en"),
+                region_name_zh=region_name(household.region_code, "zh"),
             ),
             members=[
                 models.Member(

@@ -27,6 +27,7 @@ from gateway.catalogue import Matter
 from gateway.clients import CallContext, DepartmentError
 from gateway.departments import ACTIONS
 from gateway.problems import Problem
+from gateway.regions import region_name
 from gateway.saga.model import StepState as A
 from gateway.store import Case, CaseStep
 from gateway.submission import Opening, submit
@@ -65,6 +66,8 @@ def receipt(
         "matter_title_zh": matter.title_zh if matter else case.matter,
         "state": case.state,
         "hall": case.hall,
+        "hall_name": region_name(case.hall, "en") if case.hall else None,
+        "hall_name_zh": region_name(case.hall, "zh") if case.hall else None,
         "opened_by": case.opened_by,
         "submitted_on": case.submitted_on.isoformat(),
         "materials_received": materials_received(case, matter) if matter else [],

@@ -164,6 +164,10 @@ class Action(Generic[Req, Resp]):
     # actions of later steps that end the undo once their department holds them (a move-in uses the
     # move-out's migration certificate: residence then refuses CancelMoveOut)
     undo_ended_by: frozenset[str] = frozenset()
+    # whether the case's failure (a refusal, a department's cancellation, a withdrawal) undoes the record:
+    # True for a step that exists only for the case's sake; False for a record that stands on its own
+    # (where a foreigner stays), which then stays in force and is shown so on the case
+    with_case: bool = True
 
     @property
     def compensable(self) -> bool:
@@ -171,7 +175,7 @@ class Action(Generic[Req, Resp]):
 
     @property
     def undo(self) -> Undo:
-        return Undo(self.compensable, self.undo_until)
+        return Undo(self.compensable, self.undo_until, with_case=self.with_case)
 
 
 def record_request(rpc: Rpc[Req, Any]) -> Callable[[str, str], Req]:

@@ -9,17 +9,13 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
-from gateway.departments.base import Action, Outcome, Service, StepInput, cancel_request, proto_date
+from gateway.departments.base import Action, Outcome, Service, StepInput, proto_date
 from gateway.saga.model import StepState as S
 from govhub.residence.v1 import residence_pb2
 
 rpc = Service(residence_pb2.DESCRIPTOR, "ResidenceService").rpc
 REGISTER_ACCOMMODATION = rpc(
     residence_pb2.RegisterAccommodationRequest, residence_pb2.RegisterAccommodationResponse
-)
-CANCEL_ACCOMMODATION = rpc(
-    residence_pb2.CancelAccommodationRegistrationRequest,
-    residence_pb2.CancelAccommodationRegistrationResponse,
 )
 MOVE_OUT = rpc(residence_pb2.MoveOutRequest, residence_pb2.MoveOutResponse)
 CANCEL_MOVE_OUT = rpc(residence_pb2.CancelMoveOutRequest, residence_pb2.CancelMoveOutResponse)
@@ -199,8 +195,10 @@ ACTIONS: list[Action[Any, Any]] = [
                 "accommodation.to_date",
             }
         ),
-        compensate_rpc=CANCEL_ACCOMMODATION,
-        compensate_build=cancel_request(CANCEL_ACCOMMODATION),
+        # where a foreigner stays is a fact of its own, not the case's: a permit refused or cancelled, or
+        # the case withdrawn, does not undo it — the registration stays in force until residence ends
+        # it (its own CancelAccommodationRegistration, not the window's)
+        with_case=False,
         shown=("registration_number", "late"),
     ),
     Action(

@@ -5,6 +5,10 @@ A step moves forward only: PENDING -> RUNNING -> ACCEPTED -> APPROVED -> READY -
 answer with any of the later ones at once). From any live state it may end REFUSED (the department said
 no), NEEDS_ATTENTION (staff must look), or — when the case fails — be undone (COMPENSATING -> COMPENSATED)
 or dropped before it started (CANCELLED). An answer that would move a step backwards is ignored.
+
+Not every step is undone when its case fails: a record that stands on its own (where a foreigner stays)
+keeps its state when another department refuses or cancels its own decision, or the applicant withdraws;
+the case then shows it as still in force (``Undo.with_case``, ``in_force``).
 """
 
 from __future__ import annotations
@@ -242,31 +246,25 @@ def rejection_of(data: Mapping[str, object]) -> Rejection:
 # -- the case as a whole ------------------------------------------------------------------------------
 
 
-def begin_compensation(steps: Iterable[StepLike], compensable: Mapping[str, bool]) -> dict[str, StepState]:
-    """The case failed: each step's new state, by step key. Steps not started are cancelled; steps a
-    department holds are undone where their action can be undone (`compensable` by step key); the rest
-    (final, or running — its answer is undone when it comes) keep their state."""
-    changes: dict[str, StepState] = {}
-    for step in steps:
-        state = StepState(step.state)
-        if state == S.PENDING:
-            changes[step.step_key] = S.CANCELLED
-        elif state in HELD_BY_DEPARTMENT and compensable.get(step.step_key, False):
-            changes[step.step_key] = check(state, S.COMPENSATING)
-    return changes
-
-
 @dataclass(frozen=True)
 class Undo:
     """Whether a department can undo a step's record, and up to which state: an ID card application can
     be cancelled while ACCEPTED, not once approved (the card is being made); a name change recorded by
     residence cannot be undone by the window at all. `ended_by`: the keys of the case's steps whose
     record, once a department holds it (or is recording it), ends this undo — a move-out can be cancelled
-    until the move-in has used its migration certificate."""
+    until the move-in has used its migration certificate. `with_case`: whether the case's failure undoes
+    it at all."""
 
     compensable: bool
     until: StepState = S.DONE
     ended_by: frozenset[str] = frozenset()
+    # whether the case's failure undoes the record: True for a step that exists only for the case's
+    # sake (a permit application); False for a record that stands on its own (an accommodation
+    # registration says where a foreigner stays, whatever becomes of the permits) — it stays in force
+    with_case: bool = True
+
+
+NO_UNDO = Undo(compensable=False)
 
 
 def can_undo(state: StepState, undo: Undo) -> bool:
@@ -279,6 +277,28 @@ def undo_ended(undo: Undo, steps: Iterable[StepLike]) -> bool:
     return any(
         s.step_key in undo.ended_by and StepState(s.state) in (*HELD_BY_DEPARTMENT, S.RUNNING) for s in steps
     )
+
+
+def undone_with_case(state: StepState, undo: Undo, steps: Iterable[StepLike] = ()) -> bool:
+    """Whether a step its department holds in `state` is undone when the case fails: its record exists
+    for the case's sake, the department can still undo it, and no later step has ended the undo."""
+    return undo.with_case and can_undo(state, undo) and not undo_ended(undo, steps)
+
+
+def begin_compensation(steps: Iterable[StepLike], undo: Mapping[str, Undo]) -> dict[str, StepState]:
+    """The case failed (refused, cancelled by a department, or withdrawn): each step's new state, by
+    step key. Steps not started are cancelled; steps a department holds are undone where the case's
+    failure undoes them (``undone_with_case``); the rest — final, kept in force, or running (its answer
+    is undone when it comes, if it should be) — keep their state."""
+    steps = list(steps)
+    changes: dict[str, StepState] = {}
+    for step in steps:
+        state = StepState(step.state)
+        if state == S.PENDING:
+            changes[step.step_key] = S.CANCELLED
+        elif state in HELD_BY_DEPARTMENT and undone_with_case(state, undo.get(step.step_key, NO_UNDO), steps):
+            changes[step.step_key] = check(state, S.COMPENSATING)
+    return changes
 
 
 @dataclass(frozen=True)
@@ -302,12 +322,16 @@ BLOCKER_REASONS = {
 def withdrawal_blockers(steps: Iterable[StepLike], undo: Mapping[str, Undo]) -> list[Blocker]:
     """The steps that stop the applicant from withdrawing: a step its department holds and cannot undo
     (or can no longer undo in its state), or one being recorded now that could not be undone. A case is
-    withdrawn as a whole or not at all: no step is dropped while an earlier one stays done."""
+    withdrawn as a whole or not at all: no step is dropped while an earlier one stays done. A record
+    that stands on its own (``Undo.with_case`` false) is no part of what is withdrawn: it stays in force
+    and does not stop the withdrawal."""
     steps = list(steps)
     blockers: list[Blocker] = []
     for step in steps:
         state = StepState(step.state)
-        rule = undo.get(step.step_key, Undo(compensable=False))
+        rule = undo.get(step.step_key, NO_UNDO)
+        if not rule.with_case:
+            continue
         if state == S.RUNNING and not rule.compensable:
             reason = "IN_PROGRESS"
         elif state in HELD_BY_DEPARTMENT and not rule.compensable:
@@ -370,6 +394,13 @@ def aggregate_state(flags: CaseFlags, steps: Iterable[StepLike]) -> CaseState:
     if any(s in HELD_BY_DEPARTMENT for s in states):
         return CaseState.IN_REVIEW
     return CaseState.RECEIVED
+
+
+def in_force(flags: CaseFlags, state: StepState) -> bool:
+    """Whether a step of a case that failed (refused, cancelled by a department, or withdrawn) is still
+    held by its department: a record that stands on its own, or one its department can no longer undo.
+    What the case shows as staying in force, never as undone."""
+    return (flags.withdrawn or flags.rejected) and state in HELD_BY_DEPARTMENT
 
 
 def flags_of(outcome: Mapping[str, object]) -> CaseFlags:

@@ -15,7 +15,8 @@ database, so a gateway killed at any point resumes every unfinished case on star
 - Only transport failures are retried (with backoff); a programming error, a department's
   INTERNAL/UNKNOWN or the department refusing the gateway itself needs staff at once (NEEDS_ATTENTION,
   shown to the applicant as delayed, never as a refusal). A business refusal fails the case and
-  compensates every step a department already holds, in reverse order.
+  compensates, in reverse order, every step a department already holds that exists for the case's sake;
+  a record that stands on its own (``Action.with_case``) stays in force.
 - A department event moves the step holding its resource; a step is found by the resource id the
   create call answered, or by the create call's request_id that the creation event carries. An event
   for a resource no step holds yet is parked and applied when a step binds that resource.
@@ -394,7 +395,7 @@ class SagaRunner:
                 StepState(fresh.state),
                 outcome.state,
                 case_failed=failed,
-                compensable=M.can_undo(outcome.state, action.undo),
+                compensable=M.undone_with_case(outcome.state, undo_rules(steps)[fresh.step_key], steps),
             )
             if fresh.state == StepState.COMPENSATING:
                 fresh.next_attempt_at = self._clock.now()
@@ -476,16 +477,13 @@ class SagaRunner:
         self.wake()
 
     def _begin_compensation(self, case: Case, steps: list[CaseStep], outcome: dict[str, object]) -> None:
+        """The case failed: undo the steps that exist for its sake (``M.begin_compensation``); a record
+        that stands on its own, or one its department can no longer undo, keeps its state."""
         case.outcome = {**case.outcome, **outcome}
-        rules = undo_rules(steps)
-        compensable = {
-            s.step_key: M.can_undo(StepState(s.state), rules[s.step_key])
-            and not M.undo_ended(rules[s.step_key], steps)
-            for s in steps
-        }
+        changes = M.begin_compensation(steps, undo_rules(steps))
         now = self._clock.now()
         for step in steps:
-            new = M.begin_compensation([step], compensable).get(step.step_key)
+            new = changes.get(step.step_key)
             if new is None:
                 continue
             step.state = new

@@ -13,7 +13,6 @@ from typing import Any
 from multidict import MultiDictProxy
 
 from gateway.catalogue import FieldSpec, MaterialSpec, Matter
-from gateway.web.i18n import choice_label
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -79,7 +78,7 @@ def controls(
     for spec in matter.fields:
         name = f"data.{spec.path}"
         kind, mode, hint = _kind(spec)
-        choices = tuple((c, choice_label(lang, c)) for c in spec.choices)
+        choices = tuple((c.code, c.title if lang == "en" else c.title_zh) for c in spec.choice_titles)
         fields.append(
             Control(
                 name=name,

@@ -1,6 +1,9 @@
-"""The pages' words in Chinese (the default) and English. The matters' own titles come from the catalogue."""
+"""The pages' words in Chinese (the default) and English. The matters' own titles, descriptions and choices
+come from the catalogue; region names from gateway/regions.toml."""
 
 from __future__ import annotations
+
+from gateway.regions import region_name
 
 LANGUAGES = ("zh", "en")
 
@@ -75,6 +78,9 @@ WORDS: dict[str, tuple[str, str]] = {
     "fee_charged": ("应缴费用", "Fee to pay"),
     "materials_received": ("已收材料", "Materials received"),
     "hall_code": ("服务大厅（区划代码）", "Service hall (region code)"),
+    "service_hall": ("服务大厅", "Service hall"),
+    "station_area": ("派出所所在区", "District of the police station"),
+    "department_said": ("部门答复", "The department said"),
     "opened_by": ("受理人", "Served by"),
     "statutory_deadline": ("法定时限", "Deadline"),
     "overdue": ("已超期", "overdue"),
@@ -239,7 +245,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "result_loss_report": ("原证挂失", "Old card reported lost"),
     "result_card_number": ("证件号", "Card number"),
     "result_ready_on": ("可领取日期", "Ready for pickup from"),
-    "result_collect_at_region_code": ("领取地点（区划代码）", "Collect at (region code)"),
+    "result_collect_at_region_code": ("领取地点", "Collect at"),
     "result_valid_from": ("有效期自", "Valid from"),
     "result_valid_until": ("有效期至", "Valid until"),
     "result_category": ("类别", "Category"),
@@ -306,79 +312,6 @@ def reason_text(lang: str, reason: str, description: str) -> str:
     return description or reason
 
 
-# The catalogue's choice codes as the forms offer them (the code stays the value sent to the API). The
-# relationship codes are GB/T 4761's, shown with their code as staff know them.
-CHOICES: dict[str, tuple[str, str]] = {
-    "MALE": ("男", "Male"),
-    "FEMALE": ("女", "Female"),
-    "EXPIRY": ("有效期满", "Validity ended or ending"),
-    "SERIOUS_DAMAGE": ("严重损坏", "Seriously damaged"),
-    "NAME_CHANGE": ("登记项目变更", "Registered details changed"),
-    "CORRECTION": ("登记项目错误更正", "Correction of a registered detail"),
-    "NEW_GENERATION": ("换领新一代证", "New-generation card"),
-    "NONE": ("不减免", "No reduction"),
-    "MINIMUM_LIVING_ALLOWANCE": ("享受城乡最低生活保障", "Receiving the minimum living allowance"),
-    "ENTITLED_GROUP": ("其他依规减免对象", "Other group entitled to a reduction"),
-    "HARDSHIP": ("生活确有困难", "Real hardship"),
-    "DOCTORATE": ("博士", "Doctorate"),
-    "MASTER": ("硕士", "Master's degree"),
-    "BACHELOR": ("学士", "Bachelor's degree"),
-    "OTHER": ("其他", "Other"),
-    "TALENT_PROGRAMME": ("入选国家人才计划", "Selected by a national talent programme"),
-    "INTERNATIONAL_AWARD": ("获国际重要奖项", "Major international award"),
-    "ENCOURAGED_POST": ("鼓励类岗位", "Encouraged post"),
-    "INNOVATION_TALENT": ("创新创业人才", "Innovation and entrepreneurship talent"),
-    "YOUNG_TALENT": ("优秀青年人才", "Outstanding young talent"),
-    "HOTEL": ("住宿宾馆", "Staying at a hotel"),
-    "RESIDENT": ("住在居民家中", "Staying with a resident"),
-    "20": ("20 子", "20 son"),
-    "21": ("21 独生子", "21 only son"),
-    "22": ("22 长子", "22 eldest son"),
-    "23": ("23 次子", "23 second son"),
-    "24": ("24 三子", "24 third son"),
-    "25": ("25 四子", "25 fourth son"),
-    "26": ("26 五子", "26 fifth son"),
-    "29": ("29 其他儿子", "29 other son"),
-    "30": ("30 女", "30 daughter"),
-    "31": ("31 独生女", "31 only daughter"),
-    "32": ("32 长女", "32 eldest daughter"),
-    "33": ("33 二女", "33 second daughter"),
-    "34": ("34 三女", "34 third daughter"),
-    "35": ("35 四女", "35 fourth daughter"),
-    "36": ("36 五女", "36 fifth daughter"),
-    "39": ("39 其他女儿", "39 other daughter"),
-    "40": ("40 孙辈", "40 grandchild"),
-    "41": ("41 孙子", "41 grandson (son's son)"),
-    "42": ("42 孙女", "42 granddaughter (son's daughter)"),
-    "43": ("43 外孙子", "43 grandson (daughter's son)"),
-    "44": ("44 外孙女", "44 granddaughter (daughter's daughter)"),
-    "47": ("47 曾孙子或外曾孙子", "47 great-grandson"),
-    "48": ("48 曾孙女或外曾孙女", "48 great-granddaughter"),
-    "49": ("49 其他孙子女", "49 other grandchild"),
-    "70": ("70 兄弟姐妹", "70 sibling"),
-    "73": ("73 弟", "73 younger brother"),
-    "77": ("77 妹妹", "77 younger sister"),
-    "79": ("79 其他兄弟姐妹", "79 other sibling"),
-    "80": ("80 其他", "80 other"),
-    "91": ("91 堂兄弟姐妹", "91 cousin (father's side)"),
-    "92": ("92 表兄弟姐妹", "92 cousin (mother's side)"),
-    "93": ("93 侄子", "93 nephew (brother's son)"),
-    "94": ("94 侄女", "94 niece (brother's daughter)"),
-    "95": ("95 外甥", "95 nephew (sister's son)"),
-    "96": ("96 外甥女", "96 niece (sister's daughter)"),
-    "97": ("97 其他亲属", "97 other relative"),
-    "99": ("99 非亲属", "99 not related"),
-}
-
-
-def choice_label(lang: str, code: str) -> str:
-    """A choice code in words (the code itself where the pages have none)."""
-    pair = CHOICES.get(code)
-    if pair is None:
-        return code
-    return pair[1] if lang == "en" else pair[0]
-
-
 def reason_words(lang: str, code: str) -> str:
     """A case's or step's reason code in words where the pages know it, else the code itself."""
     return translate(lang, f"reason_{code}") if f"reason_{code}" in WORDS else code
@@ -390,12 +323,22 @@ def result_text(lang: str, key: str, value: object) -> str:
         return f"¥{value / 100:.2f}" if value else translate(lang, "free")
     if isinstance(value, bool):
         return translate(lang, "yes" if value else "no")
+    if key.endswith("region_code") and isinstance(value, str):
+        return place(lang, value)
     if key == "loss_report" and isinstance(value, dict):
         if value.get("withdrawn"):
             return translate(lang, "loss_report_withdrawn")
         on = value.get("reported_on")
         return translate(lang, "reported_on", d=on) if on else translate(lang, "yes")
     return str(value)
+
+
+def place(lang: str, code: str) -> str:
+    """A region code with its name (gateway/regions.toml), or the code alone where it has none."""
+    name = region_name(code, lang)
+    if name == code:
+        return code
+    return f"{name} ({code})" if lang == "en" else f"{name}（{code}）"
 
 
 def translate(lang: str, key: str, **values: object) -> str:

@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.auth import public
 from gateway.typedefs import catalogue_key, clock_key, settings_key, verifier_key
 from gateway.web import api
-from gateway.web.i18n import LANGUAGES, reason_words, result_text, translate
+from gateway.web.i18n import LANGUAGES, place, reason_words, result_text, translate
 from gateway.web.session import Session, Sessions
 
 log = structlog.get_logger("govhub.web")
@@ -84,6 +84,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         "yuan": lambda fen: f"{fen / 100:.2f}" if isinstance(fen, int) else "",
         "reason_words": functools.partial(reason_words, lang),
         "result_text": functools.partial(result_text, lang),
+        "place": functools.partial(place, lang),
         "dev": development(request),
     }
     base.update(context)

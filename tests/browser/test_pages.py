@@ -232,6 +232,7 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     assert "Cross-province ID card renewal" in driver.find_element(*by("css", "main")).text
     shoot(driver, "hall-catalogue-en")
     driver.get(f"{base}/lang/zh?next=/hall/matters/id-card-renewal-cross-province")
+    assert "持有有效上海市居住证" in driver.find_element(*by("css", "p.description")).text  # 中文说明
     shoot(driver, "hall-matter")
 
     driver.get(f"{base}/hall/signin")
@@ -280,6 +281,7 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     wait_state(driver, case_url, "APPROVED")
     assert deadline in driver.find_element(*by("css", "table.steps")).text
     assert result_of(driver, "fee_fen").startswith("¥")  # the fee the department fixed on approval
+    assert driver.find_element(*by("id", "case-hall")).text == "上海市徐汇区（310104）"
     shoot(driver, "hall-case-approved")
 
     # The department's clerk marks the card produced, then ready for pickup, in the back office (each
@@ -290,7 +292,7 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
     back_office_decides(driver, base, case_no, "ready-for-pickup", "APPROVED")
     sign_in(driver, base, "counter", staff="window-07", hall="310104")
     wait_state(driver, f"{base}/counter/cases/{case_no}", "READY_FOR_PICKUP")
-    assert result_of(driver, "collect_at_region_code") == "310104"  # pickup place and date
+    assert result_of(driver, "collect_at_region_code") == "上海市徐汇区（310104）"  # pickup place and date
     assert dt.date.fromisoformat(result_of(driver, "ready_on")) >= today
     assert result_of(driver, "card_number")
     shoot(driver, "counter-pickup")
@@ -308,7 +310,9 @@ def test_citizen_applies_clerk_approves_citizen_rates(hub: Hub, driver: Any) -> 
 
     # My cases, the access log, public progress without signing in.
     driver.get(f"{base}/hall/cases")
-    assert case_no in driver.page_source
+    listed = driver.find_element(*by("css", f"#steps-{case_no} [data-step=card]"))  # its steps in short
+    assert listed.get_attribute("data-state") == "DONE" and "已完成" in listed.text
+    assert listed.find_element(*by("css", "[data-result=card_number]")).text
     shoot(driver, "hall-my-cases")
     driver.get(f"{base}/hall/access-log")
     shoot(driver, "hall-access-log")

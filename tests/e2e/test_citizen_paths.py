@@ -611,7 +611,9 @@ async def test_10_a_death_deregistration_cancels_the_id_card(window: Window) -> 
     assert app.state == ipb.CARD_APPLICATION_STATE_CANCELLED
 
 
-async def test_10_a_cancelled_work_permit_cancels_the_residence_permit_resting_on_it(window: Window) -> None:
+async def test_10_a_cancelled_work_permit_cancels_the_residence_permit_resting_on_it_not_the_stay(
+    window: Window,
+) -> None:
     await register_employer(window)
     materials = {kind: await window.upload(kind) for kind in FOREIGNER_MATERIALS}
     body = {
@@ -652,6 +654,20 @@ async def test_10_a_cancelled_work_permit_cancels_the_residence_permit_resting_o
         await asyncio.sleep(0.2)
         view = await window.case(case)
     assert view["state"] == "REJECTED" and view["reason"] == "CANCELLED_BY_DEPARTMENT"
+    # where the person stays stands on its own: still registered at residence, and the case says so —
+    # in force, never shown undone
+    stay = step(view, "accommodation")
+    assert stay["state"] == "DONE" and stay["in_force"] is True, view
+    assert view["in_force"] == ["accommodation"]
+    registration = (
+        await window.residence.GetAccommodationRegistration(
+            rpb.GetAccommodationRegistrationRequest(
+                registration_number=stay["results"]["registration_number"]
+            )
+        )
+    ).accommodation_registration
+    assert registration.passport_number == "C01X00T10"
+    assert not registration.HasField("cancel_time") and not registration.cancellation_reason
 
 
 # -- 11. households ----------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import select
@@ -20,6 +20,9 @@ from services.common.db import create_schema, dispose_engine, make_engine, sessi
 from tests.fakes import FakeDepartment, accepting_identity
 from tests.service.test_gateway_cases import VALID
 
+DATA: dict[str, Any] = cast(dict[str, Any], VALID["data"])
+LEASE = 3.0
+
 
 class CountingRunner(SagaRunner):
     applied: list[tuple[str, str]]
@@ -29,7 +32,7 @@ class CountingRunner(SagaRunner):
         return await super().apply_event(session, department, event_type, *args)
 
 
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
         while not await predicate():  # noqa: ASYNC110 - polls the database, which has no event
             await asyncio.sleep(0.05)
@@ -44,11 +47,11 @@ async def test_two_gateways_apply_each_event_once_and_take_over_from_a_dead_one(
     departments = {"identity": identity}
     runners = []
     for owner in ("gw-a", "gw-b"):
-        runner = CountingRunner(sessions, departments, clock, RunnerSettings(), owner=owner)  # type: ignore[arg-type]
+        runner = CountingRunner(sessions, departments, clock, RunnerSettings(), owner=owner)
         runner.applied = []
         runners.append(runner)
     matter = load_catalogue()["id-card-renewal-cross-province"]
-    case, _ = await open_case(sessions, clock, matter, VALID["data"], {})
+    case, _ = await open_case(sessions, clock, matter, DATA, {})
     await runners[0].drive(case.id)
     async with sessions() as session:
         step = await session.scalar(select(CaseStep).where(CaseStep.case_id == case.id))
@@ -59,14 +62,16 @@ async def test_two_gateways_apply_each_event_once_and_take_over_from_a_dead_one(
         async with sessions() as session:
             return (await session.get_one(Case, case.id)).state
 
-    consumers = [EventConsumer(identity, r, sessions, clock, lease_seconds=0.6) for r in runners]  # type: ignore[arg-type]
+    # The lease is long enough that a holder starved of CPU on a loaded machine still renews it in time
+    # (it renews every lease/3), and short enough that the take-over below comes within seconds.
+    consumers = [EventConsumer(identity, r, sessions, clock, lease_seconds=LEASE) for r in runners]
     tasks = [asyncio.create_task(c.run()) for c in consumers]
     try:
         identity.emit("CardApplicationApproved", resource)
         await wait_for(lambda: _is(state, "APPROVED"))
         identity.emit("CardApplicationApproved", resource)  # a repeat, e.g. after a reconnect
         identity.emit("CardProduced", resource)
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: _committed(sessions, len(identity.events)))  # every event, cursor moved
         applied = runners[0].applied + runners[1].applied
         assert [e for _, e in applied] == [
             "CardApplicationApproved",
@@ -83,7 +88,7 @@ async def test_two_gateways_apply_each_event_once_and_take_over_from_a_dead_one(
         with contextlib.suppress(asyncio.CancelledError):
             await tasks[holder]
         identity.emit("CardReadyForPickup", resource)
-        await wait_for(lambda: _is(state, "READY_FOR_PICKUP"))
+        await wait_for(lambda: _is(state, "READY_FOR_PICKUP"), timeout=LEASE + 20)
         other = runners[1 - holder]
         assert [e for _, e in other.applied] == ["CardReadyForPickup"]
         assert [e for _, e in runners[holder].applied].count("CardReadyForPickup") == 0
@@ -94,12 +99,19 @@ async def test_two_gateways_apply_each_event_once_and_take_over_from_a_dead_one(
         await dispose_engine(engine)
 
 
+async def _committed(sessions: Any, sequence: int) -> bool:
+    """The identity cursor stands at `sequence`: each event up to it applied and committed."""
+    async with sessions() as session:
+        cursor = await session.get(EventCursor, "identity")
+        return cursor is not None and cursor.sequence >= sequence
+
+
 async def _no_release() -> None:
     return None
 
 
 async def _is(state: Any, expected: str) -> bool:
-    return await state() == expected
+    return bool(await state() == expected)
 
 
 async def test_a_rejection_event_brings_the_departments_reasons_to_the_case(db_url: str) -> None:
@@ -108,15 +120,13 @@ async def test_a_rejection_event_brings_the_departments_reasons_to_the_case(db_u
     sessions = session_factory(engine)
     clock = Clock()
     identity = accepting_identity(FakeDepartment("identity"))
-    runner = SagaRunner(sessions, {"identity": identity}, clock, RunnerSettings())  # type: ignore[dict-item]
-    case, _ = await open_case(
-        sessions, clock, load_catalogue()["id-card-renewal-cross-province"], VALID["data"], {}
-    )
+    runner = SagaRunner(sessions, {"identity": identity}, clock, RunnerSettings())
+    case, _ = await open_case(sessions, clock, load_catalogue()["id-card-renewal-cross-province"], DATA, {})
     await runner.drive(case.id)
     async with sessions() as session:
         step = await session.scalar(select(CaseStep).where(CaseStep.case_id == case.id))
         assert step is not None and step.resource_id
-    consumer = EventConsumer(identity, runner, sessions, clock)  # type: ignore[arg-type]
+    consumer = EventConsumer(identity, runner, sessions, clock)
     task = asyncio.create_task(consumer.run())
 
     async def rejected() -> bool:

@@ -15,7 +15,7 @@ import pytest
 import schemathesis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from jsonschema import Draft202012Validator
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -30,7 +30,7 @@ from gateway.saga.model import BLOCKER_REASONS
 from gateway.typedefs import catalogue_key
 from gateway.web import is_page
 from services.common.clock import Clock
-from tests.conftest import BACKENDS, POSTGRES_URL, _asyncpg_dsn
+from tests.conftest import BACKENDS, POSTGRES_URL, _asyncpg_dsn, examples
 from tests.fakes import FakeDepartment, accepting_identity, accepting_permits
 from tests.service.gateway_fakes import deciding_identity, deciding_permits, household_residence
 from tests.service.gateway_support import TODAY, bearer, citizen, counter, department
@@ -225,7 +225,7 @@ def test_no_server_errors_and_every_answer_is_documented(
         response_schema_conformance,
     ]
 
-    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(max_examples=examples(EXAMPLES))
     @given(case=operation.as_strategy())
     def exercise(case: Any) -> None:
         case.call_and_validate(base_url=live.base_url, headers=headers_for(roles), checks=checks, timeout=15)

@@ -68,6 +68,14 @@ async def test_my_cases_are_mine_only(client: TestClient) -> None:
     body = await submit(client)
     mine = await (await client.get("/api/v1/me/cases", headers=APPLICANT)).json()
     assert [c["case_no"] for c in mine["cases"]] == [body["case_no"]]
+    # each case with its steps in short, as the case itself shows them to its applicant
+    case = await (await client.get(f"/api/v1/cases/{body['case_no']}", headers=APPLICANT)).json()
+    [listed] = mine["cases"][0]["steps"]
+    [step] = case["steps"]
+    assert {k: listed[k] for k in ("key", "title", "title_zh", "department", "state")} == {
+        k: step[k] for k in ("key", "title", "title_zh", "department", "state")
+    }
+    assert listed.get("results") == step.get("results")
     theirs = await (await client.get("/api/v1/me/cases", headers=OTHER)).json()
     assert theirs == {"cases": [], "next_page_token": ""}
     # withdrawal by token works for the owner only; the other citizen is told the case does not exist
@@ -75,6 +83,29 @@ async def test_my_cases_are_mine_only(client: TestClient) -> None:
     resp = await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", headers=APPLICANT)
     assert resp.status == 200
     assert (await resp.json())["state"] == "WITHDRAWN"
+
+
+async def test_my_cases_list_the_steps_of_a_page_in_one_statement(client: TestClient) -> None:
+    from sqlalchemy import event
+
+    for _ in range(3):
+        resp = await client.post(
+            "/api/v1/cases", json=VALID, headers={**APPLICANT, "Idempotency-Key": str(uuid.uuid4())}
+        )
+        assert resp.status in (201, 409), await resp.text()
+    statements: list[str] = []
+    engine = client.app[sessions_key].kw["bind"].sync_engine
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        page = await (await client.get("/api/v1/me/cases?page_size=2", headers=APPLICANT)).json()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(page["cases"]) == 2 and all(c["steps"] for c in page["cases"])
+    assert len([s for s in statements if "FROM case_steps" in s]) == 1
 
 
 async def test_page_size_is_limited(client: TestClient) -> None:

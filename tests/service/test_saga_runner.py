@@ -9,14 +9,17 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.cases import open_case
+from gateway import models
+from gateway.cases import case_view, open_case
 from gateway.catalogue import load_catalogue
 from gateway.clients import Broken, CallContext, NotAllowed, Unavailable
 from gateway.events import Event, EventConsumer
+from gateway.notify import message_for, milestone_of
 from gateway.saga.model import CaseState, StepState
 from gateway.saga.runner import RunnerSettings, SagaRunner
 from gateway.store import Base, Case, CaseStep, ParkedEvent
@@ -375,3 +378,69 @@ async def test_a_parked_rejection_keeps_its_reasons_until_its_step_binds(
     async with sessions() as session:
         assert (await session.get_one(Case, case.id)).state == CaseState.REJECTED
         assert (await session.scalars(select(ParkedEvent))).all() == []
+
+
+async def test_a_permit_cancelled_after_issue_undoes_what_rests_on_it_and_leaves_the_stay_in_force(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Both permits issued, the stay registered; then permits cancels the work permit. The residence
+    permit (there for the case's sake) is undone; the accommodation registration stands on its own: residence
+    is never asked to cancel it, and the case, its view and its notification say it stays in force."""
+    clock = Clock()
+    departments = _departments()
+    runner = SagaRunner(sessions, departments, clock, FAST)
+    matter = CATALOGUE["foreigner-employment"]
+    case, _ = await open_case(sessions, clock, matter, DATA, {})
+    await runner.drive(case.id)
+    async with sessions() as session:
+        steps = {
+            s.step_key: s for s in await session.scalars(select(CaseStep).where(CaseStep.case_id == case.id))
+        }
+    assert steps["accommodation"].state == StepState.DONE
+    events = [
+        ("WorkPermitApproved", "work_permit"),
+        ("WorkPermitIssued", "work_permit"),
+        ("ResidencePermitApproved", "residence_permit"),
+        ("ResidencePermitIssued", "residence_permit"),
+        ("WorkPermitCancelled", "work_permit"),
+    ]
+    for event, key in events:
+        async with sessions() as session:
+            assert await runner.apply_event(session, "permits", event, str(steps[key].resource_id))
+            await session.commit()
+        if event == "ResidencePermitIssued":
+            async with sessions() as session:
+                assert (await session.get_one(Case, case.id)).state == CaseState.READY_FOR_PICKUP
+    await runner.drive(case.id)
+
+    async with sessions() as session:
+        fresh = await session.get_one(Case, case.id)
+        rows = list(
+            await session.scalars(
+                select(CaseStep).where(CaseStep.case_id == case.id).order_by(CaseStep.position)
+            )
+        )
+    assert {s.step_key: s.state for s in rows} == {
+        "work_permit": StepState.CANCELLED,
+        "residence_permit": StepState.COMPENSATED,
+        "accommodation": StepState.DONE,
+    }
+    assert (fresh.state, fresh.outcome["reason"]) == (CaseState.REJECTED, "CANCELLED_BY_DEPARTMENT")
+    [(undo, _)] = departments["permits"].calls_to("CancelResidencePermitApplication")
+    assert undo.id == steps["residence_permit"].resource_id
+    assert departments["residence"].calls_to("CancelAccommodationRegistration") == []
+
+    view = case_view(fresh, rows, CATALOGUE, clock, personal=False)
+    assert view["in_force"] == ["accommodation"]
+    shown = {s["key"]: s for s in view["steps"]}
+    assert shown["accommodation"]["in_force"] is True and "in force" in shown["accommodation"]["message"]
+    assert not any(shown[k].get("in_force") for k in ("work_permit", "residence_permit"))
+    documented = msgspec.convert(view, models.Case)  # the OpenAPI document's shape
+    assert documented.in_force == ["accommodation"] and documented.steps[2].in_force
+
+    milestone = milestone_of(fresh.state, fresh.outcome)
+    assert milestone == "cancelled"  # decided and then cancelled: not "not approved"
+    fresh.contact = {"language": "en"}
+    message = message_for(fresh, rows, matter, milestone)
+    assert "cancelled by the department (CANCELLED_BY_DEPARTMENT)" in message.text
+    assert "Still in force: Accommodation registration." in message.text

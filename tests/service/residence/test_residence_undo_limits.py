@@ -14,7 +14,7 @@ from gateway.departments import ACTIONS
 from gateway.saga.model import StepState, Undo
 from govhub.residence.v1 import residence_pb2 as pb
 from services.residence.seed import DEMO_PEOPLE
-from tests.service.residence.conftest import TODAY, Residence, accommodation_request, date, reason, rid
+from tests.service.residence.conftest import TODAY, Residence, date, reason, rid
 
 CHEN = DEMO_PEOPLE[2]  # 陈沪明, alone in 徐汇
 RESIDENCE_ACTIONS = {name: a for name, a in ACTIONS.items() if a.department == "residence"}
@@ -24,11 +24,13 @@ def test_the_window_undoes_only_what_residence_has_a_cancellation_for() -> None:
     service = pb.DESCRIPTOR.services_by_name["ResidenceService"]
     cancellations = {m.name for m in service.methods if m.name.startswith("Cancel")}
     undoable = {a.compensate_rpc.name for a in RESIDENCE_ACTIONS.values() if a.compensate_rpc}
-    assert undoable == cancellations == {"CancelMoveOut", "CancelAccommodationRegistration"}
-    # recorded at once (DONE) and undone while DONE; a move-out until the move-in has used it
+    assert undoable == {"CancelMoveOut"} < cancellations
+    # an accommodation registration stands on its own: a failed case leaves it in force, and only
+    # residence itself cancels it (CancelAccommodationRegistration, not the window's).
+    # Recorded at once (DONE) and undone while DONE; a move-out until the move-in has used it
     assert ACTIONS["residence.move_out"].undo == Undo(True, StepState.DONE)
     assert ACTIONS["residence.move_out"].undo_ended_by == frozenset({"residence.move_in"})
-    assert ACTIONS["residence.accommodation"].undo == Undo(True, StepState.DONE)
+    assert ACTIONS["residence.accommodation"].undo == Undo(False, StepState.DONE, with_case=False)
     assert ACTIONS["residence.accommodation"].undo_ended_by == frozenset()
     for name in ("residence.move_in", "residence.birth", "residence.change_name"):
         assert not ACTIONS[name].undo.compensable, name
@@ -73,14 +75,6 @@ async def test_a_move_out_is_undone_while_done_and_not_once_the_move_in_used_it(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await _undo(residence, "residence.move_out", outcome.resource_id, outcome.result)
     assert reason(refused.value) == "PERSON_NOT_MOVING_OUT"
-
-
-async def test_an_accommodation_registration_is_undone_while_done(residence: Residence) -> None:
-    action = ACTIONS["residence.accommodation"]
-    outcome = action.outcome(await residence.stub.RegisterAccommodation(accommodation_request()))
-    assert outcome.state == StepState.DONE
-    undone = await _undo(residence, "residence.accommodation", outcome.resource_id, outcome.result)
-    assert undone.accommodation_registration.HasField("cancel_time")
 
 
 def _fields(message: Any) -> dict[str, Any]:

@@ -15,14 +15,18 @@ from gateway.saga.model import (
     Failure,
     InvalidTransition,
     StepState,
+    Undo,
     aggregate_state,
     begin_compensation,
     check,
+    in_force,
     on_event,
     on_failure,
     on_outcome,
     ready_steps,
     retry_delay,
+    undone_with_case,
+    withdrawal_blockers,
 )
 
 S = StepState
@@ -124,8 +128,77 @@ def test_compensation_cancels_the_unstarted_and_undoes_what_a_department_holds()
         Step("e", S.DONE),
         Step("f", S.SKIPPED),
     ]
-    changes = begin_compensation(steps, {"a": True, "b": True, "e": False})
+    undoable = Undo(compensable=True)
+    undo = {"a": undoable, "b": undoable, "d": undoable, "e": Undo(compensable=False)}
+    changes = begin_compensation(steps, undo)
     assert changes == {"a": S.COMPENSATING, "b": S.COMPENSATING, "c": S.CANCELLED}
+
+
+# What the foreign employee's case declares: two permit applications that exist only for the case, and an
+# accommodation registration that stands on its own (where the person stays).
+PERMIT = Undo(compensable=True)
+STAYS = Undo(compensable=False, with_case=False)
+FOREIGNER = {"work_permit": PERMIT, "residence_permit": PERMIT, "accommodation": STAYS}
+
+
+def _foreigner(wp: StepState, rp: StepState, accommodation: StepState) -> list[Step]:
+    return [
+        Step("work_permit", wp, position=0),
+        Step("residence_permit", rp, position=1, depends_on=["work_permit"]),
+        Step("accommodation", accommodation, position=2),
+    ]
+
+
+def test_a_record_that_stands_on_its_own_is_not_undone_when_a_department_cancels_its_decision() -> None:
+    # permits cancels the issued work permit: the residence permit resting on it is undone, the
+    # accommodation registration is not
+    steps = _foreigner(S.CANCELLED, S.READY, S.DONE)
+    assert begin_compensation(steps, FOREIGNER) == {"residence_permit": S.COMPENSATING}
+    assert not undone_with_case(S.DONE, STAYS, steps)
+    assert undone_with_case(S.READY, PERMIT, steps)
+    # an undoable record declared as standing on its own is kept all the same
+    assert begin_compensation(steps, {**FOREIGNER, "accommodation": Undo(True, with_case=False)}) == {
+        "residence_permit": S.COMPENSATING
+    }
+    # the default is today's: a step that exists for the case is undone with it
+    assert Undo(compensable=True).with_case
+    assert begin_compensation([Step("x", S.DONE)], {"x": Undo(compensable=True)}) == {"x": S.COMPENSATING}
+
+
+def test_an_answer_after_the_case_failed_is_undone_only_if_it_exists_for_the_case() -> None:
+    # the work permit refused while the registration's call was in flight: the registration stays
+    assert (
+        on_outcome(S.RUNNING, S.DONE, case_failed=True, compensable=undone_with_case(S.DONE, STAYS)) == S.DONE
+    )
+    assert (
+        on_outcome(S.RUNNING, S.ACCEPTED, case_failed=True, compensable=undone_with_case(S.ACCEPTED, PERMIT))
+        == S.COMPENSATING
+    )
+
+
+def test_the_failed_case_says_which_steps_stay_in_force_and_claims_nothing_undone() -> None:
+    flags = CaseFlags(rejected=True)
+    after = _foreigner(S.CANCELLED, S.COMPENSATED, S.DONE)
+    assert aggregate_state(flags, after) == CaseState.REJECTED  # never COMPLETED, never WITHDRAWN
+    assert [s.step_key for s in after if in_force(flags, StepState(s.state))] == ["accommodation"]
+    # a step being undone, undone, or cancelled is not in force; nor is anything of a live case
+    for state in (S.COMPENSATING, S.COMPENSATED, S.CANCELLED, S.REFUSED, S.NEEDS_ATTENTION):
+        assert not in_force(flags, state)
+    assert not in_force(CaseFlags(), S.DONE)
+    assert in_force(CaseFlags(withdrawn=True), S.DONE)
+
+
+def test_a_record_that_stands_on_its_own_does_not_stop_a_withdrawal() -> None:
+    # the registration recorded, the work permit under review: the case is withdrawn, the registration stays
+    steps = _foreigner(S.ACCEPTED, S.ACCEPTED, S.DONE)
+    assert withdrawal_blockers(steps, FOREIGNER) == []
+    changes = begin_compensation(steps, FOREIGNER)
+    assert changes == {"work_permit": S.COMPENSATING, "residence_permit": S.COMPENSATING}
+    # also while it is being recorded (its answer will stand)
+    assert withdrawal_blockers(_foreigner(S.ACCEPTED, S.PENDING, S.RUNNING), FOREIGNER) == []
+    # a record that cannot be undone and exists for the case still stops it
+    [blocker] = withdrawal_blockers([Step("name", S.DONE)], {"name": Undo(compensable=False)})
+    assert blocker.reason == "NOT_UNDOABLE"
 
 
 def test_readiness_waits_for_dependencies_and_undo_runs_in_reverse() -> None:
