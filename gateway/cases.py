@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import hmac
 import json
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
@@ -76,10 +75,12 @@ async def open_case(
     opened_by: str | None = None,
     contact: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
-    hold: float = 0.0,
+    runner: SagaRunner | None = None,
 ) -> tuple[Case, str]:
-    """Store the case and its steps in one transaction; returns the case and its query code. `hall` is
-    the service hall that opened it (or, online, the hall its data names); `opened_by` the staff member."""
+    """Store the case and its steps in one transaction; returns the case (with its `steps`) and its query
+    code. `hall` is the service hall that opened it (or, online, the hall its data names); `opened_by`
+    the staff member. With `runner`, the steps ready at once are claimed for the submitting request,
+    which drives them (`drive_for`)."""
     now = clock.now()
     code = new_query_code()
     case_no = new_case_no(clock)
@@ -88,9 +89,9 @@ async def open_case(
         case_no=case_no,
         matter=matter.id,
         state="RECEIVED",
-        # a case whose first steps are held for the submitting request is told of once that request has
-        # kept it (`settle_submission`): a submission refused outright leaves nothing behind
-        notify_due=hold <= 0,
+        # a case whose first steps are claimed for the submitting request is told of once that request
+        # has kept it (`settle_submission`): a submission refused outright leaves nothing behind
+        notify_due=runner is None,
         query_code_hash=hash_code(case_no, code),
         applicant_key=applicant_key(str(get_value(data, matter.applicant_field))),
         data=data,
@@ -127,12 +128,12 @@ async def open_case(
     ready = ready_steps(steps)
     for step in steps:
         step.ready = step.step_key in ready
-        # the steps ready at once are held for the submitting request, which drives them (in its own
-        # trace); if its gateway dies first, the background loop takes them up when the hold ends
-        step.next_attempt_at = now + dt.timedelta(seconds=hold) if step.ready else None
+        step.next_attempt_at = now if step.ready else None
+    if runner is not None:
+        runner.claim_opened(steps, now)
+    case.steps = steps
     async with sessions() as session:
         session.add(case)
-        session.add_all(steps)
         if idempotency_key is not None:
             await session.execute(
                 update(IdempotencyKey).where(IdempotencyKey.key == idempotency_key).values(case_id=case.id)
@@ -146,22 +147,21 @@ _NOTHING_HELD = frozenset({StepState.REFUSED, StepState.CANCELLED, StepState.SKI
 
 
 async def settle_submission(
-    sessions: async_sessionmaker[AsyncSession], case_id: str
+    sessions: async_sessionmaker[AsyncSession], case_id: str, reads: AsyncEngine | None = None
 ) -> tuple[bool, Case, list[CaseStep]]:
     """After the submitting request's wait: a case refused outright (rejected, and no department holds
     anything of it) is forgotten — no case and no notification; the answer and the audit trail say why.
     Otherwise the case is kept and its applicant told. Returns whether it was kept, and the case and its
-    steps (in order) as they stood."""
+    steps (in order) as they stood. Read through `reads` when given: most cases need no write here (a
+    step's result that moved the case has already made it due to be told of)."""
+    if reads is not None:
+        async with AsyncSession(reads, expire_on_commit=False) as session:
+            case, steps = await _case_and_steps(session, case_id)
+        if not _refused_outright(case, steps) and (case.notify_due or case.notified_state == case.state):
+            return True, case, steps
     async with sessions() as session:
-        case = await session.get_one(Case, case_id)
-        steps = list(
-            await session.scalars(
-                select(CaseStep).where(CaseStep.case_id == case_id).order_by(CaseStep.position)
-            )
-        )
-        if case.state == CaseState.REJECTED and all(
-            s.state in _NOTHING_HELD and not s.resource_id and s.lease_owner is None for s in steps
-        ):
+        case, steps = await _case_and_steps(session, case_id)
+        if _refused_outright(case, steps):
             await session.execute(delete(Notification).where(Notification.case_id == case_id))
             await session.execute(delete(CaseStep).where(CaseStep.case_id == case_id))
             await session.execute(
@@ -176,6 +176,20 @@ async def settle_submission(
         return True, case, steps
 
 
+async def _case_and_steps(session: AsyncSession, case_id: str) -> tuple[Case, list[CaseStep]]:
+    case = await session.get_one(Case, case_id)
+    steps = list(
+        await session.scalars(select(CaseStep).where(CaseStep.case_id == case_id).order_by(CaseStep.position))
+    )
+    return case, steps
+
+
+def _refused_outright(case: Case, steps: list[CaseStep]) -> bool:
+    return case.state == CaseState.REJECTED and all(
+        s.state in _NOTHING_HELD and not s.resource_id and s.lease_owner is None for s in steps
+    )
+
+
 async def new_query_code_for(sessions: async_sessionmaker[AsyncSession], case_id: str) -> str:
     """Give a case a new query code (its first one was never delivered: the answer was lost)."""
     code = new_query_code()
@@ -186,10 +200,11 @@ async def new_query_code_for(sessions: async_sessionmaker[AsyncSession], case_id
     return code
 
 
-async def drive_for(runner: SagaRunner, case_id: str, wait: float) -> None:
-    """Run the case's ready steps now, answering within `wait` seconds; whatever is still running
-    then goes on in the background (and the background runner picks up anything left)."""
-    task = runner.spawn(runner.drive(case_id, first=True))
+async def drive_for(runner: SagaRunner, case_id: str, wait: float, claimed: Sequence[CaseStep] = ()) -> None:
+    """Run the case's ready steps now (first those `claimed` for the request that opened the case),
+    answering within `wait` seconds; whatever is still running then goes on in the background (and the
+    background runner picks up anything left)."""
+    task = runner.spawn(runner.drive(case_id, first=True, claimed=claimed))
     await asyncio.wait({task}, timeout=wait)
 
 

@@ -1,12 +1,14 @@
 """Department decisions arrive as events: one ``WatchEvents`` consumer per department, with its cursor
-persisted in the gateway's database in the same transaction as the step change it causes.
+persisted in the gateway's database in the same transaction as the step changes it causes. The events
+that arrive while one transaction is being written are applied together in the next (up to BATCH), the
+cursor moved once past the last of them.
 
 With several gateways on one database, a department's stream is consumed by one gateway at a time: the
 cursor row carries a lease (owner, expiry) that the consumer takes, renews while it follows the stream,
-and checks in the very transaction that applies each event. A gateway that dies loses the lease when it
-expires and another takes over from the cursor, so each event is applied once. After a department
-restarts or the stream breaks, the consumer reconnects from its cursor; the saga runner's forward-only
-step transitions make a repeated event harmless as well.
+and checks in the very transaction that applies each batch of events. A gateway that dies loses the
+lease when it expires and another takes over from the cursor, so each event is applied once. After a
+department restarts or the stream breaks, the consumer reconnects from its cursor; the saga runner's
+forward-only step transitions make a repeated event harmless as well.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
@@ -31,8 +35,22 @@ from services.common.clock import Clock
 log = structlog.get_logger("govhub.events")
 
 
+BATCH = 64  # events applied in one transaction at most
+
+
 class LeaseLost(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One department event, as the consumer applies it."""
+
+    type: str
+    aggregate_id: str
+    sequence: int
+    request_id: str = ""
+    data: dict[str, Any] | None = None
 
 
 class EventConsumer:
@@ -102,20 +120,23 @@ class EventConsumer:
         request_id: str = "",
         data: dict[str, Any] | None = None,
     ) -> bool:
-        """Apply one event and move the cursor in one transaction, only while holding the lease; a lost
-        race with the runner over the same case (StaleDataError) is tried again from the database."""
+        """Apply one event (see `apply_batch`)."""
+        return await self.apply_batch([Event(event_type, aggregate_id, sequence, request_id, data)]) > 0
+
+    async def apply_batch(self, events: Sequence[Event]) -> int:
+        """Apply `events` (in sequence order, each after the cursor) and move the cursor past the last
+        of them in one transaction, only while holding the lease; returns how many moved a step. A lost
+        race with the runner over a case (StaleDataError) tries the whole batch again from the database."""
         for attempt in range(5):
             try:
-                return await self._apply_once(event_type, aggregate_id, sequence, request_id, data)
+                return await self._apply_once(events)
             except StaleDataError:
                 if attempt == 4:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    async def _apply_once(
-        self, event_type: str, aggregate_id: str, sequence: int, request_id: str, data: dict[str, Any] | None
-    ) -> bool:
+    async def _apply_once(self, events: Sequence[Event]) -> int:
         now = self.clock.now()
         async with self.sessions() as session:
             held = await session.execute(
@@ -123,16 +144,28 @@ class EventConsumer:
                 .where(
                     EventCursor.department == self.department.name,
                     EventCursor.owner == self.owner,
-                    EventCursor.sequence < sequence,
+                    EventCursor.sequence < events[0].sequence,
                 )
-                .values(sequence=sequence, lease_until=now + self.lease)
+                .values(sequence=events[-1].sequence, lease_until=now + self.lease)
             )
             if cast("CursorResult[Any]", held).rowcount != 1:
                 await session.rollback()
                 raise LeaseLost
-            moved = await self.runner.apply_event(
-                session, self.department.name, event_type, aggregate_id, request_id, sequence, data
-            )
+            moved = 0
+            for event in events:
+                if await self.runner.apply_event(
+                    session,
+                    self.department.name,
+                    event.type,
+                    event.aggregate_id,
+                    event.request_id,
+                    event.sequence,
+                    event.data,
+                ):
+                    moved += 1
+                    log.info(
+                        "department event applied", department=self.department.name, event_type=event.type
+                    )
             await session.commit()
         return moved
 
@@ -143,15 +176,47 @@ class EventConsumer:
                 raise LeaseLost
 
     async def _follow(self, cursor: int) -> None:
-        async for event in self.department.watch(cursor):
-            if event.sequence <= cursor:
-                continue
-            self.last_seen = self.clock.now()
-            data = MessageToDict(event.data) if event.HasField("data") else None
-            if await self.apply(event.type, event.aggregate_id, event.sequence, event.request_id, data):
-                log.info("department event applied", department=self.department.name, event_type=event.type)
-                self.runner.wake()
-            cursor = event.sequence
+        """Read the stream in a task of its own and apply what has arrived: the events that came while
+        the last batch was being written (up to BATCH) go together in the next transaction."""
+        # an event, the stream's failure, or None when it ended
+        arrived: asyncio.Queue[Event | Exception | None] = asyncio.Queue(maxsize=2 * BATCH)
+
+        async def read() -> None:
+            try:
+                async for event in self.department.watch(cursor):
+                    data = MessageToDict(event.data) if event.HasField("data") else None
+                    await arrived.put(
+                        Event(event.type, event.aggregate_id, event.sequence, event.request_id, data)
+                    )
+            except Exception as exc:
+                await arrived.put(exc)
+            else:
+                await arrived.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                batch: list[Event] = []
+                item = await arrived.get()
+                while isinstance(item, Event):
+                    if item.sequence > (batch[-1].sequence if batch else cursor):  # not a repeat
+                        batch.append(item)
+                    if len(batch) >= BATCH or arrived.empty():
+                        break
+                    item = arrived.get_nowait()
+                if batch:
+                    self.last_seen = self.clock.now()
+                    if await self.apply_batch(batch):
+                        self.runner.wake()
+                    cursor = batch[-1].sequence
+                if isinstance(item, Exception):
+                    raise item
+                if item is None:  # the stream ended: reconnect from the cursor
+                    return
+        finally:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
 
     async def run(self) -> None:
         """Follow the department's events for ever (until cancelled)."""

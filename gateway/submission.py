@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway import saga
 from gateway.audit import note_applicant
 from gateway.auth import Principal
+from gateway.cache import reads_key
 from gateway.cases import (
     applicant_key,
     case_view,
@@ -28,7 +30,7 @@ from gateway.cases import (
 from gateway.catalogue import Matter, get_value, validate_materials, validate_submission
 from gateway.problems import Problem, problem_response
 from gateway.quotes import QuoteUnavailable
-from gateway.store import IdempotencyKey, Material
+from gateway.store import CaseStep, IdempotencyKey, Material
 from gateway.typedefs import catalogue_key, clock_key, quotes_key, runner_key, sessions_key, settings_key
 from services.common.errors import FieldViolation, InvalidArgument
 
@@ -232,19 +234,22 @@ async def _open(
         opened_by=opening.opened_by,
         contact=contact,
         idempotency_key=key,
-        hold=app[settings_key].submit_wait,
+        runner=app[runner_key],
     )
-    return await _outcome(request, case.id, code)
+    claimed = [s for s in case.steps if s.lease_owner is not None]
+    return await _outcome(request, case.id, code, claimed)
 
 
-async def _outcome(request: web.Request, case_id: str, code: str) -> tuple[int, dict[str, Any]]:
-    """Drive the case's first steps (within the submission's wait) and answer with where it stands. A
-    submission refused outright leaves no case behind (``settle_submission``); the audit trail keeps
-    the attempt."""
+async def _outcome(
+    request: web.Request, case_id: str, code: str, claimed: Sequence[CaseStep] = ()
+) -> tuple[int, dict[str, Any]]:
+    """Drive the case's first steps (those `claimed` when it was opened, then any they make ready),
+    within the submission's wait, and answer with where it stands. A submission refused outright leaves
+    no case behind (``settle_submission``); the audit trail keeps the attempt."""
     app = request.app
     sessions, clock, runner = app[sessions_key], app[clock_key], app[runner_key]
-    await drive_for(runner, case_id, app[settings_key].submit_wait)
-    kept, case, steps = await settle_submission(sessions, case_id)
+    await drive_for(runner, case_id, app[settings_key].submit_wait, claimed)
+    kept, case, steps = await settle_submission(sessions, case_id, app[reads_key])
     note_applicant(request, case, app[catalogue_key].get(case.matter))
     if case.state == saga.REJECTED:
         # refused outright: no case is left (`kept` false); a case a department still holds part of

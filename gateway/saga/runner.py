@@ -8,9 +8,10 @@ database, so a gateway killed at any point resumes every unfinished case on star
   decisions. A claimed step whose lease expired (its runner died mid-call) is found by its own query.
 - A runner *claims* a due step by bumping its version (``UPDATE ... WHERE version = :read``) and
   setting a lease; only the claimant calls the department, with the step's fixed request_id, so a
-  repeated call after a crash returns the department's first answer. Every later write of a step or a
-  case is version-checked as well (the mapper's ``version_id_col``): a writer that lost a race starts
-  again from the database.
+  repeated call after a crash returns the department's first answer. The steps ready when a case is
+  opened are claimed in the transaction that opens it, for the submitting request (`claim_opened`).
+  Every later write of a step or a case is version-checked as well (the mapper's ``version_id_col``):
+  a writer that lost a race starts again from the database.
 - Only transport failures are retried (with backoff); a programming error, a department's
   INTERNAL/UNKNOWN or the department refusing the gateway itself needs staff at once (NEEDS_ATTENTION,
   shown to the applicant as delayed, never as a refusal). A business refusal fails the case and
@@ -28,7 +29,7 @@ import contextlib
 import datetime as dt
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
@@ -181,7 +182,7 @@ class SagaRunner:
 
     async def _due_steps(self, case_id: str | None, first: bool = False) -> list[CaseStep]:
         """Ready steps whose time has come (oldest first, one page), then claimed steps whose lease
-        expired. `first`: the submitting request's own drive, for which its new steps are held."""
+        expired. `first`: the submitting request's own drive (only steps not yet tried)."""
         now = self._clock.now()
         due = select(CaseStep).where(CaseStep.ready == true())  # (`IS TRUE` would not use the index)
         if case_id is not None:
@@ -229,13 +230,32 @@ class SagaRunner:
         )
         return step
 
+    def claim_opened(self, steps: list[CaseStep], now: dt.datetime) -> list[CaseStep]:
+        """Claim the steps of a case being opened that are ready at once, for the request that opens it
+        (written in the transaction that opens the case, in place of a claim of their own): that request
+        runs them (`drive(claimed=...)`), in its own trace. If its gateway dies first, their lease
+        expires and the background loop takes them up, as after any claim. Returns them."""
+        lease = now + dt.timedelta(seconds=self._settings.call_timeout + 5)
+        claimed = [s for s in steps if s.ready]
+        for step in claimed:
+            step.state = M.check(StepState(step.state), StepState.RUNNING)
+            step.ready = False
+            step.lease_owner, step.lease_until = self.owner, lease
+            step.next_attempt_at = now
+        return claimed
+
     # -- running --------------------------------------------------------------------------------
 
-    async def drive(self, case_id: str | None = None, *, first: bool = False) -> int:
+    async def drive(
+        self, case_id: str | None = None, *, first: bool = False, claimed: Sequence[CaseStep] = ()
+    ) -> int:
         """Run every step that is due now (of one case, or of all), until none is. Returns how many ran.
-        `first`: the submitting request drives its new case, whose steps are held for it (so that they
-        run in the request's trace, not in the background loop's)."""
-        ran = 0
+        `first`: the submitting request drives its new case: the steps it `claimed` when it opened the
+        case, then those they make ready (so that they run in the request's trace, not in the
+        background loop's)."""
+        ran = len(claimed)
+        if claimed:
+            await asyncio.gather(*(self._run_step(s) for s in claimed))
         while True:
             due = await self._due_steps(case_id, first)
             if not due:

@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 from typing import Any, cast
 
+import pytest
 from sqlalchemy import select
 
 from gateway.cases import open_case
 from gateway.catalogue import load_catalogue
-from gateway.events import EventConsumer
+from gateway.events import Event, EventConsumer, LeaseLost
 from gateway.saga.runner import RunnerSettings, SagaRunner
 from gateway.store import Base, Case, CaseStep, EventCursor
 from services.common.clock import Clock
@@ -147,4 +148,50 @@ async def test_a_rejection_event_brings_the_departments_reasons_to_the_case(db_u
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+        await dispose_engine(engine)
+
+
+async def test_a_batch_of_events_is_applied_whole_or_not_at_all(db_url: str) -> None:
+    engine = make_engine(db_url)
+    await create_schema(engine, Base.metadata)
+    sessions = session_factory(engine)
+    clock = Clock()
+    identity = accepting_identity(FakeDepartment("identity"))
+    runner = SagaRunner(sessions, {"identity": identity}, clock, RunnerSettings())  # type: ignore[dict-item]
+    matter = load_catalogue()["id-card-renewal-cross-province"]
+    resources = []
+    for _ in range(2):
+        case, _ = await open_case(sessions, clock, matter, VALID["data"], {})
+        await runner.drive(case.id)
+        async with sessions() as session:
+            step = await session.scalar(select(CaseStep).where(CaseStep.case_id == case.id))
+            assert step is not None and step.resource_id
+            resources.append(step.resource_id)
+    batch = [Event("CardApplicationApproved", r, sequence) for sequence, r in enumerate(resources, 1)]
+
+    async def states() -> list[str]:
+        async with sessions() as session:
+            rows = await session.scalars(
+                select(CaseStep.department_state).where(CaseStep.resource_id.in_(resources))
+            )
+            return sorted(rows)
+
+    async def cursor() -> int:
+        async with sessions() as session:
+            return (await session.get_one(EventCursor, "identity")).sequence
+
+    try:
+        mine = EventConsumer(identity, runner, sessions, clock)  # type: ignore[arg-type]
+        other = EventConsumer(identity, runner, sessions, clock)  # type: ignore[arg-type]
+        other.owner = "another-gateway"
+        assert await mine.acquire() == 0
+        with pytest.raises(LeaseLost):  # the other gateway does not hold the stream: nothing applied
+            await other.apply_batch(batch)
+        assert await states() == ["ACCEPTED", "ACCEPTED"] and await cursor() == 0
+
+        assert await mine.apply_batch(batch) == 2  # both cases moved, the cursor past the last once
+        assert await states() == ["APPROVED", "APPROVED"] and await cursor() == 2
+        with pytest.raises(LeaseLost):  # the same batch again (a repeat after a reconnect): refused whole
+            await mine.apply_batch(batch)
+    finally:
         await dispose_engine(engine)

@@ -18,7 +18,7 @@ from gateway import models
 from gateway.cases import case_view, open_case
 from gateway.catalogue import load_catalogue
 from gateway.clients import Broken, CallContext, NotAllowed, Unavailable
-from gateway.events import EventConsumer
+from gateway.events import Event, EventConsumer
 from gateway.notify import message_for, milestone_of
 from gateway.saga.model import CaseState, StepState
 from gateway.saga.runner import RunnerSettings, SagaRunner
@@ -27,6 +27,7 @@ from govhub.common.v1 import common_pb2
 from services.common.clock import Clock
 from services.common.db import create_schema, dispose_engine, make_engine, session_factory
 from tests.fakes import FakeDepartment, accepting_identity, accepting_permits, accepting_residence
+from tests.service.gateway_support import TODAY
 from tests.service.test_gateway_cases import VALID
 from tests.service.test_gateway_foreigner import DATA
 
@@ -160,6 +161,28 @@ async def test_an_expired_lease_is_recovered_behind_the_backlog(
         assert step is not None and step.state == StepState.ACCEPTED and step.lease_owner is None
 
 
+async def test_steps_claimed_when_the_case_opened_are_taken_up_once_the_claim_expires(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = Clock(TODAY)
+    departments = _departments()
+    submitting = SagaRunner(sessions, departments, clock, FAST, owner="gw-died")  # type: ignore[arg-type]
+    case, _ = await open_case(
+        sessions, clock, CATALOGUE["id-card-renewal-cross-province"], VALID["data"], {}, runner=submitting
+    )
+    assert [(s.state, s.lease_owner) for s in case.steps] == [(StepState.RUNNING, "gw-died")]
+    # its gateway dies before running them: another does not take them up while the claim holds ...
+    assert await SagaRunner(sessions, departments, clock, FAST).drive() == 0  # type: ignore[arg-type]
+    assert departments["identity"].calls == []
+    # ... and does once it has expired; the applicant is told, as of any case kept
+    later = Clock(TODAY + dt.timedelta(days=1))
+    assert await SagaRunner(sessions, departments, later, FAST).drive() == 1  # type: ignore[arg-type]
+    assert len(departments["identity"].calls_to("CreateCardApplication")) == 1
+    async with sessions() as session:
+        fresh = await session.get_one(Case, case.id)
+        assert fresh.state == CaseState.IN_REVIEW and fresh.notify_due
+
+
 class LosingAnswers(FakeDepartment):
     """A department that commits the create call but whose answer is lost `lose` times (a timeout)."""
 
@@ -214,8 +237,8 @@ async def test_a_decision_taken_while_the_create_answer_was_lost_is_not_lost(
     if creation_event:
         events.append(permits.emit_event("WorkPermitSubmitted", application, ctx.request_id))
     events.append(permits.emit_event("WorkPermitApproved", application, "approve-request"))
-    for event in events:
-        await consumer.apply(event.type, event.aggregate_id, event.sequence, event.request_id)
+    # delivered by one read of the stream: applied in one transaction, the creation event first
+    await consumer.apply_batch([Event(e.type, e.aggregate_id, e.sequence, e.request_id) for e in events])
 
     step = await _work_permit(sessions, case.id)
     if creation_event:  # bound at once by the creation event's request_id, then moved by the decision
