@@ -131,6 +131,8 @@ WORDS: dict[str, tuple[str, str]] = {
         "This gateway uses its development secret, so a session can be minted for a demo resident. "
         "In production, sign in with a token from the identity provider.",
     ),
+    # Shown only on the development sign-in. Synthetic people: three of the demo population that
+    # `make seed` loads (services/residence/seed.py DEMO_PEOPLE), the same as in the README.
     "demo_residents": (
         "演示居民：120101198503120115（王津生，天津户籍，可在上海办理身份证异地换领）、"
         "360102199205200454（刘赣平，江西户籍）、310104197811300337（陈沪明，上海徐汇户籍）。",
