@@ -17,7 +17,7 @@ from gateway.catalogue import Matter
 from gateway.problems import Problem
 from gateway.typedefs import catalogue_key, settings_key, verifier_key
 from gateway.web import forms
-from gateway.web.i18n import WORDS, translate
+from gateway.web.i18n import translate
 from gateway.web.pages import (
     AREA_ROLES,
     LANG_COOKIE,
@@ -344,10 +344,6 @@ def matter_or_404(request: web.Request) -> Matter:
     if matter is None:
         raise web.HTTPNotFound()
     return matter
-
-
-def words_for(lang: str) -> dict[str, str]:
-    return {key: translate(lang, key) for key in WORDS}
 
 
 __all__ = ["application_routes", "area_routes", "error_page", "matter_or_404", "page_query", "routes"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from govhub.common.v1 import common_pb2
 from services.common.errors import FieldViolation, InvalidArgument, ValidationCollector
@@ -55,10 +55,6 @@ def event_to_proto(row: Any) -> common_pb2.Event:
         request_id=row.request_id or "",
         data=struct(row.payload),
     )
-
-
-def message_to_dict(msg: Any) -> dict[str, Any]:
-    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
 
 
 def date_in(
