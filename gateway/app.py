@@ -55,7 +55,7 @@ from gateway.typedefs import (
 )
 from services.common.clock import Clock
 from services.common.db import dispose_engine, make_engine, make_read_engine, session_factory
-from services.common.idnumber import address_code_periods
+from services.common.idnumber import load_tables
 from services.common.migrate import SchemaNotCurrent, prepare_schema
 from services.common.settings import GatewaySettings
 
@@ -332,6 +332,5 @@ def create_app(
 
 
 async def warm_up(app: web.Application) -> None:
-    """What the first request would otherwise build while every other request waits: the table of
-    address codes that checking an ID number reads (a few hundred ms of parsing, once a process)."""
-    address_code_periods("110101")
+    """What the first request would otherwise build while every other request waits."""
+    load_tables()

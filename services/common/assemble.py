@@ -28,6 +28,7 @@ from services.common.access import ServiceSecurity
 from services.common.clock import Clock
 from services.common.db import dispose_engine, make_engine, make_read_engine, ping, session_factory
 from services.common.grpcserver import GrpcService, build_grpc_server
+from services.common.idnumber import load_tables
 from services.common.migrate import Database, prepare_schema
 from services.common.outbox import EventFeed
 from services.common.service import ServiceContext
@@ -86,6 +87,7 @@ async def assemble(
 ) -> GrpcService:
     """The department's service on `settings.host:port` (port 0 picks a free one), unstarted. Call
     inside the running event loop: the engines (and whatever the servicer opens) belong to it."""
+    load_tables()  # ID numbers are checked by every department: not in the first request
     async with contextlib.AsyncExitStack() as stack:
         engine = make_engine(
             settings.database_url, pool_size=settings.db_pool_size, tracer_provider=tracer_provider

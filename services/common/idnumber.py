@@ -185,6 +185,13 @@ def _parse_periods(spec: str) -> list[_Period]:
     return periods
 
 
+def load_tables() -> None:
+    """Build the address-code table now: a few hundred ms of parsing, once a process, that the first
+    request checking an ID number would otherwise spend while every other request waits. Every process
+    calls it at start (services/common/assemble.py, the gateway's app)."""
+    _code_table()
+
+
 def known_address_codes() -> tuple[str, ...]:
     """Every mainland 6-digit code of the table, in use at some time (sorted)."""
     return tuple(sorted(c for c in _code_table()[1] if c[:2] not in NON_MAINLAND_PROVINCES))
