@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
-import grpc
 import pytest
 
 from govhub.common.v1 import common_pb2
@@ -32,10 +31,10 @@ from services.common.clock import Clock
 from services.common.dates import add_years
 from services.residence.seed import DEMO_HOUSEHOLDS
 from tests.e2e.conftest import Hub, start_hub, stop_hub
+from tests.e2e.test_matters import EMPLOYER, FOREIGNER_MATERIALS, register_employer
 
 pytestmark = pytest.mark.e2e
 
-EMPLOYER = "91110000600037341L"
 XUHUI = next(h for h in DEMO_HOUSEHOLDS if h.region_code == "310104" and len(h.members) == 3)
 JINGAN = next(h for h in DEMO_HOUSEHOLDS if h.region_code == "310106")
 PUDONG = next(h for h in DEMO_HOUSEHOLDS if h.region_code == "310115")
@@ -469,36 +468,6 @@ def foreigner(passport: str, day: dt.date, **changes: Any) -> dict[str, Any]:
     }
     data.update(changes)
     return data
-
-
-FOREIGNER_MATERIALS = (
-    "passport",
-    "photo",
-    "health_certificate",
-    "contract",
-    "wp_application_form",
-    "work_experience_proof",
-    "degree_certificate",
-    "no_criminal_record",
-    "entry_stamp",
-    "rp_application_form",
-    "employer_letter",
-    "employer_licence_copy",
-)
-
-
-async def register_employer(window: Window) -> None:
-    try:
-        await window.permits.RegisterEmployer(
-            ppb.RegisterEmployerRequest(
-                request_id=rid(),
-                unified_social_credit_code=EMPLOYER,
-                name="测试科技有限公司",
-                address="上海市浦东新区",
-            )
-        )
-    except grpc.aio.AioRpcError as err:
-        assert err.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
 async def test_8_a_contract_ending_before_it_starts_is_named_and_nothing_is_sent(window: Window) -> None:

@@ -320,7 +320,9 @@ FOREIGNER_MATERIALS = [
 ]
 
 
-async def register_employer(dept: Departments) -> None:
+async def register_employer(dept: Any) -> None:
+    """Register the employer of the foreigner matters at permits (`dept` has a `permits` stub); once is
+    enough, so an earlier registration is fine."""
     try:
         await dept.permits.RegisterEmployer(
             ppb.RegisterEmployerRequest(
