@@ -40,6 +40,9 @@ _ID_RE = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8}|\d{6})(\d{3}[0-9Xx]|\d)(?![0
 
 # Passport numbers (one or two letters and 7 to 9 digits, e.g. E12345678, standing alone) and phone
 # numbers (mainland mobiles, 1[3-9] + 9 digits, with or without +86; landlines 0 + area code + number).
+_UUID_RE = re.compile(
+    r"(?<![0-9A-Za-z])([0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})(?![0-9A-Za-z])"
+)
 _PASSPORT_RE = re.compile(r"(?<![0-9A-Za-z])[A-Za-z]{1,2}\d{7,9}(?![0-9A-Za-z])")
 _PHONE_RE = re.compile(
     r"(?<![0-9A-Za-z])(?:(?:\+|00)?86[- ]?)?(?:1[3-9]\d{9}|0\d{2,3}[- ]?\d{7,8})(?![0-9A-Za-z])"
@@ -53,7 +56,15 @@ def _star(match: re.Match[str]) -> str:
 
 def mask_text(text: str) -> str:
     """Free text with every ID, passport and phone number in it masked (all but the last two
-    characters; an ID number keeps its first three as well)."""
+    characters; an ID number keeps its first three as well). UUIDs (record ids, request ids) are left
+    whole: a group such as ``b2319803`` has a passport number's shape."""
+    parts = _UUID_RE.split(text)
+    for i in range(0, len(parts), 2):  # the odd parts are the UUIDs the split kept
+        parts[i] = _mask_numbers(parts[i])
+    return "".join(parts)
+
+
+def _mask_numbers(text: str) -> str:
     text = _ID_RE.sub(lambda m: m.group(0)[:3] + "*" * (len(m.group(0)) - 5) + m.group(0)[-2:], text)
     text = _PASSPORT_RE.sub(_star, text)
     return _PHONE_RE.sub(_star, text)

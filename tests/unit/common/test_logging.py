@@ -74,3 +74,16 @@ def test_stdlib_records_are_masked_too(captured: io.StringIO) -> None:
 )
 def test_mask_value(key: str, value: object, expected: object) -> None:
     assert mask_value(key, value) == expected
+
+
+def test_free_text_masks_numbers_but_leaves_uuids_whole() -> None:
+    from services.common.logging import mask_text
+
+    # a UUID group of one letter and seven digits has a passport number's shape
+    record = "b2319803-c682-4009-b9c5-2bc8ae997729"
+    text = f"app {record} of 110101199003070011, passport E12345678, tel 13812345678"
+    masked = mask_text(text)
+    assert record in masked
+    for raw in ("110101199003070011", "E12345678", "13812345678"):
+        assert raw not in masked
+    assert mask_text("E12345678") == "*******78"
