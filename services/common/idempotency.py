@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import UnitOfWork, UTCDateTime
-from services.common.errors import InvalidArgument
+from services.common.errors import DomainError, InvalidArgument
 
 R = TypeVar("R", bound=Message)
 
@@ -67,6 +67,7 @@ async def run_idempotent(
     fp = fingerprint(method, request)
     table = _table(model)  # Core statements: a few columns, no ORM objects
     for _ in range(2):
+        refused: DomainError | None = None
         async with uow_factory() as uow:
             stored = (
                 await uow.session.execute(
@@ -87,18 +88,34 @@ async def run_idempotent(
                 response = await handler(uow)
             except IntegrityError:
                 continue  # a unique rule raced with a concurrent change (flushed early): look again
-            try:
-                await uow.session.execute(
-                    insert(table).values(
-                        request_id=request_id,
-                        method=method,
-                        fingerprint=fp,
-                        response=response.SerializeToString(),
-                        created_at=now(),
+            except DomainError as exc:
+                refused = exc
+            else:
+                try:
+                    await uow.session.execute(
+                        insert(table).values(
+                            request_id=request_id,
+                            method=method,
+                            fingerprint=fp,
+                            response=response.SerializeToString(),
+                            created_at=now(),
+                        )
                     )
-                )
-                await uow.commit()
-            except IntegrityError:
-                continue  # lost a race with the same request_id (or another unique rule): look again
-            return response
+                    await uow.commit()
+                except IntegrityError:
+                    continue  # lost a race with the same request_id (or another unique rule): look again
+                return response
+        # Refused, and this unit of work is closed (SQLite has one writer). A duplicate of this very request
+        # may have committed meanwhile, its change being what refuses this one (an application already
+        # open): then its answer is the answer.
+        if await _answered(uow_factory, table, request_id):
+            continue
+        raise refused
     raise InvalidArgument.one("request_id", "CONFLICT", "the request conflicted with a concurrent change")
+
+
+async def _answered(uow_factory: Callable[[], UnitOfWork], table: Table, request_id: str) -> bool:
+    """Whether an answer to `request_id` is stored (committed by another transaction)."""
+    async with uow_factory() as uow:
+        found = await uow.session.scalar(select(table.c.request_id).where(table.c.request_id == request_id))
+    return found is not None
