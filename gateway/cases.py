@@ -19,7 +19,7 @@ from gateway.catalogue import Matter, get_value
 from gateway.departments import ACTIONS
 from gateway.regions import region_name
 from gateway.saga.model import FINAL, CaseState, StepState, flags_of, in_force, ready_steps
-from gateway.saga.runner import SagaRunner
+from gateway.saga.runner import SagaRunner, lock_case, write_again
 from gateway.store import Case, CaseStep, IdempotencyKey, Notification
 from services.common.clock import Clock
 from services.common.logging import mask_text
@@ -159,8 +159,9 @@ async def settle_submission(
             case, steps = await _case_and_steps(session, case_id)
         if not _refused_outright(case, steps) and (case.notify_due or case.notified_state == case.state):
             return True, case, steps
-    async with sessions() as session:
-        case, steps = await _case_and_steps(session, case_id)
+
+    async def settle(session: AsyncSession) -> tuple[bool, Case, list[CaseStep]]:
+        case, steps = await lock_case(session, case_id)
         if _refused_outright(case, steps):
             await session.execute(delete(Notification).where(Notification.case_id == case_id))
             await session.execute(delete(CaseStep).where(CaseStep.case_id == case_id))
@@ -168,12 +169,12 @@ async def settle_submission(
                 update(IdempotencyKey).where(IdempotencyKey.case_id == case_id).values(case_id=None)
             )
             await session.delete(case)
-            await session.commit()
             return False, case, steps
         if case.notified_state != case.state:
             case.notify_due = True
-            await session.commit()
         return True, case, steps
+
+    return await write_again(sessions, settle)
 
 
 async def _case_and_steps(session: AsyncSession, case_id: str) -> tuple[Case, list[CaseStep]]:
@@ -193,10 +194,12 @@ def _refused_outright(case: Case, steps: list[CaseStep]) -> bool:
 async def new_query_code_for(sessions: async_sessionmaker[AsyncSession], case_id: str) -> str:
     """Give a case a new query code (its first one was never delivered: the answer was lost)."""
     code = new_query_code()
-    async with sessions() as session:
-        case = await session.get_one(Case, case_id)
+
+    async def store(session: AsyncSession) -> None:
+        case, _ = await lock_case(session, case_id)
         case.query_code_hash = hash_code(case.case_no, code)
-        await session.commit()
+
+    await write_again(sessions, store)
     return code
 
 

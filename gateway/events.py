@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -23,12 +24,13 @@ from typing import Any, cast
 import structlog
 from google.protobuf.json_format import MessageToDict
 from sqlalchemy import CursorResult, or_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.clients import Department, DepartmentError
-from gateway.saga.runner import SagaRunner
+from gateway.saga.model import retry_delay
+from gateway.saga.runner import WRITE_ATTEMPTS, SagaRunner, lost_race
 from gateway.store import EventCursor
 from services.common.clock import Clock
 
@@ -127,13 +129,13 @@ class EventConsumer:
         """Apply `events` (in sequence order, each after the cursor) and move the cursor past the last
         of them in one transaction, only while holding the lease; returns how many moved a step. A lost
         race with the runner over a case (StaleDataError) tries the whole batch again from the database."""
-        for attempt in range(5):
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 return await self._apply_once(events)
-            except StaleDataError:
-                if attempt == 4:
+            except (StaleDataError, DBAPIError) as exc:
+                if attempt == WRITE_ATTEMPTS or not lost_race(exc):
                     raise
-                await asyncio.sleep(0.01 * (attempt + 1))
+                await asyncio.sleep(retry_delay(attempt, 0.01, 0.5, random.random()))
         raise AssertionError("unreachable")
 
     async def _apply_once(self, events: Sequence[Event]) -> int:

@@ -34,8 +34,8 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
 import structlog
-from sqlalchemy import CursorResult, delete, select, true, update
-from sqlalchemy.exc import NoResultFound
+from sqlalchemy import CursorResult, ScalarSelect, delete, select, true, update
+from sqlalchemy.exc import DBAPIError, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -53,6 +53,64 @@ T = TypeVar("T")
 
 PAGE = 64  # due steps read per query
 PARKED_DAYS = 30  # how long an event for an unknown resource is kept
+WRITE_ATTEMPTS = 8  # a write that lost a race is tried again, over about a second in all
+RACE_SQLSTATES = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock detected, serialization failure
+
+
+def lost_race(exc: BaseException) -> bool:
+    """Whether a write failed only because another writer got there first: a version moved meanwhile
+    (``StaleDataError``), or PostgreSQL ended one of two transactions waiting on each other's rows
+    (deadlock, serialization failure). Such a write is simply tried again from the database."""
+    if isinstance(exc, StaleDataError):
+        return True
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RACE_SQLSTATES
+
+
+async def write_again(
+    sessions: async_sessionmaker[AsyncSession],
+    change: Callable[[AsyncSession], Awaitable[T]],
+    attempts: int = WRITE_ATTEMPTS,
+) -> T:
+    """Run `change` in a fresh session and commit it. A lost race (`lost_race`) starts again from the
+    database after a short, growing, jittered pause, so that writers of one case that collide do not
+    collide again in step; the last loss is raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with sessions() as session:
+                result = await change(session)
+                await session.commit()
+                return result
+        except (StaleDataError, DBAPIError) as exc:
+            if attempt == attempts or not lost_race(exc):
+                raise
+            log.info("concurrent change; writing again", attempt=attempt, error=type(exc).__name__)
+            await asyncio.sleep(M.retry_delay(attempt, 0.01, 0.5, random.random()))
+    raise AssertionError("unreachable")
+
+
+async def lock_case(session: AsyncSession, case_id: str | ScalarSelect[str]) -> tuple[Case, list[CaseStep]]:
+    """A case and all of its steps (in order), fresh from the database, to change them: two statements.
+    The case's row is locked first (``FOR UPDATE``; SQLite has one writer anyway), so that the writers
+    of one case — the runner's answers, every gateway's event consumers, a withdrawal, a hand-over, the
+    submission's last word — wait for each other in turn instead of writing over a version another has
+    meanwhile moved."""
+    case = await session.scalar(
+        select(Case)
+        .where(Case.id == case_id)
+        .with_for_update(of=Case)
+        .execution_options(populate_existing=True)
+    )
+    if case is None:
+        raise NoResultFound("no such case")
+    steps = list(
+        await session.scalars(
+            select(CaseStep)
+            .where(CaseStep.case_id == case.id)
+            .order_by(CaseStep.position)
+            .execution_options(populate_existing=True)
+        )
+    )
+    return case, steps
 
 
 def step_materials(
@@ -275,40 +333,30 @@ class SagaRunner:
                 else:
                     await self._execute(step)
         except Exception as exc:
+            if lost_race(exc):
+                # Other writers of the case kept winning (`write_again` gave up): nothing is wrong with
+                # the step. It keeps its lease, and when that runs out the background loop runs it again
+                # with the same request_id, so the department answers what it answered; nothing is lost.
+                log.warning("answer not recorded (case kept changing); step runs again", step=step.step_key)
+                return
             log.exception("step crashed", step=step.step_key)
             with contextlib.suppress(Exception):  # if even that fails, the lease expires and it is retried
                 await self._fail(step.id, Failure.PROGRAMMING, type(exc).__name__)
         finally:
             self._inflight.discard(step.id)
 
-    async def _write(self, change: Callable[[AsyncSession], Awaitable[T]], attempts: int = 5) -> T:
+    async def _write(self, change: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run `change` in a fresh session and commit; on a lost race (a version moved meanwhile) start
-        again from the database."""
-        for attempt in range(attempts):
-            try:
-                async with self._sessions() as session:
-                    result = await change(session)
-                    await session.commit()
-                    return result
-            except StaleDataError:
-                if attempt == attempts - 1:
-                    raise
-                log.info("concurrent change; retrying the write")
-                await asyncio.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+        again from the database (`write_again`)."""
+        return await write_again(self._sessions, change)
 
     async def _load(self, session: AsyncSession, step_id: str) -> tuple[Case, CaseStep, list[CaseStep]]:
-        """A step, its case and all of the case's steps (in order): two statements."""
+        """A step, its case (locked) and all of the case's steps (`lock_case`)."""
         of_case = select(CaseStep.case_id).where(CaseStep.id == step_id).scalar_subquery()
-        steps = list(
-            await session.scalars(
-                select(CaseStep).where(CaseStep.case_id == of_case).order_by(CaseStep.position)
-            )
-        )
+        case, steps = await lock_case(session, of_case)
         step = next((s for s in steps if s.id == step_id), None)
         if step is None:
             raise NoResultFound(f"no step {step_id}")
-        case = await session.get_one(Case, step.case_id)
         return case, step, steps
 
     async def _still_ready(self, step_id: str) -> bool:
@@ -592,27 +640,29 @@ class SagaRunner:
         rejection's reasons) is kept on the step. A step whose create call's answer was lost is found by
         the event's `request_id` and bound to the resource; an event about a resource no step holds yet
         is parked."""
-        step = await session.scalar(
-            select(CaseStep).where(CaseStep.department == department, CaseStep.resource_id == resource_id)
+        step_id = await session.scalar(
+            select(CaseStep.id).where(CaseStep.department == department, CaseStep.resource_id == resource_id)
         )
-        if step is None and request_id:
-            step = await session.scalar(
-                select(CaseStep).where(CaseStep.department == department, CaseStep.request_id == request_id)
+        by_request = step_id is None and bool(request_id)
+        if by_request:
+            step_id = await session.scalar(
+                select(CaseStep.id).where(
+                    CaseStep.department == department, CaseStep.request_id == request_id
+                )
             )
-            if step is not None and not step.resource_id and resource_id:
-                step.resource_id = resource_id  # the creation event names what the lost answer would have
-                log.info("step bound by its creation event", step=step.step_key, department=department)
-                case, step, steps = await self._load(session, step.id)
-                await self._apply_parked(session, case, step, steps)
-                self._settle(case, steps)
-        if step is None:
+        if step_id is None:
             if event_type in EVENT_TYPES and resource_id:
                 await self._park(session, department, event_type, resource_id, request_id, sequence, data)
             return False
+        case, step, steps = await self._load(session, step_id)  # locks the case before anything changes
+        if by_request and not step.resource_id and resource_id:
+            step.resource_id = resource_id  # the creation event names what the lost answer would have
+            log.info("step bound by its creation event", step=step.step_key, department=department)
+            await self._apply_parked(session, case, step, steps)
+            self._settle(case, steps)
         action = ACTIONS[step.action]
         if event_type not in action.events:
             return step.resource_id == resource_id and bool(request_id)
-        case, step, steps = await self._load(session, step.id)
         moved = self._apply(case, step, steps, action, event_type, data or {})
         if moved:
             self._settle(case, steps)
@@ -751,12 +801,7 @@ class SagaRunner:
         changes and those steps are returned (checked in the transaction that withdraws)."""
 
         async def withdraw(session: AsyncSession) -> list[M.Blocker]:
-            case = await session.get_one(Case, case_id)
-            steps = list(
-                await session.scalars(
-                    select(CaseStep).where(CaseStep.case_id == case_id).order_by(CaseStep.position)
-                )
-            )
+            case, steps = await lock_case(session, case_id)
             blockers = M.withdrawal_blockers(steps, undo_rules(steps))
             if not blockers:
                 self._begin_compensation(case, steps, {"withdrawn": True, "reason": "WITHDRAWN_BY_APPLICANT"})
@@ -776,12 +821,7 @@ class SagaRunner:
         now = self._clock.now()
 
         async def hand(session: AsyncSession) -> Case:
-            case = await session.get_one(Case, case_id)
-            steps = list(
-                await session.scalars(
-                    select(CaseStep).where(CaseStep.case_id == case_id).order_by(CaseStep.position)
-                )
-            )
+            case, steps = await lock_case(session, case_id)
             for step in steps:
                 if step.id not in step_ids or step.state != StepState.READY:
                     continue

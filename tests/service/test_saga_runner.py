@@ -4,6 +4,7 @@ operator faults go to staff at once while only transport failures are retried.""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from gateway.clients import Broken, CallContext, NotAllowed, Unavailable
 from gateway.events import Event, EventConsumer
 from gateway.notify import message_for, milestone_of
 from gateway.saga.model import CaseState, StepState
-from gateway.saga.runner import RunnerSettings, SagaRunner
+from gateway.saga.runner import RunnerSettings, SagaRunner, lock_case, write_again
 from gateway.store import Base, Case, CaseStep, ParkedEvent
 from govhub.common.v1 import common_pb2
 from services.common.clock import Clock
@@ -339,6 +340,75 @@ async def test_a_write_that_lost_a_race_is_refused_by_the_version(
         seen.state = "REJECTED"
         with pytest.raises(StaleDataError):
             await session.commit()
+
+
+async def test_writers_of_one_case_wait_for_each_other_instead_of_losing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A writer that comes while another holds the case waits for it and then writes on what it left:
+    one try, and neither change is lost (seen on PostgreSQL with two gateways: the loser of a run of
+    races sent a step to staff with StaleDataError)."""
+    clock = Clock()
+    case, _ = await open_case(sessions, clock, CATALOGUE["foreigner-employment"], DATA, {})
+    tries = 0
+
+    async def second(session: AsyncSession) -> None:
+        nonlocal tries
+        tries += 1
+        mine, steps = await lock_case(session, case.id)
+        steps[1].message = "second"
+        mine.updated_at = clock.now()
+
+    async with sessions() as first:
+        held, steps = await lock_case(first, case.id)
+        later = asyncio.create_task(write_again(sessions, second))
+        await asyncio.sleep(0.3)  # the second writer is waiting on the first by now
+        steps[0].message = "first"
+        held.updated_at = clock.now()
+        await first.commit()
+    await later
+    assert tries == 1
+    async with sessions() as session:
+        _, steps = await lock_case(session, case.id)
+        assert [s.message for s in steps[:2]] == ["first", "second"]
+
+
+async def test_an_answer_that_cannot_be_recorded_is_asked_for_again_not_sent_to_staff(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other writers kept winning the case until the runner gave up recording a department's answer:
+    the step keeps its claim (never NEEDS_ATTENTION, the applicant is not told of a delay), and once the
+    claim runs out the same request is sent again and its answer recorded."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    clock = Clock(TODAY)
+    departments = _departments()
+    runner = SagaRunner(sessions, departments, clock, FAST)  # type: ignore[arg-type]
+    case, _ = await open_case(
+        sessions, clock, CATALOGUE["id-card-renewal-cross-province"], VALID["data"], {}, runner=runner
+    )
+    original = SagaRunner._write
+    losing = {"accept": 1}
+
+    async def write(self: SagaRunner, change: Any) -> Any:
+        if losing.get(change.__name__):
+            losing[change.__name__] -= 1
+            raise StaleDataError("another writer won every time")
+        return await original(self, change)
+
+    monkeypatch.setattr(SagaRunner, "_write", write)
+    await runner.drive(case.id, first=True, claimed=case.steps)
+    async with sessions() as session:
+        step = await session.scalar(select(CaseStep).where(CaseStep.case_id == case.id))
+        assert step is not None and (step.state, step.reason) == (StepState.RUNNING, "")
+        assert (await session.get_one(Case, case.id)).state != CaseState.NEEDS_ATTENTION
+    later = SagaRunner(sessions, departments, Clock(TODAY + dt.timedelta(days=1)), FAST)  # type: ignore[arg-type]
+    assert await later.drive() == 1
+    calls = departments["identity"].calls_to("CreateCardApplication")
+    assert len(calls) == 2 and calls[0][1].request_id == calls[1][1].request_id  # the same request again
+    async with sessions() as session:
+        step = await session.scalar(select(CaseStep).where(CaseStep.case_id == case.id))
+        assert step is not None and step.state == StepState.ACCEPTED and step.lease_owner is None
 
 
 async def test_a_parked_rejection_keeps_its_reasons_until_its_step_binds(
