@@ -1,7 +1,9 @@
 """``make run``: start the whole hub on the embedded default and stop it cleanly.
 
-Starts identity, residence, permits and the gateway as child processes (SQLite under ``var/``), loads
-the demo population on first start, waits until every one is healthy, prints where to go, and on
+Brings the four databases to their schema as each process would at start (``python -m deploy.migrate
+prepare``, in a process of its own: the services then find them at head and never load Alembic), loads
+the demo population on first start, starts identity, residence, permits and the gateway as child
+processes (SQLite under ``var/``), waits until every one is healthy, prints where to go, and on
 Ctrl-C or SIGTERM stops them all: children get SIGTERM and their grace period, then SIGKILL.
 """
 
@@ -123,6 +125,10 @@ def main() -> int:
         return 2
     var_dir = gateway.common.var_dir
     var_dir.mkdir(parents=True, exist_ok=True)
+    prepared = subprocess.run([sys.executable, "-m", "deploy.migrate", "prepare"], env=env, check=False)
+    if prepared.returncode != 0:  # deploy.migrate has said which database and what to run
+        print("launcher: the databases are not ready", file=sys.stderr)
+        return 1
     marker = var_dir / ".seeded"
     if not marker.exists():
         print("launcher: loading the demo population (first start)", flush=True)

@@ -1,11 +1,14 @@
 """``make migrate``: the schema migrations of govhub's four databases, one command for all of them.
 
-    python -m deploy.migrate [upgrade|current|check|revision] [NAME|all]
+    python -m deploy.migrate [upgrade|prepare|current|check|revision] [NAME|all]
 
 where NAME is identity, residence, permits or gateway. Each database is found by the usual settings
 (``GOVHUB_<PROCESS>_DATABASE_URL``, default under ``GOVHUB_VAR_DIR``); each process's migration
 environment lives in its own package, and the kit that drives them is ``services.common.migrate``
 (its notes say what each action does). This module is the one place that lists govhub's databases.
+``prepare`` applies the start-up rule (``GOVHUB_AUTO_MIGRATE``) that each process would apply at start: the
+launcher runs it before starting them, so that the processes find their databases at head and never load
+Alembic.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from services.common.migrate import (
     Database,
     SchemaNotCurrent,
     check,
+    prepare_schema,
     revision,
     schema_state,
     upgrade,
     upgrade_hint,
 )
-from services.common.settings import SettingsError, database_url_from_env
+from services.common.settings import CommonSettings, SettingsError, database_url_from_env
 from services.identity.migrations import DATABASE as IDENTITY
 from services.permits.migrations import DATABASE as PERMITS
 from services.residence.migrations import DATABASE as RESIDENCE
@@ -36,9 +40,12 @@ from services.residence.migrations import DATABASE as RESIDENCE
 DATABASES: dict[str, Database] = {db.name: db for db in (IDENTITY, RESIDENCE, PERMITS, GATEWAY)}
 
 
-async def _command(action: str, name: str, url: str, message: str) -> bool:
+async def _command(action: str, name: str, url: str, message: str, auto_migrate: str) -> bool:
     engine = make_engine(url, pool_size=1)
     try:
+        if action == "prepare":  # what the process does at start (GOVHUB_AUTO_MIGRATE), done before it
+            await prepare_schema(engine, DATABASES[name], auto_migrate)
+            return True
         if action == "upgrade":
             before, after = await upgrade(engine, DATABASES[name])
             change = "already at head" if before.at_head else f"{before.describe()} -> {after.describe()}"
@@ -75,7 +82,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         prog="python -m deploy.migrate", description="Schema migrations of govhub's databases."
     )
     parser.add_argument(
-        "action", nargs="?", default="upgrade", choices=("upgrade", "current", "check", "revision")
+        "action", nargs="?", default="upgrade", choices=("upgrade", "prepare", "current", "check", "revision")
     )
     parser.add_argument("database", nargs="?", default="all", choices=(*DATABASES, "all"))
     parser.add_argument("-m", "--message", default="", help="the new revision's message (revision only)")
@@ -86,12 +93,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     environ = os.environ if env is None else env
     try:
         urls = {name: database_url_from_env(name, environ) for name in names}
+        auto_migrate = CommonSettings.from_env(environ).auto_migrate
     except SettingsError as exc:
         print(f"migrate: {exc}", file=sys.stderr)
         return 2
     ok = True
     for name in names:
-        ok = asyncio.run(_command(args.action, name, urls[name], args.message)) and ok
+        ok = asyncio.run(_command(args.action, name, urls[name], args.message, auto_migrate)) and ok
     return 0 if ok else 1
 
 

@@ -35,6 +35,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -110,12 +111,28 @@ class AuditMixin:
 # -- record keys -------------------------------------------------------------------------------------
 
 
+def write_audit_key(path: Path) -> bool:
+    """Create a random 32-byte audit key (hex) at `path` unless one exists; True if it was created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole under a private name, then linked into place: processes starting together never read
+    # a half-written key, and the first link wins.
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        return False
+    finally:
+        temp.unlink()
+    return True
+
+
 def load_key(path: Path, *, create: bool) -> bytes:
     """The audit key from `path` (64+ hex characters, or at least 32 raw bytes); created when missing and
     `create` (the plaintext development mode)."""
     if create and not path.exists():
-        from services.common.certs import write_audit_key
-
         write_audit_key(path)
     raw = path.read_bytes().strip()
     try:

@@ -22,7 +22,6 @@ import argparse
 import datetime as dt
 import ipaddress
 import os
-import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from services.common.audit import write_audit_key
 
 SERVER_NAMES = ("identity", "residence", "permits")
 CLIENT_NAMES = ("gateway", "identity", "social-security", "civil-affairs")
@@ -219,24 +220,6 @@ def write_dev_pki(
         if force or not (directory / "clients" / f"{client}.crt").exists():
             written += write_pair(directory / "clients", client, issue_client(ca, client))
     return written
-
-
-def write_audit_key(path: Path) -> bool:
-    """Create a random 32-byte audit key (hex) at `path` unless one exists; True if it was created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written whole under a private name, then linked into place: processes starting together never read
-    # a half-written key, and the first link wins.
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32) + "\n")
-    try:
-        os.link(temp, path)
-    except FileExistsError:
-        return False
-    finally:
-        temp.unlink()
-    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

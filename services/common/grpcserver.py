@@ -169,7 +169,7 @@ class GrpcService:
     probe_listen_setting: str = "the probe listen setting"
     probe_port: int | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _stopping: bool = False
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _metrics_server: MetricsServer | None = None
     _probe_server: grpc.aio.Server | None = None
 
@@ -183,7 +183,10 @@ class GrpcService:
     async def _healthy(self) -> bool:
         """The database answers within the health timeout (a hung database is NOT_SERVING, not SERVING)."""
         try:
-            return await asyncio.wait_for(self.is_healthy(), self.health_timeout)
+            # Not asyncio.wait_for: on Python 3.11 it returns the ping's answer, swallowing a cancellation
+            # (``stop``) that arrives just as the ping ends.
+            async with asyncio.timeout(self.health_timeout):
+                return await self.is_healthy()
         except TimeoutError:
             log.warning("health check timed out", timeout=self.health_timeout)
             return False
@@ -192,9 +195,14 @@ class GrpcService:
             return False
 
     async def _monitor(self) -> None:
-        while not self._stopping:
+        """Every `health_interval`, until ``stop``: which it hears through `_stopping` as well as by being
+        cancelled, so that a cancellation swallowed on the way (by a database driver) cannot leave it asleep
+        for a whole interval while ``stop`` waits for it."""
+        while not self._stopping.is_set():
             await self._set(await self._healthy())
-            await asyncio.sleep(self.health_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.health_interval):
+                    await self._stopping.wait()
 
     async def _start_metrics(self) -> None:
         if self.metrics is None or self.metrics_address is None:
@@ -242,7 +250,7 @@ class GrpcService:
             self._tasks.append(asyncio.create_task(job(), name=f"{self.name}-background"))
 
     async def stop(self, grace: float) -> None:
-        self._stopping = True
+        self._stopping.set()
         await self.health.enter_graceful_shutdown()
         for task in self._tasks:
             task.cancel()

@@ -26,6 +26,8 @@ Rules worth knowing before changing anything:
 from __future__ import annotations
 
 import enum
+import importlib.resources
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -162,15 +164,30 @@ def _code_table() -> tuple[dict[str, str], dict[str, tuple[_Period, ...]]]:
 
     provinces: dict[str, str] = {}
     codes: dict[str, tuple[_Period, ...]] = {}
-    for length, low, high, props, children in numdb.get("cn/loc").prefixes:
-        if length != 2 or low != high:
-            continue
-        provinces[low] = props.get("province", "")
-        for c_length, c_low, c_high, c_props, _ in children:
-            if c_length != 4 or c_low != c_high or "county" not in c_props:
+    for block in _province_blocks():
+        for length, low, high, props, children in numdb.read(block).prefixes:
+            if length != 2 or low != high:
                 continue
-            codes[low + c_low] = tuple(_parse_periods(c_props["county"]))
+            provinces[low] = props.get("province", "")
+            for c_length, c_low, c_high, c_props, _ in children:
+                if c_length != 4 or c_low != c_high or "county" not in c_props:
+                    continue
+                codes[low + c_low] = tuple(_parse_periods(c_props["county"]))
     return provinces, codes
+
+
+def _province_blocks() -> Iterator[list[str]]:
+    """loc.dat a province at a time (its line, then its indented counties). Parsed whole (``numdb.get``),
+    the file is a tree of about 4 MB that stdnum keeps for the life of the process; a province's tree is
+    small and freed before the next is read, so the process keeps only the table above."""
+    block: list[str] = []
+    with (importlib.resources.files("stdnum") / "cn" / "loc.dat").open(encoding="utf-8") as lines:
+        for line in lines:
+            if line[:1].isdigit() and block:
+                yield block
+                block = []
+            block.append(line)
+    yield block
 
 
 def _parse_periods(spec: str) -> list[_Period]:

@@ -26,6 +26,13 @@ At start each process calls :func:`prepare_schema`, whose rule is ``GOVHUB_AUTO_
 * ``on``: whatever is behind head is upgraded at start;
 * ``off``: the schema is never changed at start; anything but head (even an empty database) is refused.
 
+A database already at head is recognised without Alembic (its ``alembic_version`` row against the head read
+from the revision scripts' own ``revision`` / ``down_revision`` lines, :meth:`Database.head`), and Alembic is
+imported only by the functions that use it: a process whose database is at head at start never loads it
+(Alembic, Mako and what they pull in are about 7 MB of every process). ``python -m deploy.migrate prepare``
+applies the start-up rule below to every database, before the processes start (the launcher of ``make run``
+does).
+
 A refusal (:class:`SchemaNotCurrent`) names the database and the command to run. A database stamped with a
 revision this release does not know (a newer release migrated it) is refused whatever the setting. A
 database with govhub's tables but no migration history (made before migrations, by ``create_all``) is
@@ -35,22 +42,24 @@ the differences.
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.resources
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.db import is_sqlite
 from services.common.settings import SettingsError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 T = TypeVar("T")
 
@@ -76,6 +85,12 @@ class Database:
         metadata: MetaData = importlib.import_module(self.models).Base.metadata
         return metadata
 
+    def head(self) -> str | None:
+        """The head revision, read from the revision scripts without importing them (or Alembic): the one
+        revision no other revises. None when that is not plain (a script whose ``revision`` or
+        ``down_revision`` is not a literal, several heads): then Alembic alone decides."""
+        return _head(self.script_location)
+
     @classmethod
     def of(cls, package: str) -> Database:
         """A process's database by govhub's layout: named after the package's last part, the models in
@@ -88,11 +103,50 @@ class SchemaNotCurrent(SettingsError):
     error of the same family as a bad setting: the process refuses to start and says what to run."""
 
 
+@cache
+def _head(script_location: str) -> str | None:
+    package, resource, path = script_location.partition(":")  # "package:migrations", or a directory
+    scripts = importlib.resources.files(package) / path if resource else Path(script_location)
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for script in (scripts / "versions").iterdir():
+        if not script.name.endswith(".py") or script.name == "__init__.py":
+            continue
+        values: dict[str, Any] = {}
+        for node in ast.parse(script.read_text(encoding="utf-8")).body:
+            target: ast.expr
+            if isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+            else:
+                continue
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                try:
+                    values[target.id] = ast.literal_eval(value)
+                except ValueError:
+                    return None
+        revision, down = values.get("revision"), values.get("down_revision")
+        if not isinstance(revision, str):
+            return None
+        revisions.add(revision)
+        if isinstance(down, str):
+            revised.add(down)
+        elif isinstance(down, tuple | list):
+            revised.update(down)
+        elif down is not None:
+            return None
+    heads = revisions - revised
+    return heads.pop() if len(heads) == 1 else None
+
+
 def upgrade_hint(name: str) -> str:
     return f"run `make migrate` or `python -m deploy.migrate upgrade {name}`"
 
 
 def alembic_config(database: Database, connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", database.script_location)
     config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
@@ -179,6 +233,9 @@ class SchemaState:
 
 
 def _state(database: Database, connection: Connection, url: str) -> SchemaState:
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config(database))
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
     tables = set(inspect(connection).get_table_names()) - {VERSION_TABLE}
@@ -194,6 +251,9 @@ def _state(database: Database, connection: Connection, url: str) -> SchemaState:
 
 def _differences(database: Database, connection: Connection) -> list[Any]:
     """What autogenerate would change to make the database match the models (nothing: it matches)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
     context = MigrationContext.configure(
         connection, opts={"version_table": VERSION_TABLE, "compare_type": True}
     )
@@ -229,6 +289,14 @@ async def _run(engine: AsyncEngine, fn: Callable[[Connection], T], *, write: boo
         return result
 
 
+def _stamped(connection: Connection) -> tuple[str, ...]:
+    """The revisions the database is stamped with, read without Alembic (empty: no version table)."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return ()
+    rows = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+    return tuple(sorted(rows))
+
+
 async def schema_state(engine: AsyncEngine, database: Database) -> SchemaState:
     return await _run(engine, lambda conn: _state(database, conn, _shown(engine.url)), write=False)
 
@@ -239,6 +307,8 @@ async def schema_state(engine: AsyncEngine, database: Database) -> SchemaState:
 async def upgrade(engine: AsyncEngine, database: Database) -> tuple[SchemaState, SchemaState]:
     """Bring the database to head (adopting a pre-migration database whose schema is the models').
     Returns the state before and after. Raises SchemaNotCurrent when it cannot."""
+    from alembic import command
+
     name = database.name
     url = _shown(engine.url)
 
@@ -276,6 +346,8 @@ async def check(engine: AsyncEngine, database: Database) -> tuple[SchemaState, l
 
 async def revision(engine: AsyncEngine, database: Database, message: str) -> str:
     """Autogenerate the next revision (numbered 0001, 0002, …) against a database at head."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
 
     def run(conn: Connection) -> str:
         config = alembic_config(database, conn)
@@ -302,6 +374,9 @@ def auto_migrate_mode(url: str, setting: str) -> str:
 async def prepare_schema(engine: AsyncEngine, database: Database, auto_migrate: str = "auto") -> None:
     """The start-up rule (module docstring): return when the database is at head, after upgrading it if
     the setting allows; otherwise raise SchemaNotCurrent naming the database and the command to run."""
+    head = database.head()
+    if head is not None and await _run(engine, _stamped, write=False) == (head,):
+        return  # at head: decided without Alembic
     state = await schema_state(engine, database)
     if state.at_head:
         return

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
+import subprocess
+import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -225,3 +227,55 @@ async def test_a_pre_migration_database_is_adopted_only_if_it_matches_the_models
     with pytest.raises(SchemaNotCurrent, match=r"identity database .* differs"):
         await build_server(service_settings(db_url, "on"))
     assert not (await schema_state(engine, DATABASES["identity"])).revisions  # left as it was
+
+
+# -- at head without Alembic ---------------------------------------------------------------------------------
+
+AT_HEAD_AT_START = """
+import asyncio, sys
+from services.common.db import dispose_engine, make_engine
+from services.common.migrate import prepare_schema
+from services.permits.migrations import DATABASE
+
+async def start() -> None:
+    engine = make_engine(sys.argv[1], pool_size=1)
+    try:
+        await prepare_schema(engine, DATABASE, "off")  # off: anything but head is refused
+    finally:
+        await dispose_engine(engine)
+
+asyncio.run(start())
+print(sorted({m.split(".")[0] for m in sys.modules} & {"alembic", "mako"}))
+"""
+
+
+@pytest.mark.parametrize("name", list(DATABASES))
+def test_the_head_read_from_the_scripts_is_alembics(name: str) -> None:
+    database = DATABASES[name]
+    assert database.head() == ScriptDirectory.from_config(alembic_config(database)).get_current_head()
+
+
+def test_the_head_of_a_moved_environment_is_its_own(identity_with_a_new_revision: Database) -> None:
+    assert identity_with_a_new_revision.head() == "9999"
+    assert DATABASES["identity"].head() == "9999" and identity_server.IDENTITY.database.head() == "9999"
+
+
+def test_a_process_finds_its_database_at_head_without_loading_alembic(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'permits.db'}"
+    assert main(["prepare", "permits"], {"GOVHUB_PERMITS_DATABASE_URL": url}) == 0  # upgraded (SQLite, auto)
+    started = subprocess.run(
+        [sys.executable, "-c", AT_HEAD_AT_START, url], capture_output=True, text=True, check=False
+    )
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "[]"
+
+
+def test_prepare_applies_the_start_up_rule_to_every_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"GOVHUB_VAR_DIR": str(tmp_path), "GOVHUB_AUTO_MIGRATE": "off"}
+    assert main(["prepare"], env) == 1  # off: even an empty database is refused, and named
+    assert f"{HINT} identity" in capsys.readouterr().err
+    assert main(["prepare"], {**env, "GOVHUB_AUTO_MIGRATE": "auto"}) == 0  # SQLite: upgraded
+    assert main(["check"], env) == 0
+    assert main(["prepare"], env) == 0  # at head, off or not

@@ -249,3 +249,39 @@ async def test_a_hung_database_makes_the_service_not_serving() -> None:
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
     finally:
         await service.stop(0)
+
+
+async def test_stop_ends_the_health_monitor_even_if_a_ping_swallows_its_cancellation() -> None:
+    """A stop while the health ping is under way, with a database driver that answers the cancellation
+    instead of raising it: the monitor still ends, told by ``stop`` itself and not only by the cancellation
+    (a monitor whose cancellation was consumed during the ping once slept out its whole interval while
+    ``stop`` waited for it: 60 s in the service tests on PostgreSQL)."""
+    import asyncio
+
+    from services.common.grpcserver import build_grpc_server
+
+    pinging = asyncio.Event()
+
+    async def swallows() -> bool:
+        pinging.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return False
+        return True
+
+    service = build_grpc_server(
+        name="swallowing",
+        host="127.0.0.1",
+        port=0,
+        listen_setting="GOVHUB_TEST_LISTEN",
+        register=[],
+        service_names=[],
+        is_healthy=swallows,
+        health_interval=3600,
+    )
+    await service.start()
+    await pinging.wait()
+    async with asyncio.timeout(60):  # a guard against hanging, not a measure: the interval is an hour
+        await service.stop(0)
+    assert all(task.done() for task in service._tasks)
