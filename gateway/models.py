@@ -33,12 +33,21 @@ def why(reason: str, detail: str) -> dict[str, Any]:
 
 
 def _meta(annotated: Any) -> dict[str, Any]:
-    """The ``why`` of a field's declared type (the outermost Meta that has one)."""
-    info = msgspec.inspect.type_info(annotated)
+    """The ``why`` of a field's declared type (the outermost Meta that has one; for an optional field,
+    ``X | None``, the one on X)."""
+    return _why(msgspec.inspect.type_info(annotated))
+
+
+def _why(info: msgspec.inspect.Type) -> dict[str, Any]:
     while isinstance(info, msgspec.inspect.Metadata):
         if info.extra and "reason" in info.extra:
             return info.extra
         info = info.type
+    if isinstance(info, msgspec.inspect.UnionType):
+        for member in info.types:
+            declared = _why(member)
+            if declared:
+                return declared
     return {}
 
 
