@@ -2,21 +2,24 @@
 
 Brings the four databases to their schema as each process would at start (``python -m deploy.migrate
 prepare``, in a process of its own: the services then find them at head and never load Alembic), loads
-the demo population on first start, starts identity, residence, permits and the gateway as child
-processes (SQLite under ``var/``), waits until every one is healthy, prints where to go, and on
-Ctrl-C or SIGTERM stops them all: children get SIGTERM and their grace period, then SIGKILL.
+the demo population on first start (and on the first start on each other residence database), starts
+identity, residence, permits and the gateway as child processes (SQLite under ``var/``), waits until
+every one is healthy, prints where to go, and on Ctrl-C or SIGTERM stops them all: children get SIGTERM
+and their grace period, then SIGKILL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -91,6 +94,25 @@ async def wait_ready(
     return False
 
 
+def _digest(database_url: str) -> str:
+    return hashlib.sha256(database_url.encode()).hexdigest()
+
+
+def seeded(marker: Path, residence_url: str) -> bool:
+    """Whether the demo population was loaded into this residence database: `marker` lists a digest of
+    each database URL seeded from this var directory (not the URL, which may hold a password), so that
+    pointing residence at another database (PostgreSQL after a first start on SQLite) loads it there too."""
+    try:
+        return _digest(residence_url) in marker.read_text(encoding="utf-8").split()
+    except FileNotFoundError:
+        return False
+
+
+def mark_seeded(marker: Path, residence_url: str) -> None:
+    with marker.open("a", encoding="utf-8") as out:
+        out.write(_digest(residence_url) + "\n")
+
+
 def stop_all(procs: dict[str, subprocess.Popen[bytes]], sig: int = signal.SIGTERM) -> None:
     # The gateway first, so that it stops calling the departments.
     for name in ["gateway", *SERVICES]:
@@ -130,16 +152,17 @@ def main() -> int:
         print("launcher: the databases are not ready", file=sys.stderr)
         return 1
     marker = var_dir / ".seeded"
-    if not marker.exists():
-        print("launcher: loading the demo population (first start)", flush=True)
+    residence_url = services["residence"].database_url
+    if not seeded(marker, residence_url):
+        print("launcher: loading the demo population (first start on this database)", flush=True)
         command = [sys.executable, "-m", "services.residence.seed"]
         if env.get("GOVHUB_SEED_HOUSEHOLDS"):
             command += ["--households", env["GOVHUB_SEED_HOUSEHOLDS"]]
-        seeded = subprocess.run(command, env=env, check=False)
-        if seeded.returncode != 0:
+        loaded = subprocess.run(command, env=env, check=False)
+        if loaded.returncode != 0:
             print("launcher: loading the demo population failed", file=sys.stderr)
             return 1
-        marker.write_text("seeded\n")
+        mark_seeded(marker, residence_url)
 
     # Children ignore nothing: Ctrl-C reaches them from the terminal, SIGTERM is forwarded.
     stopping = False
