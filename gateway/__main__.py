@@ -32,7 +32,7 @@ def main() -> int:
     except OSError:
         log.error(
             "cannot listen; port in use?",
-            address=f"{settings.host}:{settings.port}",
+            listen=f"{settings.host}:{settings.port}",
             hint=f"set {settings.listen_setting} to move it",
         )
         print(
@@ -42,7 +42,7 @@ def main() -> int:
         )
         return 2
     app = create_app(settings, tracer_provider=tracer_provider)
-    log.info("serving", address=f"http://{settings.host}:{settings.port}")
+    log.info("serving", listen=f"http://{settings.host}:{settings.port}")
     try:
         run(app, sock, settings.shutdown_grace)
     except SettingsError as exc:  # e.g. a database behind the migrations this release knows

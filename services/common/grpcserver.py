@@ -217,7 +217,7 @@ class GrpcService:
                 f"set {self.metrics_listen_setting} to move it (or to off)"
             ) from None
         self._metrics_server = metrics_server
-        log.info("metrics", address=f"http://{host}:{self.metrics_port}/metrics")
+        log.info("metrics", listen=f"http://{host}:{self.metrics_port}/metrics")
 
     async def _start_probe(self) -> None:
         """The health service alone on a plaintext port: no other service, no reflection, no

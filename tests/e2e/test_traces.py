@@ -86,6 +86,8 @@ async def test_one_submission_is_one_trace_across_gateway_identity_and_residence
         hub.process.stdout.close()
         hub.log_file.close()
     assert code == 0, hub.log()[-4000:]
+    # The operator reads where each process listens (a listening address is not a person's address).
+    assert f'"listen": "{hub.base_url}"' in hub.log(), hub.log()[-4000:]
 
     spans = read_spans(trace_file)
     ours = [s for s in spans if s["trace_id"] == trace_id]
