@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
 import structlog
-from sqlalchemy import CursorResult, delete, select, true, update
+from sqlalchemy import CursorResult, and_, delete, select, true, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -298,18 +298,21 @@ class SagaRunner:
         raise AssertionError("unreachable")
 
     async def _load(self, session: AsyncSession, step_id: str) -> tuple[Case, CaseStep, list[CaseStep]]:
-        """A step, its case and all of the case's steps (in order): two statements."""
+        """A step, its case and all of the case's steps (in order): one statement."""
         of_case = select(CaseStep.case_id).where(CaseStep.id == step_id).scalar_subquery()
-        steps = list(
-            await session.scalars(
-                select(CaseStep).where(CaseStep.case_id == of_case).order_by(CaseStep.position)
+        rows = (
+            await session.execute(
+                select(Case, CaseStep)
+                .join(CaseStep, CaseStep.case_id == Case.id)
+                .where(Case.id == of_case)
+                .order_by(CaseStep.position)
             )
-        )
+        ).all()
+        steps = [row[1] for row in rows]
         step = next((s for s in steps if s.id == step_id), None)
         if step is None:
             raise NoResultFound(f"no step {step_id}")
-        case = await session.get_one(Case, step.case_id)
-        return case, step, steps
+        return rows[0][0], step, steps
 
     async def _still_ready(self, step_id: str) -> bool:
         """Whether a claimed step may really run now (its dependencies satisfied); if not — a row marked
@@ -331,14 +334,19 @@ class SagaRunner:
         action = ACTIONS[step.action]
         if step.depends_on and not await self._still_ready(step.id):
             return
-        async with self._reads() as session:
-            case = await session.get_one(Case, step.case_id)
-            case_no = case.case_no
-            earlier = list(
-                await session.scalars(
-                    select(CaseStep).where(CaseStep.case_id == case.id, CaseStep.position < step.position)
+        async with self._reads() as session:  # the case with its steps before this one: one statement
+            rows = (
+                await session.execute(
+                    select(Case, CaseStep)
+                    .outerjoin(CaseStep, and_(CaseStep.case_id == Case.id, CaseStep.position < step.position))
+                    .where(Case.id == step.case_id)
                 )
-            )
+            ).all()
+            if not rows:
+                raise NoResultFound(f"no case {step.case_id}")
+            case = rows[0][0]
+            case_no = case.case_no
+            earlier = [row[1] for row in rows if row[1] is not None]
             step_input = StepInput(
                 data=case.data,
                 reads=action.reads,
@@ -388,7 +396,7 @@ class SagaRunner:
             return
         log.info("step accepted", step=step.step_key, department=step.department, state=outcome.state)
 
-        async def accept(session: AsyncSession) -> None:
+        async def accept(session: AsyncSession) -> bool:
             case, fresh, steps = await self._load(session, step.id)
             failed = case.state in (CaseState.REJECTED, CaseState.WITHDRAWN)
             fresh.state = M.on_outcome(
@@ -410,9 +418,10 @@ class SagaRunner:
             if fresh.resource_id:
                 await self._apply_parked(session, case, fresh, steps)
             self._settle(case, steps)
+            return any(s.ready for s in steps)
 
-        await self._write(accept)
-        self.wake()
+        if await self._write(accept):  # a step of the case is ready now: the background loop may take it
+            self.wake()
 
     def _raise_alarm(self, step: CaseStep, reason: str) -> None:
         log.error(
