@@ -90,6 +90,11 @@ class HukouAnswer:
         self._ask = ask
         self._answer: d.HukouRecord | None = None
 
+    @property
+    def asked(self) -> bool:
+        """Whether the register has answered already."""
+        return self._answer is not None
+
     async def __call__(self) -> d.HukouRecord:
         if self._answer is None:
             self._answer = await self._ask()
