@@ -52,6 +52,11 @@ log = structlog.get_logger("govhub.saga")
 T = TypeVar("T")
 
 PAGE = 64  # due steps read per query
+_EARLIER = (
+    CaseStep.step_key,
+    CaseStep.result,
+    CaseStep.resource_id,
+)  # what a step's input reads of those before it
 PARKED_DAYS = 30  # how long an event for an unknown resource is kept
 
 
@@ -148,6 +153,9 @@ class SagaRunner:
         self.owner = owner or f"gw-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._inflight: set[str] = set()
+        # the cases a submitting request is driving (`drive(first=True)`): whether a write of this runner
+        # has made a step of theirs ready since it last looked
+        self._made_ready: dict[str, bool] = {}
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._alarm = alarm
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -254,17 +262,30 @@ class SagaRunner:
         case, then those they make ready (so that they run in the request's trace, not in the
         background loop's)."""
         ran = len(claimed)
-        if claimed:
-            await asyncio.gather(*(self._run_step(s) for s in claimed))
-        while True:
-            due = await self._due_steps(case_id, first)
-            if not due:
-                return ran
-            claimed = [c for c in [await self._claim(s) for s in due] if c is not None]
-            if not claimed:
-                return ran
-            await asyncio.gather(*(self._run_step(s) for s in claimed))
-            ran += len(claimed)
+        # A new case's drive looks for more of its steps only when this runner's writes made one ready
+        # (`_settle` notes it): after a one-step case's step, no query at all.
+        watch = case_id if first and claimed else None
+        if watch is not None:
+            self._made_ready[watch] = False
+        try:
+            if claimed:
+                await asyncio.gather(*(self._run_step(s) for s in claimed))
+            while True:
+                if watch is not None:
+                    if not self._made_ready[watch]:
+                        return ran
+                    self._made_ready[watch] = False
+                due = await self._due_steps(case_id, first)
+                if not due:
+                    return ran
+                claimed = [c for c in [await self._claim(s) for s in due] if c is not None]
+                if not claimed:
+                    return ran
+                await asyncio.gather(*(self._run_step(s) for s in claimed))
+                ran += len(claimed)
+        finally:
+            if watch is not None:
+                del self._made_ready[watch]
 
     async def _run_step(self, step: CaseStep) -> None:
         self._inflight.add(step.id)
@@ -334,27 +355,26 @@ class SagaRunner:
         action = ACTIONS[step.action]
         if step.depends_on and not await self._still_ready(step.id):
             return
-        async with self._reads() as session:  # the case with its steps before this one: one statement
+        async with self._reads() as session:  # what the call is built from: one Core statement
             rows = (
                 await session.execute(
-                    select(Case, CaseStep)
+                    select(Case.case_no, Case.data, Case.materials, *_EARLIER)
                     .outerjoin(CaseStep, and_(CaseStep.case_id == Case.id, CaseStep.position < step.position))
                     .where(Case.id == step.case_id)
                 )
             ).all()
-            if not rows:
-                raise NoResultFound(f"no case {step.case_id}")
-            case = rows[0][0]
-            case_no = case.case_no
-            earlier = [row[1] for row in rows if row[1] is not None]
-            step_input = StepInput(
-                data=case.data,
-                reads=action.reads,
-                materials=step_materials(case.materials, step.materials),
-                results={s.step_key: s.result for s in earlier},
-                resources={s.step_key: s.resource_id or "" for s in earlier},
-                request_id=step.request_id,
-            )
+        if not rows:
+            raise NoResultFound(f"no case {step.case_id}")
+        case_no, data, materials = rows[0][:3]
+        earlier = [row for row in rows if row.step_key is not None]
+        step_input = StepInput(
+            data=data,
+            reads=action.reads,
+            materials=step_materials(materials, step.materials),
+            results={s.step_key: s.result for s in earlier},
+            resources={s.step_key: s.resource_id or "" for s in earlier},
+            request_id=step.request_id,
+        )
         try:
             request = action.rpc.check(action.build(step_input))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -575,6 +595,8 @@ class SagaRunner:
                 step.next_attempt_at = now
             if step.ready != is_ready:
                 step.ready = is_ready
+            if is_ready and case.id in self._made_ready:
+                self._made_ready[case.id] = True
         state = M.aggregate_state(M.flags_of(case.outcome), steps)
         if state != case.state:
             log.info("case state", case_no=case.case_no, old=case.state, new=state)
