@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import CursorResult, insert, select, true, update
+from sqlalchemy import insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import saga
@@ -162,9 +162,9 @@ class Notifier:
 
     async def run_once(self) -> int:
         """Record and send the milestone of every case whose state changed; returns how many were sent.
-        One transaction a pass: each case moved on by its own guarded update, then the cases to be told
-        and their steps read in two statements and their messages inserted together; the messages go
-        out once that has committed."""
+        One transaction a pass: the cases moved on by one guarded update for each (told before, state)
+        pair among them, then the cases to be told and their steps read in two statements and their
+        messages inserted together; the messages go out once that has committed."""
         async with self._sessions() as session:
             due = (
                 await session.execute(
@@ -174,9 +174,17 @@ class Notifier:
                     .limit(BATCH)
                 )
             ).all()
+            pairs: dict[tuple[str | None, str], list[str]] = {}
+            for case_id, seen, state, _ in due:
+                pairs.setdefault((seen, state), []).append(case_id)
+            moved: set[str] = set()
+            for (seen, state), ids in pairs.items():
+                moved |= await self._move(session, ids, seen, state)
             told: dict[str, str] = {}  # case id -> the milestone it is told of, in the order read
             for case_id, seen, state, outcome in due:
-                milestone = await self._move(session, case_id, seen, state, outcome or {})
+                milestone = milestone_of(state, outcome or {}) if case_id in moved else None
+                if milestone == "received" and seen is not None:
+                    milestone = None  # told once
                 if milestone is not None:
                     told[case_id] = milestone
             messages = await self._record(session, told) if told else []
@@ -188,33 +196,27 @@ class Notifier:
                 log.exception("notification not sent", case_no=message.case_no, milestone=message.milestone)
         return len(messages)
 
-    async def _move(
-        self, session: AsyncSession, case_id: str, seen: str | None, state: str, outcome: Mapping[str, Any]
-    ) -> str | None:
-        """Move the case's ``notified_state`` on to `state`, guarded by the old value and by the state
-        read (another replica, or a state that moved on again, leaves it to a later pass). Returns the
-        milestone to tell, or None (nothing new, not moved here, or a state the applicant is not told of)."""
+    async def _move(self, session: AsyncSession, ids: list[str], seen: str | None, state: str) -> set[str]:
+        """Move ``notified_state`` of the cases `ids` on from `seen` to `state`, guarded by both (a case
+        another replica took, or whose state moved on again, is left to a later pass). Returns the ids
+        moved (none when the state moved and came back: then the case is only no longer due)."""
         if seen == state:  # nothing new (the state moved and came back before this pass)
             await session.execute(
                 update(Case)
-                .where(Case.id == case_id, Case.state == state, Case.notified_state == state)
+                .where(Case.id.in_(ids), Case.state == state, Case.notified_state == state)
                 .values(notify_due=False)
                 .execution_options(synchronize_session=False)
             )
-            return None
-        milestone = milestone_of(state, outcome)
-        if milestone == "received" and seen is not None:
-            milestone = None  # told once
+            return set()
         guard = Case.notified_state.is_(None) if seen is None else Case.notified_state == seen
-        moved = await session.execute(
+        moved = await session.scalars(
             update(Case)
-            .where(Case.id == case_id, guard, Case.state == state)
+            .where(Case.id.in_(ids), guard, Case.state == state)
             .values(notified_state=state, notify_due=False)
+            .returning(Case.id)
             .execution_options(synchronize_session=False)
         )
-        if cast("CursorResult[Any]", moved).rowcount != 1:
-            return None
-        return milestone
+        return set(moved)
 
     async def _record(self, session: AsyncSession, told: Mapping[str, str]) -> list[Message]:
         """The messages of the cases `told` (as they stand after their updates), recorded."""
