@@ -37,6 +37,7 @@ import structlog
 from sqlalchemy import CursorResult, and_, delete, select, true, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import object_session
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.clients import Broken, CallContext, Department, Invalid, NotAllowed, Refused, Unavailable
@@ -58,6 +59,7 @@ _EARLIER = (
     CaseStep.resource_id,
 )  # what a step's input reads of those before it
 PARKED_DAYS = 30  # how long an event for an unknown resource is kept
+_MADE_READY = "saga_made_ready"  # Session.info: a change in the session made a step ready
 
 
 def step_materials(
@@ -595,8 +597,11 @@ class SagaRunner:
                 step.next_attempt_at = now
             if step.ready != is_ready:
                 step.ready = is_ready
-            if is_ready and case.id in self._made_ready:
-                self._made_ready[case.id] = True
+            if is_ready:
+                if case.id in self._made_ready:
+                    self._made_ready[case.id] = True
+                if (session := object_session(case)) is not None:
+                    session.info[_MADE_READY] = True
         state = M.aggregate_state(M.flags_of(case.outcome), steps)
         if state != case.state:
             log.info("case state", case_no=case.case_no, old=case.state, new=state)
@@ -605,6 +610,11 @@ class SagaRunner:
             if state == CaseState.COMPLETED and case.completed_at is None:
                 case.completed_at = now
         case.updated_at = now
+
+    @staticmethod
+    def made_ready(session: AsyncSession) -> bool:
+        """Whether a change in `session` has made a step ready (``_settle``): worth waking the loop for."""
+        return bool(session.info.get(_MADE_READY))
 
     # -- department decisions -------------------------------------------------------------------
 
