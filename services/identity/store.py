@@ -260,31 +260,39 @@ def _application(row: CardApplicationRow, loss_report: LossReport | None = None)
     )
 
 
+def _application_values(app: CardApplication) -> dict[str, Any]:
+    """The columns of an application's row, but its id and times."""
+    return {
+        "id_number": app.id_number,
+        "open_id_number": app.id_number if app.is_open else None,
+        "name": app.name,
+        "kind": app.kind.value,
+        "renewal_reason": app.renewal_reason.value if app.renewal_reason else None,
+        "hukou_province_code": app.hukou_province_code,
+        "hukou_region_code": app.hukou_region_code,
+        "accepting_region_code": app.accepting_region_code,
+        "cross_province": app.cross_province,
+        "application_date": app.application_date,
+        "fee_reduction": app.fee_reduction.value,
+        "fee_fen": app.fee_fen,
+        "statutory_deadline": app.statutory_deadline,
+        "required_materials": list(app.required_materials),
+        "residence_permit_number": app.residence_permit.number if app.residence_permit else None,
+        "residence_permit_valid_until": app.residence_permit.valid_until if app.residence_permit else None,
+        "state": app.state.value,
+        "rejection_reason": app.rejection_reason,
+        "cancellation_reason": app.cancellation_reason,
+        "card_number": app.card_number,
+        "history": [[s.value, on.isoformat()] for s, on in app.history],
+        "loss_report_id": app.loss_report.id if app.loss_report else None,
+        "loss_already_reported": app.loss_already_reported,
+        "rejection_code": app.rejection_code,
+    }
+
+
 def _fill_application(row: CardApplicationRow, app: CardApplication) -> None:
-    row.id_number = app.id_number
-    row.open_id_number = app.id_number if app.is_open else None
-    row.name = app.name
-    row.kind = app.kind.value
-    row.renewal_reason = app.renewal_reason.value if app.renewal_reason else None
-    row.hukou_province_code = app.hukou_province_code
-    row.hukou_region_code = app.hukou_region_code
-    row.accepting_region_code = app.accepting_region_code
-    row.cross_province = app.cross_province
-    row.application_date = app.application_date
-    row.fee_reduction = app.fee_reduction.value
-    row.fee_fen = app.fee_fen
-    row.statutory_deadline = app.statutory_deadline
-    row.required_materials = list(app.required_materials)
-    row.residence_permit_number = app.residence_permit.number if app.residence_permit else None
-    row.residence_permit_valid_until = app.residence_permit.valid_until if app.residence_permit else None
-    row.state = app.state.value
-    row.rejection_reason = app.rejection_reason
-    row.cancellation_reason = app.cancellation_reason
-    row.card_number = app.card_number
-    row.history = [[s.value, on.isoformat()] for s, on in app.history]
-    row.loss_report_id = app.loss_report.id if app.loss_report else None
-    row.loss_already_reported = app.loss_already_reported
-    row.rejection_code = app.rejection_code
+    for key, value in _application_values(app).items():
+        setattr(row, key, value)
 
 
 def _card(row: CardRow) -> Card:
@@ -411,12 +419,9 @@ class IdentityRepository:
     async def add_application(self, app: CardApplication) -> tuple[dt.datetime, dt.datetime]:
         """Insert a new application (no read first, one Core statement, written now: a unique rule it
         breaks raises here); answers (created_at, updated_at)."""
-        row = CardApplicationRow(id=app.id, created_at=self.now)
-        _fill_application(row, app)
-        row.updated_at = self.now
-        values = {c.key: getattr(row, c.key) for c in _APPLICATIONS.c}
+        values = {**_application_values(app), "id": app.id, "created_at": self.now, "updated_at": self.now}
         await self.session.execute(insert(_APPLICATIONS).values(values))
-        return row.created_at, row.updated_at
+        return self.now, self.now
 
     async def save_application(self, app: CardApplication) -> tuple[dt.datetime, dt.datetime]:
         """Insert or update; answers (created_at, updated_at)."""
