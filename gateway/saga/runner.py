@@ -7,7 +7,8 @@ database, so a gateway killed at any point resumes every unfinished case on star
   query reads only ready steps, in retry-time order, a page at a time — however many cases wait on
   decisions. A claimed step whose lease expired (its runner died mid-call) is found by its own query.
 - A runner *claims* a due step by bumping its version (``UPDATE ... WHERE version = :read``) and
-  setting a lease; only the claimant calls the department, with the step's fixed request_id, so a
+  setting a lease (the due steps it found in one look, in one transaction); only the claimant calls the
+  department, with the step's fixed request_id, so a
   repeated call after a crash returns the department's first answer. The steps ready when a case is
   opened are claimed in the transaction that opens it, for the submitting request (`claim_opened`).
   Every later write of a step or a case is version-checked as well (the mapper's ``version_id_col``):
@@ -210,35 +211,42 @@ class SagaRunner:
                 steps += await session.scalars(lost.order_by(CaseStep.lease_until).limit(PAGE))
         return [s for s in steps if s.id not in self._inflight]
 
-    async def _claim(self, step: CaseStep) -> CaseStep | None:
+    async def _claim(self, due: Sequence[CaseStep]) -> list[CaseStep]:
+        """Claim due steps, in one transaction: each by its own version-checked update, so that a step
+        another runner claimed or changed meanwhile is left out. Returns the steps claimed."""
         now = self._clock.now()
         lease = now + dt.timedelta(seconds=self._settings.call_timeout + 5)
-        new_state = StepState.COMPENSATING if step.state == StepState.COMPENSATING else StepState.RUNNING
-        M.check(StepState(step.state), new_state)
+        wanted = []
+        for step in due:
+            new_state = StepState.COMPENSATING if step.state == StepState.COMPENSATING else StepState.RUNNING
+            wanted.append((step, M.check(StepState(step.state), new_state)))
+        won = []
         async with self._sessions() as session:
-            result = await session.execute(
-                update(CaseStep)
-                .where(CaseStep.id == step.id, CaseStep.version == step.version)
-                .values(
-                    state=new_state,
-                    ready=False,
-                    lease_owner=self.owner,
-                    lease_until=lease,
-                    version=CaseStep.version + 1,
-                    updated_at=now,
+            for step, new_state in wanted:
+                result = await session.execute(
+                    update(CaseStep)
+                    .where(CaseStep.id == step.id, CaseStep.version == step.version)
+                    .values(
+                        state=new_state,
+                        ready=False,
+                        lease_owner=self.owner,
+                        lease_until=lease,
+                        version=CaseStep.version + 1,
+                        updated_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
                 )
-                .execution_options(synchronize_session=False)
-            )
+                if cast("CursorResult[Any]", result).rowcount == 1:
+                    won.append((step, new_state))
             await session.commit()
-        if cast("CursorResult[Any]", result).rowcount != 1:
-            return None
-        step.state, step.lease_owner, step.lease_until, step.version = (
-            new_state,
-            self.owner,
-            lease,
-            step.version + 1,
-        )
-        return step
+        for step, new_state in won:
+            step.state, step.lease_owner, step.lease_until, step.version = (
+                new_state,
+                self.owner,
+                lease,
+                step.version + 1,
+            )
+        return [step for step, _ in won]
 
     def claim_opened(self, steps: list[CaseStep], now: dt.datetime) -> list[CaseStep]:
         """Claim the steps of a case being opened that are ready at once, for the request that opens it
@@ -280,7 +288,7 @@ class SagaRunner:
                 due = await self._due_steps(case_id, first)
                 if not due:
                     return ran
-                claimed = [c for c in [await self._claim(s) for s in due] if c is not None]
+                claimed = await self._claim(due)
                 if not claimed:
                     return ran
                 await asyncio.gather(*(self._run_step(s) for s in claimed))
