@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.cache import CaseViews
@@ -178,11 +179,18 @@ async def settle_submission(
 
 
 async def _case_and_steps(session: AsyncSession, case_id: str) -> tuple[Case, list[CaseStep]]:
-    case = await session.get_one(Case, case_id)
-    steps = list(
-        await session.scalars(select(CaseStep).where(CaseStep.case_id == case_id).order_by(CaseStep.position))
-    )
-    return case, steps
+    """The case and its steps in order: one statement."""
+    rows = (
+        await session.execute(
+            select(Case, CaseStep)
+            .outerjoin(CaseStep, CaseStep.case_id == Case.id)
+            .where(Case.id == case_id)
+            .order_by(CaseStep.position)
+        )
+    ).all()
+    if not rows:
+        raise NoResultFound(f"no case {case_id}")
+    return rows[0][0], [row[1] for row in rows if row[1] is not None]
 
 
 def _refused_outright(case: Case, steps: list[CaseStep]) -> bool:

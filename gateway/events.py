@@ -75,6 +75,7 @@ class EventConsumer:
         self.reconnect_max = reconnect_max
         self.state = "starting"  # following | standby (another gateway holds it) | reconnecting
         self.last_seen: dt.datetime | None = None  # when the last event arrived
+        self.made_ready = False  # whether the last batch applied made a step ready
         self.task: asyncio.Task[None] | None = None  # the task running `run`, when the app started one
 
     async def acquire(self) -> int | None:
@@ -168,6 +169,7 @@ class EventConsumer:
                     log.info(
                         "department event applied", department=self.department.name, event_type=event.type
                     )
+            self.made_ready = SagaRunner.made_ready(session)
             await session.commit()
         return moved
 
@@ -208,8 +210,8 @@ class EventConsumer:
                     item = arrived.get_nowait()
                 if batch:
                     self.last_seen = self.clock.now()
-                    if await self.apply_batch(batch):
-                        self.runner.wake()
+                    if await self.apply_batch(batch) and self.made_ready:
+                        self.runner.wake()  # a step the batch made ready is taken up now
                     cursor = batch[-1].sequence
                 if isinstance(item, Exception):
                     raise item

@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import CursorResult, select, true, update
+from sqlalchemy import insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import saga
@@ -161,79 +161,90 @@ class Notifier:
         self._interval = interval
 
     async def run_once(self) -> int:
-        """Record and send the milestone of every case whose state changed; returns how many were sent."""
+        """Record and send the milestone of every case whose state changed; returns how many were sent.
+        One transaction a pass: the cases moved on by one guarded update for each (told before, state)
+        pair among them, then the cases to be told and their steps read in two statements and their
+        messages inserted together; the messages go out once that has committed."""
         async with self._sessions() as session:
-            changed = list(
-                await session.scalars(
-                    select(Case).where(Case.notify_due == true()).order_by(Case.updated_at).limit(BATCH)
+            due = (
+                await session.execute(
+                    select(Case.id, Case.notified_state, Case.state, Case.outcome)
+                    .where(Case.notify_due == true())
+                    .order_by(Case.updated_at)
+                    .limit(BATCH)
                 )
-            )
-        sent = 0
-        for case in changed:
-            message = await self._record(case.id, case.notified_state, case.state, case.outcome or {})
-            if message is None:
-                continue
-            sent += 1
+            ).all()
+            pairs: dict[tuple[str | None, str], list[str]] = {}
+            for case_id, seen, state, _ in due:
+                pairs.setdefault((seen, state), []).append(case_id)
+            moved: set[str] = set()
+            for (seen, state), ids in pairs.items():
+                moved |= await self._move(session, ids, seen, state)
+            told: dict[str, str] = {}  # case id -> the milestone it is told of, in the order read
+            for case_id, seen, state, outcome in due:
+                milestone = milestone_of(state, outcome or {}) if case_id in moved else None
+                if milestone == "received" and seen is not None:
+                    milestone = None  # told once
+                if milestone is not None:
+                    told[case_id] = milestone
+            messages = await self._record(session, told) if told else []
+            await session.commit()
+        for message in messages:
             try:
                 await self.sender.send(message)
             except Exception:
                 log.exception("notification not sent", case_no=message.case_no, milestone=message.milestone)
-        return sent
+        return len(messages)
 
-    async def _record(
-        self, case_id: str, seen: str | None, state: str, outcome: Mapping[str, Any]
-    ) -> Message | None:
+    async def _move(self, session: AsyncSession, ids: list[str], seen: str | None, state: str) -> set[str]:
+        """Move ``notified_state`` of the cases `ids` on from `seen` to `state`, guarded by both (a case
+        another replica took, or whose state moved on again, is left to a later pass). Returns the ids
+        moved (none when the state moved and came back: then the case is only no longer due)."""
         if seen == state:  # nothing new (the state moved and came back before this pass)
-            await self._clear(case_id, state)
-            return None
-        milestone = milestone_of(state, outcome)
-        if milestone == "received" and seen is not None:
-            milestone = None  # told once
-        async with self._sessions() as session:
-            guard = Case.notified_state.is_(None) if seen is None else Case.notified_state == seen
-            moved = await session.execute(
-                update(Case)
-                .where(Case.id == case_id, guard, Case.state == state)
-                .values(notified_state=state, notify_due=False)
-                .execution_options(synchronize_session=False)
-            )
-            if cast("CursorResult[Any]", moved).rowcount != 1:
-                await session.rollback()
-                return None  # another replica took it, or the state moved on again (next pass)
-            if milestone is None:
-                await session.commit()
-                return None
-            case = await session.get_one(Case, case_id)
-            steps = list(
-                await session.scalars(
-                    select(CaseStep).where(CaseStep.case_id == case_id).order_by(CaseStep.position)
-                )
-            )
-            message = message_for(case, steps, self._catalogue.get(case.matter), milestone)
-            session.add(
-                Notification(
-                    id=str(uuid.uuid4()),
-                    case_id=case_id,
-                    milestone=milestone,
-                    channel=message.channel,
-                    recipient=message.masked_recipient,
-                    language=message.language,
-                    text=message.text,
-                    created_at=self._clock.now(),
-                )
-            )
-            await session.commit()
-        return message
-
-    async def _clear(self, case_id: str, state: str) -> None:
-        async with self._sessions() as session:
             await session.execute(
                 update(Case)
-                .where(Case.id == case_id, Case.state == state, Case.notified_state == state)
+                .where(Case.id.in_(ids), Case.state == state, Case.notified_state == state)
                 .values(notify_due=False)
                 .execution_options(synchronize_session=False)
             )
-            await session.commit()
+            return set()
+        guard = Case.notified_state.is_(None) if seen is None else Case.notified_state == seen
+        moved = await session.scalars(
+            update(Case)
+            .where(Case.id.in_(ids), guard, Case.state == state)
+            .values(notified_state=state, notify_due=False)
+            .returning(Case.id)
+            .execution_options(synchronize_session=False)
+        )
+        return set(moved)
+
+    async def _record(self, session: AsyncSession, told: Mapping[str, str]) -> list[Message]:
+        """The messages of the cases `told` (as they stand after their updates), recorded."""
+        cases = {c.id: c for c in await session.scalars(select(Case).where(Case.id.in_(told)))}
+        steps: dict[str, list[CaseStep]] = {}
+        for step in await session.scalars(
+            select(CaseStep).where(CaseStep.case_id.in_(told)).order_by(CaseStep.case_id, CaseStep.position)
+        ):
+            steps.setdefault(step.case_id, []).append(step)
+        messages, rows = [], []
+        for case_id, milestone in told.items():
+            case = cases[case_id]
+            message = message_for(case, steps.get(case_id, []), self._catalogue.get(case.matter), milestone)
+            messages.append(message)
+            rows.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "case_id": case_id,
+                    "milestone": milestone,
+                    "channel": message.channel,
+                    "recipient": message.masked_recipient,
+                    "language": message.language,
+                    "text": message.text,
+                    "created_at": self._clock.now(),
+                }
+            )
+        await session.execute(insert(Notification), rows)
+        return messages
 
     async def run_forever(self) -> None:
         while True:

@@ -7,7 +7,8 @@ database, so a gateway killed at any point resumes every unfinished case on star
   query reads only ready steps, in retry-time order, a page at a time — however many cases wait on
   decisions. A claimed step whose lease expired (its runner died mid-call) is found by its own query.
 - A runner *claims* a due step by bumping its version (``UPDATE ... WHERE version = :read``) and
-  setting a lease; only the claimant calls the department, with the step's fixed request_id, so a
+  setting a lease (the due steps it found in one look, in one transaction); only the claimant calls the
+  department, with the step's fixed request_id, so a
   repeated call after a crash returns the department's first answer. The steps ready when a case is
   opened are claimed in the transaction that opens it, for the submitting request (`claim_opened`).
   Every later write of a step or a case is version-checked as well (the mapper's ``version_id_col``):
@@ -34,9 +35,10 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
 import structlog
-from sqlalchemy import CursorResult, ScalarSelect, delete, select, true, update
+from sqlalchemy import CursorResult, ScalarSelect, and_, delete, select, true, update
 from sqlalchemy.exc import DBAPIError, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import object_session
 from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.clients import Broken, CallContext, Department, Invalid, NotAllowed, Refused, Unavailable
@@ -52,7 +54,13 @@ log = structlog.get_logger("govhub.saga")
 T = TypeVar("T")
 
 PAGE = 64  # due steps read per query
+_EARLIER = (
+    CaseStep.step_key,
+    CaseStep.result,
+    CaseStep.resource_id,
+)  # what a step's input reads of those before it
 PARKED_DAYS = 30  # how long an event for an unknown resource is kept
+_MADE_READY = "saga_made_ready"  # Session.info: a change in the session made a step ready
 WRITE_ATTEMPTS = 8  # a write that lost a race is tried again, over about a second in all
 RACE_SQLSTATES = frozenset({"40P01", "40001"})  # PostgreSQL: deadlock detected, serialization failure
 
@@ -89,28 +97,25 @@ async def write_again(
 
 
 async def lock_case(session: AsyncSession, case_id: str | ScalarSelect[str]) -> tuple[Case, list[CaseStep]]:
-    """A case and all of its steps (in order), fresh from the database, to change them: two statements.
-    The case's row is locked first (``FOR UPDATE``; SQLite has one writer anyway), so that the writers
-    of one case — the runner's answers, every gateway's event consumers, a withdrawal, a hand-over, the
-    submission's last word — wait for each other in turn instead of writing over a version another has
-    meanwhile moved."""
-    case = await session.scalar(
-        select(Case)
-        .where(Case.id == case_id)
-        .with_for_update(of=Case)
-        .execution_options(populate_existing=True)
-    )
-    if case is None:
-        raise NoResultFound("no such case")
-    steps = list(
-        await session.scalars(
-            select(CaseStep)
-            .where(CaseStep.case_id == case.id)
+    """A case and all of its steps (in order), fresh from the database, to change them: one statement.
+    Their rows are locked (``FOR UPDATE``; SQLite has one writer anyway), so that the writers of one
+    case — the runner's answers, every gateway's event consumers, a withdrawal, a hand-over, the
+    submission's last word — wait for each other in turn and then read what the other wrote (PostgreSQL
+    fetches the newest version of a locked row it waited for), instead of writing over a version
+    another has meanwhile moved."""
+    rows = (
+        await session.execute(
+            select(Case, CaseStep)
+            .join(CaseStep, CaseStep.case_id == Case.id)
+            .where(Case.id == case_id)
             .order_by(CaseStep.position)
+            .with_for_update()
             .execution_options(populate_existing=True)
         )
-    )
-    return case, steps
+    ).all()
+    if not rows:
+        raise NoResultFound("no such case")
+    return rows[0][0], [row[1] for row in rows]
 
 
 def step_materials(
@@ -206,6 +211,9 @@ class SagaRunner:
         self.owner = owner or f"gw-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._inflight: set[str] = set()
+        # the cases a submitting request is driving (`drive(first=True)`): whether a write of this runner
+        # has made a step of theirs ready since it last looked
+        self._made_ready: dict[str, bool] = {}
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._alarm = alarm
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -258,35 +266,42 @@ class SagaRunner:
                 steps += await session.scalars(lost.order_by(CaseStep.lease_until).limit(PAGE))
         return [s for s in steps if s.id not in self._inflight]
 
-    async def _claim(self, step: CaseStep) -> CaseStep | None:
+    async def _claim(self, due: Sequence[CaseStep]) -> list[CaseStep]:
+        """Claim due steps, in one transaction: each by its own version-checked update, so that a step
+        another runner claimed or changed meanwhile is left out. Returns the steps claimed."""
         now = self._clock.now()
         lease = now + dt.timedelta(seconds=self._settings.call_timeout + 5)
-        new_state = StepState.COMPENSATING if step.state == StepState.COMPENSATING else StepState.RUNNING
-        M.check(StepState(step.state), new_state)
+        wanted = []
+        for step in due:
+            new_state = StepState.COMPENSATING if step.state == StepState.COMPENSATING else StepState.RUNNING
+            wanted.append((step, M.check(StepState(step.state), new_state)))
+        won = []
         async with self._sessions() as session:
-            result = await session.execute(
-                update(CaseStep)
-                .where(CaseStep.id == step.id, CaseStep.version == step.version)
-                .values(
-                    state=new_state,
-                    ready=False,
-                    lease_owner=self.owner,
-                    lease_until=lease,
-                    version=CaseStep.version + 1,
-                    updated_at=now,
+            for step, new_state in wanted:
+                result = await session.execute(
+                    update(CaseStep)
+                    .where(CaseStep.id == step.id, CaseStep.version == step.version)
+                    .values(
+                        state=new_state,
+                        ready=False,
+                        lease_owner=self.owner,
+                        lease_until=lease,
+                        version=CaseStep.version + 1,
+                        updated_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
                 )
-                .execution_options(synchronize_session=False)
-            )
+                if cast("CursorResult[Any]", result).rowcount == 1:
+                    won.append((step, new_state))
             await session.commit()
-        if cast("CursorResult[Any]", result).rowcount != 1:
-            return None
-        step.state, step.lease_owner, step.lease_until, step.version = (
-            new_state,
-            self.owner,
-            lease,
-            step.version + 1,
-        )
-        return step
+        for step, new_state in won:
+            step.state, step.lease_owner, step.lease_until, step.version = (
+                new_state,
+                self.owner,
+                lease,
+                step.version + 1,
+            )
+        return [step for step, _ in won]
 
     def claim_opened(self, steps: list[CaseStep], now: dt.datetime) -> list[CaseStep]:
         """Claim the steps of a case being opened that are ready at once, for the request that opens it
@@ -312,17 +327,30 @@ class SagaRunner:
         case, then those they make ready (so that they run in the request's trace, not in the
         background loop's)."""
         ran = len(claimed)
-        if claimed:
-            await asyncio.gather(*(self._run_step(s) for s in claimed))
-        while True:
-            due = await self._due_steps(case_id, first)
-            if not due:
-                return ran
-            claimed = [c for c in [await self._claim(s) for s in due] if c is not None]
-            if not claimed:
-                return ran
-            await asyncio.gather(*(self._run_step(s) for s in claimed))
-            ran += len(claimed)
+        # A new case's drive looks for more of its steps only when this runner's writes made one ready
+        # (`_settle` notes it): after a one-step case's step, no query at all.
+        watch = case_id if first and claimed else None
+        if watch is not None:
+            self._made_ready[watch] = False
+        try:
+            if claimed:
+                await asyncio.gather(*(self._run_step(s) for s in claimed))
+            while True:
+                if watch is not None:
+                    if not self._made_ready[watch]:
+                        return ran
+                    self._made_ready[watch] = False
+                due = await self._due_steps(case_id, first)
+                if not due:
+                    return ran
+                claimed = await self._claim(due)
+                if not claimed:
+                    return ran
+                await asyncio.gather(*(self._run_step(s) for s in claimed))
+                ran += len(claimed)
+        finally:
+            if watch is not None:
+                del self._made_ready[watch]
 
     async def _run_step(self, step: CaseStep) -> None:
         self._inflight.add(step.id)
@@ -379,22 +407,26 @@ class SagaRunner:
         action = ACTIONS[step.action]
         if step.depends_on and not await self._still_ready(step.id):
             return
-        async with self._reads() as session:
-            case = await session.get_one(Case, step.case_id)
-            case_no = case.case_no
-            earlier = list(
-                await session.scalars(
-                    select(CaseStep).where(CaseStep.case_id == case.id, CaseStep.position < step.position)
+        async with self._reads() as session:  # what the call is built from: one Core statement
+            rows = (
+                await session.execute(
+                    select(Case.case_no, Case.data, Case.materials, *_EARLIER)
+                    .outerjoin(CaseStep, and_(CaseStep.case_id == Case.id, CaseStep.position < step.position))
+                    .where(Case.id == step.case_id)
                 )
-            )
-            step_input = StepInput(
-                data=case.data,
-                reads=action.reads,
-                materials=step_materials(case.materials, step.materials),
-                results={s.step_key: s.result for s in earlier},
-                resources={s.step_key: s.resource_id or "" for s in earlier},
-                request_id=step.request_id,
-            )
+            ).all()
+        if not rows:
+            raise NoResultFound(f"no case {step.case_id}")
+        case_no, data, materials = rows[0][:3]
+        earlier = [row for row in rows if row.step_key is not None]
+        step_input = StepInput(
+            data=data,
+            reads=action.reads,
+            materials=step_materials(materials, step.materials),
+            results={s.step_key: s.result for s in earlier},
+            resources={s.step_key: s.resource_id or "" for s in earlier},
+            request_id=step.request_id,
+        )
         try:
             request = action.rpc.check(action.build(step_input))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -436,7 +468,7 @@ class SagaRunner:
             return
         log.info("step accepted", step=step.step_key, department=step.department, state=outcome.state)
 
-        async def accept(session: AsyncSession) -> None:
+        async def accept(session: AsyncSession) -> bool:
             case, fresh, steps = await self._load(session, step.id)
             failed = case.state in (CaseState.REJECTED, CaseState.WITHDRAWN)
             fresh.state = M.on_outcome(
@@ -458,9 +490,10 @@ class SagaRunner:
             if fresh.resource_id:
                 await self._apply_parked(session, case, fresh, steps)
             self._settle(case, steps)
+            return any(s.ready for s in steps)
 
-        await self._write(accept)
-        self.wake()
+        if await self._write(accept):  # a step of the case is ready now: the background loop may take it
+            self.wake()
 
     def _raise_alarm(self, step: CaseStep, reason: str) -> None:
         log.error(
@@ -614,6 +647,11 @@ class SagaRunner:
                 step.next_attempt_at = now
             if step.ready != is_ready:
                 step.ready = is_ready
+            if is_ready:
+                if case.id in self._made_ready:
+                    self._made_ready[case.id] = True
+                if (session := object_session(case)) is not None:
+                    session.info[_MADE_READY] = True
         state = M.aggregate_state(M.flags_of(case.outcome), steps)
         if state != case.state:
             log.info("case state", case_no=case.case_no, old=case.state, new=state)
@@ -622,6 +660,11 @@ class SagaRunner:
             if state == CaseState.COMPLETED and case.completed_at is None:
                 case.completed_at = now
         case.updated_at = now
+
+    @staticmethod
+    def made_ready(session: AsyncSession) -> bool:
+        """Whether a change in `session` has made a step ready (``_settle``): worth waking the loop for."""
+        return bool(session.info.get(_MADE_READY))
 
     # -- department decisions -------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from sqlalchemy import Boolean, MetaData, String, insert, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -278,6 +278,7 @@ class AuditTrail:
         self._lock = asyncio.Lock()
         self._pending: list[tuple[list[Access], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._head: str | None = None  # SQLite: the entry_hash this trail last committed
 
     async def append(self, accesses: Sequence[Access]) -> None:
         """Chain and insert `accesses`; returns once they are committed. Appends that arrive while a
@@ -309,15 +310,33 @@ class AuditTrail:
                         done.set_result(None)
 
     async def _write(self, accesses: Sequence[Access]) -> None:
-        """Chain and insert `accesses` in one short transaction of their own."""
+        """Chain and insert `accesses` in one short transaction of their own. On SQLite the chain's head
+        is the one this trail wrote last, not read again: ``prev_hash`` is unique, so an entry chained to
+        a head that has since gained a successor (another writer of the file) is refused, and the batch
+        is chained again to the head read from the database. On PostgreSQL (replicas append to the same
+        chain) the head is read under the advisory lock."""
         if not accesses:
             return
+        if self._head is not None:
+            try:
+                self._head = await self._insert(accesses, self._head)
+                return
+            except IntegrityError:
+                self._head = None
+        self._head = await self._insert(accesses, None)
+
+    async def _insert(self, accesses: Sequence[Access], head: str | None) -> str | None:
+        """Insert `accesses` chained to `head` (None: the head read in the transaction); returns the new
+        head to remember (None on PostgreSQL)."""
         model = self.model
         async with self._sessions() as session, session.begin():
-            if session.bind.dialect.name == "postgresql":
+            postgresql = session.bind.dialect.name == "postgresql"
+            if postgresql:
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
-            last = await session.scalar(select(model.entry_hash).order_by(model.sequence.desc()).limit(1))
-            prev = last or GENESIS
+            if head is None:
+                last = await session.scalar(select(model.entry_hash).order_by(model.sequence.desc()).limit(1))
+                head = last or GENESIS
+            prev = head
             rows = []
             for access in accesses:
                 fields = access.fields()
@@ -326,6 +345,7 @@ class AuditTrail:
                 prev = digest
             # One Core executemany: the entries in chain order, no ORM objects.
             await session.execute(insert(model.__table__), rows)  # type: ignore[attr-defined]
+        return None if postgresql else prev
 
     async def about(self, record_key: str, *, before: int | None, limit: int) -> list[AuditMixin]:
         """Entries about one record, newest first; `before` a sequence (exclusive) for paging."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import TracerProvider
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event, text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -211,7 +212,9 @@ def _sqlite_engine(url: str, **kw: Any) -> AsyncEngine:
 
 
 def _instrument(engine: AsyncEngine, tracer_provider: TracerProvider | None) -> None:
-    if tracer_provider is not None:
+    # A provider that records nothing (``configure_tracing`` with no exporter) would only build and drop
+    # a span for every statement: statements carry no trace context onward, so they are left alone.
+    if tracer_provider is not None and getattr(tracer_provider, "sampler", None) is not ALWAYS_OFF:
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
         SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=tracer_provider)

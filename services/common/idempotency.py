@@ -60,22 +60,31 @@ async def run_idempotent(
     response_type: type[R],
     handler: Callable[[UnitOfWork], Awaitable[R]],
     now: Callable[[], dt.datetime],
+    *,
+    unanswered: bool = False,
 ) -> R:
     """Run `handler` in one unit of work at most once per request_id and commit it with its stored
-    response. A concurrent duplicate loses the insert race and returns the winner's response."""
+    response. A concurrent duplicate loses the insert race and returns the winner's response.
+
+    `unanswered`: the caller has just read that no answer is stored for the request_id (beside the
+    writer), so the first attempt does not read it again in the unit of work. An answer committed since
+    then is found as before: the insert of this answer (or the unique rule the duplicate's change holds)
+    fails, or the handler is refused, and the next attempt reads and returns it."""
     request_id = check_request_id(getattr(request, "request_id", ""))
     fp = fingerprint(method, request)
     table = _table(model)  # Core statements: a few columns, no ORM objects
-    for _ in range(2):
+    for attempt in range(2):
         refused: DomainError | None = None
         async with uow_factory() as uow:
-            stored = (
-                await uow.session.execute(
-                    select(table.c.method, table.c.fingerprint, table.c.response).where(
-                        table.c.request_id == request_id
+            stored = None
+            if attempt > 0 or not unanswered:
+                stored = (
+                    await uow.session.execute(
+                        select(table.c.method, table.c.fingerprint, table.c.response).where(
+                            table.c.request_id == request_id
+                        )
                     )
-                )
-            ).first()
+                ).first()
             if stored is not None:
                 if stored.method != method or stored.fingerprint != fp:
                     raise InvalidArgument.one(

@@ -41,7 +41,11 @@ class Records(Protocol):
     async def get_application(self, application_id: str) -> d.CardApplication | None: ...
     async def get_open_application_for(self, id_number: str) -> d.CardApplication | None: ...
     async def application_times(self, application_id: str) -> tuple[dt.datetime, dt.datetime] | None: ...
-    def add_application(self, app: d.CardApplication) -> tuple[dt.datetime, dt.datetime]: ...
+    async def applicant(self, id_number: str) -> tuple[d.CardApplication | None, d.Card | None]:
+        """The person's open application and current card, read together."""
+        ...
+
+    async def add_application(self, app: d.CardApplication) -> tuple[dt.datetime, dt.datetime]: ...
     async def save_application(self, app: d.CardApplication) -> tuple[dt.datetime, dt.datetime]: ...
     async def list_applications(
         self, id_number: str | None, size: int, token: str
@@ -85,6 +89,11 @@ class HukouAnswer:
     def __init__(self, ask: Hukou) -> None:
         self._ask = ask
         self._answer: d.HukouRecord | None = None
+
+    @property
+    def asked(self) -> bool:
+        """Whether the register has answered already."""
+        return self._answer is not None
 
     async def __call__(self) -> d.HukouRecord:
         if self._answer is None:
@@ -223,8 +232,7 @@ class IdentityHandlers:
         person = d.require_hukou(await hukou())
         today = self.clock.today()
         records = work.records
-        open_app = await records.get_open_application_for(id_number.value)
-        current = await records.current_card(id_number.value)
+        open_app, current = await records.applicant(id_number.value)
         application = d.new_application(
             id=self.ids(),
             id_number=id_number.value,
@@ -245,11 +253,13 @@ class IdentityHandlers:
             report_loss=report_loss,
             require_cross_province=require_cross_province,
         )
-        standing = await records.standing_loss_report(current.card_number) if current else None
+        # only a replacement takes over a card's standing loss report (``take_loss_report``)
+        replacing = current is not None and kind is d.ApplicationKind.REPLACEMENT
+        standing = await records.standing_loss_report(current.card_number) if replacing and current else None
         submitted = d.submit_application(
             application, current, standing, report_loss=report_loss, report_id=self.ids(), on=today
         )
-        created, updated = records.add_application(submitted.application)
+        created, updated = await records.add_application(submitted.application)
         if submitted.lost_card is not None and submitted.loss_report is not None:
             await records.save_card(submitted.lost_card)
             await records.add_loss_report(submitted.loss_report.id, submitted.loss_report)

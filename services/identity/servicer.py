@@ -247,11 +247,18 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             yield IdentityRepository(session, self.ctx.clock.now())
 
     async def _change(
-        self, method: str, request: Any, use_case: Callable[[Work], Awaitable[R]], response_type: type[R]
+        self,
+        method: str,
+        request: Any,
+        use_case: Callable[[Work], Awaitable[R]],
+        response_type: type[R],
+        *,
+        unanswered: bool = False,
     ) -> R:
-        """One unit of work, at most once per request_id. Inserts are flushed only at commit, where a
-        unique-constraint race (one open application per person, one temporary card per application, a
-        duplicate request_id) is caught by ``run_idempotent`` and the request re-evaluated."""
+        """One unit of work, at most once per request_id. A unique-constraint race (one open application
+        per person, one temporary card per application, a duplicate request_id), at an insert or at
+        commit, is caught by ``run_idempotent`` and the request re-evaluated. `unanswered`: the caller has
+        just read that the request_id has no stored answer (``run_idempotent``)."""
         request_id = check_request_id(request.request_id)
 
         async def run(uow: UnitOfWork) -> R:
@@ -259,12 +266,20 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 return await use_case(IdentityWork(uow, self.ctx.feed, self.ctx.clock.now(), request_id))
 
         return await run_idempotent(
-            self.ctx.uow, IdempotencyRecord, method, request, response_type, run, self.ctx.clock.now
+            self.ctx.uow,
+            IdempotencyRecord,
+            method,
+            request,
+            response_type,
+            run,
+            self.ctx.clock.now,
+            unanswered=unanswered,
         )
 
-    async def _hukou(self, request_id: str, context: Context, id_number: str, name: str) -> Hukou:
+    async def _hukou(self, request_id: str, context: Context, id_number: str, name: str) -> HukouAnswer:
         """The register's answer for the person, asked now (outside the unit of work) unless the
-        request_id was already answered, and at the latest when the use case needs it."""
+        request_id was already answered, and at the latest when the use case needs it. Asked now
+        (``asked``): no answer to the request_id was stored when this looked."""
         answer = HukouAnswer(
             lambda: self.hukou.verify(
                 id_number, name, timeout=remaining(context, self.ctx.settings.call_timeout)
@@ -329,7 +344,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             )
             return pb.CreateCardApplicationResponse(card_application=application_proto(stored))
 
-        return await self._change("CreateCardApplication", request, create, pb.CreateCardApplicationResponse)
+        return await self._change(
+            "CreateCardApplication", request, create, pb.CreateCardApplicationResponse, unanswered=hukou.asked
+        )
 
     async def GetCardApplication(
         self, request: pb.GetCardApplicationRequest, context: Context

@@ -11,9 +11,25 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, Boolean, Date, MetaData, String, Text, and_, false, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    false,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql import Select
@@ -244,31 +260,39 @@ def _application(row: CardApplicationRow, loss_report: LossReport | None = None)
     )
 
 
+def _application_values(app: CardApplication) -> dict[str, Any]:
+    """The columns of an application's row, but its id and times."""
+    return {
+        "id_number": app.id_number,
+        "open_id_number": app.id_number if app.is_open else None,
+        "name": app.name,
+        "kind": app.kind.value,
+        "renewal_reason": app.renewal_reason.value if app.renewal_reason else None,
+        "hukou_province_code": app.hukou_province_code,
+        "hukou_region_code": app.hukou_region_code,
+        "accepting_region_code": app.accepting_region_code,
+        "cross_province": app.cross_province,
+        "application_date": app.application_date,
+        "fee_reduction": app.fee_reduction.value,
+        "fee_fen": app.fee_fen,
+        "statutory_deadline": app.statutory_deadline,
+        "required_materials": list(app.required_materials),
+        "residence_permit_number": app.residence_permit.number if app.residence_permit else None,
+        "residence_permit_valid_until": app.residence_permit.valid_until if app.residence_permit else None,
+        "state": app.state.value,
+        "rejection_reason": app.rejection_reason,
+        "cancellation_reason": app.cancellation_reason,
+        "card_number": app.card_number,
+        "history": [[s.value, on.isoformat()] for s, on in app.history],
+        "loss_report_id": app.loss_report.id if app.loss_report else None,
+        "loss_already_reported": app.loss_already_reported,
+        "rejection_code": app.rejection_code,
+    }
+
+
 def _fill_application(row: CardApplicationRow, app: CardApplication) -> None:
-    row.id_number = app.id_number
-    row.open_id_number = app.id_number if app.is_open else None
-    row.name = app.name
-    row.kind = app.kind.value
-    row.renewal_reason = app.renewal_reason.value if app.renewal_reason else None
-    row.hukou_province_code = app.hukou_province_code
-    row.hukou_region_code = app.hukou_region_code
-    row.accepting_region_code = app.accepting_region_code
-    row.cross_province = app.cross_province
-    row.application_date = app.application_date
-    row.fee_reduction = app.fee_reduction.value
-    row.fee_fen = app.fee_fen
-    row.statutory_deadline = app.statutory_deadline
-    row.required_materials = list(app.required_materials)
-    row.residence_permit_number = app.residence_permit.number if app.residence_permit else None
-    row.residence_permit_valid_until = app.residence_permit.valid_until if app.residence_permit else None
-    row.state = app.state.value
-    row.rejection_reason = app.rejection_reason
-    row.cancellation_reason = app.cancellation_reason
-    row.card_number = app.card_number
-    row.history = [[s.value, on.isoformat()] for s, on in app.history]
-    row.loss_report_id = app.loss_report.id if app.loss_report else None
-    row.loss_already_reported = app.loss_already_reported
-    row.rejection_code = app.rejection_code
+    for key, value in _application_values(app).items():
+        setattr(row, key, value)
 
 
 def _card(row: CardRow) -> Card:
@@ -314,6 +338,37 @@ def _temporary(row: TemporaryCardRow) -> TemporaryCard:
     )
 
 
+# -- the applicant's standing ------------------------------------------------------------------------------
+
+_APPLICATIONS: Table = CardApplicationRow.__table__  # type: ignore[assignment]
+_CARDS: Table = CardRow.__table__  # type: ignore[assignment]
+_PERSON = select(cast(bindparam("id_number"), String(18)).label("id_number")).subquery("person")
+_CURRENT_CARD = (  # the person's last issued card (as `current_card`)
+    select(_CARDS.c.card_number)
+    .where(_CARDS.c.id_number == _PERSON.c.id_number)
+    .order_by(_CARDS.c.created_at.desc(), _CARDS.c.card_number.desc())
+    .limit(1)
+    .correlate(_PERSON)
+    .scalar_subquery()
+)
+# One statement: the person's open application and current card (either may be missing), a few Core
+# columns labelled by table, no ORM objects.
+_APPLICANT = (
+    select(
+        *(c.label(f"a_{c.key}") for c in _APPLICATIONS.c),
+        *(c.label(f"c_{c.key}") for c in _CARDS.c),
+    )
+    .select_from(_PERSON)
+    .outerjoin(_APPLICATIONS, _APPLICATIONS.c.open_id_number == _PERSON.c.id_number)
+    .outerjoin(_CARDS, _CARDS.c.card_number == _CURRENT_CARD)
+)
+
+
+def _columns(row: Any, prefix: str) -> Any:
+    """The columns of one table in a labelled row, as attributes (the mappers above read attributes)."""
+    return SimpleNamespace(**{k[len(prefix) :]: v for k, v in row._mapping.items() if k.startswith(prefix)})
+
+
 # -- the repository ----------------------------------------------------------------------------------------
 
 
@@ -347,13 +402,26 @@ class IdentityRepository:
         row = await self.session.get(CardApplicationRow, application_id)
         return (row.created_at, row.updated_at) if row else None
 
-    def add_application(self, app: CardApplication) -> tuple[dt.datetime, dt.datetime]:
-        """Insert a new application (no read first); answers (created_at, updated_at)."""
-        row = CardApplicationRow(id=app.id, created_at=self.now)
-        _fill_application(row, app)
-        row.updated_at = self.now
-        self.session.add(row)
-        return row.created_at, row.updated_at
+    async def applicant(self, id_number: str) -> tuple[CardApplication | None, Card | None]:
+        """The person's open application and current card (as `get_open_application_for` and
+        `current_card`), read in one statement."""
+        row = (await self.session.execute(_APPLICANT, {"id_number": id_number})).one()
+        open_row, card_row = _columns(row, "a_"), _columns(row, "c_")
+        open_app = None
+        if open_row.id is not None:
+            report = None
+            if open_row.loss_report_id is not None:
+                report_row = await self.session.get(LossReportRow, open_row.loss_report_id)
+                report = _loss_report(report_row) if report_row else None
+            open_app = _application(open_row, report)
+        return open_app, _card(card_row) if card_row.card_number is not None else None
+
+    async def add_application(self, app: CardApplication) -> tuple[dt.datetime, dt.datetime]:
+        """Insert a new application (no read first, one Core statement, written now: a unique rule it
+        breaks raises here); answers (created_at, updated_at)."""
+        values = {**_application_values(app), "id": app.id, "created_at": self.now, "updated_at": self.now}
+        await self.session.execute(insert(_APPLICATIONS).values(values))
+        return self.now, self.now
 
     async def save_application(self, app: CardApplication) -> tuple[dt.datetime, dt.datetime]:
         """Insert or update; answers (created_at, updated_at)."""

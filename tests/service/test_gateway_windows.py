@@ -378,6 +378,45 @@ async def test_each_milestone_is_notified_once(client: TestClient, identity: Any
     assert {r.recipient for r in rows} == {"138****8000"}  # stored masked
 
 
+async def test_one_pass_tells_each_case_of_its_own_milestone(client: TestClient, identity: Any) -> None:
+    """Cases in different situations in one pass: a new one told it was received, one moved on told its
+    new state, and one told by another replica meanwhile (still due here) not told again."""
+    from sqlalchemy import update
+
+    from gateway.store import Case
+
+    notifier = client.app[notifier_key]
+    first = await submit(client)
+    await notifier.run_once()
+    approved = card_id(identity)
+    await event(client, "identity", "CardApplicationApproved", approved)  # first: due, APPROVED
+    others = [await submit(client), await submit(client)]  # due, IN_REVIEW, never told
+    async with client.app[sessions_key]() as session:
+        # the second case was told of IN_REVIEW by another replica meanwhile (still flagged due here)
+        await session.execute(
+            update(Case).where(Case.case_no == others[0]["case_no"]).values(notified_state="IN_REVIEW")
+        )
+        await session.commit()
+    sent: list[Any] = []
+
+    class Recorder:
+        async def send(self, message: Any) -> None:
+            sent.append(message)
+
+    notifier.sender = Recorder()
+    assert await notifier.run_once() == 2
+    assert sorted((m.case_no, m.milestone) for m in sent) == sorted(
+        [(first["case_no"], "approved"), (others[1]["case_no"], "received")]
+    )
+    async with client.app[sessions_key]() as session:
+        from sqlalchemy import select
+
+        due = list(await session.scalars(select(Case.case_no).where(Case.notify_due.is_(True))))
+        rows = list(await session.scalars(select(Notification.milestone)))
+    assert due == []
+    assert sorted(rows) == ["approved", "received", "received"]
+
+
 async def test_chinese_by_default_and_rejections_are_told(client: TestClient, identity: Any) -> None:
     body = await submit(client)
     resp = await client.post(

@@ -73,3 +73,55 @@ async def test_a_refusal_caused_by_a_committed_duplicate_answers_with_the_duplic
     finally:
         await dispose_engine(other)
         await dispose_engine(engine)
+
+
+async def test_an_answer_stored_after_the_callers_look_is_still_the_answer(db_url: str) -> None:
+    """`unanswered`: the caller looked beside the writer and found no answer, so the unit of work does
+    not look again; a duplicate's answer committed since is found at the insert of this one's, this
+    one's change is rolled back and the duplicate's answer returned (or the request_id refused when the
+    duplicate was a different request)."""
+    from sqlalchemy import func, select
+
+    from services.common.errors import InvalidArgument
+    from services.identity.store import OutboxEvent
+
+    engine = make_engine(db_url, pool_size=2)
+    try:
+        await create_schema(engine, Base.metadata)
+        sessions = session_factory(engine)
+        request = common_pb2.Event(request_id="7d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6")
+        winner = answer("winner")
+        async with sessions() as session, session.begin():
+            await session.execute(
+                insert(IdempotencyRecord).values(
+                    request_id=request.request_id,
+                    method=METHOD,
+                    fingerprint=fingerprint(METHOD, request),
+                    response=winner.SerializeToString(),
+                    created_at=NOW,
+                )
+            )
+
+        async def handler(uow: UnitOfWork) -> common_pb2.Date:
+            await uow.session.execute(
+                insert(OutboxEvent).values(
+                    event_type="Changed", aggregate_id="a", payload={}, occurred_at=NOW
+                )
+            )
+            return answer("loser")
+
+        async def run(req: common_pb2.Event) -> common_pb2.Date:
+            return await run_idempotent(
+                lambda: UnitOfWork(sessions), IdempotencyRecord, METHOD, req, common_pb2.Date, handler,
+                lambda: NOW, unanswered=True,
+            )  # fmt: skip
+
+        assert await run(request) == winner
+        other = common_pb2.Event(request_id=request.request_id, type="something else")
+        with pytest.raises(InvalidArgument) as refused:
+            await run(other)
+        assert refused.value.violations[0].reason == "REUSED_WITH_DIFFERENT_REQUEST"
+        async with sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(OutboxEvent)) == 0
+    finally:
+        await dispose_engine(engine)

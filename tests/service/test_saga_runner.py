@@ -411,6 +411,29 @@ async def test_an_answer_that_cannot_be_recorded_is_asked_for_again_not_sent_to_
         assert step is not None and step.state == StepState.ACCEPTED and step.lease_owner is None
 
 
+async def test_due_steps_are_claimed_together_and_a_step_taken_meanwhile_is_left_out(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    clock = Clock()
+    matter = CATALOGUE["id-card-renewal-cross-province"]
+    cases = [(await open_case(sessions, clock, matter, VALID["data"], {}))[0] for _ in range(3)]
+    runner = SagaRunner(sessions, _departments(), clock, FAST, owner="mine")
+    other = SagaRunner(sessions, _departments(), clock, FAST, owner="other")
+    due = await runner._due_steps(None)
+    assert {s.case_id for s in due} == {c.id for c in cases}
+    [taken] = await other._claim([s for s in await other._due_steps(None) if s.case_id == cases[1].id])
+    claimed = await runner._claim(due)
+    assert {s.case_id for s in claimed} == {cases[0].id, cases[2].id}
+    async with sessions() as session:
+        steps = {s.case_id: s for s in await session.scalars(select(CaseStep))}
+    assert {case_id: (s.state, s.lease_owner) for case_id, s in steps.items()} == {
+        cases[0].id: (StepState.RUNNING, "mine"),
+        cases[1].id: (StepState.RUNNING, "other"),
+        cases[2].id: (StepState.RUNNING, "mine"),
+    }
+    assert all(s.version == steps[s.case_id].version for s in [*claimed, taken])
+
+
 async def test_a_parked_rejection_keeps_its_reasons_until_its_step_binds(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -386,6 +386,22 @@ async def test_a_forked_chain_cannot_be_written(db_url: str) -> None:
     assert audit.verify_chain(rows).finding is None
 
 
+async def test_two_trails_of_one_database_writing_in_turn_keep_one_chain(db_url: str) -> None:
+    """A trail chains its next entries to the head it wrote last (SQLite): when another trail of the
+    same database has appended meanwhile, that entry is refused and chained again to the real head."""
+    engine = await chain(db_url, 1)
+    trails = [AuditTrail(Entry, session_factory(engine), RecordKeys(b"k" * 32)) for _ in range(2)]
+    try:
+        for i in range(8):
+            await trails[(i // 2) % 2].append([access(i)])
+        async with session_factory(engine)() as session:
+            rows = (await session.scalars(select(Entry).order_by(Entry.sequence))).all()
+    finally:
+        await dispose_engine(engine)
+    assert len(rows) == 9
+    assert audit.verify_chain(rows).finding is None
+
+
 # -- plaintext mode -----------------------------------------------------------------------------------
 
 

@@ -58,7 +58,10 @@ class FakeRecords:
     async def application_times(self, application_id: str) -> tuple[dt.datetime, dt.datetime] | None:
         return (self.created[application_id], NOW) if application_id in self.created else None
 
-    def add_application(self, app: d.CardApplication) -> tuple[dt.datetime, dt.datetime]:
+    async def applicant(self, id_number: str) -> tuple[d.CardApplication | None, d.Card | None]:
+        return await self.get_open_application_for(id_number), await self.current_card(id_number)
+
+    async def add_application(self, app: d.CardApplication) -> tuple[dt.datetime, dt.datetime]:
         assert app.id not in self.applications
         self.applications[app.id] = app
         self.created[app.id] = NOW
