@@ -331,6 +331,11 @@ async def _claim_key(request: web.Request, key: str, body: dict[str, Any]) -> we
         status, payload = await _outcome(request, existing.case_id, code)
         await _finish_key(request, key, status, payload)
         return answer(status, payload)
+    if existing.case_id is not None and existing.status == 201:
+        # The query code is kept only as its hash, so the first answer is given again with a new one
+        # (the code first given stops working: whoever retried did not get it, or has lost it).
+        code = await new_query_code_for(request.app[sessions_key], existing.case_id)
+        return answer(existing.status, {**existing.response, "query_code": code})
     return answer(existing.status, existing.response)
 
 
@@ -338,7 +343,9 @@ async def _finish_key(request: web.Request, key: str, status: int, payload: dict
     async with request.app[sessions_key]() as session:
         row = await session.get(IdempotencyKey, key)
         if row is not None:
-            row.state, row.status, row.response = "DONE", status, payload
+            # the answer to give again, without the query code (kept only as its hash, on the case)
+            kept = {k: v for k, v in payload.items() if k != "query_code"}
+            row.state, row.status, row.response = "DONE", status, kept
             await session.commit()
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from gateway.audit import trail_key
 from gateway.clients import Refused
 from gateway.saga.model import StepState as A
-from gateway.store import AuditEntry, Case, Notification
+from gateway.store import AuditEntry, Case, IdempotencyKey, Notification
 from gateway.typedefs import clock_key, engine_key, health_key, notifier_key, runner_key, sessions_key
 from tests.fakes import accepting_identity
 from tests.service.gateway_support import bearer, citizen
@@ -242,6 +242,24 @@ async def test_idempotency_key_replays_and_refuses_another_body(client: TestClie
     resp = await client.post("/api/v1/cases", json=other, headers=headers)
     assert resp.status == 422
     assert await case_count(client) == 1
+
+
+async def test_a_replayed_answer_carries_a_new_query_code_and_none_is_stored_in_clear(
+    client: TestClient,
+) -> None:
+    """The query code is kept only as a hash: the answer stored for a retry does not hold it, so a
+    retry is given a new code, which works, and the first stops working."""
+    headers = {"Idempotency-Key": "key-code", **APPLICANT}
+    first = await (await client.post("/api/v1/cases", json=VALID, headers=headers)).json()
+    async with client.app[sessions_key]() as session:
+        stored = [row.response for row in await session.scalars(select(IdempotencyKey))]
+    assert stored and all("query_code" not in response for response in stored)
+    assert all(first["query_code"] not in str(response) for response in stored)
+    again = await (await client.post("/api/v1/cases", json=VALID, headers=headers)).json()
+    assert again["case_no"] == first["case_no"] and again["query_code"] != first["query_code"]
+    progress = f"/api/v1/progress/{first['case_no']}"
+    assert (await client.get(progress, params={"code": again["query_code"]})).status == 200
+    assert (await client.get(progress, params={"code": first["query_code"]})).status == 404
 
 
 async def test_twenty_parallel_posts_with_one_key_make_one_case(client: TestClient) -> None:

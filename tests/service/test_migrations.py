@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import shutil
 import subprocess
 import sys
@@ -279,3 +280,23 @@ def test_prepare_applies_the_start_up_rule_to_every_database(
     assert main(["prepare"], {**env, "GOVHUB_AUTO_MIGRATE": "auto"}) == 0  # SQLite: upgraded
     assert main(["check"], env) == 0
     assert main(["prepare"], env) == 0  # at head, off or not
+
+
+async def test_answers_kept_for_replays_lose_their_query_codes(engine: AsyncEngine) -> None:
+    """0005: an answer stored for an Idempotency-Key before it holds the case's query code in clear; the
+    upgrade removes the code and keeps the rest of the answer."""
+    gateway = DATABASES["gateway"]
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: command.upgrade(alembic_config(gateway, c), "0004"))
+        await conn.execute(
+            text(
+                "INSERT INTO idempotency_keys (key, body_hash, state, status, response, created_at) "
+                "VALUES ('k', 'h', 'DONE', 201, :response, CURRENT_TIMESTAMP)"
+            ),
+            {"response": '{"case_no": "GH20161115AAAAAA", "query_code": "12345678"}'},
+        )
+        await conn.run_sync(lambda c: command.upgrade(alembic_config(gateway, c), "0005"))
+        response = (await conn.execute(text("SELECT response FROM idempotency_keys"))).scalar_one()
+    if isinstance(response, str):  # SQLite hands JSON back as text
+        response = json.loads(response)
+    assert response == {"case_no": "GH20161115AAAAAA"}
