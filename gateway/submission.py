@@ -28,6 +28,7 @@ from gateway.cases import (
     settle_submission,
 )
 from gateway.catalogue import Matter, get_value, validate_materials, validate_submission
+from gateway.departments import ACTIONS
 from gateway.problems import Problem, problem_response
 from gateway.quotes import QuoteUnavailable
 from gateway.store import CaseStep, IdempotencyKey, Material
@@ -262,9 +263,11 @@ async def _outcome(
                 "type": "/problems/invalid-submission",
                 "title": "A department found invalid fields",
                 "status": 400,
+                "detail": refused.message,
                 "errors": [
-                    {"field": f"{refused.step_key}.{v['field']}", "reason": v["reason"]} for v in violations
+                    {"field": submitted_field(refused, v["field"]), "reason": v["reason"]} for v in violations
                 ],
+                "instance": request.path,
                 **kept_case,
             }
         conflict = refused is not None and refused.result.get("code") == "ALREADY_EXISTS"
@@ -282,6 +285,15 @@ async def _outcome(
             **kept_case,
         }
     return 201, {**case_view(case, steps, app[catalogue_key], clock, personal=False), "query_code": code}
+
+
+def submitted_field(step: CaseStep, field: str) -> str:
+    """Where in the submission a department's field violation points: ``data.<path>`` when the step's
+    request took that field as is from the same path of the submitted data (the action reads it), else
+    the department's own name for it under the step (``work_permit.annual_salary_fen``)."""
+    if field in ACTIONS[step.action].reads:
+        return f"data.{field}"
+    return f"{step.step_key}.{field}"
 
 
 def _body_hash(body: dict[str, Any]) -> str:

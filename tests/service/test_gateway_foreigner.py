@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.clients import Refused
+from gateway.clients import Invalid, Refused
 from gateway.saga.model import StepState as A
 from gateway.typedefs import quotes_key, runner_key, sessions_key
 from govhub.permits.v1 import permits_pb2
@@ -227,6 +227,40 @@ async def test_a_refused_residence_permit_cancels_the_work_permit_and_leaves_the
     assert steps["work_permit"]["state"] == A.COMPENSATED
     assert steps["accommodation"]["state"] == A.DONE and steps["accommodation"]["in_force"] is True
     assert "in_force" not in steps["work_permit"]
+
+
+async def test_fields_permits_finds_invalid_are_named_where_they_were_submitted(
+    client: TestClient, departments: Any
+) -> None:
+    """A field the work permit's request took as is from the submission is named by its submitted path
+    (``data.employer_uscc``); one permits names its own way stays under the step."""
+    permits = accepting_permits(departments["permits"])
+    accepting_residence(departments["residence"])
+
+    def invalid(_request: Any) -> Any:
+        raise Invalid(
+            "permits",
+            "invalid fields",
+            [
+                ("employer_uscc", "BAD_CHECK_CHARACTER", "the check character does not match"),
+                ("annual_salary_fen", "TOO_LOW", "below the minimum"),
+            ],
+        )
+
+    permits.handlers["CreateWorkPermitApplication"] = invalid
+    shas = await upload_all(client)
+    resp = await client.post(
+        "/api/v1/cases",
+        json={"matter": "foreigner-employment", "data": DATA, "materials": shas},
+        headers=APPLICANT,
+    )
+    body = await resp.json()
+    assert resp.status == 400, body
+    assert body["errors"] == [
+        {"field": "data.employer_uscc", "reason": "BAD_CHECK_CHARACTER"},
+        {"field": "work_permit.annual_salary_fen", "reason": "TOO_LOW"},
+    ]
+    assert body["instance"] == "/api/v1/cases" and body["detail"]
 
 
 async def test_rules_the_window_can_check_are_checked_before_anything_is_sent(
