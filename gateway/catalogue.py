@@ -205,9 +205,12 @@ def validate_submission(
     known, the department checks). Returns the data with values normalised (ID numbers upper-cased and
     upgraded)."""
     errors = ValidationCollector()
-    if not isinstance(data, dict):
-        errors.add("data", "REQUIRED", "data must be an object")
-        errors.raise_if_any()
+    if data is None:
+        errors.add("data", "REQUIRED", "data is required: an object with the matter's fields")
+    elif not isinstance(data, dict):
+        errors.add("data", "NOT_AN_OBJECT", "data must be an object with the matter's fields")
+    errors.raise_if_any()
+    assert isinstance(data, dict)
     normalised: dict[str, Any] = {}
     for spec in matter.fields:
         value = _get(data, spec.path)

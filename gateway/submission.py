@@ -89,10 +89,13 @@ async def submit(request: web.Request, body: dict[str, Any], opening: Opening) -
     app = request.app
     matter_id = body.get("matter")
     catalogue = app[catalogue_key]
-    if not isinstance(matter_id, str) or matter_id not in catalogue:
-        raise _invalid(
-            [FieldViolation("matter", "UNKNOWN_MATTER", f"one of: {', '.join(sorted(catalogue))}")]
-        )
+    known = f"one of: {', '.join(sorted(catalogue))}"
+    if matter_id is None or matter_id == "":
+        raise _invalid([FieldViolation("matter", "REQUIRED", f"the matter applied for is required, {known}")])
+    if not isinstance(matter_id, str):
+        raise _invalid([FieldViolation("matter", "NOT_A_STRING", f"the matter is a name, {known}")])
+    if matter_id not in catalogue:
+        raise _invalid([FieldViolation("matter", "UNKNOWN_MATTER", known)])
     matter = catalogue[matter_id]
     today = app[clock_key].today()
     if not matter.available_on(today):

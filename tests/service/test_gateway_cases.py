@@ -109,7 +109,20 @@ async def test_unknown_matter_and_malformed_bodies(client: TestClient) -> None:
         "/api/v1/cases", json={"matter": "no-such-matter", "data": {}}, headers=APPLICANT
     )
     assert resp.status == 400
-    assert (await resp.json())["errors"][0]["field"] == "matter"
+    [error] = (await resp.json())["errors"]
+    assert (error["field"], error["reason"]) == (
+        "matter",
+        "UNKNOWN_MATTER",
+    ) and "newborn-registration" in error["detail"]
+    for body, field, reason in [
+        ({"data": {}}, "matter", "REQUIRED"),
+        ({"matter": 7, "data": {}}, "matter", "NOT_A_STRING"),
+        ({"matter": VALID["matter"]}, "data", "REQUIRED"),
+        ({"matter": VALID["matter"], "data": "x"}, "data", "NOT_AN_OBJECT"),
+    ]:
+        resp = await client.post("/api/v1/cases", json=body, headers=APPLICANT)
+        assert resp.status == 400
+        assert [(e["field"], e["reason"]) for e in (await resp.json())["errors"]] == [(field, reason)], body
     resp = await client.post(
         "/api/v1/cases", data=b"{not json", headers={"Content-Type": "application/json", **APPLICANT}
     )
