@@ -214,10 +214,19 @@ def _sqlite_engine(url: str, **kw: Any) -> AsyncEngine:
 def _instrument(engine: AsyncEngine, tracer_provider: TracerProvider | None) -> None:
     # A provider that records nothing (``configure_tracing`` with no exporter) would only build and drop
     # a span for every statement: statements carry no trace context onward, so they are left alone.
+    # Each engine gets its own tracer hooks (what ``SQLAlchemyInstrumentor().instrument(engine=...)``
+    # builds): the instrumentor itself instruments once per process, so a second engine (the read pool)
+    # would be left untraced with a warning.
     if tracer_provider is not None and getattr(tracer_provider, "sampler", None) is not ALWAYS_OFF:
-        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+        from opentelemetry.instrumentation.sqlalchemy import __name__ as scope
+        from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+        from opentelemetry.metrics import get_meter
+        from opentelemetry.semconv.metrics import MetricInstruments
 
-        SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=tracer_provider)
+        usage = get_meter(scope).create_up_down_counter(
+            name=MetricInstruments.DB_CLIENT_CONNECTIONS_USAGE, unit="connections"
+        )
+        EngineTracer(tracer_provider.get_tracer(scope), engine.sync_engine, usage)  # type: ignore[no-untyped-call]
 
 
 def make_engine(

@@ -90,3 +90,33 @@ def test_overload_is_resource_exhausted_with_a_retry_delay() -> None:
     info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
     assert status.details[0].Unpack(info) and info.reason == "OVERLOADED"
     assert status.details[1].Unpack(retry) and retry.retry_delay.seconds >= 1
+
+
+async def test_the_writer_and_the_read_pool_are_both_traced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every statement is a span, the read pool's as well as the writer's (the instrumentor alone traces
+    one engine a process and warns about the second)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    url = f"sqlite+aiosqlite:///{tmp_path / 'traced.sqlite'}"
+    engine = make_engine(url, tracer_provider=provider)
+    reader = make_read_engine(engine, readers=1, tracer_provider=provider)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            await conn.execute(insert(things).values(id=7))
+        written = len(spans.get_finished_spans())
+        async with reader.connect() as conn:
+            assert (await conn.execute(select(things.c.id))).scalar_one() == 7
+        read = [s for s in spans.get_finished_spans()[written:] if "SELECT" in s.name]
+        assert written > 0 and read, [s.name for s in spans.get_finished_spans()]
+    finally:
+        await dispose_engine(reader)
+        await dispose_engine(engine)
+    assert "already instrumented" not in caplog.text
