@@ -250,7 +250,12 @@ def create_app(
         app[views_key] = CaseViews()
         app[sessions_key] = tracking_sessions(engine, app[views_key])
         app[progress_limiter_key] = CodeGuard(
-            app[sessions_key], app[clock_key], settings.progress_rate, settings.progress_burst, reads
+            app[sessions_key],
+            app[clock_key],
+            settings.progress_rate,
+            settings.progress_burst,
+            reads,
+            app[views_key],
         )
         app[trail_key] = trail_for(app)
         app[stats_key] = Stats(app[sessions_key], lambda: app[departments_key].get("permits"))

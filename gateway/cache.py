@@ -1,19 +1,26 @@
 """The public case views a gateway replica keeps in memory (``CaseViews``), and the session class through
 which every write of the gateway's database goes (``TrackingSession``), which tells them what changed.
 
-A public progress answer may be served from memory for at most ``TTL`` seconds after it was read. Each
-replica forgets a case's view as soon as it commits a change to that case or its steps (the ORM's own
-writes name the case; a bulk ``UPDATE``/``DELETE`` of cases or steps, whose rows are not known, forgets
-every view), so a replica never serves its own stale writes; a change made by another replica (on a
-shared PostgreSQL) is seen once the view it replaces is ``TTL`` old. A view read while a change was
-being committed is not kept (``put`` refuses a read begun before the last invalidation).
+A public progress answer may be served from memory for at most ``TTL`` seconds after it was read (each
+view for a part of it drawn at random between ``TTL * (1 - SPREAD)`` and ``TTL``, so that views read
+together do not all run out in the same instant and send their re-reads to the database in one burst).
+Each replica forgets a case's view as soon as it commits a change to that case or its steps (the ORM's
+own writes name the case; a bulk ``UPDATE``/``DELETE`` of cases or steps, whose rows are not known,
+forgets every view), so a replica never serves its own stale writes; a change made by another replica
+(on a shared PostgreSQL) is seen once the view it replaces has run out, at most ``TTL`` after it was
+read. A view read while a change was being committed is not kept (``put`` refuses a read begun before
+the last invalidation).
 
 Only what passed the query-code check is ever answered from here: a wrong code is always checked against
-the database and counted (gateway/ratelimit.py), never answered from memory.
+the database and counted (gateway/ratelimit.py), never answered from memory. A view is kept only when
+its case number was not locked when it was read, and is forgotten (``forget_number``) as soon as this
+replica counts a wrong code for it or reads it locked; so a lock made by another replica is seen here
+within ``TTL`` too (docs/security.md, "Query codes").
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -27,7 +34,8 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from gateway.store import Case, CaseStep
 
-TTL = 1.0  # seconds a view may be served after it was read
+TTL = 1.0  # seconds a view may be served after it was read, at most
+SPREAD = 0.5  # the part of TTL a view's own lifetime is shortened by, at random
 SIZE = 2_000  # views kept at most (least recently read forgotten first): a second of distinct cases
 
 INFO_KEY = "case_views"  # the session's info entry naming the replica's CaseViews
@@ -52,11 +60,16 @@ class CaseViews:
     own writes of the case (``forget``)."""
 
     def __init__(
-        self, ttl: float = TTL, size: int = SIZE, monotonic: Callable[[], float] = time.monotonic
+        self,
+        ttl: float = TTL,
+        size: int = SIZE,
+        monotonic: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.ttl = ttl
         self.size = size
         self._monotonic = monotonic
+        self._jitter = jitter  # in [0, 1): how much of SPREAD a view's lifetime is shortened by
         self._views: OrderedDict[str, CaseView] = OrderedDict()
         self._by_id: dict[str, str] = {}  # case id -> case number, for the views kept
         self._generation = 0  # bumped by every invalidation
@@ -83,9 +96,8 @@ class CaseViews:
         if generation != self._generation:
             return
         self._drop(case_no)
-        self._views[case_no] = CaseView(
-            case_id, case_no, code_hash, body, today, self._monotonic() + self.ttl
-        )
+        expires = self._monotonic() + self.ttl * (1 - SPREAD * self._jitter())
+        self._views[case_no] = CaseView(case_id, case_no, code_hash, body, today, expires)
         self._by_id[case_id] = case_no
         while len(self._views) > self.size:
             self._drop(next(iter(self._views)))
@@ -102,6 +114,12 @@ class CaseViews:
             case_no = self._by_id.get(case_id)
             if case_no is not None:
                 self._drop(case_no)
+
+    def forget_number(self, case_no: str) -> None:
+        """Wrong codes were counted for this case number here, or it was read locked: answer it from the
+        database (where the lock is checked) until a view is read again."""
+        self._generation += 1
+        self._drop(case_no)
 
     def __len__(self) -> int:
         return len(self._views)

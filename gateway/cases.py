@@ -9,6 +9,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
@@ -17,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.cache import CaseViews
 from gateway.catalogue import Matter, get_value
 from gateway.departments import ACTIONS
+from gateway.ratelimit import Locked
 from gateway.regions import region_name
 from gateway.saga.model import FINAL, CaseState, StepState, flags_of, in_force, ready_steps
 from gateway.saga.runner import SagaRunner
-from gateway.store import Case, CaseStep, IdempotencyKey, Notification
+from gateway.store import Case, CaseStep, CodeFailures, IdempotencyKey, Notification
 from services.common.clock import Clock
 from services.common.logging import mask_text
 
@@ -232,13 +234,31 @@ _STEP_COLUMNS = (
     CaseStep.step_key, CaseStep.department, CaseStep.action, CaseStep.state,
     CaseStep.department_state, CaseStep.statutory_deadline, CaseStep.reason, CaseStep.result,
 )  # fmt: skip
-# One statement: the case and its steps in order (a case with none gives one row of NULL steps).
+# One statement: the case, the wrong codes on record for its number (and its lock), and its steps in order
+# (a case with none gives one row of NULL steps).
 _PUBLIC_CASE = (
-    select(*_CASE_COLUMNS, *(c.label(f"step_{c.key}") for c in _STEP_COLUMNS))
+    select(
+        *_CASE_COLUMNS,
+        CodeFailures.locked_until.label("locked_until"),
+        CodeFailures.case_no.label("wrong_codes"),
+        *(c.label(f"step_{c.key}") for c in _STEP_COLUMNS),
+    )
+    .outerjoin(CodeFailures, CodeFailures.case_no == Case.case_no)
     .outerjoin(CaseStep, CaseStep.case_id == Case.id)
     .where(Case.case_no == bindparam("case_no"))
     .order_by(CaseStep.position)
 )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a lookup by case number and query code found: the answer (JSON) when the code is right;
+    otherwise whether the case exists (a wrong code for it is to be counted). `wrong_before`: wrong codes
+    were on record for the number (a right code clears them; never set on an answer from memory)."""
+
+    body: bytes | None
+    exists: bool
+    wrong_before: bool = False
 
 
 async def public_progress(
@@ -248,23 +268,30 @@ async def public_progress(
     code: str,
     catalogue: Mapping[str, Matter],
     clock: Clock,
-) -> bytes | bool:
-    """The public progress answer (JSON) of case `case_no` if `code` is its query code; otherwise
-    whether there is such a case (a wrong code for a case that exists is to be counted). Served from
-    `views` while it holds the case and `code` matches it; anything else is decided by the database
-    (`reads`), and a right answer read from it is kept in `views`."""
+) -> Progress:
+    """The public progress of case `case_no` if `code` is its query code. Served from `views` while it
+    holds the case and `code` matches it, with no database work at all; anything else is decided by one
+    read of the database (`reads`): the case, its steps and its number's lock (``Locked`` while locked,
+    whatever the code), and a right answer read from it is kept in `views`."""
     today = clock.today()
     kept = views.get(case_no, today)
     if kept is not None and code and hmac.compare_digest(kept.query_code_hash, hash_code(case_no, code)):
-        return kept.body
+        return Progress(kept.body, exists=True)
     generation = views.generation
     async with reads.connect() as conn:
         rows = (await conn.execute(_PUBLIC_CASE, {"case_no": case_no})).all()
     if not rows:
-        return False
+        return Progress(None, exists=False)
     found = rows[0]
+    wrong_before = found.wrong_codes is not None
+    if wrong_before:
+        views.forget_number(case_no)  # another replica counted wrong codes, or locked it
+        if found.locked_until is not None:
+            left = (found.locked_until - clock.now()).total_seconds()
+            if left > 0:
+                raise Locked(left)
     if not code or not hmac.compare_digest(found.query_code_hash, hash_code(found.case_no, code)):
-        return True
+        return Progress(None, exists=True)
     case = Case(**{c.key: found._mapping[c.key] for c in _CASE_COLUMNS})
     steps = [
         CaseStep(**{c.key: row._mapping[f"step_{c.key}"] for c in _STEP_COLUMNS})
@@ -273,7 +300,7 @@ async def public_progress(
     ]
     body = json.dumps(case_view(case, steps, catalogue, clock, personal=False)).encode()
     views.put(generation, found.id, found.case_no, found.query_code_hash, body, today)
-    return body
+    return Progress(body, exists=True, wrong_before=wrong_before)
 
 
 # What the applicant is told of a step staff must look at: delayed, never refused.

@@ -73,20 +73,28 @@ async def test_a_write_rolled_back_changes_nothing_kept(client: Client) -> None:
     assert (await progress(client, url, code)) == before
 
 
+def replica(db_url: str) -> web.Application:
+    departments = {
+        "identity": accepting_identity(FakeDepartment("identity")),
+        "residence": FakeDepartment("residence"),
+        "permits": FakeDepartment("permits"),
+    }
+    return create_app(settings(db_url), departments=departments, clock=Clock(TODAY), background=False)
+
+
+async def replicas(aiohttp_client: Any, db_url: str, now: list[float]) -> tuple[Client, Client]:
+    """Two gateway replicas on one database; the first's views on the clock `now`, kept the longest."""
+    first, second = await aiohttp_client(replica(db_url)), await aiohttp_client(replica(db_url))
+    first.app[views_key]._monotonic = lambda: now[0]
+    first.app[views_key]._jitter = lambda: 0.0  # the longest a view is kept: TTL
+    return first, second
+
+
 async def test_another_replicas_change_is_seen_once_the_view_is_a_second_old(
     aiohttp_client: Any, db_url: str
 ) -> None:
-    def replica() -> Any:
-        departments = {
-            "identity": accepting_identity(FakeDepartment("identity")),
-            "residence": FakeDepartment("residence"),
-            "permits": FakeDepartment("permits"),
-        }
-        return create_app(settings(db_url), departments=departments, clock=Clock(TODAY), background=False)
-
-    first, second = await aiohttp_client(replica()), await aiohttp_client(replica())
     now = [100.0]
-    first.app[views_key]._monotonic = lambda: now[0]
+    first, second = await replicas(aiohttp_client, db_url, now)
     url, code = await opened(first)
     assert (await progress(first, url, code))["state"] != "COMPLETED"
     async with second.app[sessions_key]() as session:  # the other replica's own write
@@ -109,6 +117,61 @@ async def test_wrong_codes_are_counted_while_the_right_answer_is_kept(client: Cl
     locked = await client.get(url, params=code)  # kept in memory, but the number is locked
     assert locked.status == 429
     assert (await locked.json())["type"] == "/problems/case-locked"
+
+
+async def lock(client: Client, url: str, code: dict[str, str]) -> None:
+    for _ in range(MAX_WRONG_CODES):
+        assert (await client.get(url, params={"code": "WRONG234"})).status == 404
+    assert (await client.get(url, params=code)).status == 429
+
+
+async def test_another_replicas_lock_is_seen_once_the_view_is_a_second_old(
+    aiohttp_client: Any, db_url: str
+) -> None:
+    """The window the lockout allows (docs/security.md): a replica holding a view read before another
+    replica locked the number still answers the right code from memory, for at most TTL."""
+    now = [100.0]
+    first, second = await replicas(aiohttp_client, db_url, now)
+    url, code = await opened(first)
+    await progress(first, url, code)  # kept by the first
+    await lock(second, url, code)
+    now[0] += 0.5
+    await progress(first, url, code)  # its view is half a second old
+    now[0] += 0.5
+    locked = await first.get(url, params=code)
+    assert locked.status == 429
+    assert (await locked.json())["type"] == "/problems/case-locked"
+
+
+async def test_a_replica_that_meets_the_lock_forgets_its_view_at_once(
+    aiohttp_client: Any, db_url: str
+) -> None:
+    """A wrong code is always decided by the database: the replica that refuses it as locked stops
+    answering the right code from memory too (no right/wrong oracle while a lock is not yet seen)."""
+    now = [100.0]
+    first, second = await replicas(aiohttp_client, db_url, now)
+    url, code = await opened(first)
+    await progress(first, url, code)
+    await lock(second, url, code)
+    assert (await first.get(url, params={"code": "WRONG234"})).status == 429
+    assert (await first.get(url, params=code)).status == 429  # the same instant: its view is forgotten
+
+
+async def test_another_replicas_wrong_codes_make_the_right_code_clear_them(
+    aiohttp_client: Any, db_url: str
+) -> None:
+    """Wrong codes counted by another replica are cleared by the next right code read from the database
+    (an answer from memory clears nothing: the count only stays higher, for at most TTL)."""
+    now = [100.0]
+    first, second = await replicas(aiohttp_client, db_url, now)
+    url, code = await opened(first)
+    await progress(first, url, code)
+    for _ in range(MAX_WRONG_CODES - 1):
+        assert (await second.get(url, params={"code": "WRONG234"})).status == 404
+    now[0] += 1.0
+    await progress(first, url, code)  # read again: the count is cleared
+    assert (await second.get(url, params={"code": "WRONG234"})).status == 404  # one, not the fifth
+    await progress(second, url, code)
 
 
 async def test_leased_lookups_never_exceed_the_shared_bucket(client: Client) -> None:
