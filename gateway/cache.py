@@ -1,49 +1,73 @@
 """The public case views a gateway replica keeps in memory (``CaseViews``), and the session class through
 which every write of the gateway's database goes (``TrackingSession``), which tells them what changed.
 
-A public progress answer may be served from memory for at most ``TTL`` seconds after it was read (each
-view for a part of it drawn at random between ``TTL * (1 - SPREAD)`` and ``TTL``, so that views read
-together do not all run out in the same instant and send their re-reads to the database in one burst).
-Each replica forgets a case's view as soon as it commits a change to that case or its steps (the ORM's
-own writes name the case; a bulk ``UPDATE``/``DELETE`` of cases or steps, whose rows are not known,
-forgets every view), so a replica never serves its own stale writes; a change made by another replica
-(on a shared PostgreSQL) is seen once the view it replaces has run out, at most ``TTL`` after it was
-read. A view read while a change was being committed is not kept (``put`` refuses a read begun before
-the last invalidation).
+A public progress answer may be served from memory for at most ``TTL`` seconds after the database last
+showed it current: after it was read, or after a later check found its case unchanged (``revalidate``:
+one statement for every view read since the last check, every ``TTL / 2`` seconds, in the background;
+what the statement reads is the version of the case and of each of its steps, which every ORM write
+raises, and whether wrong query codes are on record for its number). So a view being read stays in
+memory while nothing changes, and a change made by another replica (on a shared PostgreSQL) is seen
+within ``TTL``. Each replica also forgets a case's view as soon as it commits a change to that case or
+its steps itself (the ORM's own writes name the case; a bulk ``UPDATE``/``DELETE`` of cases or steps,
+whose rows are not known, forgets every view), so a replica never serves its own stale writes. A view
+read while a change was being committed here is not kept (``put`` refuses a read begun before the last
+invalidation). A bulk ``UPDATE`` of cases or steps that changes what the public view shows must raise
+the rows' ``version``, as the ORM's writes do, for other replicas to see it.
 
 Only what passed the query-code check is ever answered from here: a wrong code is always checked against
 the database and counted (gateway/ratelimit.py), never answered from memory. A view is kept only when
-its case number was not locked when it was read, and is forgotten (``forget_number``) as soon as this
-replica counts a wrong code for it or reads it locked; so a lock made by another replica is seen here
-within ``TTL`` too (docs/security.md, "Query codes").
+no wrong code was on record for its number when it was read, and is forgotten (``forget_number``) as
+soon as this replica counts a wrong code for it, reads it with wrong codes on record, or a check finds
+wrong codes on record; so a lock made by another replica is seen here within ``TTL`` too
+(docs/security.md, "Query codes").
 """
 
 from __future__ import annotations
 
-import random
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from aiohttp import web
-from sqlalchemy import Delete, Update, event
+from sqlalchemy import Delete, Update, bindparam, event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
-from gateway.store import Case, CaseStep
+from gateway.store import Case, CaseStep, CodeFailures
 
-TTL = 1.0  # seconds a view may be served after it was read, at most
-SPREAD = 0.5  # the part of TTL a view's own lifetime is shortened by, at random
-SIZE = 2_000  # views kept at most (least recently read forgotten first): a second of distinct cases
+log = structlog.get_logger("govhub.gateway")
+
+TTL = 1.0  # seconds a view may be served after the database last showed it current
+SIZE = 2_000  # views kept at most (least recently read forgotten first)
 
 INFO_KEY = "case_views"  # the session's info entry naming the replica's CaseViews
 _TOUCHED = "case_views_touched"  # case ids changed in the session's transaction; ALL for every case
 ALL = "*"
 
+# A case's versions as the public view depends on them: the case's, its steps' number and their sum (every
+# ORM write of a row raises its version; steps are added or removed only with their case).
+Versions = tuple[int, int, int]
+# Every view's case at once: its versions, and whether wrong codes are on record for its number.
+_CURRENT = (
+    select(
+        Case.id,
+        Case.version,
+        func.count(CaseStep.id).label("steps"),
+        func.coalesce(func.sum(CaseStep.version), 0).label("steps_version"),
+        func.count(CodeFailures.case_no).label("wrong_codes"),
+    )
+    .outerjoin(CaseStep, CaseStep.case_id == Case.id)
+    .outerjoin(CodeFailures, CodeFailures.case_no == Case.case_no)
+    .where(Case.id.in_(bindparam("ids", expanding=True)))
+    .group_by(Case.id, Case.version)
+)
 
-@dataclass(frozen=True)
+
+@dataclass(slots=True)
 class CaseView:
     """A case as its public progress answer needs it: the code hash to check, the encoded answer."""
 
@@ -52,55 +76,94 @@ class CaseView:
     query_code_hash: str
     body: bytes  # the JSON answer
     today: Any  # the date the view was rendered on (a view says which steps are overdue)
-    expires: float
+    versions: Versions
+    current_at: float  # monotonic: when the database last showed it current
+    read: bool = False  # served since the last check
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Taken before reading a case from the database; given to ``put`` with what was read."""
+
+    generation: int
+    at: float
 
 
 class CaseViews:
-    """Public case views by case number, each for at most `ttl` seconds, forgotten on this replica's
-    own writes of the case (``forget``)."""
+    """Public case views by case number, each for at most `ttl` seconds after the database last showed
+    it current, forgotten on this replica's own writes of the case (``forget``)."""
 
     def __init__(
-        self,
-        ttl: float = TTL,
-        size: int = SIZE,
-        monotonic: Callable[[], float] = time.monotonic,
-        jitter: Callable[[], float] = random.random,
+        self, ttl: float = TTL, size: int = SIZE, monotonic: Callable[[], float] = time.monotonic
     ) -> None:
         self.ttl = ttl
         self.size = size
         self._monotonic = monotonic
-        self._jitter = jitter  # in [0, 1): how much of SPREAD a view's lifetime is shortened by
         self._views: OrderedDict[str, CaseView] = OrderedDict()
         self._by_id: dict[str, str] = {}  # case id -> case number, for the views kept
         self._generation = 0  # bumped by every invalidation
 
-    @property
-    def generation(self) -> int:
-        """Take it before reading a case from the database; give it to ``put`` with what was read."""
-        return self._generation
+    def reading(self) -> Reading:
+        return Reading(self._generation, self._monotonic())
 
     def get(self, case_no: str, today: Any) -> CaseView | None:
         view = self._views.get(case_no)
         if view is None:
             return None
-        if view.expires <= self._monotonic() or view.today != today:
+        if view.current_at + self.ttl <= self._monotonic() or view.today != today:
             self._drop(case_no)
             return None
+        view.read = True
         self._views.move_to_end(case_no)
         return view
 
     def put(
-        self, generation: int, case_id: str, case_no: str, code_hash: str, body: bytes, today: Any
+        self,
+        reading: Reading,
+        case_id: str,
+        case_no: str,
+        code_hash: str,
+        versions: Versions,
+        body: bytes,
+        today: Any,
     ) -> None:
-        """Keep a view read from the database, unless a change was committed since `generation`."""
-        if generation != self._generation:
+        """Keep a view read from the database, unless a change was committed here since `reading`."""
+        if reading.generation != self._generation:
             return
         self._drop(case_no)
-        expires = self._monotonic() + self.ttl * (1 - SPREAD * self._jitter())
-        self._views[case_no] = CaseView(case_id, case_no, code_hash, body, today, expires)
+        self._views[case_no] = CaseView(case_id, case_no, code_hash, body, today, versions, reading.at)
         self._by_id[case_id] = case_no
         while len(self._views) > self.size:
             self._drop(next(iter(self._views)))
+
+    async def revalidate(self, reads: AsyncEngine) -> None:
+        """One statement for every view served since the last check: a view whose case is unchanged is
+        current as of the statement's start; any other (changed, gone, wrong codes on record) is forgotten.
+        Views not served since are left to run out."""
+        served = [v for v in self._views.values() if v.read]
+        if not served:
+            return
+        at = self._monotonic()
+        async with reads.connect() as conn:
+            rows = (await conn.execute(_CURRENT, {"ids": [v.case_id for v in served]})).all()
+        current = {row.id: ((row.version, row.steps, row.steps_version), row.wrong_codes) for row in rows}
+        for view in served:
+            if self._views.get(view.case_no) is not view:
+                continue  # forgotten or read again meanwhile
+            versions, wrong_codes = current.get(view.case_id, (None, 1))
+            if versions != view.versions or wrong_codes:
+                self._drop(view.case_no)
+            else:
+                view.current_at, view.read = max(view.current_at, at), False
+
+    async def run_forever(self, reads: AsyncEngine) -> None:
+        """``revalidate`` every half of `ttl`, so that a view being served does not run out."""
+        while True:
+            await asyncio.sleep(self.ttl / 2)
+            try:
+                await self.revalidate(reads)
+            except Exception as exc:  # the database busy: the views run out and are read again
+                log.warning("case views not checked", error=type(exc).__name__)
 
     def forget(self, case_ids: Iterable[str]) -> None:
         """This replica changed these cases (``ALL`` among them: any case)."""
@@ -116,8 +179,8 @@ class CaseViews:
                 self._drop(case_no)
 
     def forget_number(self, case_no: str) -> None:
-        """Wrong codes were counted for this case number here, or it was read locked: answer it from the
-        database (where the lock is checked) until a view is read again."""
+        """Wrong codes were counted for this case number here, or read on record for it: answer it from
+        the database (where the lock is checked) until a view is read again."""
         self._generation += 1
         self._drop(case_no)
 

@@ -9,8 +9,7 @@ import json
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -239,8 +238,10 @@ _STEP_COLUMNS = (
 _PUBLIC_CASE = (
     select(
         *_CASE_COLUMNS,
+        Case.version,
         CodeFailures.locked_until.label("locked_until"),
         CodeFailures.case_no.label("wrong_codes"),
+        CaseStep.version.label("step_version"),
         *(c.label(f"step_{c.key}") for c in _STEP_COLUMNS),
     )
     .outerjoin(CodeFailures, CodeFailures.case_no == Case.case_no)
@@ -250,8 +251,7 @@ _PUBLIC_CASE = (
 )
 
 
-@dataclass(frozen=True)
-class Progress:
+class Progress(NamedTuple):
     """What a lookup by case number and query code found: the answer (JSON) when the code is right;
     otherwise whether the case exists (a wrong code for it is to be counted). `wrong_before`: wrong codes
     were on record for the number (a right code clears them; never set on an answer from memory)."""
@@ -277,7 +277,7 @@ async def public_progress(
     kept = views.get(case_no, today)
     if kept is not None and code and hmac.compare_digest(kept.query_code_hash, hash_code(case_no, code)):
         return Progress(kept.body, exists=True)
-    generation = views.generation
+    reading = views.reading()
     async with reads.connect() as conn:
         rows = (await conn.execute(_PUBLIC_CASE, {"case_no": case_no})).all()
     if not rows:
@@ -299,7 +299,12 @@ async def public_progress(
         if row.step_step_key is not None
     ]
     body = json.dumps(case_view(case, steps, catalogue, clock, personal=False)).encode()
-    views.put(generation, found.id, found.case_no, found.query_code_hash, body, today)
+    versions = (
+        found.version,
+        len(steps),
+        sum(row.step_version for row in rows if row.step_step_key is not None),
+    )
+    views.put(reading, found.id, found.case_no, found.query_code_hash, versions, body, today)
     return Progress(body, exists=True, wrong_before=wrong_before)
 
 

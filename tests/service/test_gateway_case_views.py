@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
 from gateway.app import create_app
-from gateway.cache import views_key
+from gateway.cache import reads_key, views_key
 from gateway.ratelimit import MAX_WRONG_CODES
 from gateway.store import Case, CaseStep, LookupBucket
 from gateway.typedefs import progress_limiter_key, sessions_key
@@ -83,10 +83,10 @@ def replica(db_url: str) -> web.Application:
 
 
 async def replicas(aiohttp_client: Any, db_url: str, now: list[float]) -> tuple[Client, Client]:
-    """Two gateway replicas on one database; the first's views on the clock `now`, kept the longest."""
+    """Two gateway replicas on one database; the first's views on the clock `now`, checked only when a
+    test says so (``revalidate``)."""
     first, second = await aiohttp_client(replica(db_url)), await aiohttp_client(replica(db_url))
     first.app[views_key]._monotonic = lambda: now[0]
-    first.app[views_key]._jitter = lambda: 0.0  # the longest a view is kept: TTL
     return first, second
 
 
@@ -172,6 +172,57 @@ async def test_another_replicas_wrong_codes_make_the_right_code_clear_them(
     await progress(first, url, code)  # read again: the count is cleared
     assert (await second.get(url, params={"code": "WRONG234"})).status == 404  # one, not the fifth
     await progress(second, url, code)
+
+
+async def test_a_view_being_served_stays_while_checks_find_its_case_unchanged(
+    aiohttp_client: Any, db_url: str
+) -> None:
+    now = [100.0]
+    first, _ = await replicas(aiohttp_client, db_url, now)
+    views = first.app[views_key]
+    url, code = await opened(first)
+    before = await progress(first, url, code)
+    for _ in range(4):  # two seconds, checked every half second, served in between
+        now[0] += 0.5
+        await views.revalidate(first.app[reads_key])
+        assert await progress(first, url, code) == before
+    assert len(views) == 1
+    now[0] += 0.5
+    await views.revalidate(first.app[reads_key])  # served since the last check: current now
+    now[0] += 0.5
+    await views.revalidate(first.app[reads_key])  # not served since: left to run out
+    now[0] += 0.6
+    assert views.get(url.rsplit("/", 1)[1], TODAY) is None  # a second after it was last shown current
+    assert await progress(first, url, code) == before  # read again from the database, and kept
+    assert len(views) == 1
+
+
+async def test_a_check_forgets_a_view_another_replica_changed(aiohttp_client: Any, db_url: str) -> None:
+    now = [100.0]
+    first, second = await replicas(aiohttp_client, db_url, now)
+    url, code = await opened(first)
+    for _ in range(2):  # read, then served from memory: a view being served is checked
+        assert (await progress(first, url, code))["state"] != "COMPLETED"
+    async with second.app[sessions_key]() as session:  # the other replica's own write
+        case = await session.scalar(select(Case))
+        assert case is not None
+        case.state = "COMPLETED"
+        await session.commit()
+    await first.app[views_key].revalidate(first.app[reads_key])
+    assert (await progress(first, url, code))["state"] == "COMPLETED"  # well within the second
+
+
+async def test_a_check_forgets_a_view_whose_number_another_replica_locked(
+    aiohttp_client: Any, db_url: str
+) -> None:
+    now = [100.0]
+    first, second = await replicas(aiohttp_client, db_url, now)
+    url, code = await opened(first)
+    await progress(first, url, code)
+    await progress(first, url, code)
+    await lock(second, url, code)
+    await first.app[views_key].revalidate(first.app[reads_key])
+    assert (await first.get(url, params=code)).status == 429
 
 
 async def test_leased_lookups_never_exceed_the_shared_bucket(client: Client) -> None:
