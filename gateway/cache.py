@@ -8,8 +8,9 @@ what the statement reads is the version of the case and of each of its steps, wh
 raises, and whether wrong query codes are on record for its number). So a view being read stays in
 memory while nothing changes, and a change made by another replica (on a shared PostgreSQL) is seen
 within ``TTL``. Each replica also forgets a case's view as soon as it commits a change to that case or
-its steps itself (the ORM's own writes name the case; a bulk ``UPDATE``/``DELETE`` of cases or steps,
-whose rows are not known, forgets every view), so a replica never serves its own stale writes. A view
+its steps itself (the ORM's own writes name the case; a bulk ``UPDATE``/``DELETE`` of cases or steps
+names its rows when its ``WHERE`` pins a case id, a step's case id or a step id, ANDed with anything
+else; any other forgets every view), so a replica never serves its own stale writes. A view
 read while a change was being committed here is not kept (``put`` refuses a read begun before the last
 invalidation). A bulk ``UPDATE`` of cases or steps that changes what the public view shows must raise
 the rows' ``version``, as the ORM's writes do, for other replicas to see it.
@@ -33,9 +34,11 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from sqlalchemy import Delete, Update, bindparam, event, func, select
+from sqlalchemy import Column, Delete, Update, bindparam, event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
 
 from gateway.store import Case, CaseStep, CodeFailures
 
@@ -77,6 +80,7 @@ class CaseView:
     body: bytes  # the JSON answer
     today: Any  # the date the view was rendered on (a view says which steps are overdue)
     versions: Versions
+    step_ids: tuple[str, ...]
     current_at: float  # monotonic: when the database last showed it current
     read: bool = False  # served since the last check
 
@@ -101,6 +105,7 @@ class CaseViews:
         self._monotonic = monotonic
         self._views: OrderedDict[str, CaseView] = OrderedDict()
         self._by_id: dict[str, str] = {}  # case id -> case number, for the views kept
+        self._by_step: dict[str, str] = {}  # step id -> case id, for the views kept
         self._generation = 0  # bumped by every invalidation
 
     def reading(self) -> Reading:
@@ -124,6 +129,7 @@ class CaseViews:
         case_no: str,
         code_hash: str,
         versions: Versions,
+        step_ids: tuple[str, ...],
         body: bytes,
         today: Any,
     ) -> None:
@@ -131,8 +137,12 @@ class CaseViews:
         if reading.generation != self._generation:
             return
         self._drop(case_no)
-        self._views[case_no] = CaseView(case_id, case_no, code_hash, body, today, versions, reading.at)
+        self._views[case_no] = CaseView(
+            case_id, case_no, code_hash, body, today, versions, step_ids, reading.at
+        )
         self._by_id[case_id] = case_no
+        for step_id in step_ids:
+            self._by_step[step_id] = case_id
         while len(self._views) > self.size:
             self._drop(next(iter(self._views)))
 
@@ -165,14 +175,16 @@ class CaseViews:
             except Exception as exc:  # the database busy: the views run out and are read again
                 log.warning("case views not checked", error=type(exc).__name__)
 
-    def forget(self, case_ids: Iterable[str]) -> None:
-        """This replica changed these cases (``ALL`` among them: any case)."""
+    def forget(self, case_ids: Iterable[str], step_ids: Iterable[str] = ()) -> None:
+        """This replica changed these cases (``ALL`` among them: any case) or these steps."""
         self._generation += 1
         ids = set(case_ids)
         if ALL in ids:
             self._views.clear()
             self._by_id.clear()
+            self._by_step.clear()
             return
+        ids.update(self._by_step.get(step_id, "") for step_id in step_ids)
         for case_id in ids:
             case_no = self._by_id.get(case_id)
             if case_no is not None:
@@ -191,6 +203,8 @@ class CaseViews:
         view = self._views.pop(case_no, None)
         if view is not None:
             self._by_id.pop(view.case_id, None)
+            for step_id in view.step_ids:
+                self._by_step.pop(step_id, None)
 
 
 class TrackingSession(Session):
@@ -210,10 +224,11 @@ reads_key = web.AppKey("reads", AsyncEngine)  # the read-only engine (SQLite: be
 
 
 _CASE_TABLES = frozenset({Case.__table__, CaseStep.__table__})
+_STEPS = "case_views_touched_steps"  # step ids changed in the session's transaction
 
 
-def _touched(session: Session) -> set[str]:
-    touched: set[str] = session.info.setdefault(_TOUCHED, set())
+def _touched(session: Session, key: str = _TOUCHED) -> set[str]:
+    touched: set[str] = session.info.setdefault(key, set())
     return touched
 
 
@@ -236,17 +251,55 @@ def _note_bulk(state: ORMExecuteState) -> None:
         and isinstance(statement, Update | Delete)
         and statement.table in _CASE_TABLES
     ):
-        _touched(state.session).add(ALL)
+        pinned = _pinned(statement)
+        if pinned is None:
+            _touched(state.session).add(ALL)
+        else:
+            key, value = pinned
+            _touched(state.session, key).add(value)
+
+
+def _pinned(statement: Update | Delete) -> tuple[str, str] | None:
+    """The rows a bulk statement's ``WHERE`` pins down, when one of its ANDed conditions is ``cases.id =
+    :x`` or ``case_steps.case_id = :x`` (_TOUCHED, the case id) or ``case_steps.id = :x`` (_STEPS, the step
+    id); None for anything else (then every view is forgotten)."""
+    where = statement.whereclause
+    if where is None:
+        return None
+    conditions = (
+        where.clauses
+        if isinstance(where, BooleanClauseList) and where.operator is operators.and_
+        else (where,)
+    )
+    for condition in conditions:
+        if not (
+            isinstance(condition, BinaryExpression)
+            and condition.operator is operators.eq
+            and isinstance(condition.left, Column)
+            and isinstance(condition.right, BindParameter)
+            and isinstance(condition.right.value, str)
+        ):
+            continue
+        column, value = condition.left, condition.right.value
+        if column.table is Case.__table__ and column.key == "id":
+            return _TOUCHED, value
+        if column.table is CaseStep.__table__ and column.key == "case_id":
+            return _TOUCHED, value
+        if column.table is CaseStep.__table__ and column.key == "id":
+            return _STEPS, value
+    return None
 
 
 @event.listens_for(TrackingSession, "after_commit")
 def _forget_committed(session: Session) -> None:
     touched = session.info.pop(_TOUCHED, None)
+    steps = session.info.pop(_STEPS, None)
     views = session.info.get(INFO_KEY)
-    if touched and views is not None:
-        views.forget(touched)
+    if (touched or steps) and views is not None:
+        views.forget(touched or (), steps or ())
 
 
 @event.listens_for(TrackingSession, "after_rollback")
 def _nothing_changed(session: Session) -> None:
     session.info.pop(_TOUCHED, None)
+    session.info.pop(_STEPS, None)

@@ -241,6 +241,7 @@ _PUBLIC_CASE = (
         Case.version,
         CodeFailures.locked_until.label("locked_until"),
         CodeFailures.case_no.label("wrong_codes"),
+        CaseStep.id.label("step_id"),
         CaseStep.version.label("step_version"),
         *(c.label(f"step_{c.key}") for c in _STEP_COLUMNS),
     )
@@ -293,18 +294,12 @@ async def public_progress(
     if not code or not hmac.compare_digest(found.query_code_hash, hash_code(found.case_no, code)):
         return Progress(None, exists=True)
     case = Case(**{c.key: found._mapping[c.key] for c in _CASE_COLUMNS})
-    steps = [
-        CaseStep(**{c.key: row._mapping[f"step_{c.key}"] for c in _STEP_COLUMNS})
-        for row in rows
-        if row.step_step_key is not None
-    ]
+    step_rows = [row for row in rows if row.step_id is not None]
+    steps = [CaseStep(**{c.key: row._mapping[f"step_{c.key}"] for c in _STEP_COLUMNS}) for row in step_rows]
     body = json.dumps(case_view(case, steps, catalogue, clock, personal=False)).encode()
-    versions = (
-        found.version,
-        len(steps),
-        sum(row.step_version for row in rows if row.step_step_key is not None),
-    )
-    views.put(reading, found.id, found.case_no, found.query_code_hash, versions, body, today)
+    versions = (found.version, len(step_rows), sum(row.step_version for row in step_rows))
+    step_ids = tuple(row.step_id for row in step_rows)
+    views.put(reading, found.id, found.case_no, found.query_code_hash, versions, step_ids, body, today)
     return Progress(body, exists=True, wrong_before=wrong_before)
 
 

@@ -63,6 +63,52 @@ async def test_a_bulk_update_of_cases_is_seen_by_the_next_lookup(client: Client)
     assert (await progress(client, url, code))["state"] == "COMPLETED"
 
 
+async def test_a_bulk_update_pinned_to_one_step_or_case_forgets_that_case_only(client: Client) -> None:
+    """As the saga runner claims a step (by its id) and the notifier marks a case (by its id): the other
+    cases' views stay."""
+    first, other = await opened(client), await opened(client)
+    for url, code in (first, other):
+        await progress(client, url, code)
+    assert len(client.app[views_key]) == 2
+    async with client.app[sessions_key]() as session:
+        step = await session.scalar(
+            select(CaseStep).join(Case).where(Case.case_no == first[0].rsplit("/", 1)[1]).limit(1)
+        )
+        assert step is not None
+        await session.execute(
+            update(CaseStep)
+            .where(CaseStep.id == step.id, CaseStep.version == step.version)
+            .values(department_state="PHOTO_TAKEN", version=CaseStep.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+    assert len(client.app[views_key]) == 1
+    assert (await progress(client, *first))["steps"][0]["department_state"] == "PHOTO_TAKEN"
+    other_case = await progress(client, *other)
+    async with client.app[sessions_key]() as session:
+        await session.execute(
+            update(Case)
+            .where(Case.case_no == other[0].rsplit("/", 1)[1])  # not pinned by id: every view goes
+            .values(notify_due=False)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+    assert len(client.app[views_key]) == 0
+    assert await progress(client, *other) == other_case
+    await progress(client, *first)
+    async with client.app[sessions_key]() as session:
+        case_id = await session.scalar(select(Case.id).where(Case.case_no == other[0].rsplit("/", 1)[1]))
+        await session.execute(
+            update(Case)
+            .where(Case.id == case_id, Case.notify_due.is_(False))
+            .values(state="COMPLETED")
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+    assert len(client.app[views_key]) == 1  # the first case's view stays
+    assert (await progress(client, *other))["state"] == "COMPLETED"
+
+
 async def test_a_write_rolled_back_changes_nothing_kept(client: Client) -> None:
     url, code = await opened(client)
     before = await progress(client, url, code)

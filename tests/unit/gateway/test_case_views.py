@@ -15,7 +15,7 @@ def views(now: list[float], size: int = 10) -> CaseViews:
 
 
 def keep(kept: CaseViews, n: int) -> None:
-    kept.put(kept.reading(), f"id-{n}", f"GH{n}", "hash", V, b"{}", DAY)
+    kept.put(kept.reading(), f"id-{n}", f"GH{n}", "hash", V, (f"step-{n}",), b"{}", DAY)
 
 
 def test_a_view_is_kept_for_its_ttl_only() -> None:
@@ -34,7 +34,7 @@ def test_the_ttl_counts_from_before_the_read() -> None:
     kept = views(now)
     reading = kept.reading()
     now[0] = 0.6  # the read took this long
-    kept.put(reading, "id-1", "GH1", "hash", V, b"{}", DAY)
+    kept.put(reading, "id-1", "GH1", "hash", V, ("step-1",), b"{}", DAY)
     now[0] = 1.0
     assert kept.get("GH1", DAY) is None
 
@@ -56,11 +56,20 @@ def test_forgetting_a_case_by_its_id_drops_only_its_view() -> None:
     assert len(kept) == 0
 
 
+def test_forgetting_a_step_drops_its_cases_view_only() -> None:
+    kept = views([0.0])
+    for n in (1, 2):
+        keep(kept, n)
+    kept.forget([], ["step-1", "step-unknown"])
+    assert kept.get("GH1", DAY) is None
+    assert kept.get("GH2", DAY) is not None
+
+
 def test_a_view_read_before_a_change_is_not_kept() -> None:
     kept = views([0.0])
     reading = kept.reading()
     kept.forget(["id-1"])  # committed while the view was being read
-    kept.put(reading, "id-1", "GH1", "hash", V, b"{}", DAY)
+    kept.put(reading, "id-1", "GH1", "hash", V, ("step-1",), b"{}", DAY)
     assert kept.get("GH1", DAY) is None
     keep(kept, 1)
     assert kept.get("GH1", DAY) is not None
@@ -69,10 +78,10 @@ def test_a_view_read_before_a_change_is_not_kept() -> None:
 def test_forgetting_a_case_number_drops_its_view_and_refuses_reads_begun_before() -> None:
     kept = views([0.0])
     reading = kept.reading()
-    kept.put(reading, "id-1", "GH1", "hash", V, b"{}", DAY)
+    kept.put(reading, "id-1", "GH1", "hash", V, ("step-1",), b"{}", DAY)
     kept.forget_number("GH1")  # a wrong code counted here, or read on record for it
     assert kept.get("GH1", DAY) is None
-    kept.put(reading, "id-1", "GH1", "hash", V, b"{}", DAY)
+    kept.put(reading, "id-1", "GH1", "hash", V, ("step-1",), b"{}", DAY)
     assert kept.get("GH1", DAY) is None
 
 
