@@ -28,9 +28,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import structlog
 from aiohttp import web
@@ -43,6 +43,7 @@ from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClau
 from gateway.store import Case, CaseStep, CodeFailures
 
 log = structlog.get_logger("govhub.gateway")
+T = TypeVar("T")
 
 TTL = 1.0  # seconds a view may be served after the database last showed it current
 SIZE = 2_000  # views kept at most (least recently read forgotten first)
@@ -107,6 +108,7 @@ class CaseViews:
         self._by_id: dict[str, str] = {}  # case id -> case number, for the views kept
         self._by_step: dict[str, str] = {}  # step id -> case id, for the views kept
         self._generation = 0  # bumped by every invalidation
+        self._loading: dict[str, asyncio.Future[Any]] = {}  # case number -> its read under way
 
     def reading(self) -> Reading:
         return Reading(self._generation, self._monotonic())
@@ -174,6 +176,22 @@ class CaseViews:
                 await self.revalidate(reads)
             except Exception as exc:  # the database busy: the views run out and are read again
                 log.warning("case views not checked", error=type(exc).__name__)
+
+    async def load(self, case_no: str, read: Callable[[], Awaitable[T]]) -> T:
+        """`read()` of a case number, shared by every lookup of it that comes while one is under way (a
+        case not kept, or kept no longer, is read once however many lookups of it arrive meanwhile)."""
+        pending = self._loading.get(case_no)
+        if pending is None:
+            pending = asyncio.ensure_future(read())
+            self._loading[case_no] = pending
+            pending.add_done_callback(lambda done: self._loaded(case_no, done))
+        return cast("T", await asyncio.shield(pending))
+
+    def _loaded(self, case_no: str, done: asyncio.Future[Any]) -> None:
+        if self._loading.get(case_no) is done:
+            del self._loading[case_no]
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every lookup waiting for it may have gone
 
     def forget(self, case_ids: Iterable[str], step_ids: Iterable[str] = ()) -> None:
         """This replica changed these cases (``ALL`` among them: any case) or these steps."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -273,26 +274,50 @@ async def public_progress(
     """The public progress of case `case_no` if `code` is its query code. Served from `views` while it
     holds the case and `code` matches it, with no database work at all; anything else is decided by one
     read of the database (`reads`): the case, its steps and its number's lock (``Locked`` while locked,
-    whatever the code), and a right answer read from it is kept in `views`."""
+    whatever the code). Lookups of one case number that miss together share one read (``views.load``),
+    and what it read is kept in `views` unless wrong codes are on record for the number."""
     today = clock.today()
     kept = views.get(case_no, today)
     if kept is not None and code and hmac.compare_digest(kept.query_code_hash, hash_code(case_no, code)):
         return Progress(kept.body, exists=True)
+    found = await views.load(case_no, lambda: _read_public(reads, views, case_no, catalogue, clock, today))
+    if found is None:
+        return Progress(None, exists=False)
+    if found.locked_until is not None:
+        left = (found.locked_until - clock.now()).total_seconds()
+        if left > 0:
+            raise Locked(left)
+    if not code or not hmac.compare_digest(found.code_hash, hash_code(case_no, code)):
+        return Progress(None, exists=True)
+    return Progress(found.body, exists=True, wrong_before=found.wrong_codes)
+
+
+class _Public(NamedTuple):
+    """A case's public answer as read from the database, with what its lookups are checked against."""
+
+    code_hash: str
+    wrong_codes: bool  # on record for its number
+    locked_until: dt.datetime | None
+    body: bytes
+
+
+async def _read_public(
+    reads: AsyncEngine,
+    views: CaseViews,
+    case_no: str,
+    catalogue: Mapping[str, Matter],
+    clock: Clock,
+    today: dt.date,
+) -> _Public | None:
     reading = views.reading()
     async with reads.connect() as conn:
         rows = (await conn.execute(_PUBLIC_CASE, {"case_no": case_no})).all()
     if not rows:
-        return Progress(None, exists=False)
+        return None
     found = rows[0]
-    wrong_before = found.wrong_codes is not None
-    if wrong_before:
-        views.forget_number(case_no)  # another replica counted wrong codes, or locked it
-        if found.locked_until is not None:
-            left = (found.locked_until - clock.now()).total_seconds()
-            if left > 0:
-                raise Locked(left)
-    if not code or not hmac.compare_digest(found.query_code_hash, hash_code(found.case_no, code)):
-        return Progress(None, exists=True)
+    wrong_codes = found.wrong_codes is not None
+    if wrong_codes:
+        views.forget_number(case_no)  # counted here or by another replica: not kept, the lock checked
     case = Case(**{c.key: found._mapping[c.key] for c in _CASE_COLUMNS})
     step_rows = [row for row in rows if row.step_id is not None]
     steps = [CaseStep(**{c.key: row._mapping[f"step_{c.key}"] for c in _STEP_COLUMNS}) for row in step_rows]
@@ -300,7 +325,7 @@ async def public_progress(
     versions = (found.version, len(step_rows), sum(row.step_version for row in step_rows))
     step_ids = tuple(row.step_id for row in step_rows)
     views.put(reading, found.id, found.case_no, found.query_code_hash, versions, step_ids, body, today)
-    return Progress(body, exists=True, wrong_before=wrong_before)
+    return _Public(found.query_code_hash, wrong_codes, found.locked_until, body)
 
 
 # What the applicant is told of a step staff must look at: delayed, never refused.

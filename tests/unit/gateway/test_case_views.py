@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from gateway.cache import ALL, CaseViews
@@ -94,3 +95,36 @@ def test_the_least_recently_read_view_goes_first() -> None:
     assert [n for n in ("GH1", "GH2", "GH3") if kept.get(n, DAY)] == ["GH1", "GH3"]
     kept.forget(["id-2"])  # no longer kept: nothing to drop
     assert len(kept) == 2
+
+
+async def test_lookups_of_one_number_that_miss_together_share_one_read() -> None:
+    kept = views([0.0])
+    reads: list[str] = []
+    release = asyncio.Event()
+
+    async def read() -> str:
+        reads.append("GH1")
+        await release.wait()
+        return "answer"
+
+    together = [asyncio.ensure_future(kept.load("GH1", read)) for _ in range(5)]
+    other = asyncio.ensure_future(kept.load("GH2", read))
+    await asyncio.sleep(0)
+    together[0].cancel()  # a caller gone: the others still get the read
+    release.set()
+    assert await asyncio.gather(*together[1:], other) == ["answer"] * 5
+    assert len(reads) == 2  # one for GH1, one for GH2
+    assert await kept.load("GH1", read) == "answer"  # once done, the next miss reads again
+    assert len(reads) == 3
+
+
+async def test_a_shared_read_that_fails_fails_every_lookup_waiting_for_it() -> None:
+    kept = views([0.0])
+
+    async def read() -> str:
+        await asyncio.sleep(0)
+        raise TimeoutError
+
+    waiting = [kept.load("GH1", read) for _ in range(3)]
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, TimeoutError) for r in results)
