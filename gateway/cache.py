@@ -10,17 +10,19 @@ memory while nothing changes, and a change made by another replica (on a shared 
 within ``TTL``. Each replica also forgets a case's view as soon as it commits a change to that case or
 its steps itself (the ORM's own writes name the case; a bulk ``UPDATE``/``DELETE`` of cases or steps
 names its rows when its ``WHERE`` pins a case id, a step's case id or a step id, ANDed with anything
-else; any other forgets every view), so a replica never serves its own stale writes. A view
-read while a change was being committed here is not kept (``put`` refuses a read begun before the last
-invalidation). A bulk ``UPDATE`` of cases or steps that changes what the public view shows must raise
-the rows' ``version``, as the ORM's writes do, for other replicas to see it.
+else; any other forgets every view), so a replica never serves its own stale writes. A view read while
+a change of its case was being committed here is not kept: ``put`` refuses a read begun before the last
+change here of its case, one of its steps or its number (changes of other cases do not matter, so that a
+stream of writes elsewhere does not keep every read from being kept). A bulk ``UPDATE`` of cases or
+steps that changes what the public view shows must raise the rows' ``version``, as the ORM's writes do,
+for other replicas to see it.
 
 Only what passed the query-code check is ever answered from here: a wrong code is always checked against
 the database and counted (gateway/ratelimit.py), never answered from memory. A view is kept only when
 no wrong code was on record for its number when it was read, and is forgotten (``forget_number``) as
 soon as this replica counts a wrong code for it, reads it with wrong codes on record, or a check finds
 wrong codes on record; so a lock made by another replica is seen here within ``TTL`` too
-(docs/security.md, "Query codes").
+(docs/architecture.md, "Security", query codes).
 """
 
 from __future__ import annotations
@@ -108,6 +110,10 @@ class CaseViews:
         self._by_id: dict[str, str] = {}  # case id -> case number, for the views kept
         self._by_step: dict[str, str] = {}  # step id -> case id, for the views kept
         self._generation = 0  # bumped by every invalidation
+        self._all_changed = 0  # the generation of the last change of any case (ALL)
+        # "case:<id>", "step:<id>", "number:<case number>" -> (generation, monotonic time) of its last
+        # change here; kept for `ttl` (a view read before that would have run out anyway)
+        self._changed: dict[str, tuple[int, float]] = {}
         self._loading: dict[str, asyncio.Future[Any]] = {}  # case number -> its read under way
 
     def reading(self) -> Reading:
@@ -135,8 +141,13 @@ class CaseViews:
         body: bytes,
         today: Any,
     ) -> None:
-        """Keep a view read from the database, unless a change was committed here since `reading`."""
-        if reading.generation != self._generation:
+        """Keep a view read from the database, unless a change of its case, its steps or its number was
+        committed here since `reading` began (a change of other cases does not matter)."""
+        since = reading.generation
+        if self._all_changed > since or any(
+            self._changed.get(key, (0, 0.0))[0] > since
+            for key in (f"case:{case_id}", f"number:{case_no}", *(f"step:{s}" for s in step_ids))
+        ):
             return
         self._drop(case_no)
         self._views[case_no] = CaseView(
@@ -195,14 +206,16 @@ class CaseViews:
 
     def forget(self, case_ids: Iterable[str], step_ids: Iterable[str] = ()) -> None:
         """This replica changed these cases (``ALL`` among them: any case) or these steps."""
-        self._generation += 1
         ids = set(case_ids)
+        steps = set(step_ids)
+        self._changes([f"case:{i}" for i in ids] + [f"step:{i}" for i in steps])
         if ALL in ids:
+            self._all_changed = self._generation
             self._views.clear()
             self._by_id.clear()
             self._by_step.clear()
             return
-        ids.update(self._by_step.get(step_id, "") for step_id in step_ids)
+        ids.update(self._by_step.get(step_id, "") for step_id in steps)
         for case_id in ids:
             case_no = self._by_id.get(case_id)
             if case_no is not None:
@@ -211,8 +224,16 @@ class CaseViews:
     def forget_number(self, case_no: str) -> None:
         """Wrong codes were counted for this case number here, or read on record for it: answer it from
         the database (where the lock is checked) until a view is read again."""
-        self._generation += 1
+        self._changes([f"number:{case_no}"])
         self._drop(case_no)
+
+    def _changes(self, keys: list[str]) -> None:
+        self._generation += 1
+        now = self._monotonic()
+        if len(self._changed) > self.size:
+            self._changed = {k: v for k, v in self._changed.items() if v[1] + self.ttl > now}
+        for key in keys:
+            self._changed[key] = (self._generation, now)
 
     def __len__(self) -> int:
         return len(self._views)

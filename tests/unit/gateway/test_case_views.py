@@ -76,6 +76,23 @@ def test_a_view_read_before_a_change_is_not_kept() -> None:
     assert kept.get("GH1", DAY) is not None
 
 
+def test_a_read_is_kept_whatever_changed_meanwhile_in_other_cases_only() -> None:
+    kept = views([0.0])
+    reading = kept.reading()
+    kept.forget(["id-2"], ["step-2"])  # other cases changed while case 1 was being read
+    kept.forget_number("GH2")
+    kept.put(reading, "id-1", "GH1", "hash", V, ("step-1",), b"{}", DAY)
+    assert kept.get("GH1", DAY) is not None
+    reading = kept.reading()
+    kept.forget([], ["step-1"])  # one of its steps (the view of case 1 is dropped with it)
+    kept.put(reading, "id-1", "GH1", "hash", V, ("step-1",), b"{}", DAY)
+    assert kept.get("GH1", DAY) is None
+    reading = kept.reading()
+    kept.forget([ALL])  # any case
+    kept.put(reading, "id-1", "GH1", "hash", V, ("step-1",), b"{}", DAY)
+    assert kept.get("GH1", DAY) is None
+
+
 def test_forgetting_a_case_number_drops_its_view_and_refuses_reads_begun_before() -> None:
     kept = views([0.0])
     reading = kept.reading()
