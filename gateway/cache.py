@@ -3,19 +3,19 @@ which every write of the gateway's database goes (``TrackingSession``), which te
 
 A public progress answer may be served from memory for at most ``TTL`` seconds after the database last
 showed it current: after it was read, or after a later check found its case unchanged (``revalidate``:
-one statement for every view read since the last check, every ``TTL / 2`` seconds, in the background;
-what the statement reads is the version of the case and of each of its steps, which every ORM write
-raises, and whether wrong query codes are on record for its number). So a view being read stays in
-memory while nothing changes, and a change made by another replica (on a shared PostgreSQL) is seen
-within ``TTL``. Each replica also forgets a case's view as soon as it commits a change to that case or
-its steps itself (the ORM's own writes name the case; a bulk ``UPDATE``/``DELETE`` of cases or steps
-names its rows when its ``WHERE`` pins a case id, a step's case id or a step id, ANDed with anything
-else; any other forgets every view), so a replica never serves its own stale writes. A view read while
-a change of its case was being committed here is not kept: ``put`` refuses a read begun before the last
-change here of its case, one of its steps or its number (changes of other cases do not matter, so that a
-stream of writes elsewhere does not keep every read from being kept). A bulk ``UPDATE`` of cases or
-steps that changes what the public view shows must raise the rows' ``version``, as the ORM's writes do,
-for other replicas to see it.
+every view kept, every ``TTL / 2`` seconds, in the background, in statements of ``CHECKED`` views; what a
+statement reads is the version of each case and of each of its steps, which every ORM write raises, and
+whether wrong query codes are on record for its number). So a view stays in memory while its case does
+not change (up to ``SIZE`` views, the least recently read forgotten first), and a change made by another
+replica (on a shared PostgreSQL) is seen within ``TTL``. Each replica also forgets a case's view as soon
+as it commits a change to that case or its steps itself (the ORM's own writes name the case; a bulk
+``UPDATE``/``DELETE`` of cases or steps names its rows when its ``WHERE`` pins a case id, a step's case
+id or a step id, ANDed with anything else; any other forgets every view), so a replica never serves its
+own stale writes. A view read while a change of its case was being committed here is not kept: ``put``
+refuses a read begun before the last change here of its case, one of its steps or its number (changes of
+other cases do not matter, so that a stream of writes elsewhere does not keep every read from being
+kept). A bulk ``UPDATE`` of cases or steps that changes what the public view shows must raise the rows'
+``version``, as the ORM's writes do, for other replicas to see it.
 
 Only what passed the query-code check is ever answered from here: a wrong code is always checked against
 the database and counted (gateway/ratelimit.py), never answered from memory. A view is kept only when
@@ -49,6 +49,7 @@ T = TypeVar("T")
 
 TTL = 1.0  # seconds a view may be served after the database last showed it current
 SIZE = 2_000  # views kept at most (least recently read forgotten first)
+CHECKED = 250  # views checked by one statement (the loop is free between statements)
 
 INFO_KEY = "case_views"  # the session's info entry naming the replica's CaseViews
 _TOUCHED = "case_views_touched"  # case ids changed in the session's transaction; ALL for every case
@@ -85,7 +86,6 @@ class CaseView:
     versions: Versions
     step_ids: tuple[str, ...]
     current_at: float  # monotonic: when the database last showed it current
-    read: bool = False  # served since the last check
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,6 @@ class CaseViews:
         if view.current_at + self.ttl <= self._monotonic() or view.today != today:
             self._drop(case_no)
             return None
-        view.read = True
         self._views.move_to_end(case_no)
         return view
 
@@ -160,27 +159,28 @@ class CaseViews:
             self._drop(next(iter(self._views)))
 
     async def revalidate(self, reads: AsyncEngine) -> None:
-        """One statement for every view served since the last check: a view whose case is unchanged is
-        current as of the statement's start; any other (changed, gone, wrong codes on record) is forgotten.
-        Views not served since are left to run out."""
-        served = [v for v in self._views.values() if v.read]
-        if not served:
-            return
-        at = self._monotonic()
-        async with reads.connect() as conn:
-            rows = (await conn.execute(_CURRENT, {"ids": [v.case_id for v in served]})).all()
-        current = {row.id: ((row.version, row.steps, row.steps_version), row.wrong_codes) for row in rows}
-        for view in served:
-            if self._views.get(view.case_no) is not view:
-                continue  # forgotten or read again meanwhile
-            versions, wrong_codes = current.get(view.case_id, (None, 1))
-            if versions != view.versions or wrong_codes:
-                self._drop(view.case_no)
-            else:
-                view.current_at, view.read = max(view.current_at, at), False
+        """Check every view kept, CHECKED at a time, one statement each: a view whose case is unchanged
+        is current as of its statement's start; any other (changed, gone, wrong codes on record) is
+        forgotten."""
+        kept = list(self._views.values())
+        for start in range(0, len(kept), CHECKED):
+            chunk = kept[start : start + CHECKED]
+            at = self._monotonic()
+            async with reads.connect() as conn:
+                rows = (await conn.execute(_CURRENT, {"ids": [v.case_id for v in chunk]})).all()
+            current = {row.id: ((row.version, row.steps, row.steps_version), row.wrong_codes) for row in rows}
+            for view in chunk:
+                if self._views.get(view.case_no) is not view:
+                    continue  # forgotten or read again meanwhile
+                versions, wrong_codes = current.get(view.case_id, (None, 1))
+                if versions != view.versions or wrong_codes:
+                    self._drop(view.case_no)
+                else:
+                    view.current_at = max(view.current_at, at)
 
     async def run_forever(self, reads: AsyncEngine) -> None:
-        """``revalidate`` every half of `ttl`, so that a view being served does not run out."""
+        """``revalidate`` every half of `ttl`, so that a view kept does not run out while its case does not
+        change (lookups after a quiet spell find their views still there)."""
         while True:
             await asyncio.sleep(self.ttl / 2)
             try:
