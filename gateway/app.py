@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import itertools
 import json
 import secrets
 import socket
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import structlog
 from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import LineTooLong
-from opentelemetry.trace import TracerProvider
+from opentelemetry import propagate
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import SpanKind, TracerProvider
 
 from gateway import web as web_pages
 from gateway.audit import audit_middleware, purpose_middleware, trail_for, trail_key
@@ -144,10 +148,14 @@ class GatewayRunner(web.AppRunner):
 def _http_tracing(
     provider: TracerProvider,
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """The OpenTelemetry aiohttp server middleware: a server span per request, continuing the caller's
-    W3C trace context. Its module keeps its meters and settings in globals that only ``instrument()``
-    sets; instrument and uninstrument once (which also puts back the ``web.Application`` it swaps for a
-    subclass) and use the middleware with this app's own tracer provider."""
+    """A server span per request, continuing the caller's W3C trace context. With a provider that
+    records nothing (no exporter: ``configure_tracing`` samples nothing) only the trace context is kept
+    (``_trace_context``); otherwise the OpenTelemetry aiohttp server middleware. Its module keeps its
+    meters and settings in globals that only ``instrument()`` sets; instrument and uninstrument once
+    (which also puts back the ``web.Application`` it swaps for a subclass) and use the middleware with
+    this app's own tracer provider."""
+    if isinstance(provider, SdkTracerProvider) and provider.sampler is ALWAYS_OFF:
+        return _trace_context(provider)
     from opentelemetry.instrumentation import aiohttp_server
 
     if aiohttp_server._excluded_urls is None:
@@ -159,12 +167,38 @@ def _http_tracing(
     return aiohttp_server.create_aiohttp_middleware(tracer_provider=provider)  # type: ignore[no-any-return]
 
 
+def _trace_context(
+    provider: TracerProvider,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """The trace context of a request when no span is recorded: the caller's (its ``traceparent``) or a
+    new one, current while the request is handled, so that its log lines and department calls carry the
+    trace id. None of the span attributes, request metrics and URL parsing the OpenTelemetry middleware
+    does for every request: nothing would read them."""
+    tracer = provider.get_tracer("govhub.gateway.http")
+
+    @web.middleware
+    async def trace_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+        caller = propagate.extract(request.headers) if "traceparent" in request.headers else None
+        with tracer.start_as_current_span(
+            request.method, context=caller, kind=SpanKind.SERVER, record_exception=False
+        ):
+            return await handler(request)
+
+    return trace_context
+
+
 def run(app: web.Application, sock: socket.socket, shutdown_timeout: float) -> None:
     """Serve `app` on `sock` until SIGINT or SIGTERM, then drain for `shutdown_timeout` seconds."""
 
     async def serve() -> None:
         runner = GatewayRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, handle_signals=True)
         await runner.setup()
+        # What the start built (modules, tables, the catalogue, the schema) lives as long as the process:
+        # out of the collector's way, so that a full collection walks only what serving has made since.
+        # Left in, every full collection walked some 170,000 objects: 60-300 ms with every request
+        # waiting, several times a minute under lookups (the half-load p99 of docs/performance.md).
+        gc.collect()
+        gc.freeze()
         try:
             await web.SockSite(runner, sock).start()
             await asyncio.Event().wait()  # until the signal handlers raise GracefulExit
@@ -175,10 +209,21 @@ def run(app: web.Application, sock: socket.socket, shutdown_timeout: float) -> N
         asyncio.run(serve())
 
 
+# A new request id: this process's random prefix and a count (unique without a random draw a request).
+_REQUEST_ID_PREFIX = secrets.token_hex(8)
+_REQUEST_NUMBERS = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_REQUEST_ID_PREFIX}-{next(_REQUEST_NUMBERS):x}"
+
+
 @web.middleware
 async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Binds a request id (the caller's X-Request-Id, or a new one) to every log line of the request."""
-    request_id = request.headers.get("X-Request-Id", "")[:64] or str(uuid.uuid4())
+    request_id = (
+        request.headers.get("X-Request-Id", "")[:64] or f"{_REQUEST_ID_PREFIX}-{next(_REQUEST_NUMBERS):x}"
+    )
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id, path=request.path)
     try:
@@ -201,8 +246,6 @@ def create_app(
     """The gateway. `departments` replaces the gRPC clients (tests); `background` runs the saga
     runner's loop, the event consumers and the notifier (tests may drive them by hand); `sender`
     replaces the default notification sender (the log)."""
-    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-
     provider = tracer_provider or SdkTracerProvider()
     metrics = Metrics()
     middlewares = [
@@ -250,7 +293,12 @@ def create_app(
         app[views_key] = CaseViews()
         app[sessions_key] = tracking_sessions(engine, app[views_key])
         app[progress_limiter_key] = CodeGuard(
-            app[sessions_key], app[clock_key], settings.progress_rate, settings.progress_burst, reads
+            app[sessions_key],
+            app[clock_key],
+            settings.progress_rate,
+            settings.progress_burst,
+            reads,
+            app[views_key],
         )
         app[trail_key] = trail_for(app)
         app[stats_key] = Stats(app[sessions_key], lambda: app[departments_key].get("permits"))
@@ -313,6 +361,7 @@ def create_app(
             tasks.append(asyncio.create_task(runner.run_forever(), name="saga-runner"))
             tasks.append(asyncio.create_task(notifier.run_forever(), name="notifier"))
             tasks.append(asyncio.create_task(health.run_forever(app[clock_key].now), name="health"))
+            tasks.append(asyncio.create_task(app[views_key].run_forever(app[reads_key]), name="case-views"))
             for client in app[departments_key].values():
                 consumer = EventConsumer(client, runner, app[sessions_key], app[clock_key])
                 consumer.task = asyncio.create_task(consumer.run(), name=f"events-{client.name}")

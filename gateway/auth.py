@@ -108,6 +108,9 @@ class Principal:
         return {"counter": "staff", "department": "officer"}.get(self.role, self.role)
 
 
+principal_key: web.RequestKey[Principal | None] = web.RequestKey("principal")  # the verified caller, if any
+
+
 # -- keys -------------------------------------------------------------------------------------------------
 
 
@@ -271,7 +274,6 @@ def bearer(request: web.Request) -> str | None:
 
 def auth_middleware(verifier_for: Callable[[web.Request], TokenVerifier]) -> Any:
     """Verifies the bearer token, if any, and enforces the route's declaration."""
-    from gateway.typedefs import principal_key
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -299,8 +301,6 @@ def auth_middleware(verifier_for: Callable[[web.Request], TokenVerifier]) -> Any
 
 
 def principal(request: web.Request) -> Principal | None:
-    from gateway.typedefs import principal_key
-
     return request.get(principal_key)
 
 

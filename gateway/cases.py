@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import hmac
 import json
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import NoResultFound
@@ -18,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from gateway.cache import CaseViews
 from gateway.catalogue import Matter, get_value
 from gateway.departments import ACTIONS
+from gateway.ratelimit import Locked
 from gateway.regions import region_name
 from gateway.saga.model import FINAL, CaseState, StepState, flags_of, in_force, ready_steps
 from gateway.saga.runner import SagaRunner, lock_case, write_again
-from gateway.store import Case, CaseStep, IdempotencyKey, Notification
+from gateway.store import Case, CaseStep, CodeFailures, IdempotencyKey, Notification
 from services.common.clock import Clock
 from services.common.logging import mask_text
 
@@ -243,13 +245,33 @@ _STEP_COLUMNS = (
     CaseStep.step_key, CaseStep.department, CaseStep.action, CaseStep.state,
     CaseStep.department_state, CaseStep.statutory_deadline, CaseStep.reason, CaseStep.result,
 )  # fmt: skip
-# One statement: the case and its steps in order (a case with none gives one row of NULL steps).
+# One statement: the case, the wrong codes on record for its number (and its lock), and its steps in order
+# (a case with none gives one row of NULL steps).
 _PUBLIC_CASE = (
-    select(*_CASE_COLUMNS, *(c.label(f"step_{c.key}") for c in _STEP_COLUMNS))
+    select(
+        *_CASE_COLUMNS,
+        Case.version,
+        CodeFailures.locked_until.label("locked_until"),
+        CodeFailures.case_no.label("wrong_codes"),
+        CaseStep.id.label("step_id"),
+        CaseStep.version.label("step_version"),
+        *(c.label(f"step_{c.key}") for c in _STEP_COLUMNS),
+    )
+    .outerjoin(CodeFailures, CodeFailures.case_no == Case.case_no)
     .outerjoin(CaseStep, CaseStep.case_id == Case.id)
     .where(Case.case_no == bindparam("case_no"))
     .order_by(CaseStep.position)
 )
+
+
+class Progress(NamedTuple):
+    """What a lookup by case number and query code found: the answer (JSON) when the code is right;
+    otherwise whether the case exists (a wrong code for it is to be counted). `wrong_before`: wrong codes
+    were on record for the number (a right code clears them; never set on an answer from memory)."""
+
+    body: bytes | None
+    exists: bool
+    wrong_before: bool = False
 
 
 async def public_progress(
@@ -259,32 +281,62 @@ async def public_progress(
     code: str,
     catalogue: Mapping[str, Matter],
     clock: Clock,
-) -> bytes | bool:
-    """The public progress answer (JSON) of case `case_no` if `code` is its query code; otherwise
-    whether there is such a case (a wrong code for a case that exists is to be counted). Served from
-    `views` while it holds the case and `code` matches it; anything else is decided by the database
-    (`reads`), and a right answer read from it is kept in `views`."""
+) -> Progress:
+    """The public progress of case `case_no` if `code` is its query code. Served from `views` while it
+    holds the case and `code` matches it, with no database work at all; anything else is decided by one
+    read of the database (`reads`): the case, its steps and its number's lock (``Locked`` while locked,
+    whatever the code). Lookups of one case number that miss together share one read (``views.load``),
+    and what it read is kept in `views` unless wrong codes are on record for the number."""
     today = clock.today()
     kept = views.get(case_no, today)
     if kept is not None and code and hmac.compare_digest(kept.query_code_hash, hash_code(case_no, code)):
-        return kept.body
-    generation = views.generation
+        return Progress(kept.body, exists=True)
+    found = await views.load(case_no, lambda: _read_public(reads, views, case_no, catalogue, clock, today))
+    if found is None:
+        return Progress(None, exists=False)
+    if found.locked_until is not None:
+        left = (found.locked_until - clock.now()).total_seconds()
+        if left > 0:
+            raise Locked(left)
+    if not code or not hmac.compare_digest(found.code_hash, hash_code(case_no, code)):
+        return Progress(None, exists=True)
+    return Progress(found.body, exists=True, wrong_before=found.wrong_codes)
+
+
+class _Public(NamedTuple):
+    """A case's public answer as read from the database, with what its lookups are checked against."""
+
+    code_hash: str
+    wrong_codes: bool  # on record for its number
+    locked_until: dt.datetime | None
+    body: bytes
+
+
+async def _read_public(
+    reads: AsyncEngine,
+    views: CaseViews,
+    case_no: str,
+    catalogue: Mapping[str, Matter],
+    clock: Clock,
+    today: dt.date,
+) -> _Public | None:
+    reading = views.reading()
     async with reads.connect() as conn:
         rows = (await conn.execute(_PUBLIC_CASE, {"case_no": case_no})).all()
     if not rows:
-        return False
+        return None
     found = rows[0]
-    if not code or not hmac.compare_digest(found.query_code_hash, hash_code(found.case_no, code)):
-        return True
+    wrong_codes = found.wrong_codes is not None
+    if wrong_codes:
+        views.forget_number(case_no)  # counted here or by another replica: not kept, the lock checked
     case = Case(**{c.key: found._mapping[c.key] for c in _CASE_COLUMNS})
-    steps = [
-        CaseStep(**{c.key: row._mapping[f"step_{c.key}"] for c in _STEP_COLUMNS})
-        for row in rows
-        if row.step_step_key is not None
-    ]
+    step_rows = [row for row in rows if row.step_id is not None]
+    steps = [CaseStep(**{c.key: row._mapping[f"step_{c.key}"] for c in _STEP_COLUMNS}) for row in step_rows]
     body = json.dumps(case_view(case, steps, catalogue, clock, personal=False)).encode()
-    views.put(generation, found.id, found.case_no, found.query_code_hash, body, today)
-    return body
+    versions = (found.version, len(step_rows), sum(row.step_version for row in step_rows))
+    step_ids = tuple(row.step_id for row in step_rows)
+    views.put(reading, found.id, found.case_no, found.query_code_hash, versions, step_ids, body, today)
+    return _Public(found.query_code_hash, wrong_codes, found.locked_until, body)
 
 
 # What the applicant is told of a step staff must look at: delayed, never refused.

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.cache import CaseViews
 from gateway.store import CodeFailures, LookupBucket
 from gateway.typedefs import page_secret_key
 from services.common.clock import Clock
@@ -80,7 +81,9 @@ class CodeGuard:
     * ``check(case_no)``: raises ``Locked`` while the number is locked, whatever code is given;
       answers whether wrong codes are on record for it (read from `reads`, the read-only engine);
     * ``failed(case_no)`` / ``succeeded(case_no)``: after MAX_WRONG_CODES wrong codes in a row the
-      number is locked for LOCKOUT; a right code clears the count.
+      number is locked for LOCKOUT; a right code clears the count. A wrong code counted here has this
+      replica's public case views (`views`) forget the number, so that its next lookup is checked
+      against the lock in the database.
     """
 
     def __init__(
@@ -90,9 +93,11 @@ class CodeGuard:
         rate: float,
         burst: int,
         reads: AsyncEngine,
+        views: CaseViews,
     ) -> None:
         self.sessions = sessions
         self.reads = reads
+        self.views = views
         self.clock = clock
         self.rate = rate
         self.burst = burst
@@ -218,6 +223,7 @@ class CodeGuard:
             row.updated_at = now
             if row.failures >= MAX_WRONG_CODES:
                 row.locked_until = now + LOCKOUT
+        self.views.forget_number(case_no)
 
     async def succeeded(self, case_no: str) -> None:
         async with self.sessions() as session, session.begin():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from opentelemetry.trace import TracerProvider
@@ -17,7 +17,7 @@ from services.common.clock import Clock
 from services.common.settings import GatewaySettings
 
 if TYPE_CHECKING:
-    from gateway.auth import Principal, TokenVerifier
+    from gateway.auth import TokenVerifier
     from gateway.clients import DepartmentHealth
     from gateway.events import EventConsumer
     from gateway.feedback import Stats
@@ -46,4 +46,3 @@ health_key: web.AppKey[DepartmentHealth] = web.AppKey("department_health")
 # A secret of this process: the pages' own loopback calls to the API carry it beside the browser's address,
 # so per-address limits count each browser, not the pages as one client (gateway/web/api.py).
 page_secret_key = web.AppKey("page_secret", str)
-principal_key: web.RequestKey[Optional[Principal]] = web.RequestKey("principal")  # noqa: UP045

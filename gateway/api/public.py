@@ -183,12 +183,16 @@ async def _unlocked(guard: CodeGuard, case_no: str) -> bool:
     try:
         return await guard.check(case_no)
     except Locked as locked:
-        raise Problem(
-            429,
-            "case-locked",
-            "Too many wrong query codes for this case number; try again later",
-            headers={"Retry-After": retry_after(locked.wait)},
-        ) from None
+        raise _locked(locked) from None
+
+
+def _locked(locked: Locked) -> Problem:
+    return Problem(
+        429,
+        "case-locked",
+        "Too many wrong query codes for this case number; try again later",
+        headers={"Retry-After": retry_after(locked.wait)},
+    )
 
 
 @routes.get("/api/v1/progress/{case_no}")
@@ -197,19 +201,21 @@ async def progress(request: web.Request) -> web.Response:
     """Public progress for whoever holds the case number and its query code: no personal data."""
     await _limit(request)
     app, case_no = request.app, request.match_info["case_no"][:32]
-    guard = app[progress_limiter_key]
-    wrong_before = await _unlocked(guard, case_no)
     code = request.query.get("code", "").strip().upper()
-    found = await public_progress(
-        app[reads_key], app[views_key], case_no, code, app[catalogue_key], app[clock_key]
-    )
-    if not isinstance(found, bytes):
-        if found:  # the case exists: a wrong code, counted
+    try:
+        found = await public_progress(
+            app[reads_key], app[views_key], case_no, code, app[catalogue_key], app[clock_key]
+        )
+    except Locked as locked:
+        raise _locked(locked) from None
+    guard = app[progress_limiter_key]
+    if found.body is None:
+        if found.exists:  # a wrong code, counted
             await guard.failed(case_no)
         raise Problem(404, "not-found", "No case with this number and query code")
-    if wrong_before:
+    if found.wrong_before:
         await guard.succeeded(case_no)
-    return web.Response(body=found, content_type="application/json", charset="utf-8")
+    return web.Response(body=found.body, content_type="application/json", charset="utf-8")
 
 
 @routes.get("/api/v1/cases/{case_no}")

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select, update
 
 from gateway.app import create_app
-from gateway.cache import views_key
+from gateway.cache import reads_key, views_key
 from gateway.ratelimit import MAX_WRONG_CODES
 from gateway.store import Case, CaseStep, LookupBucket
 from gateway.typedefs import progress_limiter_key, sessions_key
@@ -63,6 +63,52 @@ async def test_a_bulk_update_of_cases_is_seen_by_the_next_lookup(client: Client)
     assert (await progress(client, url, code))["state"] == "COMPLETED"
 
 
+async def test_a_bulk_update_pinned_to_one_step_or_case_forgets_that_case_only(client: Client) -> None:
+    """As the saga runner claims a step (by its id) and the notifier marks a case (by its id): the other
+    cases' views stay."""
+    first, other = await opened(client), await opened(client)
+    for url, code in (first, other):
+        await progress(client, url, code)
+    assert len(client.app[views_key]) == 2
+    async with client.app[sessions_key]() as session:
+        step = await session.scalar(
+            select(CaseStep).join(Case).where(Case.case_no == first[0].rsplit("/", 1)[1]).limit(1)
+        )
+        assert step is not None
+        await session.execute(
+            update(CaseStep)
+            .where(CaseStep.id == step.id, CaseStep.version == step.version)
+            .values(department_state="PHOTO_TAKEN", version=CaseStep.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+    assert len(client.app[views_key]) == 1
+    assert (await progress(client, *first))["steps"][0]["department_state"] == "PHOTO_TAKEN"
+    other_case = await progress(client, *other)
+    async with client.app[sessions_key]() as session:
+        await session.execute(
+            update(Case)
+            .where(Case.case_no == other[0].rsplit("/", 1)[1])  # not pinned by id: every view goes
+            .values(notify_due=False)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+    assert len(client.app[views_key]) == 0
+    assert await progress(client, *other) == other_case
+    await progress(client, *first)
+    async with client.app[sessions_key]() as session:
+        case_id = await session.scalar(select(Case.id).where(Case.case_no == other[0].rsplit("/", 1)[1]))
+        await session.execute(
+            update(Case)
+            .where(Case.id == case_id, Case.notify_due.is_(False))
+            .values(state="COMPLETED")
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+    assert len(client.app[views_key]) == 1  # the first case's view stays
+    assert (await progress(client, *other))["state"] == "COMPLETED"
+
+
 async def test_a_write_rolled_back_changes_nothing_kept(client: Client) -> None:
     url, code = await opened(client)
     before = await progress(client, url, code)
@@ -73,20 +119,28 @@ async def test_a_write_rolled_back_changes_nothing_kept(client: Client) -> None:
     assert (await progress(client, url, code)) == before
 
 
+def replica(db_url: str) -> web.Application:
+    departments = {
+        "identity": accepting_identity(FakeDepartment("identity")),
+        "residence": FakeDepartment("residence"),
+        "permits": FakeDepartment("permits"),
+    }
+    return create_app(settings(db_url), departments=departments, clock=Clock(TODAY), background=False)
+
+
+async def replicas(aiohttp_client: Any, db_url: str, now: list[float]) -> tuple[Client, Client]:
+    """Two gateway replicas on one database; the first's views on the clock `now`, checked only when a
+    test says so (``revalidate``)."""
+    first, second = await aiohttp_client(replica(db_url)), await aiohttp_client(replica(db_url))
+    first.app[views_key]._monotonic = lambda: now[0]
+    return first, second
+
+
 async def test_another_replicas_change_is_seen_once_the_view_is_a_second_old(
     aiohttp_client: Any, db_url: str
 ) -> None:
-    def replica() -> Any:
-        departments = {
-            "identity": accepting_identity(FakeDepartment("identity")),
-            "residence": FakeDepartment("residence"),
-            "permits": FakeDepartment("permits"),
-        }
-        return create_app(settings(db_url), departments=departments, clock=Clock(TODAY), background=False)
-
-    first, second = await aiohttp_client(replica()), await aiohttp_client(replica())
     now = [100.0]
-    first.app[views_key]._monotonic = lambda: now[0]
+    first, second = await replicas(aiohttp_client, db_url, now)
     url, code = await opened(first)
     assert (await progress(first, url, code))["state"] != "COMPLETED"
     async with second.app[sessions_key]() as session:  # the other replica's own write
@@ -109,6 +163,106 @@ async def test_wrong_codes_are_counted_while_the_right_answer_is_kept(client: Cl
     locked = await client.get(url, params=code)  # kept in memory, but the number is locked
     assert locked.status == 429
     assert (await locked.json())["type"] == "/problems/case-locked"
+
+
+async def lock(client: Client, url: str, code: dict[str, str]) -> None:
+    for _ in range(MAX_WRONG_CODES):
+        assert (await client.get(url, params={"code": "WRONG234"})).status == 404
+    assert (await client.get(url, params=code)).status == 429
+
+
+async def test_another_replicas_lock_is_seen_once_the_view_is_a_second_old(
+    aiohttp_client: Any, db_url: str
+) -> None:
+    """The window the lockout allows (docs/security.md): a replica holding a view read before another
+    replica locked the number still answers the right code from memory, for at most TTL."""
+    now = [100.0]
+    first, second = await replicas(aiohttp_client, db_url, now)
+    url, code = await opened(first)
+    await progress(first, url, code)  # kept by the first
+    await lock(second, url, code)
+    now[0] += 0.5
+    await progress(first, url, code)  # its view is half a second old
+    now[0] += 0.5
+    locked = await first.get(url, params=code)
+    assert locked.status == 429
+    assert (await locked.json())["type"] == "/problems/case-locked"
+
+
+async def test_a_replica_that_meets_the_lock_forgets_its_view_at_once(
+    aiohttp_client: Any, db_url: str
+) -> None:
+    """A wrong code is always decided by the database: the replica that refuses it as locked stops
+    answering the right code from memory too (no right/wrong oracle while a lock is not yet seen)."""
+    now = [100.0]
+    first, second = await replicas(aiohttp_client, db_url, now)
+    url, code = await opened(first)
+    await progress(first, url, code)
+    await lock(second, url, code)
+    assert (await first.get(url, params={"code": "WRONG234"})).status == 429
+    assert (await first.get(url, params=code)).status == 429  # the same instant: its view is forgotten
+
+
+async def test_another_replicas_wrong_codes_make_the_right_code_clear_them(
+    aiohttp_client: Any, db_url: str
+) -> None:
+    """Wrong codes counted by another replica are cleared by the next right code read from the database
+    (an answer from memory clears nothing: the count only stays higher, for at most TTL)."""
+    now = [100.0]
+    first, second = await replicas(aiohttp_client, db_url, now)
+    url, code = await opened(first)
+    await progress(first, url, code)
+    for _ in range(MAX_WRONG_CODES - 1):
+        assert (await second.get(url, params={"code": "WRONG234"})).status == 404
+    now[0] += 1.0
+    await progress(first, url, code)  # read again: the count is cleared
+    assert (await second.get(url, params={"code": "WRONG234"})).status == 404  # one, not the fifth
+    await progress(second, url, code)
+
+
+async def test_a_view_stays_while_checks_find_its_case_unchanged(aiohttp_client: Any, db_url: str) -> None:
+    now = [100.0]
+    first, _ = await replicas(aiohttp_client, db_url, now)
+    views = first.app[views_key]
+    url, code = await opened(first)
+    before = await progress(first, url, code)
+    for served in (True, True, False, False):  # two seconds, checked every half second
+        now[0] += 0.5
+        await views.revalidate(first.app[reads_key])
+        if served:
+            assert await progress(first, url, code) == before
+    case_no = url.rsplit("/", 1)[1]
+    assert views.get(case_no, TODAY) is not None  # kept, served or not
+    now[0] += 1.0  # no check for a second (the database busy): it runs out
+    assert views.get(case_no, TODAY) is None
+    assert await progress(first, url, code) == before  # read again from the database, and kept
+    assert len(views) == 1
+
+
+async def test_a_check_forgets_a_view_another_replica_changed(aiohttp_client: Any, db_url: str) -> None:
+    now = [100.0]
+    first, second = await replicas(aiohttp_client, db_url, now)
+    url, code = await opened(first)
+    assert (await progress(first, url, code))["state"] != "COMPLETED"
+    async with second.app[sessions_key]() as session:  # the other replica's own write
+        case = await session.scalar(select(Case))
+        assert case is not None
+        case.state = "COMPLETED"
+        await session.commit()
+    await first.app[views_key].revalidate(first.app[reads_key])
+    assert (await progress(first, url, code))["state"] == "COMPLETED"  # well within the second
+
+
+async def test_a_check_forgets_a_view_whose_number_another_replica_locked(
+    aiohttp_client: Any, db_url: str
+) -> None:
+    now = [100.0]
+    first, second = await replicas(aiohttp_client, db_url, now)
+    url, code = await opened(first)
+    await progress(first, url, code)
+    await lock(second, url, code)
+    await first.app[views_key].revalidate(first.app[reads_key])
+    assert (await first.get(url, params=code)).status == 429
 
 
 async def test_leased_lookups_never_exceed_the_shared_bucket(client: Client) -> None:
