@@ -107,7 +107,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/api/v1/progress/{case_no}"): Op(
         "Public progress with the query code (no personal data; rate-limited per address)",
         {200: ("OK", m.Case)},
-        parameters=(CASE_NO, CODE),
+        parameters=(CASE_NO, {**CODE, "required": True}),
     ),
     ("GET", "/api/v1/cases/{case_no}"): Op(
         "A case: its status with the query code, or its details for who may see it (bearer token)",

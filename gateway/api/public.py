@@ -202,6 +202,13 @@ async def progress(request: web.Request) -> web.Response:
     await _limit(request)
     app, case_no = request.app, request.match_info["case_no"][:32]
     code = request.query.get("code", "").strip().upper()
+    if not code:  # said before any lookup, so it tells nothing of whether the number exists
+        raise Problem(
+            400,
+            "invalid-request",
+            "The query code is required",
+            errors=[FieldViolation("code", "REQUIRED", "the query code given with the case number")],
+        )
     try:
         found = await public_progress(
             app[reads_key], app[views_key], case_no, code, app[catalogue_key], app[clock_key]

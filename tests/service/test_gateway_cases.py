@@ -66,6 +66,24 @@ async def test_wrong_query_code_is_not_found(client: TestClient) -> None:
     assert resp.content_type == "application/problem+json"
 
 
+async def test_progress_without_a_code_names_it_alike_for_every_number(client: TestClient) -> None:
+    """A lookup with no query code is told the code is required, the same for a number that exists and
+    one that does not, and nothing is counted against the case."""
+    body = await (await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)).json()
+    answers = []
+    for number in (body["case_no"], "GH20160101NOSUCH"):
+        resp = await client.get(f"/api/v1/progress/{number}")
+        answers.append((resp.status, (await resp.json())["errors"]))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 400 and [(e["field"], e["reason"]) for e in answers[0][1]] == [
+        ("code", "REQUIRED")
+    ]
+    for _ in range(6):  # more than the lockout allows: none of them counted
+        await client.get(f"/api/v1/progress/{body['case_no']}")
+    ok = await client.get(f"/api/v1/progress/{body['case_no']}", params={"code": body["query_code"]})
+    assert ok.status == 200
+
+
 async def test_bad_check_digit_is_a_400_naming_the_field_and_nothing_is_sent(
     client: TestClient, departments: Any
 ) -> None:
