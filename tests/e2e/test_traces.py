@@ -37,13 +37,13 @@ APPLICATION = {
 
 
 async def accepted(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # generous: under load identity may be retried after a timeout
     while True:
         async with http.get(url, headers=headers) as resp:
             view = await resp.json()
         if view["steps"][0]["department_state"] == "ACCEPTED":
             return
-        assert time.monotonic() < deadline, view
+        assert time.monotonic() < deadline, (view["state"], view["steps"])
         await asyncio.sleep(0.2)
 
 
