@@ -50,6 +50,8 @@ T = TypeVar("T")
 TTL = 1.0  # seconds a view may be served after the database last showed it current
 SIZE = 2_000  # views kept at most (least recently read forgotten first)
 CHECKED = 250  # views checked by one statement (the loop is free between statements)
+READ_TOGETHER = 32  # case numbers missed together read by one statement
+READERS = 2  # such statements under way at once (the read pool serves the rest of the gateway too)
 
 INFO_KEY = "case_views"  # the session's info entry naming the replica's CaseViews
 _TOUCHED = "case_views_touched"  # case ids changed in the session's transaction; ALL for every case
@@ -114,7 +116,10 @@ class CaseViews:
         # "case:<id>", "step:<id>", "number:<case number>" -> (generation, monotonic time) of its last
         # change here; kept for `ttl` (a view read before that would have run out anyway)
         self._changed: dict[str, tuple[int, float]] = {}
-        self._loading: dict[str, asyncio.Future[Any]] = {}  # case number -> its read under way
+        self._loading: dict[str, asyncio.Future[Any]] = {}  # case number -> its read, waiting or under way
+        self._queued: list[str] = []  # case numbers waiting for a statement
+        self._reading = 0  # statements under way (each in a task of `_readers` until no number waits)
+        self._readers: set[asyncio.Future[None]] = set()
 
     def reading(self) -> Reading:
         return Reading(self._generation, self._monotonic())
@@ -188,21 +193,48 @@ class CaseViews:
             except Exception as exc:  # the database busy: the views run out and are read again
                 log.warning("case views not checked", error=type(exc).__name__)
 
-    async def load(self, case_no: str, read: Callable[[], Awaitable[T]]) -> T:
-        """`read()` of a case number, shared by every lookup of it that comes while one is under way (a
-        case not kept, or kept no longer, is read once however many lookups of it arrive meanwhile)."""
+    async def load(self, case_no: str, read: Callable[[list[str]], Awaitable[dict[str, T]]]) -> T | None:
+        """What `read` finds of a case number (None: nothing), read in one statement with the other
+        numbers missed meanwhile: `read(numbers)` answers what it found by number. A number is read once
+        however many lookups of it arrive while it waits or is being read; at most ``READERS`` statements
+        are under way at once, and the misses that arrive meanwhile wait and go together in the next (up
+        to ``READ_TOGETHER`` numbers a statement). Every `read` given must read the same way."""
         pending = self._loading.get(case_no)
         if pending is None:
-            pending = asyncio.ensure_future(read())
+            pending = asyncio.get_running_loop().create_future()
             self._loading[case_no] = pending
-            pending.add_done_callback(lambda done: self._loaded(case_no, done))
-        return cast("T", await asyncio.shield(pending))
+            self._queued.append(case_no)
+            if self._reading < READERS:
+                self._reading += 1
+                reader = asyncio.ensure_future(self._read_queued(read))
+                self._readers.add(reader)
+                reader.add_done_callback(self._readers.discard)
+        return cast("T | None", await asyncio.shield(pending))
 
-    def _loaded(self, case_no: str, done: asyncio.Future[Any]) -> None:
-        if self._loading.get(case_no) is done:
-            del self._loading[case_no]
-        if not done.cancelled():
-            done.exception()  # retrieved here too: every lookup waiting for it may have gone
+    async def _read_queued(self, read: Callable[[list[str]], Awaitable[dict[str, Any]]]) -> None:
+        numbers: list[str] = []
+        try:
+            while self._queued:
+                numbers = self._queued[:READ_TOGETHER]
+                del self._queued[:READ_TOGETHER]
+                try:
+                    found = await read(numbers)
+                except Exception as exc:
+                    for case_no in numbers:
+                        done = self._loading.pop(case_no)
+                        done.set_exception(exc)
+                        done.exception()  # retrieved here too: every lookup waiting for it may have gone
+                else:
+                    for case_no in numbers:
+                        self._loading.pop(case_no).set_result(found.get(case_no))
+                numbers = []
+        except BaseException:  # cancelled (the loop closing): nobody is left to read what waits
+            for case_no in (*numbers, *self._queued):
+                self._loading.pop(case_no).cancel()
+            self._queued.clear()
+            raise
+        finally:
+            self._reading -= 1  # with no await since the queue was last seen empty: nothing is left behind
 
     def forget(self, case_ids: Iterable[str], step_ids: Iterable[str] = ()) -> None:
         """This replica changed these cases (``ALL`` among them: any case) or these steps."""
