@@ -326,14 +326,15 @@ def _note_bulk(state: ORMExecuteState) -> None:
         if pinned is None:
             _touched(state.session).add(ALL)
         else:
-            key, value = pinned
-            _touched(state.session, key).add(value)
+            key, values = pinned
+            _touched(state.session, key).update(values)
 
 
-def _pinned(statement: Update | Delete) -> tuple[str, str] | None:
+def _pinned(statement: Update | Delete) -> tuple[str, list[str]] | None:
     """The rows a bulk statement's ``WHERE`` pins down, when one of its ANDed conditions is ``cases.id =
     :x`` or ``case_steps.case_id = :x`` (_TOUCHED, the case id) or ``case_steps.id = :x`` (_STEPS, the step
-    id); None for anything else (then every view is forgotten)."""
+    id), or the same column ``IN`` a list of them; None for anything else (then every view is
+    forgotten)."""
     where = statement.whereclause
     if where is None:
         return None
@@ -345,19 +346,28 @@ def _pinned(statement: Update | Delete) -> tuple[str, str] | None:
     for condition in conditions:
         if not (
             isinstance(condition, BinaryExpression)
-            and condition.operator is operators.eq
             and isinstance(condition.left, Column)
             and isinstance(condition.right, BindParameter)
-            and isinstance(condition.right.value, str)
         ):
             continue
-        column, value = condition.left, condition.right.value
+        value = condition.right.value
+        if condition.operator is operators.eq and isinstance(value, str):
+            values = [value]
+        elif (
+            condition.operator is operators.in_op
+            and isinstance(value, list | tuple)
+            and all(isinstance(v, str) for v in value)
+        ):
+            values = list(value)
+        else:
+            continue
+        column = condition.left
         if column.table is Case.__table__ and column.key == "id":
-            return _TOUCHED, value
+            return _TOUCHED, values
         if column.table is CaseStep.__table__ and column.key == "case_id":
-            return _TOUCHED, value
+            return _TOUCHED, values
         if column.table is CaseStep.__table__ and column.key == "id":
-            return _STEPS, value
+            return _STEPS, values
     return None
 
 
