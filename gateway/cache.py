@@ -10,12 +10,13 @@ not change (up to ``SIZE`` views, the least recently read forgotten first), and 
 replica (on a shared PostgreSQL) is seen within ``TTL``. Each replica also forgets a case's view as soon
 as it commits a change to that case or its steps itself (the ORM's own writes name the case; a bulk
 ``UPDATE``/``DELETE`` of cases or steps names its rows when its ``WHERE`` pins a case id, a step's case
-id or a step id, ANDed with anything else; any other forgets every view), so a replica never serves its
-own stale writes. A view read while a change of its case was being committed here is not kept: ``put``
-refuses a read begun before the last change here of its case, one of its steps or its number (changes of
-other cases do not matter, so that a stream of writes elsewhere does not keep every read from being
-kept). A bulk ``UPDATE`` of cases or steps that changes what the public view shows must raise the rows'
-``version``, as the ORM's writes do, for other replicas to see it.
+id or a step id, or a list of them with ``IN``, ANDed with anything else; any other forgets every
+view), so a replica never serves its own stale writes. A view read while a change of its case was
+being committed here is not kept: ``put`` refuses a read begun before the last change here of its case,
+one of its steps or its number (changes of other cases do not matter, so that a stream of writes
+elsewhere does not keep every read from being kept). A bulk ``UPDATE`` of cases or steps that changes
+what the public view shows must raise the rows' ``version``, as the ORM's writes do, for other replicas
+to see it.
 
 Only what passed the query-code check is ever answered from here: a wrong code is always checked against
 the database and counted (gateway/ratelimit.py), never answered from memory. A view is kept only when
