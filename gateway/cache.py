@@ -10,12 +10,13 @@ not change (up to ``SIZE`` views, the least recently read forgotten first), and 
 replica (on a shared PostgreSQL) is seen within ``TTL``. Each replica also forgets a case's view as soon
 as it commits a change to that case or its steps itself (the ORM's own writes name the case; a bulk
 ``UPDATE``/``DELETE`` of cases or steps names its rows when its ``WHERE`` pins a case id, a step's case
-id or a step id, ANDed with anything else; any other forgets every view), so a replica never serves its
-own stale writes. A view read while a change of its case was being committed here is not kept: ``put``
-refuses a read begun before the last change here of its case, one of its steps or its number (changes of
-other cases do not matter, so that a stream of writes elsewhere does not keep every read from being
-kept). A bulk ``UPDATE`` of cases or steps that changes what the public view shows must raise the rows'
-``version``, as the ORM's writes do, for other replicas to see it.
+id or a step id, or a list of them with ``IN``, ANDed with anything else; any other forgets every
+view), so a replica never serves its own stale writes. A view read while a change of its case was
+being committed here is not kept: ``put`` refuses a read begun before the last change here of its case,
+one of its steps or its number (changes of other cases do not matter, so that a stream of writes
+elsewhere does not keep every read from being kept). A bulk ``UPDATE`` of cases or steps that changes
+what the public view shows must raise the rows' ``version``, as the ORM's writes do, for other replicas
+to see it.
 
 Only what passed the query-code check is ever answered from here: a wrong code is always checked against
 the database and counted (gateway/ratelimit.py), never answered from memory. A view is kept only when
@@ -50,6 +51,8 @@ T = TypeVar("T")
 TTL = 1.0  # seconds a view may be served after the database last showed it current
 SIZE = 2_000  # views kept at most (least recently read forgotten first)
 CHECKED = 250  # views checked by one statement (the loop is free between statements)
+READ_TOGETHER = 32  # case numbers missed together read by one statement
+READERS = 2  # such statements under way at once (the read pool serves the rest of the gateway too)
 
 INFO_KEY = "case_views"  # the session's info entry naming the replica's CaseViews
 _TOUCHED = "case_views_touched"  # case ids changed in the session's transaction; ALL for every case
@@ -114,7 +117,10 @@ class CaseViews:
         # "case:<id>", "step:<id>", "number:<case number>" -> (generation, monotonic time) of its last
         # change here; kept for `ttl` (a view read before that would have run out anyway)
         self._changed: dict[str, tuple[int, float]] = {}
-        self._loading: dict[str, asyncio.Future[Any]] = {}  # case number -> its read under way
+        self._loading: dict[str, asyncio.Future[Any]] = {}  # case number -> its read, waiting or under way
+        self._queued: list[str] = []  # case numbers waiting for a statement
+        self._reading = 0  # statements under way (each in a task of `_readers` until no number waits)
+        self._readers: set[asyncio.Future[None]] = set()
 
     def reading(self) -> Reading:
         return Reading(self._generation, self._monotonic())
@@ -188,21 +194,48 @@ class CaseViews:
             except Exception as exc:  # the database busy: the views run out and are read again
                 log.warning("case views not checked", error=type(exc).__name__)
 
-    async def load(self, case_no: str, read: Callable[[], Awaitable[T]]) -> T:
-        """`read()` of a case number, shared by every lookup of it that comes while one is under way (a
-        case not kept, or kept no longer, is read once however many lookups of it arrive meanwhile)."""
+    async def load(self, case_no: str, read: Callable[[list[str]], Awaitable[dict[str, T]]]) -> T | None:
+        """What `read` finds of a case number (None: nothing), read in one statement with the other
+        numbers missed meanwhile: `read(numbers)` answers what it found by number. A number is read once
+        however many lookups of it arrive while it waits or is being read; at most ``READERS`` statements
+        are under way at once, and the misses that arrive meanwhile wait and go together in the next (up
+        to ``READ_TOGETHER`` numbers a statement). Every `read` given must read the same way."""
         pending = self._loading.get(case_no)
         if pending is None:
-            pending = asyncio.ensure_future(read())
+            pending = asyncio.get_running_loop().create_future()
             self._loading[case_no] = pending
-            pending.add_done_callback(lambda done: self._loaded(case_no, done))
-        return cast("T", await asyncio.shield(pending))
+            self._queued.append(case_no)
+            if self._reading < READERS:
+                self._reading += 1
+                reader = asyncio.ensure_future(self._read_queued(read))
+                self._readers.add(reader)
+                reader.add_done_callback(self._readers.discard)
+        return cast("T | None", await asyncio.shield(pending))
 
-    def _loaded(self, case_no: str, done: asyncio.Future[Any]) -> None:
-        if self._loading.get(case_no) is done:
-            del self._loading[case_no]
-        if not done.cancelled():
-            done.exception()  # retrieved here too: every lookup waiting for it may have gone
+    async def _read_queued(self, read: Callable[[list[str]], Awaitable[dict[str, Any]]]) -> None:
+        numbers: list[str] = []
+        try:
+            while self._queued:
+                numbers = self._queued[:READ_TOGETHER]
+                del self._queued[:READ_TOGETHER]
+                try:
+                    found = await read(numbers)
+                except Exception as exc:
+                    for case_no in numbers:
+                        done = self._loading.pop(case_no)
+                        done.set_exception(exc)
+                        done.exception()  # retrieved here too: every lookup waiting for it may have gone
+                else:
+                    for case_no in numbers:
+                        self._loading.pop(case_no).set_result(found.get(case_no))
+                numbers = []
+        except BaseException:  # cancelled (the loop closing): nobody is left to read what waits
+            for case_no in (*numbers, *self._queued):
+                self._loading.pop(case_no).cancel()
+            self._queued.clear()
+            raise
+        finally:
+            self._reading -= 1  # with no await since the queue was last seen empty: nothing is left behind
 
     def forget(self, case_ids: Iterable[str], step_ids: Iterable[str] = ()) -> None:
         """This replica changed these cases (``ALL`` among them: any case) or these steps."""
@@ -294,14 +327,15 @@ def _note_bulk(state: ORMExecuteState) -> None:
         if pinned is None:
             _touched(state.session).add(ALL)
         else:
-            key, value = pinned
-            _touched(state.session, key).add(value)
+            key, values = pinned
+            _touched(state.session, key).update(values)
 
 
-def _pinned(statement: Update | Delete) -> tuple[str, str] | None:
+def _pinned(statement: Update | Delete) -> tuple[str, list[str]] | None:
     """The rows a bulk statement's ``WHERE`` pins down, when one of its ANDed conditions is ``cases.id =
     :x`` or ``case_steps.case_id = :x`` (_TOUCHED, the case id) or ``case_steps.id = :x`` (_STEPS, the step
-    id); None for anything else (then every view is forgotten)."""
+    id), or the same column ``IN`` a list of them; None for anything else (then every view is
+    forgotten)."""
     where = statement.whereclause
     if where is None:
         return None
@@ -313,19 +347,28 @@ def _pinned(statement: Update | Delete) -> tuple[str, str] | None:
     for condition in conditions:
         if not (
             isinstance(condition, BinaryExpression)
-            and condition.operator is operators.eq
             and isinstance(condition.left, Column)
             and isinstance(condition.right, BindParameter)
-            and isinstance(condition.right.value, str)
         ):
             continue
-        column, value = condition.left, condition.right.value
+        value = condition.right.value
+        if condition.operator is operators.eq and isinstance(value, str):
+            values = [value]
+        elif (
+            condition.operator is operators.in_op
+            and isinstance(value, list | tuple)
+            and all(isinstance(v, str) for v in value)
+        ):
+            values = list(value)
+        else:
+            continue
+        column = condition.left
         if column.table is Case.__table__ and column.key == "id":
-            return _TOUCHED, value
+            return _TOUCHED, values
         if column.table is CaseStep.__table__ and column.key == "case_id":
-            return _TOUCHED, value
+            return _TOUCHED, values
         if column.table is CaseStep.__table__ and column.key == "id":
-            return _STEPS, value
+            return _STEPS, values
     return None
 
 

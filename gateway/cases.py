@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import itertools
 import json
 import secrets
 import uuid
@@ -245,9 +246,9 @@ _STEP_COLUMNS = (
     CaseStep.step_key, CaseStep.department, CaseStep.action, CaseStep.state,
     CaseStep.department_state, CaseStep.statutory_deadline, CaseStep.reason, CaseStep.result,
 )  # fmt: skip
-# One statement: the case, the wrong codes on record for its number (and its lock), and its steps in order
-# (a case with none gives one row of NULL steps).
-_PUBLIC_CASE = (
+# One statement: each case of the numbers given, the wrong codes on record for its number (and its lock),
+# and its steps in order (a case with none gives one row of NULL steps).
+_PUBLIC_CASES = (
     select(
         *_CASE_COLUMNS,
         Case.version,
@@ -259,8 +260,8 @@ _PUBLIC_CASE = (
     )
     .outerjoin(CodeFailures, CodeFailures.case_no == Case.case_no)
     .outerjoin(CaseStep, CaseStep.case_id == Case.id)
-    .where(Case.case_no == bindparam("case_no"))
-    .order_by(CaseStep.position)
+    .where(Case.case_no.in_(bindparam("case_nos", expanding=True)))
+    .order_by(Case.case_no, CaseStep.position)
 )
 
 
@@ -285,13 +286,14 @@ async def public_progress(
     """The public progress of case `case_no` if `code` is its query code. Served from `views` while it
     holds the case and `code` matches it, with no database work at all; anything else is decided by one
     read of the database (`reads`): the case, its steps and its number's lock (``Locked`` while locked,
-    whatever the code). Lookups of one case number that miss together share one read (``views.load``),
-    and what it read is kept in `views` unless wrong codes are on record for the number."""
+    whatever the code). Lookups of one case number that miss together share one read, and the misses of
+    different numbers that wait together are read in one statement (``views.load``); what it read is kept
+    in `views` unless wrong codes are on record for the number."""
     today = clock.today()
     kept = views.get(case_no, today)
     if kept is not None and code and hmac.compare_digest(kept.query_code_hash, hash_code(case_no, code)):
         return Progress(kept.body, exists=True)
-    found = await views.load(case_no, lambda: _read_public(reads, views, case_no, catalogue, clock, today))
+    found = await views.load(case_no, lambda numbers: _read_public(reads, views, numbers, catalogue, clock))
     if found is None:
         return Progress(None, exists=False)
     if found.locked_until is not None:
@@ -315,28 +317,34 @@ class _Public(NamedTuple):
 async def _read_public(
     reads: AsyncEngine,
     views: CaseViews,
-    case_no: str,
+    case_nos: list[str],
     catalogue: Mapping[str, Matter],
     clock: Clock,
-    today: dt.date,
-) -> _Public | None:
+) -> dict[str, _Public]:
+    """The public answers of the cases of these numbers (those that exist), each kept in `views` unless
+    wrong codes are on record for its number."""
+    today = clock.today()
     reading = views.reading()
     async with reads.connect() as conn:
-        rows = (await conn.execute(_PUBLIC_CASE, {"case_no": case_no})).all()
-    if not rows:
-        return None
-    found = rows[0]
-    wrong_codes = found.wrong_codes is not None
-    if wrong_codes:
-        views.forget_number(case_no)  # counted here or by another replica: not kept, the lock checked
-    case = Case(**{c.key: found._mapping[c.key] for c in _CASE_COLUMNS})
-    step_rows = [row for row in rows if row.step_id is not None]
-    steps = [CaseStep(**{c.key: row._mapping[f"step_{c.key}"] for c in _STEP_COLUMNS}) for row in step_rows]
-    body = json.dumps(case_view(case, steps, catalogue, clock, personal=False)).encode()
-    versions = (found.version, len(step_rows), sum(row.step_version for row in step_rows))
-    step_ids = tuple(row.step_id for row in step_rows)
-    views.put(reading, found.id, found.case_no, found.query_code_hash, versions, step_ids, body, today)
-    return _Public(found.query_code_hash, wrong_codes, found.locked_until, body)
+        rows = (await conn.execute(_PUBLIC_CASES, {"case_nos": case_nos})).all()
+    answers: dict[str, _Public] = {}
+    for case_no, grouped in itertools.groupby(rows, key=lambda row: row.case_no):
+        case_rows = list(grouped)
+        found = case_rows[0]
+        wrong_codes = found.wrong_codes is not None
+        if wrong_codes:
+            views.forget_number(case_no)  # counted here or by another replica: not kept, the lock checked
+        case = Case(**{c.key: found._mapping[c.key] for c in _CASE_COLUMNS})
+        step_rows = [row for row in case_rows if row.step_id is not None]
+        steps = [
+            CaseStep(**{c.key: row._mapping[f"step_{c.key}"] for c in _STEP_COLUMNS}) for row in step_rows
+        ]
+        body = json.dumps(case_view(case, steps, catalogue, clock, personal=False)).encode()
+        versions = (found.version, len(step_rows), sum(row.step_version for row in step_rows))
+        step_ids = tuple(row.step_id for row in step_rows)
+        views.put(reading, found.id, case_no, found.query_code_hash, versions, step_ids, body, today)
+        answers[case_no] = _Public(found.query_code_hash, wrong_codes, found.locked_until, body)
+    return answers
 
 
 # What the applicant is told of a step staff must look at: delayed, never refused.

@@ -64,7 +64,7 @@ async def test_a_bulk_update_of_cases_is_seen_by_the_next_lookup(client: Client)
 
 
 async def test_a_bulk_update_pinned_to_one_step_or_case_forgets_that_case_only(client: Client) -> None:
-    """As the saga runner claims a step (by its id) and the notifier marks a case (by its id): the other
+    """As the saga runner claims a step (by its id): the other
     cases' views stay."""
     first, other = await opened(client), await opened(client)
     for url, code in (first, other):
@@ -107,6 +107,28 @@ async def test_a_bulk_update_pinned_to_one_step_or_case_forgets_that_case_only(c
         await session.commit()
     assert len(client.app[views_key]) == 1  # the first case's view stays
     assert (await progress(client, *other))["state"] == "COMPLETED"
+
+
+async def test_a_bulk_update_pinned_to_a_list_of_cases_forgets_those_cases_only(client: Client) -> None:
+    """As the notifier moves the cases of a pass on (``cases.id IN (...)``): the other cases' views stay,
+    and each case named shows its change at the next lookup."""
+    cases = [await opened(client) for _ in range(3)]
+    for url, code in cases:
+        await progress(client, url, code)
+    assert len(client.app[views_key]) == 3
+    numbers = [url.rsplit("/", 1)[1] for url, _ in cases[:2]]
+    async with client.app[sessions_key]() as session:
+        ids = list(await session.scalars(select(Case.id).where(Case.case_no.in_(numbers))))
+        await session.execute(
+            update(Case)
+            .where(Case.id.in_(ids), Case.notify_due.is_not(None))
+            .values(state="COMPLETED", version=Case.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+    assert len(client.app[views_key]) == 1  # the third case's view stays
+    assert [(await progress(client, *case))["state"] for case in cases[:2]] == ["COMPLETED"] * 2
+    assert (await progress(client, *cases[2]))["state"] != "COMPLETED"
 
 
 async def test_a_write_rolled_back_changes_nothing_kept(client: Client) -> None:

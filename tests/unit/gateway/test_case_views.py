@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from gateway.cache import ALL, CaseViews
+from gateway.cache import ALL, READ_TOGETHER, READERS, CaseViews
 
 DAY = dt.date(2016, 12, 30)
 V = (0, 1, 0)  # a case's versions as read
@@ -116,32 +116,68 @@ def test_the_least_recently_read_view_goes_first() -> None:
 
 async def test_lookups_of_one_number_that_miss_together_share_one_read() -> None:
     kept = views([0.0])
-    reads: list[str] = []
+    reads: list[list[str]] = []
     release = asyncio.Event()
 
-    async def read() -> str:
-        reads.append("GH1")
+    async def read(numbers: list[str]) -> dict[str, str]:
+        reads.append(numbers)
         await release.wait()
-        return "answer"
+        return {n: f"answer {n}" for n in numbers if n != "GH9"}
 
     together = [asyncio.ensure_future(kept.load("GH1", read)) for _ in range(5)]
     other = asyncio.ensure_future(kept.load("GH2", read))
+    missing = asyncio.ensure_future(kept.load("GH9", read))
     await asyncio.sleep(0)
     together[0].cancel()  # a caller gone: the others still get the read
     release.set()
-    assert await asyncio.gather(*together[1:], other) == ["answer"] * 5
-    assert len(reads) == 2  # one for GH1, one for GH2
-    assert await kept.load("GH1", read) == "answer"  # once done, the next miss reads again
-    assert len(reads) == 3
+    assert await asyncio.gather(*together[1:], other) == ["answer GH1"] * 4 + ["answer GH2"]
+    assert await missing is None  # not found
+    assert sorted(n for numbers in reads for n in numbers) == ["GH1", "GH2", "GH9"]  # each read once
+    assert await kept.load("GH1", read) == "answer GH1"  # once done, the next miss reads again
+    assert reads[-1] == ["GH1"]
+
+
+async def test_misses_that_wait_for_a_statement_are_read_together_in_the_next() -> None:
+    kept = views([0.0])
+    reads: list[list[str]] = []
+    under_way = 0
+    most = 0
+    release = asyncio.Event()
+
+    async def read(numbers: list[str]) -> dict[str, str]:
+        nonlocal under_way, most
+        reads.append(numbers)
+        under_way += 1
+        most = max(most, under_way)
+        await release.wait()
+        under_way -= 1
+        return {n: n for n in numbers}
+
+    first = []
+    for n in range(READERS):  # one at a time: each finds every statement under way busy
+        first.append(asyncio.ensure_future(kept.load(f"GH{n}", read)))
+        for _ in range(3):
+            await asyncio.sleep(0)
+    assert reads == [[f"GH{n}"] for n in range(READERS)]  # each statement under way at once
+    waiting = [asyncio.ensure_future(kept.load(f"GH{n}", read)) for n in range(READERS, 100)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(reads) == READERS  # no more statements while those are under way
+    release.set()
+    assert await asyncio.gather(*first, *waiting) == [f"GH{n}" for n in range(100)]
+    assert most == READERS
+    assert [len(numbers) for numbers in reads[READERS:]] == [
+        min(READ_TOGETHER, 100 - READERS - i) for i in range(0, 100 - READERS, READ_TOGETHER)
+    ]
 
 
 async def test_a_shared_read_that_fails_fails_every_lookup_waiting_for_it() -> None:
     kept = views([0.0])
 
-    async def read() -> str:
+    async def read(numbers: list[str]) -> dict[str, str]:
         await asyncio.sleep(0)
         raise TimeoutError
 
-    waiting = [kept.load("GH1", read) for _ in range(3)]
+    waiting = [kept.load(n, read) for n in ("GH1", "GH1", "GH2")]
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(r, TimeoutError) for r in results)
