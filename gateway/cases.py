@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.cache import CaseViews
+from gateway.cache import CaseViews, Reading
 from gateway.catalogue import Matter, get_value
 from gateway.departments import ACTIONS
 from gateway.ratelimit import Locked
@@ -303,6 +303,23 @@ async def public_progress(
     if not code or not hmac.compare_digest(found.code_hash, hash_code(case_no, code)):
         return Progress(None, exists=True)
     return Progress(found.body, exists=True, wrong_before=found.wrong_codes)
+
+
+def keep_public(
+    views: CaseViews,
+    reading: Reading,
+    case: Case,
+    steps: Sequence[CaseStep],
+    public: dict[str, Any],
+    clock: Clock,
+) -> None:
+    """Keep `public` (``case_view(case, steps, personal=False)``, read since `reading` began) as the case's
+    public progress answer, as a lookup's read would (``CaseViews.put`` refuses it if the case changed
+    here meanwhile). A new case has no wrong codes on record."""
+    versions = (case.version, len(steps), sum(step.version for step in steps))
+    body = json.dumps(public).encode()
+    step_ids = tuple(step.id for step in steps)
+    views.put(reading, case.id, case.case_no, case.query_code_hash, versions, step_ids, body, clock.today())
 
 
 class _Public(NamedTuple):

@@ -18,11 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from gateway import saga
 from gateway.audit import note_applicant
 from gateway.auth import Principal
-from gateway.cache import reads_key
+from gateway.cache import reads_key, views_key
 from gateway.cases import (
     applicant_key,
     case_view,
     drive_for,
+    keep_public,
     new_query_code_for,
     open_case,
     settle_submission,
@@ -253,6 +254,7 @@ async def _outcome(
     app = request.app
     sessions, clock, runner = app[sessions_key], app[clock_key], app[runner_key]
     await drive_for(runner, case_id, app[settings_key].submit_wait, claimed)
+    reading = app[views_key].reading()
     kept, case, steps = await settle_submission(sessions, case_id, app[reads_key])
     note_applicant(request, case, app[catalogue_key].get(case.matter))
     if case.state == saga.REJECTED:
@@ -287,7 +289,11 @@ async def _outcome(
             "instance": request.path,
             **kept_case,
         }
-    return 201, {**case_view(case, steps, app[catalogue_key], clock, personal=False), "query_code": code}
+    public = case_view(case, steps, app[catalogue_key], clock, personal=False)
+    # the public progress answer is this one: kept for the applicant's first lookups (unless the case
+    # changed here meanwhile), so that they need not read the case again
+    keep_public(app[views_key], reading, case, steps, public, clock)
+    return 201, {**public, "query_code": code}
 
 
 def submitted_field(step: CaseStep, field: str) -> str:

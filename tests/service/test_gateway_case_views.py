@@ -40,6 +40,22 @@ async def progress(client: Client, url: str, code: dict[str, str]) -> dict[str, 
     return body
 
 
+async def test_a_new_cases_answer_is_kept_from_its_submission(client: Client) -> None:
+    """The submission's own answer is the public one: kept at once (the applicant's first lookups read
+    nothing), with the case's versions as the database has them (a check keeps it)."""
+    resp = await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)
+    submitted = await resp.json()
+    views = client.app[views_key]
+    assert views.get(submitted["case_no"], TODAY) is not None
+    await views.revalidate(client.app[reads_key])
+    kept = views.get(submitted["case_no"], TODAY)
+    assert kept is not None  # the versions it was kept with are the database's
+    looked_up = await progress(
+        client, f"/api/v1/progress/{submitted['case_no']}", {"code": submitted["query_code"]}
+    )
+    assert looked_up == {k: v for k, v in submitted.items() if k != "query_code"}
+
+
 async def test_an_orm_write_of_a_step_is_seen_by_the_next_lookup(client: Client) -> None:
     url, code = await opened(client)
     before = await progress(client, url, code)
