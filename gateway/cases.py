@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.cache import CaseViews, Reading
@@ -23,7 +22,7 @@ from gateway.departments import ACTIONS
 from gateway.ratelimit import Locked
 from gateway.regions import region_name
 from gateway.saga.model import FINAL, CaseState, StepState, flags_of, in_force, ready_steps
-from gateway.saga.runner import SagaRunner, lock_case, write_again
+from gateway.saga.runner import SagaRunner, lock_case, read_case, write_again
 from gateway.store import Case, CaseStep, CodeFailures, IdempotencyKey, Notification
 from services.common.clock import Clock
 from services.common.logging import mask_text
@@ -160,7 +159,7 @@ async def settle_submission(
     step's result that moved the case has already made it due to be told of)."""
     if reads is not None:
         async with AsyncSession(reads, expire_on_commit=False) as session:
-            case, steps = await _case_and_steps(session, case_id)
+            case, steps = await read_case(session, case_id)
         if not _refused_outright(case, steps) and (case.notify_due or case.notified_state == case.state):
             return True, case, steps
 
@@ -179,21 +178,6 @@ async def settle_submission(
         return True, case, steps
 
     return await write_again(sessions, settle)
-
-
-async def _case_and_steps(session: AsyncSession, case_id: str) -> tuple[Case, list[CaseStep]]:
-    """The case and its steps in order: one statement."""
-    rows = (
-        await session.execute(
-            select(Case, CaseStep)
-            .outerjoin(CaseStep, CaseStep.case_id == Case.id)
-            .where(Case.id == case_id)
-            .order_by(CaseStep.position)
-        )
-    ).all()
-    if not rows:
-        raise NoResultFound(f"no case {case_id}")
-    return rows[0][0], [row[1] for row in rows if row[1] is not None]
 
 
 def _refused_outright(case: Case, steps: list[CaseStep]) -> bool:

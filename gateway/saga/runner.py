@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
 import structlog
-from sqlalchemy import CursorResult, ScalarSelect, and_, delete, select, true, update
+from sqlalchemy import CursorResult, ScalarSelect, Select, and_, delete, select, true, update
 from sqlalchemy.exc import DBAPIError, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import object_session
@@ -96,6 +96,23 @@ async def write_again(
     raise AssertionError("unreachable")
 
 
+def _case_and_steps(case_id: str | ScalarSelect[str]) -> Select[tuple[Case, CaseStep]]:
+    return (
+        select(Case, CaseStep)
+        .join(CaseStep, CaseStep.case_id == Case.id)
+        .where(Case.id == case_id)
+        .order_by(CaseStep.position)
+    )
+
+
+async def read_case(session: AsyncSession, case_id: str) -> tuple[Case, list[CaseStep]]:
+    """A case and all of its steps (in order), to read: one statement."""
+    rows = (await session.execute(_case_and_steps(case_id))).all()
+    if not rows:
+        raise NoResultFound("no such case")
+    return rows[0][0], [row[1] for row in rows]
+
+
 async def lock_case(session: AsyncSession, case_id: str | ScalarSelect[str]) -> tuple[Case, list[CaseStep]]:
     """A case and all of its steps (in order), fresh from the database, to change them: one statement.
     Their rows are locked (``FOR UPDATE``; SQLite has one writer anyway), so that the writers of one
@@ -103,16 +120,8 @@ async def lock_case(session: AsyncSession, case_id: str | ScalarSelect[str]) -> 
     submission's last word — wait for each other in turn and then read what the other wrote (PostgreSQL
     fetches the newest version of a locked row it waited for), instead of writing over a version
     another has meanwhile moved."""
-    rows = (
-        await session.execute(
-            select(Case, CaseStep)
-            .join(CaseStep, CaseStep.case_id == Case.id)
-            .where(Case.id == case_id)
-            .order_by(CaseStep.position)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).all()
+    statement = _case_and_steps(case_id).with_for_update().execution_options(populate_existing=True)
+    rows = (await session.execute(statement)).all()
     if not rows:
         raise NoResultFound("no such case")
     return rows[0][0], [row[1] for row in rows]
