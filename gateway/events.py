@@ -9,6 +9,15 @@ and checks in the very transaction that applies each batch of events. A gateway 
 lease when it expires and another takes over from the cursor, so each event is applied once. After a
 department restarts or the stream breaks, the consumer reconnects from its cursor; the saga runner's
 forward-only step transitions make a repeated event harmless as well.
+
+An event about a record this gateway's runner has just asked for (its request_id is a call in flight)
+usually arrives before the call's answer is written: the batch waits for that answer (`ANSWER_WAIT` at
+most), so that the event is not applied to a step still waiting for it. A batch that would change
+nothing then (`SagaRunner.unchanged_by`: e.g. identity's ``CardApplicationSubmitted`` once the answer it
+repeats is recorded) costs one read and no transaction: the cursor moves past it in memory and is
+written with the next batch that changes something, at the next lease renewal, or on release. A gateway
+that dies before then has the next holder read those events again, each applied to the steps as they
+stand then.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from typing import Any, cast
 
 import structlog
 from google.protobuf.json_format import MessageToDict
-from sqlalchemy import CursorResult, or_, update
+from sqlalchemy import CursorResult, case, or_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -38,6 +47,7 @@ log = structlog.get_logger("govhub.events")
 
 
 BATCH = 64  # events applied in one transaction at most
+ANSWER_WAIT = 1.0  # seconds an event waits for this gateway to record the answer of the call it follows
 
 
 class LeaseLost(Exception):
@@ -76,12 +86,21 @@ class EventConsumer:
         self.state = "starting"  # following | standby (another gateway holds it) | reconnecting
         self.last_seen: dt.datetime | None = None  # when the last event arrived
         self.made_ready = False  # whether the last batch applied made a step ready
+        # where this consumer, holding the lease, knows the cursor to stand; `_unwritten`: past the
+        # database's by batches that changed nothing
+        self._position: int | None = None
+        self._unwritten = False
         self.task: asyncio.Task[None] | None = None  # the task running `run`, when the app started one
 
     async def acquire(self) -> int | None:
         """Take (or renew) the lease; the cursor when this gateway holds it, None when another does."""
         now = self.clock.now()
         name = self.department.name
+        values: dict[str, Any] = {"owner": self.owner, "lease_until": now + self.lease}
+        if self._unwritten and self._position is not None:
+            values["sequence"] = case(
+                (EventCursor.sequence < self._position, self._position), else_=EventCursor.sequence
+            )
         async with self.sessions() as session:
             if await session.get(EventCursor, name) is None:
                 session.add(EventCursor(department=name, sequence=0))
@@ -99,21 +118,28 @@ class EventConsumer:
                         EventCursor.lease_until < now,
                     ),
                 )
-                .values(owner=self.owner, lease_until=now + self.lease)
+                .values(**values)
                 .returning(EventCursor.sequence)
             )
             sequence = result.scalar_one_or_none()
             await session.commit()
+        self._position, self._unwritten = sequence, False
         return sequence
 
     async def release(self) -> None:
+        values: dict[str, Any] = {"owner": None, "lease_until": None}
+        if self._unwritten and self._position is not None:
+            values["sequence"] = case(
+                (EventCursor.sequence < self._position, self._position), else_=EventCursor.sequence
+            )
         async with self.sessions() as session:
             await session.execute(
                 update(EventCursor)
                 .where(EventCursor.department == self.department.name, EventCursor.owner == self.owner)
-                .values(owner=None, lease_until=None)
+                .values(**values)
             )
             await session.commit()
+        self._position, self._unwritten = None, False
 
     async def apply(
         self,
@@ -129,7 +155,17 @@ class EventConsumer:
     async def apply_batch(self, events: Sequence[Event]) -> int:
         """Apply `events` (in sequence order, each after the cursor) and move the cursor past the last
         of them in one transaction, only while holding the lease; returns how many moved a step. A lost
-        race with the runner over a case (StaleDataError) tries the whole batch again from the database."""
+        race with the runner over a case (StaleDataError) tries the whole batch again from the database.
+        A batch that would change nothing, right after where this consumer knows the cursor to stand, is
+        not written (see the module's note)."""
+        if self._position is not None and events[0].sequence > self._position:
+            await self.runner.answered([e.request_id for e in events if e.request_id], ANSWER_WAIT)
+            counted = await self.runner.unchanged_by(
+                self.department.name, [(e.type, e.aggregate_id, e.request_id, e.data) for e in events]
+            )
+            if counted is not None:
+                self._position, self._unwritten, self.made_ready = events[-1].sequence, True, False
+                return counted
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 return await self._apply_once(events)
@@ -171,6 +207,7 @@ class EventConsumer:
                     )
             self.made_ready = SagaRunner.made_ready(session)
             await session.commit()
+        self._position, self._unwritten = events[-1].sequence, False
         return moved
 
     async def _renew(self) -> None:

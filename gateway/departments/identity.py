@@ -174,7 +174,7 @@ def _temporary_card_outcome(response: identity_pb2.IssueTemporaryCardResponse) -
 
 
 CARD_EVENTS = {
-    "CardApplicationSubmitted": (S.ACCEPTED, "SUBMITTED"),
+    "CardApplicationSubmitted": (S.ACCEPTED, "ACCEPTED"),  # identity accepts what it is sent at once
     "CardApplicationApproved": (S.APPROVED, "APPROVED"),
     "CardApplicationRejected": (S.REFUSED, "REJECTED"),
     "CardProduced": (S.APPROVED, "CARD_PRODUCED"),

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
 import structlog
-from sqlalchemy import CursorResult, ScalarSelect, Select, and_, delete, select, true, update
+from sqlalchemy import CursorResult, ScalarSelect, Select, and_, delete, exists, select, true, update
 from sqlalchemy.exc import DBAPIError, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import object_session
@@ -120,11 +120,26 @@ async def lock_case(session: AsyncSession, case_id: str | ScalarSelect[str]) -> 
     submission's last word — wait for each other in turn and then read what the other wrote (PostgreSQL
     fetches the newest version of a locked row it waited for), instead of writing over a version
     another has meanwhile moved."""
-    statement = _case_and_steps(case_id).with_for_update().execution_options(populate_existing=True)
-    rows = (await session.execute(statement)).all()
+    case, steps, _ = await _lock_case(session, case_id)
+    return case, steps
+
+
+async def _lock_case(
+    session: AsyncSession, case_id: str | ScalarSelect[str], parked: tuple[str, str] | None = None
+) -> tuple[Case, list[CaseStep], bool]:
+    """`lock_case`, and in the same statement whether events are parked about `parked` (department,
+    resource id)."""
+    query: Select[Any] = _case_and_steps(case_id).with_for_update().execution_options(populate_existing=True)
+    if parked is not None:
+        query = query.add_columns(
+            exists()
+            .where(ParkedEvent.department == parked[0], ParkedEvent.aggregate_id == parked[1])
+            .label("parked")
+        )
+    rows = (await session.execute(query)).all()
     if not rows:
         raise NoResultFound("no such case")
-    return rows[0][0], [row[1] for row in rows]
+    return rows[0][0], [row[1] for row in rows], parked is not None and bool(rows[0][2])
 
 
 def step_materials(
@@ -220,6 +235,9 @@ class SagaRunner:
         self.owner = owner or f"gw-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._inflight: set[str] = set()
+        # the create calls this runner has sent whose answers are not yet recorded, by request_id: done
+        # once the answer is written (or the step has failed)
+        self._answering: dict[str, asyncio.Future[None]] = {}
         # the cases a submitting request is driving (`drive(first=True)`): whether a write of this runner
         # has made a step of theirs ready since it last looked
         self._made_ready: dict[str, bool] = {}
@@ -361,8 +379,20 @@ class SagaRunner:
             if watch is not None:
                 del self._made_ready[watch]
 
+    async def answered(self, request_ids: Sequence[str], timeout: float) -> None:
+        """Wait (at most `timeout` seconds) until this runner has recorded the answers of the calls
+        with these request ids that it is making now: a department's event about a record it has just
+        created often arrives before the create call's answer is written, and would otherwise be
+        applied in a transaction of its own to a step still waiting for that answer."""
+        pending = [self._answering[r] for r in request_ids if r in self._answering]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
     async def _run_step(self, step: CaseStep) -> None:
         self._inflight.add(step.id)
+        answering = None
+        if step.state != StepState.COMPENSATING:
+            answering = self._answering[step.request_id] = asyncio.get_running_loop().create_future()
         try:
             async with self._limit:
                 if step.state == StepState.COMPENSATING:
@@ -381,6 +411,9 @@ class SagaRunner:
                 await self._fail(step.id, Failure.PROGRAMMING, type(exc).__name__)
         finally:
             self._inflight.discard(step.id)
+            if answering is not None:
+                del self._answering[step.request_id]
+                answering.set_result(None)
 
     async def _write(self, change: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run `change` in a fresh session and commit; on a lost race (a version moved meanwhile) start
@@ -389,12 +422,20 @@ class SagaRunner:
 
     async def _load(self, session: AsyncSession, step_id: str) -> tuple[Case, CaseStep, list[CaseStep]]:
         """A step, its case (locked) and all of the case's steps (`lock_case`)."""
+        case, step, steps, _ = await self._load_parked(session, step_id)
+        return case, step, steps
+
+    async def _load_parked(
+        self, session: AsyncSession, step_id: str, parked: tuple[str, str] | None = None
+    ) -> tuple[Case, CaseStep, list[CaseStep], bool]:
+        """`_load`, and in the same statement whether events are parked about `parked` (department,
+        resource id)."""
         of_case = select(CaseStep.case_id).where(CaseStep.id == step_id).scalar_subquery()
-        case, steps = await lock_case(session, of_case)
+        case, steps, any_parked = await _lock_case(session, of_case, parked)
         step = next((s for s in steps if s.id == step_id), None)
         if step is None:
             raise NoResultFound(f"no step {step_id}")
-        return case, step, steps
+        return case, step, steps, any_parked
 
     async def _still_ready(self, step_id: str) -> bool:
         """Whether a claimed step may really run now (its dependencies satisfied); if not — a row marked
@@ -477,8 +518,11 @@ class SagaRunner:
             return
         log.info("step accepted", step=step.step_key, department=step.department, state=outcome.state)
 
+        # the parked events about the resource answered are looked for in the statement that locks the case
+        answered = (step.department, outcome.resource_id) if outcome.resource_id else None
+
         async def accept(session: AsyncSession) -> bool:
-            case, fresh, steps = await self._load(session, step.id)
+            case, fresh, steps, parked = await self._load_parked(session, step.id, answered)
             failed = case.state in (CaseState.REJECTED, CaseState.WITHDRAWN)
             fresh.state = M.on_outcome(
                 StepState(fresh.state),
@@ -496,7 +540,7 @@ class SagaRunner:
             fresh.lease_owner = fresh.lease_until = None
             fresh.attempts += 1
             fresh.updated_at = self._clock.now()
-            if fresh.resource_id:
+            if parked or (fresh.resource_id and fresh.resource_id != outcome.resource_id):
                 await self._apply_parked(session, case, fresh, steps)
             self._settle(case, steps)
             return any(s.ready for s in steps)
@@ -719,6 +763,54 @@ class SagaRunner:
         if moved:
             self._settle(case, steps)
         return moved
+
+    async def unchanged_by(
+        self, department: str, events: Sequence[tuple[str, str, str, Mapping[str, Any] | None]]
+    ) -> int | None:
+        """Whether a batch of `department`'s events (type, resource id, request id, data) would change
+        nothing (`apply_event` with no write): each about a resource one step holds, which its event
+        would leave as it is (ignored, nothing new learnt). Read from the committed state without a
+        lock: an event that changes nothing there is one that arrived a moment earlier. Returns how
+        many `apply_event` would count, or None when the batch must be applied."""
+        ids = {resource_id for _, resource_id, _, _ in events}
+        if "" in ids:
+            return None
+        async with self._reads() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        CaseStep.resource_id,
+                        CaseStep.action,
+                        CaseStep.state,
+                        CaseStep.department_state,
+                        CaseStep.result,
+                    ).where(CaseStep.department == department, CaseStep.resource_id.in_(ids))
+                )
+            ).all()
+        held: dict[str, Any] = {}
+        for row in rows:
+            if row.resource_id in held:  # two steps name it: the write decides
+                return None
+            held[row.resource_id] = row
+        counted = 0
+        for event_type, resource_id, request_id, data in events:
+            step = held.get(resource_id)
+            if step is None:
+                return None
+            action = ACTIONS[step.action]
+            if event_type not in action.events:
+                counted += bool(request_id)
+                continue
+            if action.event_result is not None and data:
+                learnt = action.event_result(event_type, data)
+                if learnt and any(step.result.get(k) != v for k, v in learnt.items()):
+                    return None
+            to, to_department = action.events[event_type]
+            if M.on_event(StepState(step.state), step.department_state, to, to_department).effect != (
+                M.EventEffect.IGNORE
+            ):
+                return None
+        return counted
 
     def _apply(
         self,

@@ -195,3 +195,81 @@ async def test_a_batch_of_events_is_applied_whole_or_not_at_all(db_url: str) -> 
             await mine.apply_batch(batch)
     finally:
         await dispose_engine(engine)
+
+
+class HeldIdentity(FakeDepartment):
+    """Identity whose answers reach the gateway only once `let_go` is set (the events go first)."""
+
+    def __init__(self) -> None:
+        super().__init__("identity")
+        self.created = asyncio.Event()
+        self.let_go = asyncio.Event()
+
+    async def call(self, method: str, request: Any, ctx: Any) -> Any:
+        answer = await super().call(method, request, ctx)
+        self.created.set()
+        await self.let_go.wait()
+        return answer
+
+
+async def test_an_event_that_changes_nothing_waits_for_the_answer_and_moves_the_cursor_lazily(
+    db_url: str,
+) -> None:
+    engine = make_engine(db_url)
+    await create_schema(engine, Base.metadata)
+    sessions = session_factory(engine)
+    clock = Clock()
+    identity = HeldIdentity()
+    accepting_identity(identity)
+    runner = CountingRunner(sessions, {"identity": identity}, clock, RunnerSettings())
+    runner.applied = []
+    case, _ = await open_case(sessions, clock, load_catalogue()["id-card-renewal-cross-province"], DATA, {})
+
+    async def cursor() -> int:
+        async with sessions() as session:
+            return (await session.get_one(EventCursor, "identity")).sequence
+
+    async def step() -> CaseStep:
+        async with sessions() as session:
+            found = await session.scalar(select(CaseStep).where(CaseStep.case_id == case.id))
+            assert found is not None
+            return found
+
+    try:
+        consumer = EventConsumer(identity, runner, sessions, clock)
+        assert await consumer.acquire() == 0
+        drive = asyncio.create_task(runner.drive(case.id))
+        await identity.created.wait()  # identity has created the application; its answer is on the way
+        ((request_id, answer),) = identity.answers.items()
+        resource = answer.card_application.id
+        submitted = Event("CardApplicationSubmitted", resource, 1, request_id, {"fee_fen": 2000})
+        applying = asyncio.create_task(consumer.apply_batch([submitted]))
+        await asyncio.sleep(0.1)
+        assert not applying.done()  # the event waits for the answer this gateway is about to record
+        identity.let_go.set()
+        await drive
+        assert await applying == 0
+        recorded = await step()
+        assert (recorded.resource_id, recorded.state, recorded.department_state) == (
+            resource,
+            "ACCEPTED",
+            "ACCEPTED",
+        )
+        assert runner.applied == []  # the event said what the answer said: no transaction of its own
+        assert await cursor() == 0  # ... and the cursor moved in memory only
+        assert await consumer.acquire() == 1  # written at the lease's renewal
+        assert await cursor() == 1
+
+        repeat = Event("CardApplicationSubmitted", resource, 2, request_id, {"fee_fen": 2000})
+        assert await consumer.apply_batch([repeat]) == 0
+        await consumer.release()  # ... or when the consumer lets the stream go
+        assert await cursor() == 2
+
+        assert await consumer.acquire() == 2
+        assert await consumer.apply_batch([Event("CardApplicationApproved", resource, 3)]) == 1
+        assert (await step()).state == "APPROVED" and await cursor() == 3
+        assert [e for _, e in runner.applied] == ["CardApplicationApproved"]
+        unknown = Event("CardApplicationApproved", "not-yet-bound", 4)  # parked: written at once
+        assert await consumer.apply_batch([unknown]) == 0 and await cursor() == 4
+    finally:
+        await dispose_engine(engine)
