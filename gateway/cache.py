@@ -16,7 +16,8 @@ being committed here is not kept: ``put`` refuses a read begun before the last c
 one of its steps or its number (changes of other cases do not matter, so that a stream of writes
 elsewhere does not keep every read from being kept). A bulk ``UPDATE`` of cases or steps that changes
 what the public view shows must raise the rows' ``version``, as the ORM's writes do, for other replicas
-to see it.
+to see it; one that changes only what no public view shows (the notifier's bookkeeping: ``notify_due``,
+``notified_state``) says so with the execution option ``NOT_PUBLIC`` and forgets no view.
 
 Only what passed the query-code check is ever answered from here: a wrong code is always checked against
 the database and counted (gateway/ratelimit.py), never answered from memory. A view is kept only when
@@ -54,6 +55,9 @@ CHECKED = 250  # views checked by one statement (the loop is free between statem
 READ_TOGETHER = 32  # case numbers missed together read by one statement
 READERS = 2  # such statements under way at once (the read pool serves the rest of the gateway too)
 
+# An execution option a bulk UPDATE of cases sets when it changes only what no public view shows (the
+# notifier's bookkeeping: notify_due, notified_state); such a statement forgets no view.
+NOT_PUBLIC = "changes_no_public_view"
 INFO_KEY = "case_views"  # the session's info entry naming the replica's CaseViews
 _TOUCHED = "case_views_touched"  # case ids changed in the session's transaction; ALL for every case
 ALL = "*"
@@ -322,6 +326,7 @@ def _note_bulk(state: ORMExecuteState) -> None:
         INFO_KEY in state.session.info
         and isinstance(statement, Update | Delete)
         and statement.table in _CASE_TABLES
+        and not state.execution_options.get(NOT_PUBLIC, False)
     ):
         pinned = _pinned(statement)
         if pinned is None:

@@ -25,6 +25,7 @@ from sqlalchemy import insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway import saga
+from gateway.cache import NOT_PUBLIC
 from gateway.cases import expected_date, kept_in_force, rejection_view
 from gateway.catalogue import Matter
 from gateway.store import Case, CaseStep, Notification
@@ -205,7 +206,7 @@ class Notifier:
                 update(Case)
                 .where(Case.id.in_(ids), Case.state == state, Case.notified_state == state)
                 .values(notify_due=False)
-                .execution_options(synchronize_session=False)
+                .execution_options(synchronize_session=False, **{NOT_PUBLIC: True})
             )
             return set()
         guard = Case.notified_state.is_(None) if seen is None else Case.notified_state == seen
@@ -214,7 +215,7 @@ class Notifier:
             .where(Case.id.in_(ids), guard, Case.state == state)
             .values(notified_state=state, notify_due=False)
             .returning(Case.id)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False, **{NOT_PUBLIC: True})
         )
         return set(moved)
 

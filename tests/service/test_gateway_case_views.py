@@ -16,7 +16,7 @@ from gateway.app import create_app
 from gateway.cache import reads_key, views_key
 from gateway.ratelimit import MAX_WRONG_CODES
 from gateway.store import Case, CaseStep, LookupBucket
-from gateway.typedefs import progress_limiter_key, sessions_key
+from gateway.typedefs import notifier_key, progress_limiter_key, sessions_key
 from services.common.clock import Clock
 from tests.fakes import FakeDepartment, accepting_identity
 from tests.service.gateway_support import TODAY, settings
@@ -54,6 +54,21 @@ async def test_a_new_cases_answer_is_kept_from_its_submission(client: Client) ->
         client, f"/api/v1/progress/{submitted['case_no']}", {"code": submitted["query_code"]}
     )
     assert looked_up == {k: v for k, v in submitted.items() if k != "query_code"}
+
+
+async def test_telling_the_applicant_forgets_no_view(client: Client) -> None:
+    """The notifier's bookkeeping (what the applicant was told) is not part of any public answer: telling
+    the applicant of a new case keeps its answer, while a change the answer shows still forgets it."""
+    url, code = await opened(client)
+    case_no = url.rsplit("/", 1)[1]
+    views = client.app[views_key]
+    assert views.get(case_no, TODAY) is not None
+    assert await client.app[notifier_key].run_once() == 1  # "received" told
+    assert views.get(case_no, TODAY) is not None
+    async with client.app[sessions_key]() as session:
+        await session.execute(update(Case).where(Case.case_no == case_no).values(state="COMPLETED"))
+        await session.commit()
+    assert (await progress(client, url, code))["state"] == "COMPLETED"
 
 
 async def test_an_orm_write_of_a_step_is_seen_by_the_next_lookup(client: Client) -> None:
