@@ -61,8 +61,9 @@ IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "description": "Per caller: the same key and body within 24 hours answer as the first request did "
-    "(the same case), with a new query code; the code first given stops working. The same key with "
+    "description": "Per caller: the same key and body within 24 hours answer with the same case as it "
+    "stands now and a new query code (the code first given stops working), or with the first refusal. "
+    "The same key with "
     "another body is 422 idempotency-key-reused; while the first request runs, 409 with Retry-After.",
     "schema": {"type": "string", "maxLength": 128},
 }

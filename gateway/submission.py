@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import saga
 from gateway.audit import note_applicant
@@ -32,6 +33,7 @@ from gateway.catalogue import Matter, get_value, validate_materials, validate_su
 from gateway.departments import ACTIONS
 from gateway.problems import Problem, problem_response
 from gateway.quotes import QuoteUnavailable
+from gateway.saga.runner import read_case
 from gateway.store import CaseStep, IdempotencyKey, Material
 from gateway.typedefs import catalogue_key, clock_key, quotes_key, runner_key, sessions_key, settings_key
 from services.common.errors import FieldViolation, InvalidArgument
@@ -353,10 +355,14 @@ async def _claim_key(request: web.Request, key: str, body: dict[str, Any]) -> we
         await _finish_key(request, key, status, payload)
         return answer(status, payload)
     if existing.case_id is not None and existing.status == 201:
-        # The query code is kept only as its hash, so the first answer is given again with a new one
-        # (the code first given stops working: whoever retried did not get it, or has lost it).
-        code = await new_query_code_for(request.app[sessions_key], existing.case_id)
-        return answer(existing.status, {**existing.response, "query_code": code})
+        # The same case, as it stands now, with a new query code: the code is kept only as its hash (the
+        # one first given stops working: whoever retried did not get it, or has lost it).
+        app = request.app
+        code = await new_query_code_for(app[sessions_key], existing.case_id)
+        async with AsyncSession(app[reads_key], expire_on_commit=False) as session:
+            case, steps = await read_case(session, existing.case_id)
+        view = case_view(case, steps, app[catalogue_key], app[clock_key], personal=False)
+        return answer(201, {**view, "query_code": code})
     return answer(existing.status, existing.response)
 
 

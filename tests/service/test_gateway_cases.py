@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from gateway.audit import trail_key
 from gateway.clients import Refused
@@ -279,15 +279,19 @@ async def test_a_replayed_answer_carries_a_new_query_code_and_none_is_stored_in_
     client: TestClient,
 ) -> None:
     """The query code is kept only as a hash: the answer stored for a retry does not hold it, so a
-    retry is given a new code, which works, and the first stops working."""
+    retry is given the case as it stands with a new code, which works, and the first stops working."""
     headers = {"Idempotency-Key": "key-code", **APPLICANT}
     first = await (await client.post("/api/v1/cases", json=VALID, headers=headers)).json()
     async with client.app[sessions_key]() as session:
         stored = [row.response for row in await session.scalars(select(IdempotencyKey))]
     assert stored and all("query_code" not in response for response in stored)
     assert all(first["query_code"] not in str(response) for response in stored)
+    async with client.app[sessions_key]() as session:  # the case moves on meanwhile
+        await session.execute(update(Case).where(Case.case_no == first["case_no"]).values(state="APPROVED"))
+        await session.commit()
     again = await (await client.post("/api/v1/cases", json=VALID, headers=headers)).json()
     assert again["case_no"] == first["case_no"] and again["query_code"] != first["query_code"]
+    assert again["state"] == "APPROVED"  # as it stands now, not as it stood then
     progress = f"/api/v1/progress/{first['case_no']}"
     assert (await client.get(progress, params={"code": again["query_code"]})).status == 200
     assert (await client.get(progress, params={"code": first["query_code"]})).status == 404
