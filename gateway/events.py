@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -33,13 +32,11 @@ from typing import Any, cast
 import structlog
 from google.protobuf.json_format import MessageToDict
 from sqlalchemy import CursorResult, case, or_, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm.exc import StaleDataError
 
 from gateway.clients import Department, DepartmentError
-from gateway.saga.model import retry_delay
-from gateway.saga.runner import WRITE_ATTEMPTS, SagaRunner, lost_race
+from gateway.saga.runner import SagaRunner, write_again
 from gateway.store import EventCursor
 from services.common.clock import Clock
 
@@ -92,15 +89,25 @@ class EventConsumer:
         self._unwritten = False
         self.task: asyncio.Task[None] | None = None  # the task running `run`, when the app started one
 
+    def _unwritten_cursor(self) -> dict[str, Any]:
+        """The cursor's move past batches that changed nothing, not yet written (never backwards)."""
+        if not self._unwritten or self._position is None:
+            return {}
+        return {
+            "sequence": case(
+                (EventCursor.sequence < self._position, self._position), else_=EventCursor.sequence
+            )
+        }
+
     async def acquire(self) -> int | None:
         """Take (or renew) the lease; the cursor when this gateway holds it, None when another does."""
         now = self.clock.now()
         name = self.department.name
-        values: dict[str, Any] = {"owner": self.owner, "lease_until": now + self.lease}
-        if self._unwritten and self._position is not None:
-            values["sequence"] = case(
-                (EventCursor.sequence < self._position, self._position), else_=EventCursor.sequence
-            )
+        values: dict[str, Any] = {
+            "owner": self.owner,
+            "lease_until": now + self.lease,
+            **self._unwritten_cursor(),
+        }
         async with self.sessions() as session:
             if await session.get(EventCursor, name) is None:
                 session.add(EventCursor(department=name, sequence=0))
@@ -127,11 +134,7 @@ class EventConsumer:
         return sequence
 
     async def release(self) -> None:
-        values: dict[str, Any] = {"owner": None, "lease_until": None}
-        if self._unwritten and self._position is not None:
-            values["sequence"] = case(
-                (EventCursor.sequence < self._position, self._position), else_=EventCursor.sequence
-            )
+        values: dict[str, Any] = {"owner": None, "lease_until": None, **self._unwritten_cursor()}
         async with self.sessions() as session:
             await session.execute(
                 update(EventCursor)
@@ -166,48 +169,37 @@ class EventConsumer:
             if counted is not None:
                 self._position, self._unwritten, self.made_ready = events[-1].sequence, True, False
                 return counted
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                return await self._apply_once(events)
-            except (StaleDataError, DBAPIError) as exc:
-                if attempt == WRITE_ATTEMPTS or not lost_race(exc):
-                    raise
-                await asyncio.sleep(retry_delay(attempt, 0.01, 0.5, random.random()))
-        raise AssertionError("unreachable")
-
-    async def _apply_once(self, events: Sequence[Event]) -> int:
-        now = self.clock.now()
-        async with self.sessions() as session:
-            held = await session.execute(
-                update(EventCursor)
-                .where(
-                    EventCursor.department == self.department.name,
-                    EventCursor.owner == self.owner,
-                    EventCursor.sequence < events[0].sequence,
-                )
-                .values(sequence=events[-1].sequence, lease_until=now + self.lease)
-            )
-            if cast("CursorResult[Any]", held).rowcount != 1:
-                await session.rollback()
-                raise LeaseLost
-            moved = 0
-            for event in events:
-                if await self.runner.apply_event(
-                    session,
-                    self.department.name,
-                    event.type,
-                    event.aggregate_id,
-                    event.request_id,
-                    event.sequence,
-                    event.data,
-                ):
-                    moved += 1
-                    log.info(
-                        "department event applied", department=self.department.name, event_type=event.type
-                    )
-            self.made_ready = SagaRunner.made_ready(session)
-            await session.commit()
+        moved = await write_again(self.sessions, lambda session: self._apply_once(session, events))
         self._position, self._unwritten = events[-1].sequence, False
+        return moved
+
+    async def _apply_once(self, session: AsyncSession, events: Sequence[Event]) -> int:
+        now = self.clock.now()
+        held = await session.execute(
+            update(EventCursor)
+            .where(
+                EventCursor.department == self.department.name,
+                EventCursor.owner == self.owner,
+                EventCursor.sequence < events[0].sequence,
+            )
+            .values(sequence=events[-1].sequence, lease_until=now + self.lease)
+        )
+        if cast("CursorResult[Any]", held).rowcount != 1:
+            raise LeaseLost  # rolled back as the session closes
+        moved = 0
+        for event in events:
+            if await self.runner.apply_event(
+                session,
+                self.department.name,
+                event.type,
+                event.aggregate_id,
+                event.request_id,
+                event.sequence,
+                event.data,
+            ):
+                moved += 1
+                log.info("department event applied", department=self.department.name, event_type=event.type)
+        self.made_ready = SagaRunner.made_ready(session)
         return moved
 
     async def _renew(self) -> None:
