@@ -32,10 +32,24 @@ BACK_OFFICE = "e2e-back-office"
 TRANSPORTS = (pytest.param(False, id="plaintext"), pytest.param(True, id="tls"))
 
 
+# Ports for the hubs' servers come from below the kernel's ephemeral range (32768-60999 here): a port the
+# kernel hands out for bind(0) is also what it hands the next outgoing connection (a gRPC client, a
+# PostgreSQL connection of another test) as its local port, which then took a hub's port before the hub
+# bound it. Each xdist worker has its own block, so two workers never pick the same port.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_PORTS = iter(range(20_000 + 1_000 * _WORKER + random.randrange(500), 20_000 + 1_000 * (_WORKER + 1)))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port no process listens on, from this worker's block (see `_PORTS`)."""
+    for port in _PORTS:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("this test worker has used up its block of ports")
 
 
 @dataclass
@@ -110,12 +124,13 @@ def tls_env(var_dir: Path) -> tuple[dict[str, str], TlsFiles]:
     grants file that adds the back office to ``services/common/grants.toml``. Returns the environment
     (every certificate path set explicitly, for every process) and the back office's TLS files."""
     from services.common import certs
+    from services.common.audit import write_audit_key
     from services.common.settings import CALLERS, DEFAULT_GRANTS_FILE, SERVICES
 
     directory = var_dir / "certs"
     certs.write_dev_pki(directory, clients=(*certs.CLIENT_NAMES, BACK_OFFICE))
     audit_key = var_dir / "audit.key"
-    certs.write_audit_key(audit_key)
+    write_audit_key(audit_key)
     grants = var_dir / "grants.toml"
     grants.write_text(
         DEFAULT_GRANTS_FILE.read_text(encoding="utf-8") + _back_office_grants(), encoding="utf-8"

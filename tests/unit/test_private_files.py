@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from services.common.certs import write_audit_key
+from services.common.audit import write_audit_key
 from services.common.db import dispose_engine, make_engine
 
 
