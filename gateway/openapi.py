@@ -124,7 +124,14 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("POST", "/api/v1/cases/{case_no}/withdraw"): Op(
         "Withdraw: as the applicant (bearer token) or with the query code",
-        {200: ("Withdrawn", m.Case), 202: ("Compensation still running", m.Case)},
+        {
+            200: ("Withdrawn: every department has undone its step", m.Case),
+            202: (
+                "Withdrawal under way (`WITHDRAWING`): a department has not yet undone its step "
+                "(`COMPENSATING`); follow the case until it is `WITHDRAWN`",
+                m.Case,
+            ),
+        },
         body=m.Withdrawal,
         body_required=False,
         parameters=(CASE_NO,),

@@ -42,6 +42,7 @@ CASE_STATES = (
     saga.READY_FOR_PICKUP,
     saga.COMPLETED,
     saga.REJECTED,
+    saga.WITHDRAWING,
     saga.WITHDRAWN,
     saga.NEEDS_ATTENTION,
 )

@@ -42,6 +42,7 @@ class CaseState(StrEnum):
     READY_FOR_PICKUP = "READY_FOR_PICKUP"
     COMPLETED = "COMPLETED"
     REJECTED = "REJECTED"
+    WITHDRAWING = "WITHDRAWING"  # withdrawn by the applicant; departments are still undoing their steps
     WITHDRAWN = "WITHDRAWN"
     NEEDS_ATTENTION = "NEEDS_ATTENTION"
 
@@ -377,8 +378,13 @@ def aggregate_state(flags: CaseFlags, steps: Iterable[StepLike]) -> CaseState:
     steps = list(steps)
     states = [StepState(s.state) for s in steps if s.state != S.SKIPPED]
     if flags.withdrawn:
-        # an undo the department refused is not a withdrawal done: staff must settle it first
-        return CaseState.NEEDS_ATTENTION if S.NEEDS_ATTENTION in states else CaseState.WITHDRAWN
+        # an undo the department refused is not a withdrawal done: staff must settle it first; and
+        # it is done only once every department has undone its step (or answered a call still in flight)
+        if S.NEEDS_ATTENTION in states:
+            return CaseState.NEEDS_ATTENTION
+        if any(s in (S.COMPENSATING, S.RUNNING, S.PENDING) for s in states):
+            return CaseState.WITHDRAWING
+        return CaseState.WITHDRAWN
     if flags.rejected or S.REFUSED in states:
         return CaseState.REJECTED
     if S.NEEDS_ATTENTION in states:

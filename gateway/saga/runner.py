@@ -523,7 +523,8 @@ class SagaRunner:
 
         async def accept(session: AsyncSession) -> bool:
             case, fresh, steps, parked = await self._load_parked(session, step.id, answered)
-            failed = case.state in (CaseState.REJECTED, CaseState.WITHDRAWN)
+            flags = M.flags_of(case.outcome)
+            failed = flags.rejected or flags.withdrawn
             fresh.state = M.on_outcome(
                 StepState(fresh.state),
                 outcome.state,

@@ -97,7 +97,7 @@ async def _case_page(
         status=400 if errors else 200,
         case=case,
         feedback=feedback,
-        can_withdraw=case["state"] not in FINAL,
+        can_withdraw=case["state"] not in (*FINAL, "WITHDRAWING"),
         notice=notice,
         errors=errors or {},
     )
@@ -121,7 +121,9 @@ async def withdraw(request: web.Request, session: Session) -> web.StreamResponse
     answer = await call(request, "POST", f"/api/v1/cases/{urllib.parse.quote(case_no)}/withdraw")
     if not answer.ok:
         return await _case_page(request, errors={"withdraw": [problem_text(answer)]})
-    return redirect(f"/hall/cases/{urllib.parse.quote(case_no)}?notice=withdrawn")
+    # 200: withdrawn; 202: the departments are still undoing their steps (the case page says which)
+    notice = "withdrawn" if answer.status == 200 else "withdrawing"
+    return redirect(f"/hall/cases/{urllib.parse.quote(case_no)}?notice={notice}")
 
 
 @page(AREA)

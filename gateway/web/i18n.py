@@ -201,6 +201,10 @@ WORDS: dict[str, tuple[str, str]] = {
     "notifications": ("办理通知", "Messages"),
     "rated": ("感谢您的评价。", "Thank you for your rating."),
     "withdrawn": ("已撤回。", "Withdrawn."),
+    "withdrawing": (
+        "已申请撤回，相关部门正在撤销。",
+        "Withdrawal under way: the departments are cancelling.",
+    ),
     "state_RECEIVED": ("已接收", "Received"),
     "state_IN_REVIEW": ("审核中", "In review"),
     "state_AWAITING_APPLICANT": ("待补正", "Waiting for you"),
@@ -208,6 +212,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "state_READY_FOR_PICKUP": ("待领取", "Ready for pickup"),
     "state_COMPLETED": ("已办结", "Completed"),
     "state_REJECTED": ("不予批准", "Rejected"),
+    "state_WITHDRAWING": ("撤回中（部门正在撤销）", "Being withdrawn (departments are cancelling)"),
     "state_WITHDRAWN": ("已撤回", "Withdrawn"),
     "state_NEEDS_ATTENTION": ("处理中（工作人员已介入）", "Being handled (staff alerted)"),
     "step_PENDING": ("待办", "Waiting"),

@@ -224,7 +224,11 @@ async def test_1_withdrawal_at_each_step_boundary_matches_identitys_record(windo
     case = await window.submit(renewal(person, window.day), me)
     assert states(case) == {"card": "ACCEPTED"}
     status, view = await window.withdraw(case, me)
-    assert status == 200, view
+    if status == 202:  # identity had not cancelled yet when the answer was given: the case says so
+        assert view["state"] == "WITHDRAWING" and states(view) == {"card": "COMPENSATING"}, view
+        view = await window.until(case, "WITHDRAWN")
+    else:
+        assert status == 200, view
     assert view["state"] == "WITHDRAWN" and states(view) == {"card": "COMPENSATED"}
     app = await window.card_application(person[0])
     assert app.state == ipb.CARD_APPLICATION_STATE_CANCELLED

@@ -364,6 +364,28 @@ async def test_withdrawal_cancels_the_department_record(client: TestClient, depa
     assert (await progress.json())["state"] == "WITHDRAWN"
 
 
+async def test_a_withdrawal_the_department_has_not_yet_undone_is_withdrawing_not_withdrawn(
+    client: TestClient, departments: Any
+) -> None:
+    body = await (await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)).json()
+    assert body["steps"][0]["state"] == A.ACCEPTED
+    departments["identity"].down = True  # the cancellation cannot reach identity yet
+    resp = await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", json={"code": body["query_code"]})
+    assert resp.status == 202
+    view = await resp.json()
+    assert view["state"] == "WITHDRAWING" and view["steps"][0]["state"] == A.COMPENSATING
+    progress = await client.get(f"/api/v1/progress/{body['case_no']}", params={"code": body["query_code"]})
+    assert (await progress.json())["state"] == "WITHDRAWING"
+    departments["identity"].down = False
+    await asyncio.sleep(0.05)  # past the (tiny) backoff
+    await client.app[runner_key].drive()
+    view = await (
+        await client.get(f"/api/v1/cases/{body['case_no']}", params={"code": body["query_code"]})
+    ).json()
+    assert view["state"] == "WITHDRAWN" and view["steps"][0]["state"] == A.COMPENSATED
+    assert len(departments["identity"].calls_to("CancelCardApplication")) >= 1
+
+
 async def test_withdrawal_needs_the_query_code(client: TestClient) -> None:
     body = await (await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)).json()
     resp = await client.post(f"/api/v1/cases/{body['case_no']}/withdraw", json={"code": "12345"})

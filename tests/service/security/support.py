@@ -3,7 +3,10 @@ method generically from its descriptor."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,3 +138,15 @@ async def call(
     except grpc.aio.AioRpcError as exc:
         return exc.code(), error_reason(exc)
     return grpc.StatusCode.OK, ""
+
+
+async def counted(read: Callable[[], float], at_least: float, timeout: float = 5.0) -> float:
+    """`read()` once it reaches `at_least` (or as it stands after `timeout`). A refused call is counted by
+    the metrics interceptor after grpc.aio has already sent its status (``context.abort`` sends it, then
+    raises through the interceptors), so the client can hear the answer a moment before it is counted."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if value >= at_least or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.01)

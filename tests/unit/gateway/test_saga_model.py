@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from gateway.saga.model import (
+    CASE_FINAL,
     RANK,
     TRANSITIONS,
     CaseFlags,
@@ -296,6 +297,16 @@ def test_a_later_step_that_used_a_record_ends_its_undo() -> None:
     ]
     # a move-in refused used nothing
     assert not undo_ended(out, [Step("out", S.DONE), Step("in", S.REFUSED)])
+
+
+def test_a_withdrawal_is_withdrawn_only_once_every_department_has_undone_its_step() -> None:
+    flags = CaseFlags(withdrawn=True)
+    undoing = [Step("a", S.CANCELLED), Step("b", S.COMPENSATING), Step("c", S.COMPENSATED)]
+    assert aggregate_state(flags, undoing) == CaseState.WITHDRAWING
+    assert CaseState.WITHDRAWING not in CASE_FINAL
+    # a record kept in force (a stay) is no part of what is withdrawn: it does not hold the case open
+    kept = [Step("a", S.CANCELLED), Step("b", S.COMPENSATED), Step("stay", S.DONE)]
+    assert aggregate_state(flags, kept) == CaseState.WITHDRAWN
 
 
 def test_a_withdrawal_whose_undo_was_refused_needs_attention_not_withdrawn() -> None:
