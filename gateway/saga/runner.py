@@ -952,10 +952,9 @@ class SagaRunner:
                 self._begin_compensation(case, steps, {"withdrawn": True, "reason": "WITHDRAWN_BY_APPLICANT"})
             return blockers
 
-        blockers = await self._write(withdraw)
-        if not blockers:
-            self.wake()
-        return blockers
+        # The background loop is not woken: the request that withdraws drives the undo itself
+        # (``cases.drive_for``), so that its answer can say WITHDRAWN; what it leaves, the loop takes up.
+        return await self._write(withdraw)
 
     async def hand_over(
         self, case_id: str, step_ids: set[str], by: str, results: dict[str, dict[str, Any]]
