@@ -70,8 +70,10 @@ IDEMPOTENCY_KEY = {
 OPEN: S = {"type": "object"}
 NOT_AVAILABLE = {
     422: (
-        "Refused by the rules; type /problems/matter-not-available: the matter cannot be applied for "
-        "today (the answer carries available_from, available_until and today)",
+        "Refused by the rules (type /problems/refused: the department's `reason` and the `step`; where "
+        "the rule is about one submitted field, `errors` names it, e.g. data.residence_permit.valid_until "
+        "for RESIDENCE_PERMIT_EXPIRED); type /problems/matter-not-available: the matter cannot be applied "
+        "for today (the answer carries available_from, available_until and today)",
         m.Problem,
     )
 }

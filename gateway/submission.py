@@ -279,6 +279,20 @@ async def _outcome(
             }
         conflict = refused is not None and refused.result.get("code") == "ALREADY_EXISTS"
         status = 409 if conflict else 422
+        about = ACTIONS[refused.action].refused_fields.get(refused.reason) if refused else None
+        errors = (
+            {
+                "errors": [
+                    {
+                        "field": submitted_field(refused, about),
+                        "reason": refused.reason,
+                        "detail": refused.message,
+                    }
+                ]
+            }
+            if refused is not None and about
+            else {}
+        )
         return status, {
             "type": "/problems/conflict" if conflict else "/problems/refused",
             "title": "The department already holds such an application"
@@ -288,6 +302,7 @@ async def _outcome(
             "detail": refused.message if refused else "",
             "reason": case.outcome.get("reason", "REFUSED"),
             "step": refused.step_key if refused else None,
+            **errors,
             "instance": request.path,
             **kept_case,
         }

@@ -155,6 +155,8 @@ class Action(Generic[Req, Resp]):
     shown: tuple[str, ...] = ()
     # refusal reasons that mean "nothing to do here": the step is DONE, the case goes on
     nothing_to_do: frozenset[str] = frozenset()
+    # refusal reason -> the submitted field (one of `reads`) it is about, named in the refusal's answer
+    refused_fields: Mapping[str, str] = field(default_factory=dict)
     decision: Decision | None = None
     # handed over at the counter by a department call (an ID card: IssueCard) rather than recorded
     handover: Callable[[str, str, bool], Message] | None = None  # (resource, request id, old surrendered)

@@ -263,6 +263,19 @@ def _renewal_after_name_change(step: StepInput) -> identity_pb2.CreateCardApplic
     )
 
 
+# The refusals of a card application that are about one submitted field: the answer names it (an
+# expired residence permit is about its `valid_until`), where the action reads that field.
+_REFUSED_FIELDS = {
+    "RESIDENCE_PERMIT_REQUIRED": "residence_permit.number",
+    "RESIDENCE_PERMIT_EXPIRED": "residence_permit.valid_until",
+    "RENEWAL_REASON_REQUIRED": "renewal_reason",
+    "FEE_REDUCTION_NOT_APPLICABLE": "fee_reduction",
+    "HUKOU_RECORD_NOT_FOUND": "applicant.id_number",
+    "HUKOU_NAME_MISMATCH": "applicant.name",
+    "CROSS_PROVINCE_NOT_OFFERED_HERE": "accepting_region_code",
+}
+
+
 def _card_action(
     name: str, build: Callable[[StepInput], identity_pb2.CreateCardApplicationRequest], reads: frozenset[str]
 ) -> Action[identity_pb2.CreateCardApplicationRequest, identity_pb2.CreateCardApplicationResponse]:
@@ -273,6 +286,7 @@ def _card_action(
         build=build,
         outcome=_card_outcome,
         reads=reads,
+        refused_fields={reason: f for reason, f in _REFUSED_FIELDS.items() if f in reads},
         compensate_rpc=CANCEL,
         compensate_build=cancel_request(CANCEL),
         undo_until=S.ACCEPTED,  # identity cancels an application only until it is approved
@@ -313,6 +327,7 @@ ACTIONS: list[Action[Any, Any]] = [
         build=_temporary_card_request,
         outcome=_temporary_card_outcome,
         reads=frozenset({"applicant.id_number", "applicant.name", "station_region_code"}),
+        refused_fields={"NOT_AT_HUKOU_STATION": "station_region_code"},
         events={"TemporaryCardIssued": (S.DONE, "ISSUED")},
         shown=("fee_fen",),
     ),

@@ -285,14 +285,15 @@ async def submit_form(
         }
         session.changed = True
         return redirect(receipt_url.format(case_no=answer.body["case_no"]))
-    if answer.status in (400, 403) and answer.body.get("errors"):
+    if answer.status in (400, 403, 422) and answer.body.get("errors"):
+        # invalid fields, or a department's refusal about one field (an expired residence permit)
         return form_page(
             request,
             matter,
             action=action,
             values=values,
             errors=answer.field_errors(language(request)),
-            status=400,
+            status=answer.status if answer.status == 422 else 400,
         )
     if answer.status in (403, 409, 422):
         return form_page(

@@ -305,6 +305,27 @@ REASONS: dict[str, tuple[str, str]] = {
     "NOT_AN_EMAIL": ("请填写有效的电子邮箱。", "Enter an e-mail address (name@example.org)."),
     "NOT_UPLOADED": ("文件未上传成功，请重新选择。", "The file did not arrive; choose it again."),
     "TYPE_NOT_ALLOWED": ("只接受 PDF、JPEG 或 PNG 文件。", "Only PDF, JPEG or PNG files are accepted."),
+    # a department's refusal about one submitted field (the API names the field)
+    "RESIDENCE_PERMIT_REQUIRED": (
+        "须持有效的上海市居住证。",
+        "A valid Shanghai residence permit is required.",
+    ),
+    "RESIDENCE_PERMIT_EXPIRED": (
+        "居住证已过有效期，请核对有效期限。",
+        "The residence permit has expired; check its valid-until date.",
+    ),
+    "RENEWAL_REASON_REQUIRED": ("请选择换领原因。", "Choose why the card is renewed."),
+    "FEE_REDUCTION_NOT_APPLICABLE": ("此项减免不适用于本申请。", "This reduction does not apply here."),
+    "HUKOU_RECORD_NOT_FOUND": ("户籍登记中没有此身份号码。", "The household register has no such ID number."),
+    "HUKOU_NAME_MISMATCH": ("姓名与户籍登记不一致。", "The name differs from the household register's."),
+    "CROSS_PROVINCE_NOT_OFFERED_HERE": (
+        "此地不受理外省户籍居民的申请。",
+        "Applications from other provinces are not accepted here.",
+    ),
+    "NOT_AT_HUKOU_STATION": (
+        "临时身份证须在户籍所在地派出所办理。",
+        "A temporary card is issued at the hukou police station.",
+    ),
     "NOT_THE_TOKEN_HOLDER": (
         "在线只能为本人申请；为他人办理请到服务大厅窗口。",
         "Online you may apply only for yourself; for someone else, come to a service hall.",

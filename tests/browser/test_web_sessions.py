@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.typedefs import departments_key
 from services.common.clock import Clock
 from tests.fakes import FakeDepartment, accepting_identity
 from tests.service.gateway_support import TODAY, citizen, settings, token
@@ -159,6 +160,20 @@ async def test_field_errors_come_back_beside_their_fields_with_the_values_kept(w
     number = text[text.index('id="f-data-residence_permit-number-field"') :]
     number = number[: number.index("</div>")]
     assert 'value="SH310104201600001"' in number and "error" not in number
+    assert await my_case_count(web) == 0
+
+
+async def test_a_department_refusal_about_a_field_is_shown_beside_it(web: TestClient) -> None:
+    accepting_identity(web.app[departments_key]["identity"], refuse="RESIDENCE_PERMIT_EXPIRED")
+    assert (await sign_in_with_token(web, token("citizen", "c", person=PERSON))).status == 303
+    html = await page(web, APPLY)
+    resp = await web.post(APPLY, data={**FORM, "csrf": csrf_of(html)}, allow_redirects=False)
+    assert resp.status in (400, 422)
+    text = await resp.text()
+    field = text.rindex("<div", 0, text.index('id="f-data-residence_permit-valid_until-field"'))
+    until = text[field:]
+    until = until[: until.index("</div>")]
+    assert "has-error" in until and 'value="2017-06-30"' in until and "居住证已过有效期" in until, until
     assert await my_case_count(web) == 0
 
 

@@ -157,8 +157,25 @@ async def test_department_refusal_is_a_422_with_its_reason_and_leaves_no_case(
     assert resp.status == 422
     problem = await resp.json()
     assert problem["reason"] == "PROVINCE_NOT_YET_ACCEPTED"
+    assert "errors" not in problem  # a rule about the whole application names no field
     assert problem["type"] == "/problems/refused"
     assert "case_no" not in problem
+    assert await case_count(client) == 0
+
+
+async def test_a_refusal_about_one_submitted_field_names_it(client: TestClient, departments: Any) -> None:
+    accepting_identity(departments["identity"], refuse="RESIDENCE_PERMIT_EXPIRED")
+    resp = await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)
+    assert resp.status == 422
+    problem = await resp.json()
+    assert problem["reason"] == "RESIDENCE_PERMIT_EXPIRED"
+    assert problem["errors"] == [
+        {
+            "field": "data.residence_permit.valid_until",
+            "reason": "RESIDENCE_PERMIT_EXPIRED",
+            "detail": "refused by the rules",
+        }
+    ]
     assert await case_count(client) == 0
 
 

@@ -22,6 +22,15 @@ def test_every_matter_reads_only_what_it_declares() -> None:
             assert ACTIONS[step.action].reads <= paths, (matter.id, step.key)
 
 
+def test_a_refusal_about_a_field_names_one_the_action_reads() -> None:
+    for action in ACTIONS.values():
+        assert set(action.refused_fields.values()) <= action.reads, action.name
+    renewal = ACTIONS["identity.card_renewal"]
+    assert renewal.refused_fields["RESIDENCE_PERMIT_EXPIRED"] == "residence_permit.valid_until"
+    # the replacement is taken at a station, not an accepting office: that refusal is not about its fields
+    assert "CROSS_PROVINCE_NOT_OFFERED_HERE" not in ACTIONS["identity.card_replacement"].refused_fields
+
+
 def test_a_matter_whose_step_reads_an_undeclared_field_is_refused_at_start() -> None:
     renewal = ACTIONS["identity.card_renewal"]
     typo = dataclasses.replace(renewal, reads=renewal.reads | {"applicant.id_numbr"})
