@@ -293,6 +293,7 @@ async def submit_form(
             action=action,
             values=values,
             errors=answer.field_errors(language(request)),
+            message=problem_text(answer) if answer.status == 422 else "",
             status=answer.status if answer.status == 422 else 400,
         )
     if answer.status in (403, 409, 422):

@@ -174,6 +174,7 @@ async def test_a_department_refusal_about_a_field_is_shown_beside_it(web: TestCl
     until = text[field:]
     until = until[: until.index("</div>")]
     assert "has-error" in until and 'value="2017-06-30"' in until and "居住证已过有效期" in until, until
+    assert "The application was refused" in text  # and the refusal itself above the form
     assert await my_case_count(web) == 0
 
 
