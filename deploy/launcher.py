@@ -32,7 +32,14 @@ STOP_TIMEOUT = 15.0
 READY_TIMEOUT = 60.0
 
 
-def port_free(host: str, port: int) -> bool:
+# How long a port held by a connection (not by a server) is waited for: a connection closed on this
+# side stays in TIME_WAIT for 60 s on Linux, and keeps its local port bound meanwhile. The default ports
+# lie in the kernel's ephemeral range, so right after `make test` (thousands of loopback connections)
+# one of them can be held so for a while.
+PORT_WAIT = 65.0
+
+
+def bindable(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -40,6 +47,35 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def served(host: str, port: int) -> bool:
+    """Whether a server accepts connections on the port (another hub, or another program)."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def taken_ports(ports: list[tuple[str, int, str]], wait: float = PORT_WAIT) -> list[tuple[str, int, str]]:
+    """The (host, port, setting) of `ports` that cannot be bound: at once for a port a server holds;
+    a port held only by a connection is waited for, at most `wait` seconds."""
+    deadline = time.monotonic() + wait
+    told: set[int] = set()
+    while True:
+        taken = [p for p in ports if not bindable(p[0], p[1])]
+        if not taken or any(served(host, port) for host, port, _ in taken) or time.monotonic() >= deadline:
+            return taken
+        for host, port, _ in taken:
+            if port not in told:
+                told.add(port)
+                print(
+                    f"launcher: port {port} on {host} is held by a closing connection; "
+                    f"waiting for it (at most {wait:.0f} s)",
+                    flush=True,
+                )
+        time.sleep(0.5)
 
 
 async def grpc_serving(target: str, tls: TlsFiles | None = None) -> bool:
@@ -138,9 +174,8 @@ def main() -> int:
     except SettingsError as exc:
         print(f"launcher: {exc}", file=sys.stderr)
         return 2
-    taken = [(s.host, s.port, s.listen_setting) for s in services.values() if not port_free(s.host, s.port)]
-    if not port_free(gateway.host, gateway.port):
-        taken.append((gateway.host, gateway.port, gateway.listen_setting))
+    ports = [(s.host, s.port, s.listen_setting) for s in services.values()]
+    taken = taken_ports([*ports, (gateway.host, gateway.port, gateway.listen_setting)])
     for host, port, setting in taken:
         print(f"launcher: port {port} on {host} is already in use; set {setting} to move it", file=sys.stderr)
     if taken:
