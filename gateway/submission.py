@@ -279,20 +279,17 @@ async def _outcome(
             }
         conflict = refused is not None and refused.result.get("code") == "ALREADY_EXISTS"
         status = 409 if conflict else 422
+        # a refusal about one submitted field (an expired residence permit) names it
         about = ACTIONS[refused.action].refused_fields.get(refused.reason) if refused else None
-        errors = (
-            {
-                "errors": [
-                    {
-                        "field": submitted_field(refused, about),
-                        "reason": refused.reason,
-                        "detail": refused.message,
-                    }
-                ]
-            }
-            if refused is not None and about
-            else {}
-        )
+        errors = []
+        if refused is not None and about:
+            errors = [
+                {
+                    "field": submitted_field(refused, about),
+                    "reason": refused.reason,
+                    "detail": refused.message,
+                }
+            ]
         return status, {
             "type": "/problems/conflict" if conflict else "/problems/refused",
             "title": "The department already holds such an application"
@@ -302,7 +299,7 @@ async def _outcome(
             "detail": refused.message if refused else "",
             "reason": case.outcome.get("reason", "REFUSED"),
             "step": refused.step_key if refused else None,
-            **errors,
+            **({"errors": errors} if errors else {}),
             "instance": request.path,
             **kept_case,
         }

@@ -4,7 +4,7 @@ Idempotency-Key and retries."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select, update
@@ -32,6 +32,17 @@ APPLICANT = citizen("11010519491231002X")  # the applicant's bearer token: onlin
 async def case_count(client: TestClient) -> int:
     async with client.app[sessions_key]() as session:
         return await session.scalar(select(func.count()).select_from(Case)) or 0
+
+
+async def retry_due_steps(client: TestClient) -> None:
+    """Past the (tiny) retry backoff, run what is due, as the background loop would."""
+    await asyncio.sleep(0.05)
+    await client.app[runner_key].drive()
+
+
+async def case_by_code(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
+    resp = await client.get(f"/api/v1/cases/{body['case_no']}", params={"code": body["query_code"]})
+    return cast("dict[str, Any]", await resp.json())
 
 
 async def test_submission_opens_a_case_and_sends_the_step_once(client: TestClient, departments: Any) -> None:
@@ -214,11 +225,8 @@ async def test_unavailable_department_is_retried_until_it_answers(
     assert body["state"] == "RECEIVED"
     assert body["steps"][0]["state"] == A.PENDING
     departments["identity"].down = False
-    await asyncio.sleep(0.05)  # past the (tiny) backoff
-    await client.app[runner_key].drive()
-    view = await (
-        await client.get(f"/api/v1/cases/{body['case_no']}", params={"code": body["query_code"]})
-    ).json()
+    await retry_due_steps(client)
+    view = await case_by_code(client, body)
     assert view["state"] == "IN_REVIEW"
     calls = departments["identity"].calls_to("CreateCardApplication")
     assert len({ctx.request_id for _, ctx in calls}) == 1  # every attempt carries the same request_id
@@ -228,11 +236,8 @@ async def test_retries_exhausted_needs_attention(client: TestClient, departments
     departments["identity"].down = True
     body = await (await client.post("/api/v1/cases", json=VALID, headers=APPLICANT)).json()
     for _ in range(5):
-        await asyncio.sleep(0.05)
-        await client.app[runner_key].drive()
-    view = await (
-        await client.get(f"/api/v1/cases/{body['case_no']}", params={"code": body["query_code"]})
-    ).json()
+        await retry_due_steps(client)
+    view = await case_by_code(client, body)
     assert view["state"] == "NEEDS_ATTENTION"
     assert view["steps"][0]["state"] == A.NEEDS_ATTENTION
     assert len(departments["identity"].calls_to("CreateCardApplication")) == 3
@@ -394,11 +399,8 @@ async def test_a_withdrawal_the_department_has_not_yet_undone_is_withdrawing_not
     progress = await client.get(f"/api/v1/progress/{body['case_no']}", params={"code": body["query_code"]})
     assert (await progress.json())["state"] == "WITHDRAWING"
     departments["identity"].down = False
-    await asyncio.sleep(0.05)  # past the (tiny) backoff
-    await client.app[runner_key].drive()
-    view = await (
-        await client.get(f"/api/v1/cases/{body['case_no']}", params={"code": body["query_code"]})
-    ).json()
+    await retry_due_steps(client)
+    view = await case_by_code(client, body)
     assert view["state"] == "WITHDRAWN" and view["steps"][0]["state"] == A.COMPENSATED
     assert len(departments["identity"].calls_to("CancelCardApplication")) >= 1
 
